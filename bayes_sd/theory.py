@@ -1,0 +1,373 @@
+"""Closed-form latency model of speculative decoding under load (MODEL.md section 1).
+
+Units throughout: times in seconds (s), rates in requests per second (requests/s),
+lengths in tokens, throughput in tokens per second.
+
+One implementation of the math serves numpy (simulator, recommender, tests) and the
+PyMC model: the functions that take ``xp`` use only arithmetic operators and functions
+of ``xp`` (default :mod:`numpy`; the model passes :mod:`pytensor.tensor`), and never
+branch in Python on array values. Divisions guarded by ``xp.where`` use a safe
+denominator in the unused branch so that pytensor gradients stay finite.
+
+Symbols: ``a`` per-position acceptance probability, ``k`` draft length (0 = no
+speculation), ``tau`` tokens per verify iteration (acceptance length, counts the bonus
+token), ``P`` prompt length, ``D`` output length, ``N`` iterations per request,
+``C1`` load-independent demand (s), ``C2`` demand added per other in-flight request (s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "COEFS",
+    "ServiceCosts",
+    "Demand",
+    "tau_constant",
+    "tau_per_position",
+    "implied_acceptance",
+    "iterations",
+    "demand",
+    "latency_at_load",
+    "latency_closed",
+    "latency_open",
+    "saturation_rate",
+    "in_flight",
+    "step_time",
+    "ttft",
+    "tpot",
+    "expert_coverage",
+    "latency_moe_at_load",
+    "latency_moe_open",
+    "latency_moe_closed",
+    "leviathan_speedup",
+    "yan_throughput",
+    "speedup",
+]
+
+#: Names of the service-cost coefficients, in the order the model stacks them.
+COEFS = ("v0", "v1", "d0", "d1", "p0", "p1", "c1")
+
+_NEAR_ONE = 1e-9
+
+
+@dataclass(frozen=True)
+class ServiceCosts:
+    """Service-cost coefficients of one verifier/drafter pair on one hardware.
+
+    Fields may be floats, numpy arrays or pytensor tensors (broadcastable together).
+
+    v0: s, fixed cost of one verifier forward pass (weights read, launch, scheduler).
+    v1: s per sequence-token in a verifier pass (each sequence carries k+1 tokens).
+    d0: s, fixed cost of one drafter forward pass.
+    d1: s per sequence-token in a drafter pass (k draft passes per iteration, 1 token each).
+    p0: s, fixed cost of one request's prefill.
+    p1: s per prompt token prefilled.
+    c1: s per sequence per pass per context token (attention over the KV cache);
+        the mean context of a request is P + D/2 tokens.
+    experts: routed experts per layer E of an MoE verifier (None = dense).
+    experts_per_token: experts each token is routed to (top-k).
+    expert_share: fraction of v0 spent reading expert weights (scales with coverage).
+    """
+
+    v0: Any
+    v1: Any
+    d0: Any
+    d1: Any
+    p0: Any
+    p1: Any
+    c1: Any
+    experts: Any = None
+    experts_per_token: Any = None
+    expert_share: Any = 0.0
+
+
+@dataclass(frozen=True)
+class Demand:
+    """Per-request service demand (s), split by phase.
+
+    ``c1_*``: load-independent part (latency of the request alone on the server).
+    ``c2_*``: part added per other request in flight (s per request).
+    """
+
+    c1_prefill: Any
+    c1_draft: Any
+    c1_verify: Any
+    c2_prefill: Any
+    c2_draft: Any
+    c2_verify: Any
+
+    @property
+    def c1(self):
+        """C1 (s): latency of the request alone on the server."""
+        return self.c1_prefill + self.c1_draft + self.c1_verify
+
+    @property
+    def c2(self):
+        """C2 (s per other in-flight request)."""
+        return self.c2_prefill + self.c2_draft + self.c2_verify
+
+
+# --------------------------------------------------------------------------- acceptance
+
+
+def tau_constant(a, k, xp=np):
+    """Tokens per verify iteration (acceptance length, tokens) for constant acceptance.
+
+    ``tau = (1 - a^(k+1)) / (1 - a)``; ``k = 0`` gives 1; the ``a -> 1`` limit is ``k + 1``.
+    ``a`` is the per-position acceptance probability in [0, 1], ``k`` the draft length.
+    """
+    near = xp.abs(1.0 - a) < _NEAR_ONE
+    den = xp.where(near, 1.0, 1.0 - a)  # safe denominator: finite gradients in both branches
+    return xp.where(near, k + 1.0, (1.0 - a ** (k + 1)) / den)
+
+
+def tau_per_position(a_pos, xp=np):
+    """Acceptance length (tokens) from per-position acceptance ``a_pos`` of shape (..., k).
+
+    ``tau = 1 + sum_j prod_{i<=j} a_i`` (a draft token counts only if all before it did).
+    """
+    return 1.0 + xp.sum(xp.cumprod(a_pos, axis=-1), axis=-1)
+
+
+def implied_acceptance(tau, k, n_iter=64):
+    """Constant per-position acceptance ``a`` in [0, 1] with ``tau_constant(a, k) = tau``.
+
+    numpy only, vectorised bisection (``tau`` is increasing in ``a``). ``tau`` (tokens)
+    is clipped to [1, k+1]; entries with ``k = 0`` (no information about ``a``) are NaN.
+    """
+    tau, k = np.broadcast_arrays(np.asarray(tau, float), np.asarray(k, float))
+    target = np.clip(tau, 1.0, k + 1.0)
+    lo, hi = np.zeros(tau.shape), np.ones(tau.shape)
+    for _ in range(n_iter):
+        mid = 0.5 * (lo + hi)
+        below = tau_constant(mid, k) < target
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    out = np.where(k > 0, 0.5 * (lo + hi), np.nan)
+    return out[()] if out.ndim == 0 else out
+
+
+def iterations(output_len, tau):
+    """Forward-pass iterations per request: ``N = (D - 1) / tau + 1``.
+
+    The first output token comes from prefill, so ``N`` counts the prefill pass;
+    ``D`` in tokens, ``tau`` in tokens per iteration.
+    """
+    return (output_len - 1.0) / tau + 1.0
+
+
+# --------------------------------------------------------------------------- demand and latency
+
+
+def demand(costs, k, tau, prompt_len, output_len, xp=np):
+    """Per-request demand (s) of a request with ``P`` prompt and ``D`` output tokens.
+
+    With ``N = iterations(D, tau)`` and ``ctx = c1 * (P + D/2)`` (attention, s per pass)::
+
+        c1_prefill = p0 + p1 P              c2_prefill = p0 + p1 P
+        c1_draft   = N k (d0 + d1)          c2_draft   = N k d1
+        c1_verify  = N (v0 + (k+1) v1 + ctx) c2_verify = N ((k+1) v1 + ctx)
+
+    ``C1`` is the latency alone on the server; ``C2`` what each other in-flight request
+    adds (its sequence-tokens in my passes, its prefill in my steps).
+    """
+    c = costs
+    n = iterations(output_len, tau)
+    ctx = c.c1 * (prompt_len + output_len / 2.0)
+    prefill = c.p0 + c.p1 * prompt_len
+    return Demand(
+        c1_prefill=prefill,
+        c1_draft=n * k * (c.d0 + c.d1),
+        c1_verify=n * (c.v0 + (k + 1.0) * c.v1 + ctx),
+        c2_prefill=prefill,
+        c2_draft=n * k * c.d1,
+        c2_verify=n * ((k + 1.0) * c.v1 + ctx),
+    )
+
+
+def latency_at_load(c1, c2, others):
+    """Mean request latency (s): ``L = C1 + others * C2``.
+
+    ``others`` is the mean number of OTHER requests in flight while this one is served.
+    """
+    return c1 + others * c2
+
+
+def latency_closed(c1, c2, concurrency):
+    """Mean latency (s) in a closed loop of ``concurrency`` streams: others = concurrency - 1."""
+    return latency_at_load(c1, c2, concurrency - 1.0)
+
+
+def latency_open(c1, c2, rate, xp=np):
+    """Mean latency (s) at open-loop arrival ``rate`` (requests/s).
+
+    Arrivals see time averages (PASTA) and Little's law gives others = rate * L, so
+    ``L = C1 / (1 - rate C2)``; ``+inf`` where ``rate * C2 >= 1`` (saturated).
+    """
+    rho = rate * c2
+    stable = rho < 1.0
+    den = xp.where(stable, 1.0 - rho, 1.0)
+    return xp.where(stable, c1 / den, np.inf)
+
+
+def saturation_rate(c2):
+    """Arrival rate (requests/s) at which the open-loop latency diverges: ``1 / C2``."""
+    return 1.0 / c2
+
+
+def in_flight(rate, latency):
+    """Mean number of requests in flight (batch size) by Little's law: ``B = rate * L``."""
+    return rate * latency
+
+
+def step_time(costs, k, tau, prompt_len, output_len, others, xp=np):
+    """Mean duration (s) of one scheduler step (k draft passes + one verify pass).
+
+    ``v0 + k d0 + (others+1) ((k+1) v1 + k d1 + ctx) + others (p0 + p1 P) / N``:
+    every in-flight sequence adds its per-token work, and the others' prefills
+    (one per request over its ``N`` steps) are spread uniformly over the steps.
+    Consistency: ``p0 + p1 P + N * step_time(others) == C1 + others * C2``.
+    """
+    c = costs
+    n = iterations(output_len, tau)
+    ctx = c.c1 * (prompt_len + output_len / 2.0)
+    per_seq = (k + 1.0) * c.v1 + k * c.d1 + ctx
+    prefill = c.p0 + c.p1 * prompt_len
+    return c.v0 + k * c.d0 + (others + 1.0) * per_seq + others * prefill / n
+
+
+def ttft(costs, k, tau, prompt_len, output_len, others, xp=np):
+    """Mean time to first token (s): ``p0 + p1 P + 1.5 * step_time(others)``.
+
+    Approximation: an arrival waits on average half a step for the running step to end,
+    then one step that carries its own prefill alongside the others' decoding. All
+    requests are assumed alike (same P, D), and no queueing for KV-cache admission.
+    """
+    c = costs
+    prefill = c.p0 + c.p1 * prompt_len
+    return prefill + 1.5 * step_time(costs, k, tau, prompt_len, output_len, others, xp=xp)
+
+
+def tpot(latency, ttft, output_len):
+    """Mean time per output token after the first (s/token): ``(L - TTFT) / (D - 1)``; D > 1."""
+    return (latency - ttft) / (output_len - 1.0)
+
+
+# --------------------------------------------------------------------------- MoE verifier
+
+
+def expert_coverage(tokens, experts, experts_per_token):
+    """Expected fraction of routed experts touched by ``tokens`` tokens in one pass.
+
+    ``1 - (1 - top_k / E)^T`` (uniform independent routing); in [top_k/E, 1] for T >= 1.
+    """
+    return 1.0 - (1.0 - experts_per_token / experts) ** tokens
+
+
+def _moe_saving(costs, k, tau, output_len, others):
+    """Verifier fixed-cost saving (s per request) of an MoE verifier at ``others`` others.
+
+    ``N * v0 * share * (1 - coverage(T))`` with ``T = (others + 1)(k + 1)`` tokens per pass.
+    """
+    c = costs
+    n = iterations(output_len, tau)
+    untouched = 1.0 - expert_coverage((others + 1.0) * (k + 1.0), c.experts, c.experts_per_token)
+    return n * c.v0 * c.expert_share * untouched
+
+
+def latency_moe_at_load(costs, k, tau, prompt_len, output_len, others, xp=np):
+    """Mean latency (s) with an MoE verifier at ``others`` other requests in flight.
+
+    The verifier fixed cost becomes ``v0 (1 - share + share * coverage(T))`` with
+    ``T = (others + 1)(k + 1)`` tokens per verify pass; dense when ``experts`` is None.
+    """
+    dem = demand(costs, k, tau, prompt_len, output_len, xp=xp)
+    lat = latency_at_load(dem.c1, dem.c2, others)
+    if costs.experts is None:  # structural, not an array value
+        return lat
+    return lat - _moe_saving(costs, k, tau, output_len, others)
+
+
+def latency_moe_closed(costs, k, tau, prompt_len, output_len, concurrency, xp=np):
+    """Mean latency (s), MoE verifier, closed loop of ``concurrency`` streams (others = B - 1)."""
+    return latency_moe_at_load(costs, k, tau, prompt_len, output_len, concurrency - 1.0, xp=xp)
+
+
+def latency_moe_open(costs, k, tau, prompt_len, output_len, rate, n_iter=200):
+    """Mean latency (s), MoE verifier, open loop at ``rate`` (requests/s). numpy only.
+
+    Solves the fixed point ``L = latency_moe_at_load(others = rate * L)`` by vectorised
+    bisection on ``[g(0), C1 / (1 - rate C2)]`` (``g`` is increasing in L, so the dense
+    open-loop latency bounds it from above). ``+inf`` where ``rate * C2 >= 1``.
+    Equals :func:`latency_open` for a dense verifier.
+    """
+    dem = demand(costs, k, tau, prompt_len, output_len)
+    rate = np.asarray(rate, float)
+    dense = latency_open(dem.c1, dem.c2, rate)
+    if costs.experts is None:
+        return dense
+
+    def g(lat):
+        return latency_moe_at_load(costs, k, tau, prompt_len, output_len, rate * lat)
+
+    finite = np.isfinite(dense)
+    hi = np.where(finite, dense, 0.0)
+    lo = np.minimum(g(np.zeros_like(hi)) + 0.0 * hi, hi)
+    for _ in range(n_iter):
+        mid = 0.5 * (lo + hi)
+        low = g(mid) > mid  # f(mid) = mid - g(mid) < 0: root lies above
+        lo, hi = np.where(low, mid, lo), np.where(low, hi, mid)
+        if np.all(hi - lo <= 1e-15 * np.abs(hi)):
+            break
+    out = np.where(finite, 0.5 * (lo + hi), np.inf)
+    return out[()] if out.ndim == 0 else out
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def leviathan_speedup(a, k, c, xp=np):
+    """Batch-1 speedup of Leviathan et al.: ``(1 - a^(k+1)) / ((1 - a)(k c + 1))``.
+
+    ``c`` is the ratio of one draft pass's cost to one verify pass's cost (dimensionless).
+    """
+    return tau_constant(a, k, xp=xp) / (k * c + 1.0)
+
+
+def yan_throughput(tau, t_verify, t_draft):
+    """Batch-1 decoding throughput of Yan et al. (tokens/s): ``tau / (t_verify + t_draft)``.
+
+    ``t_verify`` (s) is one verify pass, ``t_draft`` (s) the k draft passes of one iteration.
+    """
+    return tau / (t_verify + t_draft)
+
+
+def speedup(costs, k, tau, prompt_len, output_len, *, rate=None, concurrency=None, xp=np):
+    """Latency ratio ``L(k=0, tau=1) / L(k, tau)`` under the given load (dimensionless).
+
+    Give ``rate`` (requests/s, open loop) or ``concurrency`` (streams, closed loop), or
+    neither for a request alone on the server. An MoE verifier (``experts`` set) uses
+    the MoE latencies (numpy only). Saturated baseline with a stable speculative run
+    gives inf; both saturated gives NaN.
+    """
+    if rate is not None and concurrency is not None:
+        raise ValueError("give rate or concurrency, not both")
+    moe = costs.experts is not None
+
+    def lat(kk, tt):
+        if rate is not None:
+            if moe:
+                return latency_moe_open(costs, kk, tt, prompt_len, output_len, rate)
+            dem = demand(costs, kk, tt, prompt_len, output_len, xp=xp)
+            return latency_open(dem.c1, dem.c2, rate, xp=xp)
+        conc = 1.0 if concurrency is None else concurrency
+        if moe:
+            return latency_moe_closed(costs, kk, tt, prompt_len, output_len, conc)
+        dem = demand(costs, kk, tt, prompt_len, output_len, xp=xp)
+        return latency_closed(dem.c1, dem.c2, conc)
+
+    return lat(0.0, 1.0) / lat(k, tau)

@@ -1,0 +1,144 @@
+"""The canonical trace tables: column names, types, units and meaning.
+
+Three tables, all pandas DataFrames with one row per record:
+
+``requests``
+    One row per benchmark request. Times are seconds on one clock per run
+    (epoch or monotonic: only differences within a run are used).
+``runs``
+    One row per benchmark run: one server configuration held at one load level.
+    This is what the models fit: request rows are reduced to run-level sufficient
+    statistics by :func:`bayes_sd.traces.aggregate.aggregate_runs`.
+``models``
+    Optional. One row per verifier or drafter named in ``runs``: the size
+    predictors the hierarchy and the MoE variant use.
+
+The column lists below are the single source of truth: validation, the
+``bayes-sd ingest --help`` text and the README table are all generated from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "Column",
+    "REQUESTS",
+    "RUNS",
+    "MODELS",
+    "TABLES",
+    "LOAD_TYPES",
+    "NO_DRAFTER",
+    "TraceError",
+    "schema_help",
+]
+
+#: Value of ``drafter`` for runs without speculation (k = 0).
+NO_DRAFTER = "none"
+#: Allowed values of ``load_type``: open loop at an offered rate, or closed loop at a concurrency.
+LOAD_TYPES = ("rate", "concurrency")
+
+
+class TraceError(ValueError):
+    """A trace file or table that bayes_sd cannot use as it is.
+
+    The message always names the file (or table), the column and the fix, in one line.
+    """
+
+    def __init__(self, source: str, column: str | None, problem: str, fix: str):
+        self.source = source
+        self.column = column
+        self.problem = problem
+        self.fix = fix
+        where = f"{source}" + (f", column '{column}'" if column else "")
+        super().__init__(f"{where}: {problem}. Fix: {fix}")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a canonical table.
+
+    ``kind`` is one of ``"str"``, ``"int"``, ``"float"``, ``"bool"``.
+    ``unit`` is the physical unit ("s", "requests/s", "tokens", ...) or "" if none.
+    ``lo``/``hi`` bound valid values (inclusive) when not None.
+    """
+
+    name: str
+    kind: str
+    unit: str
+    required: bool
+    description: str
+    lo: float | None = None
+    hi: float | None = None
+
+
+REQUESTS: tuple[Column, ...] = (
+    Column("run_id", "str", "", True, "run this request belongs to (key into the runs table)"),
+    Column("request_id", "str", "", True, "identifier of the request, unique within its run"),
+    Column("start_s", "float", "s", True, "time the request was sent (one clock per run)"),
+    Column("first_token_s", "float", "s", True, "time the first output token arrived"),
+    Column("end_s", "float", "s", True, "time the last output token arrived"),
+    Column("prompt_tokens", "int", "tokens", True, "prompt length", lo=0),
+    Column("output_tokens", "int", "tokens", True, "generated tokens", lo=1),
+    Column("draft_tokens", "int", "tokens", False, "tokens proposed by the drafter", lo=0),
+    Column("accepted_tokens", "int", "tokens", False, "draft tokens accepted by the verifier", lo=0),
+    Column("num_drafts", "int", "", False, "verify steps that carried drafts", lo=0),
+)
+
+RUNS: tuple[Column, ...] = (
+    Column("run_id", "str", "", True, "unique identifier of the run"),
+    Column("source", "str", "", True, "where the run comes from (file, benchmark, or 'synthetic:...')"),
+    Column("hardware", "str", "", True, "accelerator, e.g. 'B200' or 'H100'"),
+    Column("verifier", "str", "", True, "target (verifier) model name"),
+    Column("drafter", "str", "", True, f"draft model name, '{NO_DRAFTER}' when k = 0"),
+    Column("dataset", "str", "", True, "workload / prompt set the run used"),
+    Column("k", "int", "tokens", True, "draft length (num_speculative_tokens); 0 = no speculation", lo=0, hi=64),
+    Column("load_type", "str", "", True, "'rate' (open loop, offered rate) or 'concurrency' (closed loop, N streams)"),
+    Column("rate_rps", "float", "requests/s", False, "offered request rate (open loop)", lo=0),
+    Column("achieved_rps", "float", "requests/s", False, "completed requests per second", lo=0),
+    Column("concurrency", "float", "requests", False, "streams in flight (closed loop setting)", lo=0),
+    Column("prompt_len", "float", "tokens", True, "mean prompt tokens per request", lo=0),
+    Column("output_len", "float", "tokens", True, "mean output tokens per request", lo=1),
+    Column("n_requests", "int", "", True, "successful requests in the measured window", lo=1),
+    Column("latency_mean_s", "float", "s", True, "mean end-to-end request latency", lo=0),
+    Column("latency_sd_s", "float", "s", False, "standard deviation of request latency", lo=0),
+    Column("latency_p50_s", "float", "s", False, "median request latency", lo=0),
+    Column("latency_p90_s", "float", "s", False, "90th percentile request latency", lo=0),
+    Column("latency_p99_s", "float", "s", False, "99th percentile request latency", lo=0),
+    Column("ttft_mean_s", "float", "s", False, "mean time to first token", lo=0),
+    Column("ttft_p50_s", "float", "s", False, "median time to first token", lo=0),
+    Column("tpot_mean_s", "float", "s", False, "mean time per output token after the first", lo=0),
+    Column("output_tps", "float", "tokens/s", False, "output tokens per second, all streams (TTFT included)", lo=0),
+    Column("draft_tokens", "float", "tokens", False, "draft tokens proposed in the run", lo=0),
+    Column("accepted_tokens", "float", "tokens", False, "draft tokens accepted in the run", lo=0),
+    Column("num_drafts", "float", "", False, "verify steps carrying drafts in the run", lo=0),
+    Column("acceptance_length", "float", "tokens", False, "mean tokens per verify step, bonus token included (tau)", lo=1),
+    Column("saturated", "bool", "", False, "run is past the server's capacity: not steady state"),
+    Column("saturation_reason", "str", "", False, "why the run was flagged saturated"),
+)
+
+MODELS: tuple[Column, ...] = (
+    Column("name", "str", "", True, "model name as used in runs.verifier / runs.drafter"),
+    Column("params_b", "float", "1e9 parameters", True, "total parameters, billions", lo=0),
+    Column("layers", "int", "", True, "transformer blocks", lo=1),
+    Column("hidden_size", "int", "", False, "hidden width", lo=1),
+    Column("experts", "float", "", False, "routed experts per MoE layer (empty for dense)", lo=1),
+    Column("experts_per_token", "float", "", False, "experts each token activates (top-k)", lo=1),
+)
+
+TABLES: dict[str, tuple[Column, ...]] = {"requests": REQUESTS, "runs": RUNS, "models": MODELS}
+
+
+def column_names(table: str, required_only: bool = False) -> list[str]:
+    """Names of a canonical table's columns, in canonical order."""
+    return [c.name for c in TABLES[table] if c.required or not required_only]
+
+
+def schema_help(table: str) -> str:
+    """Plain-text description of one table, as printed by ``bayes-sd ingest --help``."""
+    lines = [f"{table} table:"]
+    for c in TABLES[table]:
+        flag = "required" if c.required else "optional"
+        unit = f" [{c.unit}]" if c.unit else ""
+        lines.append(f"  {c.name:<18} {c.kind:<5} {flag:<8}{unit} {c.description}")
+    return "\n".join(lines)

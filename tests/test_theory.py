@@ -1,0 +1,297 @@
+"""Tests of bayes_sd.theory: the closed-form latency model (numpy and pytensor)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bayes_sd import theory as th
+
+SETTINGS = settings(max_examples=50, deadline=None)
+
+
+def fl(lo, hi):
+    return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def costs_st(draw, moe=False):
+    kw = dict(
+        v0=draw(fl(1e-3, 5e-2)),
+        v1=draw(fl(1e-6, 1e-3)),
+        d0=draw(fl(1e-4, 1e-2)),
+        d1=draw(fl(1e-7, 1e-4)),
+        p0=draw(fl(0.0, 1e-2)),
+        p1=draw(fl(0.0, 1e-4)),
+        c1=draw(fl(0.0, 1e-7)),
+    )
+    if moe:
+        kw.update(
+            experts=draw(st.sampled_from([8, 64, 128, 256])),
+            experts_per_token=draw(st.sampled_from([1, 2, 8])),
+            expert_share=draw(fl(0.0, 0.9)),
+        )
+    return th.ServiceCosts(**kw)
+
+
+ks = st.integers(0, 8)
+accept = fl(0.0, 0.99)
+prompts = fl(1.0, 4096.0)
+outputs = fl(2.0, 2048.0)
+
+
+def dem_of(costs, k, a, P, D):
+    return th.demand(costs, k, th.tau_constant(a, k), P, D)
+
+
+# --------------------------------------------------------------------------- acceptance
+
+
+@SETTINGS
+@given(a=accept, k=ks)
+def test_tau_bounds_and_monotone(a, k):
+    tau = th.tau_constant(a, k)
+    assert 1.0 - 1e-12 <= tau <= k + 1.0 + 1e-12
+    assert th.tau_constant(a, k + 1) >= tau
+    if a ** (k + 1) > 1e-12:  # the next term must be visible in float64
+        assert th.tau_constant(a, k + 1) > tau
+    if a > 1e-3 and k >= 1:
+        assert th.tau_constant(min(a + 1e-3, 1.0), k) > tau
+
+
+def test_tau_special_values():
+    assert th.tau_constant(0.7, 0) == pytest.approx(1.0)
+    assert th.tau_constant(1.0, 5) == 6.0
+    assert th.tau_constant(1.0 - 1e-7, 5) == pytest.approx(6.0, rel=1e-6)
+    assert th.tau_constant(0.0, 5) == 1.0
+    np.testing.assert_allclose(th.tau_constant(np.array([0.5, 1.0]), np.array([1, 3])), [1.5, 4.0])
+
+
+@SETTINGS
+@given(a=fl(0.0, 1.0), k=ks)
+def test_tau_per_position_constant_equals_closed_form(a, k):
+    assert th.tau_per_position(np.full(k, a)) == pytest.approx(th.tau_constant(a, k), rel=1e-9)
+
+
+def test_tau_per_position_decaying():
+    assert th.tau_per_position(np.array([0.8, 0.5, 0.25])) == pytest.approx(1 + 0.8 + 0.4 + 0.1)
+    np.testing.assert_allclose(th.tau_per_position(np.array([[1.0, 1.0], [0.0, 1.0]])), [3.0, 1.0])
+
+
+@SETTINGS
+@given(a=fl(0.0, 0.999), k=st.integers(1, 8))
+def test_implied_acceptance_inverts_tau(a, k):
+    assert th.implied_acceptance(th.tau_constant(a, k), k) == pytest.approx(a, abs=1e-7)
+
+
+def test_implied_acceptance_vectorised_and_edges():
+    a = np.array([0.1, 0.5, 0.9])
+    k = np.array([1, 4, 7])
+    np.testing.assert_allclose(th.implied_acceptance(th.tau_constant(a, k), k), a, atol=1e-9)
+    assert th.implied_acceptance(9.0, 3) == pytest.approx(1.0)  # clipped to k + 1
+    assert np.isnan(th.implied_acceptance(1.0, 0))
+
+
+def test_iterations():
+    assert th.iterations(101, 4.0) == 26.0
+    assert th.iterations(1, 3.0) == 1.0
+
+
+# --------------------------------------------------------------------------- latency
+
+
+@SETTINGS
+@given(costs=costs_st(), k=ks, a=accept, P=prompts, D=outputs, u1=fl(0.01, 0.98), du=fl(1e-3, 0.01))
+def test_latency_open_rises_diverges_and_tends_to_c1(costs, k, a, P, D, u1, du):
+    dem = dem_of(costs, k, a, P, D)
+    c1, c2 = dem.c1, dem.c2
+    sat = th.saturation_rate(c2)
+    assert th.latency_open(c1, c2, (u1 + du) * sat) > th.latency_open(c1, c2, u1 * sat)
+    assert th.latency_open(c1, c2, (1 - 1e-9) * sat) > 1e8 * c1
+    assert th.latency_open(c1, c2, (1 + 1e-12) * sat) == np.inf  # 1/C2 * C2 may round below 1
+    assert th.latency_open(c1, c2, 2 * sat) == np.inf
+    assert th.latency_open(c1, c2, 1e-12 * sat) == pytest.approx(c1, rel=1e-9)
+
+
+@SETTINGS
+@given(costs=costs_st(), k=ks, a=accept, P=prompts, D=outputs, u=fl(0.0, 0.99))
+def test_open_loop_is_self_consistent(costs, k, a, P, D, u):
+    dem = dem_of(costs, k, a, P, D)
+    rate = u * th.saturation_rate(dem.c2)
+    lat = th.latency_open(dem.c1, dem.c2, rate)
+    others = th.in_flight(rate, lat)
+    assert th.latency_at_load(dem.c1, dem.c2, others) == pytest.approx(lat, rel=1e-9)
+
+
+@SETTINGS
+@given(costs=costs_st(), k=ks, a=accept, P=prompts, D=outputs, b=st.integers(1, 256))
+def test_latency_closed(costs, k, a, P, D, b):
+    dem = dem_of(costs, k, a, P, D)
+    assert th.latency_closed(dem.c1, dem.c2, 1) == dem.c1
+    assert th.latency_closed(dem.c1, dem.c2, b + 1) > th.latency_closed(dem.c1, dem.c2, b)
+
+
+def test_demand_values():
+    costs = th.ServiceCosts(v0=1.0, v1=0.1, d0=0.5, d1=0.01, p0=2.0, p1=0.001, c1=1e-4)
+    dem = th.demand(costs, 3, 2.0, 1000.0, 21.0)  # N = 11, ctx = 1e-4 * 1010.5
+    ctx = 0.10105
+    assert dem.c1_prefill == pytest.approx(3.0) and dem.c2_prefill == pytest.approx(3.0)
+    assert dem.c1_draft == pytest.approx(11 * 3 * 0.51)
+    assert dem.c1_verify == pytest.approx(11 * (1.0 + 0.4 + ctx))
+    assert dem.c2_draft == pytest.approx(11 * 3 * 0.01)
+    assert dem.c2_verify == pytest.approx(11 * (0.4 + ctx))
+    assert dem.c1 == pytest.approx(3.0 + 16.83 + 11 * 1.50105)
+    assert dem.c2 == pytest.approx(3.0 + 0.33 + 11 * 0.50105)
+
+
+@SETTINGS
+@given(costs=costs_st(), k=ks, a=accept, P=prompts, D=outputs, others=fl(0.0, 200.0))
+def test_step_time_ttft_tpot_consistent(costs, k, a, P, D, others):
+    tau = th.tau_constant(a, k)
+    dem = th.demand(costs, k, tau, P, D)
+    lat = th.latency_at_load(dem.c1, dem.c2, others)
+    n = th.iterations(D, tau)
+    step = th.step_time(costs, k, tau, P, D, others)
+    assert costs.p0 + costs.p1 * P + n * step == pytest.approx(lat, rel=1e-9)
+    first = th.ttft(costs, k, tau, P, D, others)
+    assert first == pytest.approx(costs.p0 + costs.p1 * P + 1.5 * step, rel=1e-12)
+    assert th.tpot(lat, first, D) == pytest.approx((lat - first) / (D - 1), rel=1e-12)
+    assert th.ttft(costs, k, tau, P, D, others + 1) > first
+
+
+def test_vectorised_broadcasting():
+    costs = th.ServiceCosts(v0=np.array([0.01, 0.02]), v1=1e-4, d0=1e-3, d1=1e-5, p0=0.0, p1=1e-5, c1=0.0)
+    dem = th.demand(costs, np.array([[0], [4]]), np.array([[1.0], [3.0]]), 512.0, 256.0)
+    lat = th.latency_open(dem.c1, dem.c2, np.array([0.0, 1.0]))
+    assert lat.shape == (2, 2)
+    np.testing.assert_allclose(lat[:, 0], dem.c1[:, 0])
+
+
+# --------------------------------------------------------------------------- batch-1 baselines
+
+
+@SETTINGS
+@given(v0=fl(1e-3, 5e-2), ratio=fl(0.0, 0.5), a=accept, k=st.integers(1, 8))
+def test_batch1_limits_match_leviathan_and_yan(v0, ratio, a, k):
+    d0 = ratio * v0
+    costs = th.ServiceCosts(v0=v0, v1=0.0, d0=d0, d1=0.0, p0=0.0, p1=0.0, c1=0.0)
+    tau = th.tau_constant(a, k)
+    D, P = 1e6, 100.0
+    base = th.demand(costs, 0, 1.0, P, D).c1
+    spec_dem = th.demand(costs, k, tau, P, D)
+    assert base / spec_dem.c1 == pytest.approx(th.leviathan_speedup(a, k, d0 / v0), rel=0.01)
+    assert th.speedup(costs, k, tau, P, D) == pytest.approx(th.leviathan_speedup(a, k, ratio), rel=0.01)
+    lat = th.latency_closed(spec_dem.c1, spec_dem.c2, 1)
+    inv_tpot = 1.0 / th.tpot(lat, th.ttft(costs, k, tau, P, D, 0.0), D)
+    assert inv_tpot == pytest.approx(th.yan_throughput(tau, v0, k * d0), rel=0.01)
+
+
+def test_leviathan_values():
+    assert th.leviathan_speedup(0.8, 4, 0.05) == pytest.approx((1 - 0.8**5) / (0.2 * 1.2))
+    assert th.leviathan_speedup(1.0, 3, 0.0) == 4.0
+
+
+def test_speedup_under_load_and_arguments():
+    costs = th.ServiceCosts(v0=0.02, v1=2e-4, d0=2e-3, d1=5e-5, p0=1e-3, p1=1e-5, c1=1e-8)
+    tau = th.tau_constant(0.7, 4)
+    alone = th.speedup(costs, 4, tau, 512, 256)
+    busy = th.speedup(costs, 4, tau, 512, 256, concurrency=256)
+    assert alone > 1.0 > busy  # speculation stops paying at high load
+    assert th.speedup(costs, 4, tau, 512, 256, rate=1e-9) == pytest.approx(alone, rel=1e-6)
+    with pytest.raises(ValueError):
+        th.speedup(costs, 4, tau, 512, 256, rate=1.0, concurrency=4)
+
+
+# --------------------------------------------------------------------------- MoE
+
+
+@SETTINGS
+@given(T=fl(1.0, 2000.0), dT=fl(0.5, 10.0), E=st.sampled_from([8, 64, 256]), top=st.sampled_from([1, 2, 8]))
+def test_expert_coverage_bounds_and_monotone(T, dT, E, top):
+    cov = th.expert_coverage(T, E, top)
+    assert top / E - 1e-12 <= cov <= 1.0
+    assert th.expert_coverage(T + dT, E, top) >= cov
+    if cov < 1 - 1e-6:
+        assert th.expert_coverage(T + dT, E, top) > cov
+
+
+@SETTINGS
+@given(costs=costs_st(moe=True), k=ks, a=accept, P=prompts, D=outputs, u=fl(0.0, 0.999))
+def test_moe_fixed_point_satisfies_equation(costs, k, a, P, D, u):
+    tau = th.tau_constant(a, k)
+    dem = th.demand(costs, k, tau, P, D)
+    rate = u * th.saturation_rate(dem.c2)
+    lat = th.latency_moe_open(costs, k, tau, P, D, rate)
+    again = th.latency_moe_at_load(costs, k, tau, P, D, rate * lat)
+    assert again == pytest.approx(lat, rel=1e-9)
+    assert lat <= th.latency_open(dem.c1, dem.c2, rate) * (1 + 1e-12)
+    assert th.latency_moe_open(costs, k, tau, P, D, 1.0001 * th.saturation_rate(dem.c2)) == np.inf
+
+
+def test_moe_values_and_vectorised():
+    costs = th.ServiceCosts(v0=0.03, v1=1e-4, d0=2e-3, d1=1e-5, p0=1e-3, p1=1e-5, c1=1e-8,
+                            experts=64, experts_per_token=2, expert_share=0.6)
+    tau = th.tau_constant(0.6, 3)
+    dem = th.demand(costs, 3, tau, 256, 128)
+    n = th.iterations(128, tau)
+    cov = th.expert_coverage(4 * 4, 64, 2)  # 3 others + itself, k + 1 = 4 tokens each
+    expected = dem.c1 + 3 * dem.c2 - n * 0.03 * 0.6 * (1 - cov)
+    assert th.latency_moe_closed(costs, 3, tau, 256, 128, 4) == pytest.approx(expected, rel=1e-12)
+    rates = np.array([0.0, 0.5, 0.9, 1.5]) * th.saturation_rate(dem.c2)
+    lat = th.latency_moe_open(costs, 3, tau, 256, 128, rates)
+    assert np.all(np.diff(lat[:3]) > 0) and lat[3] == np.inf
+    assert lat[0] == pytest.approx(th.latency_moe_closed(costs, 3, tau, 256, 128, 1), rel=1e-12)
+
+
+@SETTINGS
+@given(costs=costs_st(), k=ks, a=accept, P=prompts, D=outputs, u=fl(0.0, 1.2), b=st.integers(1, 128))
+def test_moe_dense_equals_dense_latency(costs, k, a, P, D, u, b):
+    tau = th.tau_constant(a, k)
+    dem = th.demand(costs, k, tau, P, D)
+    rate = u * th.saturation_rate(dem.c2)
+    assert th.latency_moe_open(costs, k, tau, P, D, rate) == th.latency_open(dem.c1, dem.c2, rate)
+    assert th.latency_moe_closed(costs, k, tau, P, D, b) == pytest.approx(th.latency_closed(dem.c1, dem.c2, b))
+    # experts set but no expert share: also dense
+    zero = dataclasses.replace(costs, experts=64, experts_per_token=4, expert_share=0.0)
+    if u < 1:
+        assert th.latency_moe_open(zero, k, tau, P, D, rate) == pytest.approx(
+            th.latency_open(dem.c1, dem.c2, rate), rel=1e-9)
+
+
+# --------------------------------------------------------------------------- pytensor
+
+
+def test_pytensor_matches_numpy():
+    pytensor = pytest.importorskip("pytensor")
+    pt = pytest.importorskip("pytensor.tensor")
+
+    names = ("a", "k", "P", "D", "rate", "conc") + th.COEFS
+    sym = {n: pt.dvector(n) for n in names}
+    costs = th.ServiceCosts(**{c: sym[c] for c in th.COEFS})
+    tau = th.tau_constant(sym["a"], sym["k"], xp=pt)
+    dem = th.demand(costs, sym["k"], tau, sym["P"], sym["D"], xp=pt)
+    l_open = th.latency_open(dem.c1, dem.c2, sym["rate"], xp=pt)
+    l_closed = th.latency_closed(dem.c1, dem.c2, sym["conc"])
+    grad = pytensor.grad(pt.sum(tau) + pt.sum(l_closed), sym["a"])  # finite at a = 1 too
+    fn = pytensor.function([sym[n] for n in names], [tau, dem.c1, dem.c2, l_open, l_closed, grad],
+                           on_unused_input="ignore", mode="FAST_COMPILE")
+
+    vals = dict(a=[0.0, 0.5, 0.8, 1.0], k=[0, 3, 5, 2], P=[128, 512, 1024, 64], D=[64, 256, 1024, 32],
+                rate=[1.0, 5.0, 1e4, 0.0], conc=[1, 8, 32, 4], v0=[0.02] * 4, v1=[1e-4] * 4,
+                d0=[2e-3] * 4, d1=[1e-5] * 4, p0=[1e-3] * 4, p1=[1e-5] * 4, c1=[1e-8] * 4)
+    vals = {n: np.asarray(v, float) for n, v in vals.items()}
+    got = fn(*[vals[n] for n in names])
+
+    ncosts = th.ServiceCosts(**{c: vals[c] for c in th.COEFS})
+    ntau = th.tau_constant(vals["a"], vals["k"])
+    ndem = th.demand(ncosts, vals["k"], ntau, vals["P"], vals["D"])
+    want = [ntau, ndem.c1, ndem.c2, th.latency_open(ndem.c1, ndem.c2, vals["rate"]),
+            th.latency_closed(ndem.c1, ndem.c2, vals["conc"])]
+    for g, w in zip(got[:5], want):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+    assert np.isinf(got[3][2])  # saturated entry
+    assert np.all(np.isfinite(got[5]))

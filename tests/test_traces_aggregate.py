@@ -1,0 +1,182 @@
+"""Aggregation of request rows into run statistics, and saturation detection."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bayes_sd.traces.aggregate import aggregate_runs, detect_saturation, fill_saturation
+from bayes_sd.traces.schema import RUNS, TraceError
+
+
+def meta(run_ids, **kw) -> pd.DataFrame:
+    base = dict(source="test", hardware="H100", verifier="v", drafter="d", dataset="x", k=3,
+                load_type="concurrency", concurrency=4.0)
+    base.update(kw)
+    return pd.DataFrame([{"run_id": r, **base} for r in run_ids])
+
+
+def requests(start, latency, ttft=None, out=None, run="r1", **extra) -> pd.DataFrame:
+    start, latency = np.asarray(start, float), np.asarray(latency, float)
+    n = len(start)
+    ttft = np.full(n, 0.5) if ttft is None else np.asarray(ttft, float)
+    return pd.DataFrame({"run_id": run, "request_id": [f"{run}-{i}" for i in range(n)], "start_s": start,
+                         "first_token_s": start + ttft, "end_s": start + latency,
+                         "prompt_tokens": 100, "output_tokens": 11 if out is None else out, **extra})
+
+
+def test_hand_computed_statistics_no_trimming():
+    # 5 requests (< 20: never trimmed); latencies 1, 2, 3, 4, 10 s
+    req = requests(start=[0, 1, 2, 3, 4], latency=[1, 2, 3, 4, 10], ttft=[0.1, 0.2, 0.3, 0.4, 0.5],
+                   out=[11, 21, 1, 5, 101], draft_tokens=10, accepted_tokens=[5, 5, 5, 5, 0], num_drafts=2)
+    req["prompt_tokens"] = [10, 20, 30, 40, 50]
+    before = req.copy(deep=True)
+    r = aggregate_runs(req, meta(["r1"])).iloc[0]
+    pd.testing.assert_frame_equal(req, before)  # input untouched
+    assert r["n_requests"] == 5
+    assert r["latency_mean_s"] == pytest.approx(4.0)
+    assert r["latency_sd_s"] == pytest.approx(np.sqrt(50 / 4))  # squares 9+4+1+0+36, ddof 1
+    assert r["latency_p50_s"] == pytest.approx(3.0)
+    assert r["latency_p90_s"] == pytest.approx(4 + 0.6 * 6)  # position 3.6 between 4 and 10
+    assert r["latency_p99_s"] == pytest.approx(4 + 0.96 * 6)
+    assert r["ttft_mean_s"] == pytest.approx(0.3) and r["ttft_p50_s"] == pytest.approx(0.3)
+    # tpot over requests with > 1 token: 0.9/10, 1.8/20, 3.6/4, 9.5/100
+    assert r["tpot_mean_s"] == pytest.approx((0.09 + 0.09 + 0.9 + 0.095) / 4)
+    assert r["achieved_rps"] == pytest.approx(5 / 14)  # window [0, 14]
+    assert r["output_tps"] == pytest.approx(139 / 14)
+    assert r["prompt_len"] == pytest.approx(30) and r["output_len"] == pytest.approx(139 / 5)
+    assert (r["draft_tokens"], r["accepted_tokens"], r["num_drafts"]) == (50, 20, 10)
+    assert r["acceptance_length"] == pytest.approx(3.0)
+    assert list(aggregate_runs(req, meta(["r1"])).columns) == [c.name for c in RUNS]
+
+
+def _trim_table():
+    # 40 requests, start i s; latency 2 s, except the first five (warm-up) at 5 s
+    lat = np.where(np.arange(40) < 5, 5.0, 2.0)
+    return requests(start=np.arange(40), latency=lat)
+
+
+def test_default_trimming_drops_first_and_last_tenth():
+    r = aggregate_runs(_trim_table(), meta(["r1"])).iloc[0]
+    # span [0, 41]; window [4.1, 36.9]; kept: start >= 4.1 and end <= 36.9 -> i = 5..34
+    assert r["n_requests"] == 30
+    assert r["latency_mean_s"] == pytest.approx(2.0) and r["latency_sd_s"] == pytest.approx(0.0)
+    # completions inside the window: i = 0..34 (ends 5..9 and 7..36) -> 35 over 32.8 s
+    assert r["achieved_rps"] == pytest.approx(35 / 32.8)
+
+
+def test_explicit_warmup_and_cooldown():
+    r = aggregate_runs(_trim_table(), meta(["r1"]), warmup_s=10, cooldown_s=0).iloc[0]
+    assert r["n_requests"] == 30  # i = 10..39
+    assert r["achieved_rps"] == pytest.approx(32 / 31)  # ends in [10, 41]: i = 8..39
+
+
+def test_trimming_keeps_at_least_20():
+    # 25 requests: trimming would keep 19 (< 20), so the run is kept whole
+    r = aggregate_runs(requests(start=np.arange(25), latency=np.full(25, 2.0)), meta(["r1"])).iloc[0]
+    assert r["n_requests"] == 25 and r["achieved_rps"] == pytest.approx(25 / 26)
+
+
+def test_runs_are_independent_and_meta_rows_without_requests_dropped():
+    req = pd.concat([requests([0, 1, 2], [1, 1, 1], run="a"), requests([0, 1], [3, 5], run="b")])
+    out = aggregate_runs(req, meta(["a", "b", "unused"])).set_index("run_id")
+    assert set(out.index) == {"a", "b"}
+    assert out.loc["a", "latency_mean_s"] == pytest.approx(1) and out.loc["b", "latency_mean_s"] == pytest.approx(4)
+
+
+def test_missing_metadata_is_an_error_naming_run_ids():
+    req = pd.concat([requests([0, 1], [1, 1], run="a"), requests([0, 1], [1, 1], run="zz")])
+    with pytest.raises(TraceError, match="zz") as e:
+        aggregate_runs(req, meta(["a"]), source="reqs.csv")
+    assert "reqs.csv" in str(e.value) and "'run_id'" in str(e.value)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 2), st.floats(0, 1e4), st.floats(1e-3, 300), st.floats(0, 1),
+                          st.integers(1, 2000)), min_size=1, max_size=80))
+def test_property_percentiles_ordered_and_mean_in_range(rows):
+    run, start, lat, frac, out = map(np.array, zip(*rows))
+    req = pd.DataFrame({"run_id": [f"r{x}" for x in run], "request_id": [str(i) for i in range(len(rows))],
+                        "start_s": start, "first_token_s": start + frac * lat, "end_s": start + lat,
+                        "prompt_tokens": 10, "output_tokens": out})
+    res = aggregate_runs(req, meta(sorted(set(req["run_id"]))))
+    for r in res.itertuples():
+        lats = lat[np.array([f"r{x}" for x in run]) == r.run_id]
+        tol = 1e-9 * max(1.0, lats.max())
+        assert r.latency_p50_s <= r.latency_p90_s + tol <= r.latency_p99_s + 2 * tol
+        assert lats.min() - tol <= r.latency_mean_s <= lats.max() + tol
+        assert lats.min() - tol <= r.latency_p50_s and r.latency_p99_s <= lats.max() + tol
+        assert 1 <= r.n_requests <= len(lats) and r.achieved_rps >= 0
+
+
+def test_million_row_scale_is_vectorised():
+    rng = np.random.default_rng(1)
+    n, runs = 300_000, 60
+    run = rng.integers(0, runs, n)
+    start = rng.uniform(0, 300, n)
+    lat = rng.gamma(2.0, 1.0, n) + 0.01
+    req = pd.DataFrame({"run_id": pd.Series(np.char.add("r", run.astype(str)), dtype="str"),
+                        "request_id": pd.Series(np.arange(n).astype(str), dtype="str"),
+                        "start_s": start, "first_token_s": start + 0.1 * lat, "end_s": start + lat,
+                        "prompt_tokens": 100, "output_tokens": rng.integers(1, 500, n)})
+    t = time.perf_counter()
+    out = aggregate_runs(req, meta([f"r{i}" for i in range(runs)]))
+    assert time.perf_counter() - t < 4.0  # about 0.4 s here; ~1.3 s for 1e6 rows
+    assert len(out) == runs and out["n_requests"].sum() < n
+
+
+# --- saturation -------------------------------------------------------------------------
+
+def _runs(**cols) -> pd.DataFrame:
+    n = max(len(v) for v in cols.values() if isinstance(v, list))
+    base = dict(run_id=[f"r{i}" for i in range(n)], source="s", hardware="h", verifier="v", drafter="d",
+                dataset="x", k=3, load_type="concurrency", latency_mean_s=2.0)
+    base.update(cols)
+    return pd.DataFrame(base)
+
+
+def test_open_loop_rate_shortfall():
+    runs = _runs(load_type="rate", rate_rps=[10.0, 10.0], achieved_rps=[8.0, 9.5])
+    sat, why = detect_saturation(runs)
+    assert sat.tolist() == [True, False] and "offered" in why[0] and why[1] == ""
+
+
+def test_ttft_share_of_latency():
+    runs = _runs(concurrency=[1.0, 2.0], ttft_p50_s=[0.1, 0.5], ttft_mean_s=[0.1, 0.1], achieved_rps=[1.0, 2.0])
+    sat, why = detect_saturation(runs)
+    assert sat.tolist() == [False, True] and "TTFT" in why[1]
+    # ttft_mean_s is used when the median is missing
+    sat, _ = detect_saturation(runs.drop(columns="ttft_p50_s").assign(ttft_mean_s=[0.1, 0.9]))
+    assert sat.tolist() == [False, True]
+
+
+def test_closed_loop_throughput_plateau_within_group():
+    runs = _runs(concurrency=[1.0, 2.0, 4.0, 8.0, 4.0], achieved_rps=[1.0, 2.0, 2.03, 3.0, 2.03],
+                 drafter=["d", "d", "d", "d", "other"])
+    sat, why = detect_saturation(runs)
+    assert sat.tolist() == [False, False, True, False, False]
+    assert "concurrency 4" in why[2] and "concurrency 2" in why[2]
+
+
+def test_latency_trend_from_requests():
+    rng = np.random.default_rng(0)
+    start = np.sort(rng.uniform(0, 100, 200))
+    growing = requests(start, 1 + 0.1 * start + rng.uniform(0, 0.5, 200), run="grow")
+    steady = requests(start, 2 + rng.uniform(0, 0.5, 200), ttft=np.full(200, 0.05), run="flat")
+    req = pd.concat([growing, steady], ignore_index=True)
+    runs = aggregate_runs(req, meta(["grow", "flat"])).set_index("run_id")
+    assert runs.loc["grow", "saturated"] and "latency grows" in runs.loc["grow", "saturation_reason"]
+    assert not runs.loc["flat", "saturated"]
+
+
+def test_fill_saturation_keeps_given_flags():
+    runs = _runs(load_type="rate", rate_rps=[10.0, 10.0], achieved_rps=[5.0, 5.0])
+    runs["saturated"] = pd.array([False, pd.NA], dtype="boolean")
+    out = fill_saturation(runs)
+    assert out["saturated"].tolist() == [False, True]
+    assert out["saturated"].dtype == bool
