@@ -35,3 +35,28 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(SEED)
+
+
+@pytest.fixture(scope="session")
+def b200_runs():
+    from bayes_sd.datasets import load_b200_runs
+
+    return load_b200_runs()
+
+
+@pytest.fixture(scope="session")
+def fitted_b200(b200_runs, tmp_path_factory):
+    """ONE small real fit of the bundled B200 runs, shared by every test of the run (bambi style).
+
+    Few draws: enough for plumbing and coarse accuracy checks, not for convergence claims
+    (those live in bench/fit_speed.py). Saved once; tests load the file when they need I/O.
+    """
+    import warnings
+
+    from bayes_sd.model import ConvergenceWarning, LatencyModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LatencyModel().fit(b200_runs, draws=150, tune=200, chains=2, random_seed=SEED, progressbar=False)
+    path = model.save(tmp_path_factory.mktemp("fit") / "b200_posterior.nc")
+    return model, path

@@ -1,0 +1,13 @@
+"""The hierarchical Bayesian latency model (PyMC).
+
+- :class:`LatencyModel`: fit / predict / save / load (``latency_model.py``);
+- ``config.py``: named prior configurations in ``models/*.toml``;
+- ``fit_data.py``: run table -> arrays, indices, coords (pure pandas/numpy);
+- ``build.py``: the PyMC graph (calls :mod:`bayes_sd.theory` with pytensor tensors);
+- ``predict.py``: numpy posterior prediction for arbitrary conditions.
+"""
+
+from bayes_sd.model.config import ModelConfigError, load_config
+from bayes_sd.model.latency_model import ConvergenceWarning, DifferentModelError, LatencyModel
+
+__all__ = ["LatencyModel", "DifferentModelError", "ConvergenceWarning", "ModelConfigError", "load_config"]

@@ -1,0 +1,222 @@
+"""Build the hierarchical PyMC latency model from :class:`FitData` and a configuration.
+
+Structure (MODEL.md section 2), all service costs on the log scale in milliseconds::
+
+    log theta[verifier_hw, c] = mu[c] + s_verifier[c] z_verifier[v, c] + s_hw[c] z_hw[h, c]
+                                + s_level[c] z_verifier_hw[vh, c]             c in v0 v1 p0 p1 c1
+    log theta[run, c]         = mu[c] + s_drafter[c] z_drafter[d, c] + s_hw[c] z_hw[h, c]
+                                + s_level[c] z_drafter_hw[dh, c] + s_pair[c] z_pair[pair, c]   c in d0 d1
+    logit a[pair, dataset]    = mu_a + s_ad z_ad[d] + s_as z_as[dataset] + s_ap z_ap[pair, dataset]
+
+Every effect is non-centred. The latency of each run comes from :mod:`bayes_sd.theory`
+(the same functions the simulator and the recommender use), called with pytensor tensors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from bayes_sd import theory
+from bayes_sd.model.config import make_prior
+from bayes_sd.model.fit_data import (
+    COEFS,
+    DEFAULT_LEARNED_SCALES,
+    DRAFTER_COEFS,
+    EFFECTS,
+    TAIL_QUANTILES,
+    VERIFIER_COEFS,
+    FitData,
+    fixed_scale,
+)
+
+__all__ = ["build_model", "z_quantile"]
+
+
+def z_quantile(q: float) -> float:
+    """Standard-normal quantile (numpy/scipy-free constant for the tail model)."""
+    from scipy.stats import norm
+
+    return float(norm.ppf(q))
+
+
+#: lowest-level deviations, whose scale is often near zero: non-centred avoids the funnel there
+ALWAYS_NON_CENTERED = frozenset({"verifier_hw", "drafter_hw", "spec_pair", "tail_pair"})
+#: main effects crossed with the grand mean: zero-sum over the observed levels, so the grand
+#: mean and the effects are identified separately (no additive ridge for the sampler to crawl)
+ZERO_SUM = frozenset({"accept_drafter", "accept_dataset"})
+
+
+class _Effects:
+    """Creates the model's zero-mean effects (table ``EFFECTS``) with one consistent policy.
+
+    - an effect the data cannot identify (``FitData.uses``) is 0;
+    - a group with fewer than ``MIN_LEVELS_FOR_SCALE`` levels uses the prior's scale as a
+      fixed scale: a handful of levels say next to nothing about a population scale, and a
+      learned scale there is a funnel the sampler cannot cross;
+    - centred (``effect_<name> ~ N(0, sigma)``) when the configuration says so, except the
+      lowest-level deviations, which are non-centred (``sigma * z_<name>``);
+    - main effects crossed with the grand mean are zero-sum (``ZERO_SUM``);
+    - the effect is always stored as ``effect_<name>`` and a learned scale as its prior's name.
+    """
+
+    def __init__(self, cfg: dict, fd: FitData):
+        self.cfg, self.fd = cfg, fd
+        self.centered = cfg.get("model", {}).get("parameterization", "centered") == "centered"
+        self.learned = tuple(cfg.get("model", {}).get("learned_scales", DEFAULT_LEARNED_SCALES))
+        self._scales: dict[str, object] = {}
+
+    def _scale(self, prior: str, dims: str | None):
+        if prior not in self._scales:
+            self._scales[prior] = make_prior(self.cfg, prior, dims=dims)
+        return self._scales[prior]
+
+    def __call__(self, name: str):
+        if not self.fd.uses(name):
+            return 0.0
+        group, prior, prior_dims, coefs = EFFECTS[name]
+        if self.fd.learns_scale(name, self.learned):
+            sigma = self._scale(prior, prior_dims)
+            if prior_dims == "coef" and coefs is not None and len(coefs) < len(COEFS):
+                sigma = sigma[[COEFS.index(c) for c in coefs]]
+        else:
+            sigma = fixed_scale(self.cfg, prior)
+        dims = (group,) if coefs is None else (group, "vcoef" if coefs == VERIFIER_COEFS else
+                                               "dcoef" if coefs == DRAFTER_COEFS else "coef")
+        if name in ZERO_SUM:
+            # ZeroSumNormal sums to zero over its LAST axis: put the levels last, store transposed
+            if coefs is None:
+                return pm.ZeroSumNormal(f"effect_{name}", sigma=sigma, dims=dims)
+            sig = sigma[:, None] if not isinstance(sigma, float) else sigma
+            raw = pm.ZeroSumNormal(f"zs_{name}", sigma=sig, dims=dims[::-1])
+            return pm.Deterministic(f"effect_{name}", raw.T, dims=dims)
+        if self.centered and name not in ALWAYS_NON_CENTERED:
+            return pm.Normal(f"effect_{name}", 0.0, sigma, dims=dims)
+        z = pm.Normal(f"z_{name}", 0.0, 1.0, dims=dims)
+        return pm.Deterministic(f"effect_{name}", sigma * z, dims=dims)
+
+
+def _at(effect, index):
+    """Gather an effect's rows (a scalar 0 for a dropped effect stays 0)."""
+    return effect if isinstance(effect, float) else effect[index]
+
+
+def _verifier_log_costs(eff: _Effects, fd: FitData):
+    vcols = [COEFS.index(c) for c in VERIFIER_COEFS]
+    mu = pt.stack([make_prior(eff.cfg, f"mu_{c}") for c in COEFS])
+    pm.Deterministic("mu_log_cost", mu, dims="coef")
+    eff_hw = eff("hardware")
+    eff_v = eff("verifier")
+    eff_vh = eff("verifier_hw")
+    hw_v = _at(eff_hw, fd.idx["vh_hardware"])
+    hw_v = hw_v if isinstance(hw_v, float) else hw_v[:, vcols]
+    n_vh = len(fd.coords["verifier_hw"])
+    log_v = mu[vcols] + _at(eff_v, fd.idx["vh_verifier"]) + hw_v + eff_vh + pt.zeros((n_vh, len(vcols)))
+    pm.Deterministic("verifier_cost_ms", pt.exp(log_v), dims=("verifier_hw", "vcoef"))
+    return mu, eff_hw, log_v
+
+
+def _drafter_log_costs(eff: _Effects, fd: FitData, mu, eff_hw):
+    dcols = [COEFS.index(c) for c in DRAFTER_COEFS]
+    eff_d = eff("drafter")
+    eff_dh = eff("drafter_hw")
+    hw_d = _at(eff_hw, fd.idx["dh_hardware"])
+    hw_d = hw_d if isinstance(hw_d, float) else hw_d[:, dcols]
+    n_dh = len(fd.coords["drafter_hw"])
+    log_dh = mu[dcols] + _at(eff_d, fd.idx["dh_drafter"]) + hw_d + eff_dh + pt.zeros((n_dh, len(dcols)))
+    pm.Deterministic("drafter_cost_ms", pt.exp(log_dh), dims=("drafter_hw", "dcoef"))
+    eff_pair = eff("spec_pair")
+    return log_dh[fd.idx["run_dh"]] + _at(eff_pair, fd.idx["run_spec_pair"])
+
+
+def _acceptance(eff: _Effects, fd: FitData):
+    mu_a = make_prior(eff.cfg, "mu_accept")
+    eff_d = eff("accept_drafter")
+    eff_s = eff("accept_dataset")
+    eff_p = eff("accept_pair")
+    n_pd = len(fd.coords["pair_dataset"])
+    logit_a = mu_a + _at(eff_d, fd.idx["pd_drafter"]) + _at(eff_s, fd.idx["pd_dataset"]) + eff_p + pt.zeros(n_pd)
+    a = pm.Deterministic("acceptance", pm.math.sigmoid(logit_a), dims="pair_dataset")
+    return a[fd.idx["run_pd"]]
+
+
+def build_model(fd: FitData, cfg: dict) -> pm.Model:
+    """The PyMC model of run-level latency (and TTFT, TPOT, acceptance, tails) for ``fd``."""
+    opts = cfg.get("model", {})
+    nu = float(opts.get("student_t_nu", 4.0))
+    soft = float(opts.get("saturation_softness", 0.01))
+    coords = dict(fd.coords)
+    for name, (rows, _) in fd.obs.items():
+        coords[f"{name}_run"] = [fd.coords["run"][r] for r in rows]
+    x = fd.x
+    with pm.Model(coords=coords) as model:
+        eff = _Effects(cfg, fd)
+        mu, eff_hw, log_v = _verifier_log_costs(eff, fd)
+        v = pt.exp(log_v[fd.idx["run_vh"]]) / 1000.0  # (run, vcoef), seconds
+        k = pt.as_tensor(x["k"])
+        if fd.has_drafters:
+            d = pt.exp(_drafter_log_costs(eff, fd, mu, eff_hw)) / 1000.0
+            a = _acceptance(eff, fd)
+            tau = theory.tau_constant(a, k, xp=pt)
+            d0, d1 = d[:, 0], d[:, 1]
+        else:
+            tau, d0, d1 = pt.ones(fd.n_runs), pt.zeros(fd.n_runs), pt.zeros(fd.n_runs)
+        costs = theory.ServiceCosts(v0=v[:, 0], v1=v[:, 1], p0=v[:, 2], p1=v[:, 3], c1=v[:, 4], d0=d0, d1=d1)
+        P, D = x["prompt_len"], x["output_len"]
+        dem = theory.demand(costs, k, tau, P, D, xp=pt)
+        c1, c2 = dem.c1, dem.c2
+        # Open loop: L = C1 / (1 - rate C2), with a smooth positive floor on the denominator so
+        # the log-density stays finite (and differentiable) if a draw crosses saturation.
+        headroom = soft * pt.softplus((1.0 - x["rate"] * c2) / soft)
+        lat_open = c1 / headroom
+        lat_closed = theory.latency_closed(c1, c2, x["concurrency"])
+        latency = pt.where(x["is_open"] > 0, lat_open, lat_closed)
+        pm.Deterministic("latency_s", latency, dims="run")
+        others = pt.where(x["is_open"] > 0, x["rate"] * latency, x["concurrency"] - 1.0)
+        pm.Deterministic("saturation_rps", theory.saturation_rate(c2), dims="run")
+
+        if "latency" in fd.obs:
+            rows, vals = fd.obs["latency"]
+            s_lat = make_prior(cfg, "sigma_latency")
+            scale = pt.sqrt(s_lat**2 + x["latency_rel_se"][rows] ** 2)
+            pm.StudentT("latency_obs", nu=nu, mu=pt.log(latency[rows]), sigma=scale,
+                        observed=np.log(vals), dims="latency_run")
+        ttft = theory.ttft(costs, k, tau, P, D, others, xp=pt)
+        if "ttft" in fd.obs:
+            rows, vals = fd.obs["ttft"]
+            pm.StudentT("ttft_obs", nu=nu, mu=pt.log(ttft[rows]), sigma=make_prior(cfg, "sigma_ttft"),
+                        observed=np.log(vals), dims="ttft_run")
+        if "tpot" in fd.obs:
+            rows, vals = fd.obs["tpot"]
+            tp = theory.tpot(latency, ttft, D)
+            pm.StudentT("tpot_obs", nu=nu, mu=pt.log(pt.maximum(tp[rows], 1e-9)),
+                        sigma=make_prior(cfg, "sigma_tpot"), observed=np.log(vals), dims="tpot_run")
+        if "tau" in fd.obs and fd.has_drafters:
+            rows, vals = fd.obs["tau"]
+            s_tau = make_prior(cfg, "sigma_tau_obs")
+            pm.Normal("tau_obs", mu=tau[rows], sigma=s_tau * tau[rows], observed=vals, dims="tau_run")
+        _tails(eff, fd, others)
+    return model
+
+
+def _tails(eff: _Effects, fd: FitData, others):
+    """Per-request latency ~ lognormal around the run mean with shape s (pooled by pair, load-dependent)."""
+    cfg = eff.cfg
+    mu_t = make_prior(cfg, "mu_tail")
+    slope = make_prior(cfg, "tail_load_slope")
+    eff_t = eff("tail_pair")
+    log_s = mu_t + _at(eff_t, fd.idx["run_pair"]) + slope * pt.log1p(pt.maximum(others, 0.0))
+    shape = pm.Deterministic("tail_shape", pt.exp(log_s), dims="run")
+    tail_names = [n for n in ("tail_cv", *TAIL_QUANTILES) if n in fd.obs]
+    if not tail_names:
+        return
+    s_obs = make_prior(cfg, "sigma_tail_obs")
+    for name in tail_names:
+        rows, vals = fd.obs[name]
+        s = shape[rows]
+        if name == "tail_cv":
+            mu = 0.5 * pt.log(pt.expm1(s**2))
+        else:
+            mu = -0.5 * s**2 + z_quantile(TAIL_QUANTILES[name]) * s
+        pm.Normal(f"{name}_obs", mu=mu, sigma=s_obs, observed=np.log(vals), dims=f"{name}_run")

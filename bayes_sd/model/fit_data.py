@@ -1,0 +1,247 @@
+"""Turn a canonical run table into the arrays, indices and coords the PyMC model needs.
+
+Pure pandas/numpy, no PyMC. One row per fitted run; requests never appear here (runs are
+sufficient statistics), so fit cost grows with the number of runs only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bayes_sd.traces.schema import NO_DRAFTER
+
+__all__ = ["FitData", "prepare_fit_data", "VERIFIER_COEFS", "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS",
+           "pair_label", "level_label", "fixed_scale"]
+
+log = logging.getLogger(__name__)
+
+VERIFIER_COEFS = ("v0", "v1", "p0", "p1", "c1")
+DRAFTER_COEFS = ("d0", "d1")
+COEFS = VERIFIER_COEFS + DRAFTER_COEFS
+#: The model's zero-mean effects: name -> (grouping dim, scale prior, dims of the scale prior,
+#: coefficients it acts on or None for a scalar effect). Shared by the PyMC build and the numpy
+#: predictor, so both compose the same structure.
+EFFECTS: dict[str, tuple[str, str, str | None, tuple[str, ...] | None]] = {
+    "hardware": ("hardware", "sigma_hardware", "coef", COEFS),
+    "verifier": ("verifier", "sigma_verifier", "vcoef", VERIFIER_COEFS),
+    "verifier_hw": ("verifier_hw", "sigma_level", "coef", VERIFIER_COEFS),
+    "drafter": ("drafter", "sigma_drafter", "dcoef", DRAFTER_COEFS),
+    "drafter_hw": ("drafter_hw", "sigma_level", "coef", DRAFTER_COEFS),
+    "spec_pair": ("spec_pair", "sigma_pair", "dcoef", DRAFTER_COEFS),
+    "accept_drafter": ("drafter", "sigma_accept_drafter", None, None),
+    "accept_dataset": ("dataset", "sigma_accept_dataset", None, None),
+    "accept_pair": ("pair_dataset", "sigma_accept_pair", None, None),
+    "tail_pair": ("pair", "sigma_tail_pair", None, None),
+}
+#: groups with fewer levels than this get a fixed scale (the prior's) instead of a learned one:
+#: with under five groups a population scale is barely estimable and only adds a funnel
+MIN_LEVELS_FOR_SCALE = 5
+#: effects whose population scale is learned by default: the pair levels, which have many
+#: levels and drive predictions for unmeasured pairs. The scales of main effects and
+#: hardware interactions stay at their prior values (two or three hardware types or
+#: verifiers say little about a population scale, and learning it there only adds funnels).
+DEFAULT_LEARNED_SCALES = ("spec_pair", "accept_pair", "tail_pair")
+#: per-request latency quantiles whose run-level values inform the tail model
+TAIL_QUANTILES = {"latency_p50_s": 0.5, "latency_p90_s": 0.9, "latency_p99_s": 0.99}
+
+
+def fixed_scale(cfg: dict, prior: str) -> float:
+    """The scale of a HalfNormal / Exponential scale prior, used as a fixed scale."""
+    spec = cfg["priors"][prior]
+    return float(spec["sigma"]) if "sigma" in spec else 1.0 / float(spec["lam"])
+
+
+def pair_label(verifier: str, drafter: str) -> str:
+    return f"{verifier} / {drafter}"
+
+
+def level_label(name: str, hardware: str) -> str:
+    return f"{name} @ {hardware}"
+
+
+@dataclass
+class FitData:
+    """Run-level arrays (one entry per fitted run) plus level indices and coords."""
+
+    runs: pd.DataFrame  # the fitted runs, in model order
+    excluded: pd.DataFrame  # run_id, reason
+    coords: dict[str, list[str]]
+    idx: dict[str, np.ndarray]  # integer index arrays (run -> level, level -> parent level)
+    x: dict[str, np.ndarray]  # numeric run arrays
+    obs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (run rows, values)
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.runs)
+
+    def learns_scale(self, effect: str, learned: tuple[str, ...] = DEFAULT_LEARNED_SCALES) -> bool:
+        """Whether ``effect`` has a learned scale (else the prior's scale, fixed).
+
+        Only effects listed in ``learned`` (the configuration's ``model.learned_scales``) with
+        at least ``MIN_LEVELS_FOR_SCALE`` levels learn their scale.
+        """
+        return (effect in learned and self.uses(effect)
+                and len(self.coords[EFFECTS[effect][0]]) >= MIN_LEVELS_FOR_SCALE)
+
+    @property
+    def has_drafters(self) -> bool:
+        return len(self.coords["drafter"]) > 0
+
+    def uses(self, effect: str) -> bool:
+        """Whether the model gives ``effect`` its own parameters.
+
+        An effect is identifiable from the data only if its grouping has more levels than
+        what it refines (one hardware type: no hardware effect, it is part of ``mu``; a
+        drafter measured on one hardware only: no drafter x hardware deviation). Dropped
+        effects keep their scale parameter (sampled from its prior), so predictions for an
+        unseen level still carry the population spread.
+        """
+        n = {name: len(levels) for name, levels in self.coords.items()}
+        rules = {
+            "verifier": n["verifier"] > 1,
+            "hardware": n["hardware"] > 1,
+            "verifier_hw": n["verifier_hw"] > max(n["verifier"], n["hardware"]),
+            "drafter": n["drafter"] > 1,
+            "drafter_hw": n["drafter_hw"] > max(n["drafter"], n["hardware"]),
+            "spec_pair": n["spec_pair"] > n["drafter"],
+            "accept_drafter": n["drafter"] > 1,
+            "accept_dataset": n["dataset"] > 1,
+            "accept_pair": n["pair_dataset"] > max(n["drafter"], n["dataset"]),
+            "tail_pair": n["pair"] > 1,
+        }
+        return rules[effect]
+
+
+def _codes(values: pd.Series, levels: list[str]) -> np.ndarray:
+    return pd.Categorical(values, categories=levels).codes.astype("int64")
+
+
+def exclusion_reasons(runs: pd.DataFrame) -> pd.Series:
+    """Why each run is left out of the steady-state likelihood ('' = kept)."""
+    reason = pd.Series("", index=runs.index, dtype=object)
+    if "saturated" in runs:
+        sat = runs["saturated"].fillna(False).astype(bool)
+        why = runs.get("saturation_reason", pd.Series("", index=runs.index)).fillna("")
+        reason[sat] = "saturated: " + why[sat].astype(str)
+    no_lat = runs["latency_mean_s"].isna()
+    no_tpot = runs["tpot_mean_s"].isna() if "tpot_mean_s" in runs else pd.Series(True, index=runs.index)
+    reason[(reason == "") & no_lat & no_tpot] = "no latency or TPOT measurement"
+    return reason
+
+
+def prepare_fit_data(runs: pd.DataFrame) -> FitData:
+    """Select the runs to fit and build the model's index arrays.
+
+    Saturated runs are excluded (logged with their reason): the closed form describes steady
+    state only. Runs with neither mean latency nor TPOT have nothing to fit.
+    """
+    runs = runs.reset_index(drop=True)
+    reasons = exclusion_reasons(runs)
+    excluded = pd.DataFrame({"run_id": runs.loc[reasons != "", "run_id"], "reason": reasons[reasons != ""]})
+    for row in excluded.itertuples():
+        log.info("excluding run %s: %s", row.run_id, row.reason)
+    fit = runs.loc[reasons == ""].reset_index(drop=True).copy()
+    if fit.empty:
+        raise ValueError("no run left to fit: every run is saturated or has no latency. Fix: add steady-state runs")
+    fit["drafter"] = fit["drafter"].where(fit["k"] > 0, NO_DRAFTER)
+    spec = fit["k"] > 0
+
+    verifiers = sorted(fit["verifier"].unique())
+    drafters = sorted(fit.loc[spec, "drafter"].unique())
+    hardware = sorted(fit["hardware"].unique())
+    datasets = sorted(fit["dataset"].unique())
+    fit["_vh"] = [level_label(v, h) for v, h in zip(fit["verifier"], fit["hardware"])]
+    fit["_dh"] = [level_label(d, h) for d, h in zip(fit["drafter"], fit["hardware"])]
+    fit["_pair"] = [pair_label(v, d) for v, d in zip(fit["verifier"], fit["drafter"])]
+    fit["_pd"] = fit["_pair"] + " | " + fit["dataset"]
+    vh = sorted(fit["_vh"].unique())
+    dh = sorted(fit.loc[spec, "_dh"].unique())
+    pairs = sorted(fit["_pair"].unique())  # all pairs, k = 0 baselines included (tails)
+    spec_pairs = sorted(fit.loc[spec, "_pair"].unique())
+    pds = sorted(fit.loc[spec, "_pd"].unique())
+
+    first = lambda col, key, levels: fit.drop_duplicates(key).set_index(key).loc[levels, col]  # noqa: E731
+    idx = {
+        "run_vh": _codes(fit["_vh"], vh),
+        "vh_verifier": _codes(first("verifier", "_vh", vh), verifiers),
+        "vh_hardware": _codes(first("hardware", "_vh", vh), hardware),
+        "run_pair": _codes(fit["_pair"], pairs),
+        "run_dataset": _codes(fit["dataset"], datasets),
+    }
+    # Runs without speculation point at level 0 of the drafter arrays; k = 0 zeroes every
+    # drafter term, so those levels receive no information from them.
+    sub = fit.loc[spec]
+    idx["run_dh"] = np.where(spec, np.maximum(_codes(fit["_dh"], dh), 0), 0)
+    idx["run_spec_pair"] = np.where(spec, np.maximum(_codes(fit["_pair"], spec_pairs), 0), 0)
+    idx["run_pd"] = np.where(spec, np.maximum(_codes(fit["_pd"], pds), 0), 0)
+    if len(sub):
+        idx["dh_drafter"] = _codes(first("drafter", "_dh", dh), drafters)
+        idx["dh_hardware"] = _codes(first("hardware", "_dh", dh), hardware)
+        idx["spec_pair_drafter"] = _codes(first("drafter", "_pair", spec_pairs), drafters)
+        idx["pd_spec_pair"] = _codes(first("_pair", "_pd", pds), spec_pairs)
+        idx["pd_dataset"] = _codes(first("dataset", "_pd", pds), datasets)
+        idx["pd_drafter"] = _codes(first("drafter", "_pd", pds), drafters)
+
+    is_open = (fit["load_type"] == "rate").to_numpy()
+    rate = fit["achieved_rps"].fillna(fit["rate_rps"]) if "achieved_rps" in fit else fit["rate_rps"]
+    x = {
+        "k": fit["k"].to_numpy(float),
+        "prompt_len": fit["prompt_len"].to_numpy(float),
+        "output_len": fit["output_len"].to_numpy(float),
+        "is_open": is_open.astype(float),
+        "rate": np.where(is_open, rate.to_numpy(float), 0.0),
+        "concurrency": np.where(is_open, 1.0, fit["concurrency"].to_numpy(float)),
+    }
+    x["rate"] = np.nan_to_num(x["rate"])
+    x["concurrency"] = np.nan_to_num(x["concurrency"], nan=1.0)
+
+    obs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def add(name: str, values: pd.Series) -> None:
+        v = values.to_numpy(float)
+        rows = np.flatnonzero(np.isfinite(v) & (v > 0))
+        if rows.size:
+            obs[name] = (rows, v[rows])
+
+    add("latency", fit["latency_mean_s"])
+    # relative standard error of each run mean, when the run's own spread is known
+    if "latency_sd_s" in fit:
+        se = (fit["latency_sd_s"] / fit["latency_mean_s"] / np.sqrt(fit["n_requests"])).fillna(0.0)
+        x["latency_rel_se"] = se.to_numpy(float)
+    else:
+        x["latency_rel_se"] = np.zeros(len(fit))
+    ttft = fit["ttft_mean_s"] if "ttft_mean_s" in fit else pd.Series(np.nan, index=fit.index)
+    if "ttft_p50_s" in fit:
+        ttft = ttft.fillna(fit["ttft_p50_s"])
+    add("ttft", ttft)
+    if "tpot_mean_s" in fit:
+        add("tpot", fit["tpot_mean_s"].where(fit["latency_mean_s"].isna()))
+    tau = fit["acceptance_length"] if "acceptance_length" in fit else pd.Series(np.nan, index=fit.index)
+    add("tau", tau.where(spec))
+    if "latency_sd_s" in fit:
+        add("tail_cv", fit["latency_sd_s"] / fit["latency_mean_s"])
+    for col in TAIL_QUANTILES:
+        if col in fit:
+            add(col, fit[col] / fit["latency_mean_s"])
+
+    coords = {
+        "run": fit["run_id"].astype(str).tolist(),
+        "verifier": verifiers,
+        "drafter": drafters,
+        "hardware": hardware,
+        "dataset": datasets,
+        "verifier_hw": vh,
+        "drafter_hw": dh,
+        "pair": pairs,
+        "spec_pair": spec_pairs,
+        "pair_dataset": pds,
+        "coef": list(COEFS),
+        "vcoef": list(VERIFIER_COEFS),
+        "dcoef": list(DRAFTER_COEFS),
+    }
+    return FitData(runs=fit.drop(columns=["_vh", "_dh", "_pair", "_pd"]), excluded=excluded,
+                   coords=coords, idx=idx, x=x, obs=obs)

@@ -1,0 +1,37 @@
+import json
+
+import pytest
+
+from bayes_sd.model.config import ModelConfigError, config_id, load_config, merge_config
+
+
+def test_default_config_has_a_reason_for_every_prior():
+    cfg = load_config("default")
+    assert cfg["priors"], "no priors"
+    for name, spec in cfg["priors"].items():
+        assert spec.get("why"), f"prior {name} has no 'why'"
+
+
+def test_override_changes_one_prior_and_the_id():
+    base = load_config("default")
+    new = merge_config(base, {"priors": {"mu_v0": {"mu": 3.0}}})
+    assert new["priors"]["mu_v0"]["mu"] == 3.0
+    assert new["priors"]["mu_v0"]["sigma"] == base["priors"]["mu_v0"]["sigma"]
+    assert base["priors"]["mu_v0"]["mu"] != 3.0  # base untouched
+    assert config_id(new, "1") != config_id(base, "1")
+    assert config_id(base, "1") == config_id(json.loads(json.dumps(base)), "1")
+
+
+def test_unknown_prior_and_bad_distribution_raise():
+    base = load_config("default")
+    with pytest.raises(ModelConfigError, match="unknown prior 'mu_vo'"):
+        merge_config(base, {"priors": {"mu_vo": {"mu": 1.0}}})
+    with pytest.raises(ModelConfigError, match="not supported"):
+        merge_config(base, {"priors": {"mu_v0": {"dist": "Cauchy", "alpha": 0, "beta": 1}}})
+    with pytest.raises(ModelConfigError, match="needs"):
+        merge_config(base, {"priors": {"mu_v0": {"dist": "LogNormal", "mu": 0}}})
+
+
+def test_unknown_config_name_lists_the_known_ones():
+    with pytest.raises(ModelConfigError, match="default"):
+        load_config("no_such_model")
