@@ -17,7 +17,7 @@ One step (vLLM V1-like scheduler, FCFS):
 
        v0 * moe(T) + k * d0                                    # fixed verify + draft passes
        + sum_seq ((k + 1) v1 + k d1 + c1 * context_seq)        # each sequence making a token
-       + sum_chunk (p1 * chunk_tokens) + p0 per first chunk    # prefill work
+       + sum_chunk (p1 * chunk_tokens)                         # prefill work
 
    times a mean-one lognormal noise ``exp(step_noise * z - step_noise^2 / 2)``.
    ``moe(T) = 1 - share + share * coverage(T)`` for an MoE verifier, with ``T`` the tokens
@@ -26,6 +26,10 @@ One step (vLLM V1-like scheduler, FCFS):
    (that step counts as one of its ``N = (D - 1) / tau + 1`` iterations); a decoding
    sequence gets ``accepted + 1`` tokens (leading successes of ``k`` Bernoulli draws with
    its per-position acceptance, plus the bonus token), capped at its remaining output.
+
+``p0`` is a request's own fixed overhead (front end, tokenisation, scheduling): a request
+becomes admissible ``p0`` seconds after it is sent, without taking time from other
+requests' steps, as in the theory (``p0`` is in C1, not in C2).
 
 Acceptance statistics are recorded as the verifier reports them (before the cap at the
 remaining output), so ``accepted / num_drafts + 1`` estimates ``tau``.
@@ -92,8 +96,8 @@ def _kernel(start, closed, concurrency, prompt, output, acc, k,
     n_done = 0
     t = 0.0
     while n_done < n:
-        if n_run == 0 and next_admit < n and start[next_admit] > t:
-            t = start[next_admit]  # idle server: jump to the next arrival
+        if n_run == 0 and next_admit < n and start[next_admit] + p0 > t:
+            t = start[next_admit] + p0  # idle server: jump to the next admissible request
         budget = max_tokens
         work = 0.0
         tokens = 0
@@ -125,13 +129,13 @@ def _kernel(start, closed, concurrency, prompt, output, acc, k,
                 work += per_tok + c1 * (prompt[r] + generated[r])
         # 2. admit waiting requests (FCFS) with a first prefill chunk
         while (n_run < max_num_seqs and budget > 0 and next_admit < n_issued
-               and start[next_admit] <= t):
+               and start[next_admit] + p0 <= t):
             r = next_admit
             next_admit += 1
             chunk = min(prompt[r], budget)
             budget -= chunk
             tokens += chunk
-            work += p0 + p1 * chunk
+            work += p1 * chunk
             if chunk == prompt[r]:
                 kind[n_run] = 3
                 n_gen += 1

@@ -64,7 +64,8 @@ class ServiceCosts:
     v1: s per sequence-token in a verifier pass (each sequence carries k+1 tokens).
     d0: s, fixed cost of one drafter forward pass.
     d1: s per sequence-token in a drafter pass (k draft passes per iteration, 1 token each).
-    p0: s, fixed cost of one request's prefill.
+    p0: s, fixed per-request overhead before its first token (front end, tokenisation,
+        scheduling, prefill launch); it delays the request itself, not the others.
     p1: s per prompt token prefilled.
     c1: s per sequence per pass per context token (attention over the KV cache);
         the mean context of a request is P + D/2 tokens.
@@ -168,12 +169,13 @@ def demand(costs, k, tau, prompt_len, output_len, xp=np):
 
     With ``N = iterations(D, tau)`` and ``ctx = c1 * (P + D/2)`` (attention, s per pass)::
 
-        c1_prefill = p0 + p1 P              c2_prefill = p0 + p1 P
+        c1_prefill = p0 + p1 P              c2_prefill = p1 P
         c1_draft   = N k (d0 + d1)          c2_draft   = N k d1
         c1_verify  = N (v0 + (k+1) v1 + ctx) c2_verify = N ((k+1) v1 + ctx)
 
     ``C1`` is the latency alone on the server; ``C2`` what each other in-flight request
-    adds (its sequence-tokens in my passes, its prefill in my steps).
+    adds (its sequence-tokens in my passes, its prefill tokens in my steps; its fixed
+    overhead ``p0`` is its own, not GPU time taken from me).
     """
     c = costs
     n = iterations(output_len, tau)
@@ -183,7 +185,7 @@ def demand(costs, k, tau, prompt_len, output_len, xp=np):
         c1_prefill=prefill,
         c1_draft=n * k * (c.d0 + c.d1),
         c1_verify=n * (c.v0 + (k + 1.0) * c.v1 + ctx),
-        c2_prefill=prefill,
+        c2_prefill=c.p1 * prompt_len,
         c2_draft=n * k * c.d1,
         c2_verify=n * ((k + 1.0) * c.v1 + ctx),
     )
@@ -227,7 +229,7 @@ def in_flight(rate, latency):
 def step_time(costs, k, tau, prompt_len, output_len, others, xp=np):
     """Mean duration (s) of one scheduler step (k draft passes + one verify pass).
 
-    ``v0 + k d0 + (others+1) ((k+1) v1 + k d1 + ctx) + others (p0 + p1 P) / N``:
+    ``v0 + k d0 + (others+1) ((k+1) v1 + k d1 + ctx) + others p1 P / N``:
     every in-flight sequence adds its per-token work, and the others' prefills
     (one per request over its ``N`` steps) are spread uniformly over the steps.
     Consistency: ``p0 + p1 P + N * step_time(others) == C1 + others * C2``.
@@ -236,8 +238,7 @@ def step_time(costs, k, tau, prompt_len, output_len, others, xp=np):
     n = iterations(output_len, tau)
     ctx = c.c1 * (prompt_len + output_len / 2.0)
     per_seq = (k + 1.0) * c.v1 + k * c.d1 + ctx
-    prefill = c.p0 + c.p1 * prompt_len
-    return c.v0 + k * c.d0 + (others + 1.0) * per_seq + others * prefill / n
+    return c.v0 + k * c.d0 + (others + 1.0) * per_seq + others * c.p1 * prompt_len / n
 
 
 def ttft(costs, k, tau, prompt_len, output_len, others, xp=np):

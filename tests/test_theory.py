@@ -139,13 +139,13 @@ def test_demand_values():
     costs = th.ServiceCosts(v0=1.0, v1=0.1, d0=0.5, d1=0.01, p0=2.0, p1=0.001, c1=1e-4)
     dem = th.demand(costs, 3, 2.0, 1000.0, 21.0)  # N = 11, ctx = 1e-4 * 1010.5
     ctx = 0.10105
-    assert dem.c1_prefill == pytest.approx(3.0) and dem.c2_prefill == pytest.approx(3.0)
+    assert dem.c1_prefill == pytest.approx(3.0) and dem.c2_prefill == pytest.approx(1.0)  # p0 is own overhead only
     assert dem.c1_draft == pytest.approx(11 * 3 * 0.51)
     assert dem.c1_verify == pytest.approx(11 * (1.0 + 0.4 + ctx))
     assert dem.c2_draft == pytest.approx(11 * 3 * 0.01)
     assert dem.c2_verify == pytest.approx(11 * (0.4 + ctx))
     assert dem.c1 == pytest.approx(3.0 + 16.83 + 11 * 1.50105)
-    assert dem.c2 == pytest.approx(3.0 + 0.33 + 11 * 0.50105)
+    assert dem.c2 == pytest.approx(1.0 + 0.33 + 11 * 0.50105)
 
 
 @SETTINGS
