@@ -62,7 +62,7 @@ def _cmd_summary(args) -> int:
 def _cmd_demo(args) -> int:
     from bayes_sd.pipeline import run_demo
 
-    run_demo(Path(args.out), quick=args.quick, progress=not args.no_progress)
+    run_demo(Path(args.out), quick=args.quick, progress=not args.no_progress, nuts_sampler=args.sampler)
     return 0
 
 
@@ -174,11 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="with --conditions: write the predictions here (.csv/.parquet)")
     p.set_defaults(func=_cmd_predict)
 
+    from bayes_sd import recommend_cli, report_cli
+
+    recommend_cli.add_parser(sub)
+    report_cli.add_parser(sub)
+
     p = sub.add_parser("demo", help="the main job: fit the bundled data, write the report and recommendations",
                        description="Fit the bundled real B200 runs and the synthetic fleet, and write "
                                    "DIR/posterior.nc, DIR/report.md, DIR/report.html and DIR/recommendations.csv.")
     p.add_argument("--out", default="results", help="output folder (default: results)")
-    p.add_argument("--quick", action="store_true", help="small sampling settings (a few minutes on 2 cores)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: small sampling settings on the real runs and the H100 half of the synthetic "
+                        "fleet (about 2 minutes on 2 cores; not for conclusions)")
+    p.add_argument("--sampler", default="nutpie", choices=["nutpie", "pymc"], help="NUTS implementation")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_cmd_demo)
     return parser

@@ -9,14 +9,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from bayes_sd import datasets, theory
+from bayes_sd import datasets
 from bayes_sd.summary import runs_summary
 from bayes_sd.traces import write_table
 
-__all__ = ["run_demo", "bundled_runs", "closed_form_curves"]
+__all__ = ["run_demo", "bundled_runs", "demo_recommendations"]
 
 log = logging.getLogger(__name__)
 
@@ -26,40 +25,89 @@ def bundled_runs() -> pd.DataFrame:
     return pd.concat([datasets.load_b200_runs(), datasets.load_fleet_runs()], ignore_index=True)
 
 
-def closed_form_curves(preset_names=None, ks=(0, 2, 4, 7), n_points=40) -> pd.DataFrame:
-    """Closed-form open-loop latency (s) versus rate (requests/s) for ILLUSTRATIVE presets.
+#: what the demo recommends for: (verifier, drafter, hardware, dataset, prompt, output, load kind, loads)
+DEMO_DECISIONS = (
+    ("Qwen/Qwen3.8-27B", "dspark", "B200", "HumanEval", 190.0, 760.0, "concurrency", (1, 4, 16, 32, 64)),
+    ("Qwen/Qwen3.8-27B", "mtp", "B200", "math_reasoning", 112.0, 280.0, "concurrency", (1, 4, 16, 32, 64)),
+    ("llama3.1-8b", "eagle3-small", "H100", "chat", 512.0, 256.0, "rate", (2.0, 6.0, 10.0, 14.0, 18.0)),
+)
 
-    Uses :mod:`bayes_sd.theory` with the synthetic cost presets of :mod:`bayes_sd.presets`;
-    these are not measurements.
+#: sampling settings of the main job: full, and --quick (a smoke run on the real runs plus the
+#: H100 half of the synthetic fleet; not for conclusions)
+DEMO_SAMPLING = {"full": {"draws": 1000, "tune": 1000, "chains": 4}, "quick": {"draws": 150, "tune": 200, "chains": 2}}
+
+
+def demo_recommendations(model, decisions=DEMO_DECISIONS, k_max: int = 7) -> pd.DataFrame:
+    """Draft-length recommendations (objective: mean latency) for the demo's pairs and loads."""
+    from bayes_sd.recommend import recommend_k
+
+    tables = []
+    for verifier, drafter, hardware, dataset, p, d, kind, loads in decisions:
+        load = {"concurrencies": loads} if kind == "concurrency" else {"rates": loads}
+        recs = recommend_k(model, verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
+                           prompt_len=p, output_len=d, k_max=k_max, **load)
+        tables.append(recs.assign(verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset))
+    return pd.concat(tables, ignore_index=True)
+
+
+def run_demo(out: Path, *, quick: bool = False, progress: bool = True, seed: int = 20261122,
+             nuts_sampler: str = "nutpie") -> dict[str, Path]:
+    """Run the main job on the bundled data and return the files written.
+
+    1. data summary; 2. fit (nutpie); 3. posterior saved to netCDF; 4. draft-length
+    recommendations and a vLLM configuration for the real DSpark pair; 5. the report.
     """
-    from bayes_sd.presets import PRESETS
+    import warnings
 
-    names = list(preset_names or [n for n in PRESETS if n.endswith("@H100")][:3])
-    rows = []
-    for name in names:
-        p = PRESETS[name]
-        dataset = sorted(p.acceptance)[0]
-        a = np.asarray(p.acceptance[dataset])
-        base = theory.demand(p.costs, 0, 1.0, 512.0, 256.0)
-        rates = np.linspace(0.0, 0.98 * theory.saturation_rate(base.c2), n_points)
-        for k in ks:
-            tau = theory.tau_per_position(a[:k]) if k else 1.0
-            dem = theory.demand(p.costs, k, tau, 512.0, 256.0)
-            lat = theory.latency_open(dem.c1, dem.c2, rates)
-            rows.append(pd.DataFrame({"preset": name, "dataset": dataset, "k": k, "rate_rps": rates,
-                                      "latency_s": lat, "saturation_rps": theory.saturation_rate(dem.c2)}))
-    return pd.concat(rows, ignore_index=True)
+    from bayes_sd.model import ConvergenceWarning, LatencyModel
+    from bayes_sd.recommend import vllm_config
+    from bayes_sd.report import write_report
 
-
-def run_demo(out: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Path]:
-    """Run the main job on the bundled data and return the files written."""
     out.mkdir(parents=True, exist_ok=True)
     runs = bundled_runs()
+    if quick:  # the real runs and the H100 half of the synthetic fleet: every pair recommended below
+        runs = runs[runs["hardware"].isin(["B200", "H100"])].reset_index(drop=True)
     written: dict[str, Path] = {}
     summary = runs_summary(runs)
     written["summary"] = write_table(summary, out / "data_summary.csv")
-    print(f"bundled data: {len(runs)} runs ({int((summary['data'] == 'real').sum())} real configurations, "
-          f"{int((summary['data'] == 'synthetic').sum())} synthetic); summary -> {written['summary']}")
-    written["curves"] = write_table(closed_form_curves(), out / "closed_form_curves_synthetic.csv")
-    print(f"closed-form latency curves (illustrative synthetic presets) -> {written['curves']}")
+    n_syn = int(runs["source"].str.startswith("synthetic:").sum())
+    print(f"[1/5] bundled data: {len(runs)} runs ({len(runs) - n_syn} real, {n_syn} synthetic) -> {written['summary']}",
+          flush=True)
+    settings = DEMO_SAMPLING["quick" if quick else "full"]
+    print(f"[2/5] fitting the hierarchical model: {settings['chains']} chains x "
+          f"({settings['tune']} tune + {settings['draws']} draws){' (quick: not for conclusions)' if quick else ''}",
+          flush=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model = LatencyModel().fit(runs, random_seed=seed, progressbar=progress, nuts_sampler=nuts_sampler,
+                                   **settings)
+    print(f"      {model.diagnostics_text()}", flush=True)
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning) and not quick:
+            print(f"      warning: {w.message}", flush=True)
+    written["posterior"] = model.save(out / "posterior.nc")
+    print(f"[3/5] posterior -> {written['posterior']}", flush=True)
+    recs = demo_recommendations(model)
+    written["recommendations"] = write_table(recs, out / "recommendations.csv")
+    dspark = recs[recs["drafter"] == "dspark"]
+    cfg = vllm_config(dspark, method="dspark", drafter_model="RedHatAI/Qwen3.8-27B-speculator.dspark")
+    path = out / "vllm_config_dspark.json"
+    _write_json_atomic(cfg, path)
+    written["vllm_config"] = path
+    print(f"[4/5] recommendations -> {written['recommendations']}; vLLM config -> {path}", flush=True)
+    paths = write_report(model, out, recommendations=recs)
+    written.update({"report_html": Path(paths["html"]), "report_md": Path(paths["markdown"])})
+    print(f"[5/5] report -> {paths['html']} and {paths['markdown']}", flush=True)
     return written
+
+
+def _write_json_atomic(obj, path: Path) -> None:
+    import json
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)

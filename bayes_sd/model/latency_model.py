@@ -267,6 +267,7 @@ class LatencyModel:
         os.close(fd)
         try:
             self.idata.to_netcdf(tmp, engine="h5netcdf")
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; a posterior is a normal shared file
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

@@ -65,6 +65,8 @@ class _EffectSampler:
     def _scale(self, prior: str, prior_dims: str | None, coefs) -> np.ndarray:
         if prior in self.post:
             s = self.post[prior].values
+            if s.ndim == 1:  # a scalar scale: one column
+                s = s[:, None]
             if prior_dims == "coef" and coefs is not None:
                 s = s[:, [COEFS.index(c) for c in coefs]]
             return s

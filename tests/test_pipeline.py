@@ -1,0 +1,29 @@
+"""The main job (`bayes-sd demo`): plumbing with a mocked sampler; the real run is in the README/CI-free bench."""
+
+import json
+
+import pandas as pd
+import pytest
+from pymc.testing import mock_sample_setup_and_teardown
+
+from bayes_sd.cli import main
+
+mock_pymc_sample = pytest.fixture(scope="function")(mock_sample_setup_and_teardown)
+
+
+def test_demo_writes_every_output(mock_pymc_sample, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["demo", "--quick", "--out", str(out), "--sampler", "pymc", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    for stage in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):
+        assert stage in printed
+    for name in ("posterior.nc", "report.html", "report.md", "recommendations.csv", "data_summary.csv",
+                 "vllm_config_dspark.json"):
+        assert (out / name).is_file(), name
+    recs = pd.read_csv(out / "recommendations.csv")
+    need = {"best_k", "latency_mean_s", "latency_q05_s", "latency_q95_s", "p_best", "expected_regret",
+            "speedup_vs_k0", "p_slower_than_k0"}
+    assert need <= set(recs.columns)
+    assert recs["best_k"].between(0, 7).all()
+    json.loads((out / "vllm_config_dspark.json").read_text())
+    assert (out / "posterior.nc").stat().st_mode & 0o044  # readable by others, not 0600
