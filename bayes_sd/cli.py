@@ -15,8 +15,14 @@ from pathlib import Path
 from bayes_sd.traces.schema import TraceError, schema_help
 
 INGEST_EPILOG = f"""\
-Input files may be canonical tables (CSV or parquet; the kind is recognised from the
-columns, not the file name) or the long-format real measurement files bundled in data/real/.
+Input files may be benchmark outputs as written: GuideLLM reports (JSON, YAML or CSV; every
+schema generation), `vllm bench serve` results (with or without --save-detailed), SGLang
+bench_serving JSONL, vLLM Prometheus /metrics scrapes (before and after a run) and vLLM
+server logs (SpecDecoding metrics lines); or canonical tables (CSV or parquet), or the
+long-format real measurement files bundled in data/real/. The format is recognised from the
+content, not the file name. Benchmark files do not record the speculative configuration: it
+is taken from their labels/metadata when present, else from --verifier/--drafter/--k/
+--hardware/--dataset or a sidecar YAML (keys verifier, drafter, k, hardware, dataset).
 A requests table is aggregated into run statistics (warm-up / cool-down trimmed) using the
 run-metadata rows of a runs table given alongside it (same run_id). Saturated runs are
 flagged (achieved rate well below offered, latency trending up over the run, or requests
@@ -38,10 +44,30 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
-def _cmd_ingest(args) -> int:
-    from bayes_sd.traces import ingest_paths, write_table
+def _labels(args) -> dict:
+    return {"verifier": args.verifier, "drafter": args.drafter, "k": args.k, "hardware": args.hardware,
+            "dataset": args.dataset, "attach_to": args.attach_to}
 
-    result = ingest_paths(args.files)
+
+def _ingest(args):
+    """ingest_paths with the speculative configuration flags; its warnings printed once each."""
+    import warnings
+
+    from bayes_sd.traces import ingest_paths
+    from bayes_sd.traces.formats.base import TraceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TraceWarning)
+        result = ingest_paths(args.files, labels=_labels(args), sidecar=args.sidecar)
+    for line in result.warnings:
+        print(f"bayes-sd ingest: warning: {line}", file=sys.stderr)
+    return result
+
+
+def _cmd_ingest(args) -> int:
+    from bayes_sd.traces import write_table
+
+    result = _ingest(args)
     out = write_table(result.runs, args.out, protect=args.files)
     print(f"wrote {len(result.runs)} runs to {out} ({int(result.runs['saturated'].sum())} flagged saturated)")
     if args.models_out and result.models is not None and len(result.models):
@@ -52,9 +78,8 @@ def _cmd_ingest(args) -> int:
 
 def _cmd_summary(args) -> int:
     from bayes_sd.summary import runs_summary
-    from bayes_sd.traces import ingest_paths
 
-    runs = ingest_paths(args.files).runs
+    runs = _ingest(args).runs
     print(runs_summary(runs).to_string(index=False))
     return 0
 
@@ -119,6 +144,17 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _add_label_flags(p) -> None:
+    g = p.add_argument_group("speculative configuration (when the files do not record it)")
+    g.add_argument("--verifier", help="target model served")
+    g.add_argument("--drafter", help="draft model or method ('none' without speculation)")
+    g.add_argument("--k", type=int, help="draft length num_speculative_tokens (0 = none)")
+    g.add_argument("--hardware", help="accelerator, e.g. H100")
+    g.add_argument("--dataset", help="workload name")
+    g.add_argument("--sidecar", help="YAML with verifier, drafter, k, hardware, dataset (and per-run overrides)")
+    g.add_argument("--attach-to", help="run id that acceptance-only files (Prometheus, logs) belong to")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayes-sd",
@@ -135,11 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help="trace files (CSV, parquet, or bundled long-format real data)")
     p.add_argument("--out", required=True, help="output run table: .csv or .parquet")
     p.add_argument("--models-out", help="also write the models table found among the inputs here")
+    _add_label_flags(p)
     p.set_defaults(func=_cmd_ingest)
 
     p = sub.add_parser("summary", help="print a per-configuration summary of run tables",
                        description="Runs per verifier/drafter/hardware, loads covered and saturated runs.")
     p.add_argument("files", nargs="+", help="run tables or trace files")
+    _add_label_flags(p)
     p.set_defaults(func=_cmd_summary)
 
     p = sub.add_parser("fit", help="fit the hierarchical latency model to a run table",

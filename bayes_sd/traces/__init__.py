@@ -8,6 +8,8 @@
 - :mod:`~bayes_sd.traces.aggregate`: ``aggregate_runs`` (requests -> run statistics) and
   ``detect_saturation``;
 - :mod:`~bayes_sd.traces.real`: ``read_real_long`` for the long-format real measurements;
+- :mod:`~bayes_sd.traces.formats`: readers of GuideLLM, `vllm bench serve`, SGLang, vLLM Prometheus
+  scrapes and logs, detected from content;
 - :mod:`~bayes_sd.traces.ingest`: ``ingest_paths``, what ``bayes-sd ingest`` runs.
 
 Units everywhere: seconds, requests/s, tokens.

@@ -1,7 +1,13 @@
 """Turn a set of trace files into one canonical runs table (and a models table).
 
 :func:`ingest_paths` is what ``bayes-sd ingest FILE... --out runs.csv`` runs. Each file's
-kind is detected from its columns (:func:`~bayes_sd.traces.io.read_table`):
+format is detected from its content (:func:`~bayes_sd.traces.formats.detect_format`):
+benchmark outputs (GuideLLM reports, ``vllm bench serve`` results, SGLang
+``bench_serving`` JSONL, vLLM ``/metrics`` scrapes and logs) go through
+:mod:`bayes_sd.traces.formats` (one run per benchmark, requests aggregated with
+``aggregate_runs``, the speculative configuration from labels, flags or a sidecar YAML);
+a sidecar YAML among the files is used as ``sidecar``. Canonical tables' kind is
+detected from their columns (:func:`~bayes_sd.traces.io.read_table`):
 
 - ``runs`` tables are validated; their rows either are runs with their own statistics,
   or are the run metadata (``require_stats=False``) of request files given alongside;
@@ -18,11 +24,14 @@ whole table (closed-loop throughput across concurrencies) and with all request r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from .aggregate import aggregate_runs, fill_saturation
+from .formats import detect_format, read_format
+from .formats.assemble import assemble
+from .formats.labels import Sidecar, load_sidecar, normalize
 from .io import read_table
 from .real import real_long_to_runs
 from .schema import TraceError
@@ -40,10 +49,15 @@ class IngestResult:
 
     ``runs``: validated canonical runs table (sorted by source, run_id), saturation filled.
     ``models``: validated canonical models table (no rows when no models file was given).
+    ``warnings``: one-line messages (file, field, fix) about usable but doubtful input, in
+    order; each was also issued as a :class:`~bayes_sd.traces.formats.TraceWarning`.
+    ``formats``: the detected format of each input path.
     """
 
     runs: pd.DataFrame
     models: pd.DataFrame
+    warnings: list = field(default_factory=list)
+    formats: dict = field(default_factory=dict)
 
 
 def _no_dup(df: pd.DataFrame, key: str, origin: pd.Series, what: str) -> None:
@@ -55,20 +69,51 @@ def _no_dup(df: pd.DataFrame, key: str, origin: pd.Series, what: str) -> None:
                          f"give each {what} once across all inputs")
 
 
-def ingest_paths(paths, *, warmup_s: float | None = None, cooldown_s: float | None = None,
-                 trim_frac: float = 0.1) -> IngestResult:
-    """Read, validate, aggregate and combine trace files (CSV or parquet).
-
-    ``warmup_s`` / ``cooldown_s`` / ``trim_frac`` are passed to ``aggregate_runs`` for
-    request files. Raises TraceError naming the file and column on any problem; in
-    particular a request file whose run_ids have no metadata row in a runs table among
-    ``paths``, and a runs row with neither statistics nor request rows.
-    """
+def _inputs(paths, labels, sidecar):
+    """Paths as strings, the flags' configuration, the sidecar (argument or among paths)."""
     paths = [str(p) for p in ([paths] if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__") else paths)]
     if not paths:
         raise TraceError("ingest", None, "no input files", "give at least one trace file")
-    metas, reqs, models, real = [], [], [], []
+    flags = {k: v for k, v in (labels or {}).items() if v is not None}
+    attach = flags.pop("attach_to", None)
+    flags = normalize(flags, "flags", "--verifier/--drafter/--k/--hardware/--dataset", strict=True)
+    formats = {p: detect_format(p) for p in paths}
+    cars = ([str(sidecar)] if sidecar is not None else []) + [p for p in paths if formats[p] == "sidecar"]
+    if len(cars) > 1:
+        raise TraceError(", ".join(cars), None, "more than one sidecar YAML", "merge them into one file")
+    side = load_sidecar(cars[0]) if cars else None
+    return paths, formats, flags, side, attach if attach is not None else (side.attach_to if side else None)
+
+
+def ingest_paths(paths, *, labels: dict | None = None, sidecar=None, warmup_s: float | None = None,
+                 cooldown_s: float | None = None, trim_frac: float = 0.1) -> IngestResult:
+    """Read, validate, aggregate and combine trace files.
+
+    ``paths``: canonical tables (CSV or parquet) and/or benchmark outputs (GuideLLM JSON /
+    YAML / CSV, ``vllm bench serve`` JSON, SGLang JSONL, vLLM ``/metrics`` scrapes and
+    logs, a sidecar YAML), recognised from their content. ``labels``: the speculative
+    configuration from the command line, keys ``verifier``, ``drafter``, ``k``,
+    ``hardware``, ``dataset`` (None values ignored) and optionally ``attach_to`` (the run
+    that acceptance-only inputs belong to). ``sidecar``: path of a sidecar YAML (see
+    :mod:`bayes_sd.traces.formats.labels`). ``warmup_s`` / ``cooldown_s`` / ``trim_frac``
+    are passed to ``aggregate_runs`` for request rows (see
+    :mod:`bayes_sd.traces.formats.assemble` for benchmark outputs). Raises TraceError
+    naming the file and field on any problem; in particular a request file whose run_ids
+    have no metadata row in a runs table among ``paths``, a runs row with neither
+    statistics nor request rows, and a benchmark output whose speculative configuration
+    is given nowhere.
+    """
+    paths, formats, flags, side, attach = _inputs(paths, labels, sidecar)
+    sink: list = []
+    metas, reqs, models, real, parsed = [], [], [], [], []
     for p in paths:
+        fmt = formats[p]
+        if fmt == "sidecar":
+            continue
+        if fmt != "table":
+            parsed.append(read_format(p, fmt))
+            sink.extend(parsed[-1].warnings)
+            continue
         kind, df = read_table(p)
         if kind == "runs":
             metas.append(validate_runs(df, p, require_stats=False).assign(_file=p))
@@ -85,6 +130,12 @@ def ingest_paths(paths, *, warmup_s: float | None = None, cooldown_s: float | No
     _no_dup(meta, "run_id", meta["_file"], "run_id")
 
     out, used = list(real), set()
+    bench_req = None
+    if parsed:
+        bench, bench_req = assemble(parsed, flags=flags, sidecar=side or Sidecar(), attach_to=attach,
+                                    warmup_s=warmup_s, cooldown_s=cooldown_s, trim_frac=trim_frac, sink=sink)
+        if bench is not None:
+            out.append(bench.assign(_file=bench["source"]))
     for p, req in reqs:
         ids = pd.unique(req["run_id"])
         missing = sorted(set(ids) - set(meta["run_id"]))
@@ -115,8 +166,11 @@ def ingest_paths(paths, *, warmup_s: float | None = None, cooldown_s: float | No
     if out:
         runs = pd.concat(out, ignore_index=True)
         _no_dup(runs, "run_id", runs["_file"], "run_id")
+        for f, part in runs.groupby("_file", sort=False):  # name the file in unit / consistency errors
+            validate_runs(part.drop(columns="_file"), f, require_stats=False)
         runs = validate_runs(runs.drop(columns="_file"), "ingested runs", require_stats=False)
-        all_req = pd.concat([r for _, r in reqs], ignore_index=True) if reqs else None
+        parts = [r for _, r in reqs] + ([bench_req[["run_id", "start_s", "end_s"]]] if bench_req is not None else [])
+        all_req = pd.concat(parts, ignore_index=True) if parts else None
         runs = fill_saturation(runs, all_req)
         runs = runs.sort_values(["source", "run_id"], kind="stable").reset_index(drop=True)
     else:
@@ -127,4 +181,4 @@ def ingest_paths(paths, *, warmup_s: float | None = None, cooldown_s: float | No
         mod = validate_models(mod.drop(columns="_file"), "models")
     else:
         mod = empty_table("models")
-    return IngestResult(runs=runs, models=mod)
+    return IngestResult(runs=runs, models=mod, warnings=list(dict.fromkeys(sink)), formats=formats)

@@ -1,0 +1,213 @@
+"""Shared pieces of the benchmark-output readers: the parsed-file containers, tolerant
+JSON / text loading, defensive field access and the request-time checks.
+
+Every reader turns one file into a :class:`Parsed`: a list of :class:`RunData` (one per
+benchmark run, with canonical request rows when the tool wrote them, else run-level
+statistics), the speculative configuration the file records (labels / metadata), and,
+for acceptance-only sources (Prometheus scrapes, vLLM logs), an acceptance record to
+attach to a run. Nothing here knows about a particular tool.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..schema import TraceError
+
+__all__ = ["TraceWarning", "RunData", "Parsed", "get", "num", "warn", "read_bytes", "read_text",
+           "load_json_objects", "finish_requests", "REQ_COLS", "ACCEPT_COLS"]
+
+#: Canonical request columns a reader fills (``run_id`` is added by the ingest).
+REQ_COLS = ["request_id", "start_s", "first_token_s", "end_s", "prompt_tokens", "output_tokens",
+            "draft_tokens", "accepted_tokens", "num_drafts"]
+#: Run-level acceptance columns (canonical runs columns).
+ACCEPT_COLS = ["draft_tokens", "accepted_tokens", "num_drafts", "acceptance_length"]
+
+
+class TraceWarning(UserWarning):
+    """Something in a trace file that is usable but worth knowing (one line: file, field, fix)."""
+
+
+@dataclass
+class RunData:
+    """One benchmark run read from a tool's output.
+
+    ``key``: name of the run within its file (``run_id`` = ``<file stem>:<key>``);
+    ``aliases``: other names a sidecar may use for it (benchmark index, strategy label).
+    ``requests``: canonical request rows (successful requests only, :data:`REQ_COLS`) or
+    None when the file has only run-level statistics (then ``stats`` holds them, canonical
+    run column names, seconds). ``window``: the tool's own measurement window (start, end)
+    on the request clock, or None. ``clockless``: request rows have no send times (all
+    ``start_s`` = 0): their statistics are kept but rates come from ``stats`` and they
+    are left out of the latency-trend check. ``labels``: speculative configuration
+    recorded for this run only. ``acceptance``: run-level acceptance counts.
+    """
+
+    key: str
+    load_type: str
+    rate_rps: float = math.nan
+    concurrency: float = math.nan
+    aliases: list = field(default_factory=list)
+    requests: pd.DataFrame | None = None
+    stats: dict = field(default_factory=dict)
+    window: tuple | None = None
+    clockless: bool = False
+    n_errored: int = 0
+    n_incomplete: int = 0
+    saturated: bool | None = None
+    saturation_reason: str = ""
+    labels: dict = field(default_factory=dict)
+    acceptance: dict = field(default_factory=dict)
+
+
+@dataclass
+class Parsed:
+    """One file read by a format reader."""
+
+    path: str
+    fmt: str
+    runs: list = field(default_factory=list)
+    labels: dict = field(default_factory=dict)      # from the file's own labels / metadata
+    recorded: dict = field(default_factory=dict)    # fallbacks the file records (model name, data set)
+    acceptance: dict | None = None                  # acceptance-only sources
+    warnings: list = field(default_factory=list)
+
+
+def warn(sink: list | None, source: str, fld: str | None, problem: str, fix: str) -> str:
+    """Emit a one-line :class:`TraceWarning` (and append it to ``sink``)."""
+    where = source + (f", field '{fld}'" if fld else "")
+    msg = f"{where}: {problem}. Fix: {fix}"
+    if sink is not None:
+        sink.append(msg)
+    warnings.warn(msg, TraceWarning, stacklevel=3)
+    return msg
+
+
+def get(d, *path):
+    """``d[p0][p1]...`` or None when a level is missing or not a dict."""
+    for p in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(p)
+    return d
+
+
+def num(v, source: str, fld: str) -> float:
+    """A JSON value as float: None -> NaN; numbers and numeric strings ('inf' too) accepted."""
+    if v is None:
+        return math.nan
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v.strip())
+        except ValueError:
+            pass
+    raise TraceError(source, fld, f"expected a number, found {type(v).__name__} {str(v)[:40]!r}",
+                     "the file was edited or is not this tool's output: restore the numeric value")
+
+
+def read_bytes(path) -> bytes:
+    """The file's bytes, gunzipped when it starts with the gzip magic."""
+    p = Path(path)
+    if not p.is_file():
+        raise TraceError(str(path), None, "file not found", "check the path")
+    data = p.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:
+            raise TraceError(str(path), None, f"truncated or corrupt gzip data ({e})",
+                             "re-copy or re-compress the file") from None
+    return data
+
+
+def read_text(path) -> str:
+    data = read_bytes(path)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TraceError(str(path), None, f"not UTF-8 text (byte {e.start})",
+                         "give the tool's text output (JSON, YAML, CSV or log), not a binary file") from None
+
+
+def load_json_objects(text: str, source: str) -> list:
+    """Parse one JSON value, or JSON Lines (one object per line, as ``--append-result`` and
+    SGLang write). Accepts ``NaN`` / ``Infinity`` (Python's json does). Raises TraceError
+    with the position on malformed or truncated text."""
+    text = text.strip()
+    if not text:
+        raise TraceError(source, None, "the file is empty", "give the benchmark's result file")
+    dec = json.JSONDecoder()
+    out, pos = [], 0
+    while pos < len(text):
+        try:
+            obj, end = dec.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            trunc = e.pos >= len(text) - 1 or "Unterminated" in e.msg or "Expecting" in e.msg and e.pos > len(text) - 64
+            line = text.count("\n", 0, e.pos) + 1
+            raise TraceError(source, None, f"not valid JSON at line {line}, char {e.pos}: {e.msg}"
+                             + (" (the file looks truncated)" if trunc else ""),
+                             "re-copy the complete file; it must be the tool's JSON output unchanged") from None
+        out.append(obj)
+        pos = end
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+    return out
+
+
+def finish_requests(df: pd.DataFrame, ok: np.ndarray, source: str, run: str, names: dict,
+                    sink: list) -> tuple[pd.DataFrame, int]:
+    """Checks on a run's request rows (native field names in messages), then the rows of
+    successful requests. ``ok`` marks successful requests. Returns (rows, n_dropped): rows
+    dropped as unusable (no output token) are counted, so the caller adds them to errors.
+
+    NaN, infinite or negative times and out-of-order times (first token before send, end
+    before first token) raise TraceError naming the field in ``names`` (canonical ->
+    native). Repeated request ids keep the first record, with a warning.
+    """
+    d = df[ok].reset_index(drop=True)
+    for col in ("start_s", "first_token_s", "end_s", "prompt_tokens", "output_tokens"):
+        v = d[col].to_numpy("float64")
+        bad = ~np.isfinite(v)
+        if bad.any():
+            rid = d["request_id"].iloc[int(np.flatnonzero(bad)[0])]
+            raise TraceError(source, names.get(col, col), f"{int(bad.sum())} successful request(s) of run {run} "
+                             f"have no finite value (e.g. request {rid})",
+                             "the record is incomplete or corrupt: restore it or delete that request")
+        neg = v < 0
+        if neg.any():
+            rid = d["request_id"].iloc[int(np.flatnonzero(neg)[0])]
+            raise TraceError(source, names.get(col, col), f"negative value in run {run} (request {rid})",
+                             "times and counts are non-negative: restore the original value")
+    s, f, e = (d[c].to_numpy("float64") for c in ("start_s", "first_token_s", "end_s"))
+    tol = 1e-6
+    for bad, col, what in ((f < s - tol, "first_token_s", "first token before the request was sent"),
+                           (e < f - tol, "end_s", "last token before the first token")):
+        if bad.any():
+            rid = d["request_id"].iloc[int(np.flatnonzero(bad)[0])]
+            raise TraceError(source, names.get(col, col), f"{what} in run {run} ({int(bad.sum())} request(s), "
+                             f"e.g. {rid})", "times are out of order: the record is corrupt or was edited")
+    d["first_token_s"] = np.maximum(f, s)
+    d["end_s"] = np.maximum(e, d["first_token_s"].to_numpy())
+    dup = d["request_id"].duplicated().to_numpy()
+    if dup.any():
+        warn(sink, source, names.get("request_id", "request_id"),
+             f"{int(dup.sum())} repeated request id(s) in run {run} (e.g. {d['request_id'][dup].iloc[0]}): "
+             "kept the first record of each", "remove the duplicated records (merged or concatenated files?)")
+        d = d[~dup].reset_index(drop=True)
+    empty = d["output_tokens"].to_numpy("float64") < 1
+    if empty.any():
+        warn(sink, source, names.get("output_tokens", "output_tokens"),
+             f"{int(empty.sum())} successful request(s) of run {run} produced no output token: counted as "
+             "errored", "check the server (empty completions) or the token counting")
+        d = d[~empty].reset_index(drop=True)
+    return d, int(empty.sum())

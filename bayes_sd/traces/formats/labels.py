@@ -1,0 +1,187 @@
+"""The speculative configuration of a run: verifier, drafter, k, hardware, dataset.
+
+Benchmark outputs do not record how the server speculated. The configuration of each
+run is assembled from, most specific first:
+
+1. a sidecar YAML's per-run override (``runs:`` keyed by run id, benchmark index or
+   strategy label such as ``constant@4``), then its per-file override (``files:`` keyed
+   by file name, path or stem);
+2. the flags (``ingest_paths(labels=...)``: ``--verifier --drafter --k --hardware --dataset``);
+3. the sidecar's top-level keys;
+4. what the file records: GuideLLM ``--label key=value`` (``config.metadata.labels``),
+   vLLM ``--metadata key=value`` (extra top-level keys), SGLang ``server_info``
+   (speculative algorithm, draft model, steps);
+5. fallbacks: verifier = the model name the benchmark used, dataset = its data file or
+   data set name (else ``'unknown'``, with a warning), k = the number of per-position
+   acceptance rates in the acceptance data.
+
+Label keys are matched loosely (case, ``-``/``_``) with aliases: ``draft_model``,
+``num_speculative_tokens``, ``gpu``, ... and ``speculative_config`` (vLLM's JSON:
+``model`` or ``method`` -> drafter, ``num_speculative_tokens`` -> k). ``k = 0`` implies
+drafter ``'none'`` and vice versa. Whatever is still missing raises one TraceError naming
+the file, the missing fields and the fix.
+
+Sidecar example::
+
+    verifier: meta-llama/Llama-3.1-8B-Instruct
+    drafter: yuhuili/EAGLE3-LLaMA3.1-Instruct-8B
+    k: 4
+    hardware: H100
+    dataset: sharegpt
+    runs:                      # optional, per run (id, benchmark index or strategy)
+      "0": {k: 0, drafter: none}
+    files:                     # optional, per input file
+      sweep_k2.json: {k: 2}
+    attach_to: sweep:2:constant@18.08   # run that a Prometheus scrape / vLLM log belongs to
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..schema import NO_DRAFTER, TraceError
+from .base import read_text, warn
+
+__all__ = ["SPEC_FIELDS", "Sidecar", "load_sidecar", "normalize", "resolve", "FIX"]
+
+SPEC_FIELDS = ("verifier", "drafter", "k", "hardware", "dataset")
+FIX = ("pass --verifier/--drafter/--k/--hardware (and --dataset) or a sidecar YAML (--sidecar spec.yaml with keys "
+       "verifier, drafter, k, hardware, dataset), or label the benchmark (GuideLLM --label k=4, vLLM --metadata k=4)")
+_ALIASES = {
+    "verifier": ("verifier", "verifier_model", "target_model", "base_model"),
+    "drafter": ("drafter", "draft_model", "draft", "drafter_model", "speculative_model", "spec_model",
+                "spec_method", "speculative_method"),
+    "k": ("k", "num_speculative_tokens", "num_spec_tokens", "spec_k", "draft_length", "spec_tokens",
+          "speculative_tokens"),
+    "hardware": ("hardware", "gpu", "accelerator", "device", "hw"),
+    "dataset": ("dataset", "workload", "dataset_name"),
+}
+_LOOKUP = {a: f for f, al in _ALIASES.items() for a in al}
+_SPEC_CONFIG = ("speculative_config", "spec_config")
+
+
+def _norm_key(k) -> str:
+    return str(k).strip().lower().replace("-", "_")
+
+
+def _k(v, source: str, where: str) -> int:
+    if isinstance(v, bool):
+        v = None
+    try:
+        f = float(str(v).strip()) if isinstance(v, str) else float(v)
+    except (TypeError, ValueError):
+        f = math.nan
+    if not (math.isfinite(f) and f >= 0 and f == int(f)):
+        raise TraceError(source, "k", f"{where}: k = {v!r} is not a whole number of draft tokens",
+                         "give k as an integer >= 0 (0 = no speculation)")
+    return int(f)
+
+
+def normalize(d, source: str, where: str, strict: bool = False) -> dict:
+    """Speculative-configuration fields found in a labels / metadata dict. With
+    ``strict`` (flags, sidecar), unknown keys raise TraceError (typos)."""
+    out: dict = {}
+    if not isinstance(d, dict):
+        return out
+    for key, v in d.items():
+        nk = _norm_key(key)
+        if nk in _SPEC_CONFIG:
+            cfg = v
+            if isinstance(v, str):
+                try:
+                    cfg = json.loads(v)
+                except json.JSONDecodeError:
+                    raise TraceError(source, str(key), f"{where}: not a JSON object", "give vLLM's "
+                                     "--speculative-config JSON, e.g. '{\"method\": \"eagle3\", ...}'") from None
+            if isinstance(cfg, dict):
+                dm = cfg.get("model") or cfg.get("method")
+                if dm:
+                    out.setdefault("drafter", str(dm))
+                if cfg.get("num_speculative_tokens") is not None:
+                    out.setdefault("k", _k(cfg["num_speculative_tokens"], source, f"{where} {key}"))
+            continue
+        f = _LOOKUP.get(nk)
+        if f is None:
+            if strict:
+                raise TraceError(source, str(key), f"{where}: unknown key", f"use {', '.join(SPEC_FIELDS)} "
+                                 "(and in a sidecar: runs, files, attach_to, speculative_config)")
+            continue
+        if v is None or (isinstance(v, str) and not v.strip()):
+            continue
+        out[f] = _k(v, source, f"{where} {key}") if f == "k" else str(v).strip()
+    return out
+
+
+@dataclass
+class Sidecar:
+    path: str = ""
+    defaults: dict = field(default_factory=dict)
+    runs: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+    attach_to: object = None
+
+
+def load_sidecar(path) -> Sidecar:
+    """Read a sidecar YAML (see the module docstring)."""
+    import yaml
+
+    src = str(path)
+    try:
+        data = yaml.safe_load(read_text(path))
+    except yaml.YAMLError as e:
+        raise TraceError(src, None, f"not valid YAML ({str(e).splitlines()[0]})",
+                         "write the sidecar as YAML: `k: 4` lines, see `bayes-sd ingest --help`") from None
+    if not isinstance(data, dict):
+        raise TraceError(src, None, "a sidecar is a YAML mapping (verifier: ..., k: ...)", FIX)
+    runs, files = data.pop("runs", None) or {}, data.pop("files", None) or {}
+    attach = data.pop("attach_to", None)
+    for name, val in (("runs", runs), ("files", files)):
+        if not isinstance(val, dict) or not all(isinstance(v, dict) for v in val.values()):
+            raise TraceError(src, name, f"'{name}' must map names to mappings of overrides",
+                             f"write e.g. `{name}:` then `  \"0\": {{k: 2}}`")
+    return Sidecar(path=src, defaults=normalize(data, src, "sidecar", strict=True),
+                   runs={str(k): normalize(v, src, f"runs[{k}]", strict=True) for k, v in runs.items()},
+                   files={str(k): normalize(v, src, f"files[{k}]", strict=True) for k, v in files.items()},
+                   attach_to=attach)
+
+
+def resolve(*, source: str, run_id: str, names: list, file_labels: dict, run_labels: dict, recorded: dict,
+            inferred: dict, flags: dict, sidecar: Sidecar | None, sink: list) -> dict:
+    """The five configuration fields of one run (see the module docstring for the order)."""
+    side = sidecar or Sidecar()
+    p = Path(source)
+    file_over = next((side.files[n] for n in (source, p.name, p.stem) if n in side.files), {})
+    run_over = next((side.runs[n] for n in [run_id] + list(names) if n in side.runs), {})
+    file_own = {**normalize(file_labels, source, "label"), **normalize(run_labels, source, "metadata")}
+    layers = [run_over, file_over, flags, side.defaults, file_own]
+    out = {}
+    for f in SPEC_FIELDS:
+        for layer in layers:
+            if layer.get(f) is not None:
+                out[f] = layer[f]
+                break
+        if f in out and f in file_own and str(file_own[f]) != str(out[f]):
+            warn(sink, source, f, f"run {run_id}: the file says {f} = {file_own[f]!r}, overridden by "
+                 f"{out[f]!r} from the flags / sidecar", "drop the flag or sidecar entry if the file is right")
+    if "k" not in out and "k" in inferred:
+        out["k"] = inferred["k"]
+    if out.get("k") == 0:
+        out.setdefault("drafter", NO_DRAFTER)
+    if str(out.get("drafter", "")).lower() == NO_DRAFTER:
+        out["drafter"] = NO_DRAFTER
+        out.setdefault("k", 0)
+    for f in ("verifier", "dataset"):
+        if f not in out and recorded.get(f):
+            out[f] = recorded[f]
+    if "dataset" not in out:
+        warn(sink, source, "dataset", "no data set name recorded: using 'unknown'",
+             "pass --dataset NAME (or `dataset:` in a sidecar) to tell workloads apart")
+        out["dataset"] = "unknown"
+    missing = [f for f in SPEC_FIELDS if f not in out]
+    if missing:
+        raise TraceError(source, missing[0], f"the speculative configuration is not recorded in the file: "
+                         f"missing {', '.join(missing)} (run {run_id})", FIX)
+    return out
