@@ -29,11 +29,8 @@ picks speculation where it is 5 % or more slower than k = 0.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
-import os
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -46,6 +43,8 @@ from bayes_sd.presets import PRESETS, WORKLOADS, preset_name
 from bayes_sd.recommend import recommend_k
 from bayes_sd.simulate import simulate_run, simulate_runs
 from bayes_sd.traces.aggregate import aggregate_runs
+
+from _machine import machine_line  # bench/ is on sys.path when a script runs
 
 PAIRS = [("llama3.1-8b", "eagle3-small"), ("llama3.3-70b", "draft-1b"), ("llama3.1-8b", "ngram"),
          ("qwen3-30b-a3b", "eagle3-small"), ("llama3.3-70b", "eagle3-small")]
@@ -187,8 +186,7 @@ def main() -> None:
                      "true_lat_best_s": lat[kb], "pred_lat_rec_s": rec["latency_mean_s"]})
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    print(f"decisions  {dt.date.today()}  nproc={os.cpu_count()}  cpu={cpu!r}  python={platform.python_version()}")
+    print(machine_line("decisions"))
     print(f"truth: simulated, {args.reps} x {args.requests} requests per scenario and k ({t_truth:.0f} s)")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     n_spec_bad = int(table["bad_spec"].sum())

@@ -10,9 +10,6 @@ the model only sees run-level statistics (the number of requests enters as a sta
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import time
 import warnings
 
@@ -20,6 +17,8 @@ import pandas as pd
 
 from bayes_sd import datasets
 from bayes_sd.model import ConvergenceWarning, LatencyModel
+
+from _machine import machine_line  # bench/ is on sys.path when a script runs
 
 
 def main() -> None:
@@ -40,8 +39,7 @@ def main() -> None:
                                    random_seed=args.seed, progressbar=False, low_rank_mass_matrix=args.low_rank)
     wall = time.perf_counter() - t0
     d = model.diagnostics()
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    print(f"fit_speed  {dt.date.today()}  nproc={os.cpu_count()}  cpu={cpu!r}  python={platform.python_version()}")
+    print(machine_line("fit_speed"))
     print(f"data={args.data}: {len(runs)} runs, {model.fit_data.n_runs} fitted, {len(model.fit_data.excluded)} excluded; "
           f"requests behind them: {int(runs['n_requests'].sum())}")
     print(f"sampler: nutpie, {args.chains} chains x ({args.tune} tune + {args.draws} draws), low-rank={args.low_rank}")

@@ -21,10 +21,8 @@ Target: each under 10 s and 2 GiB. Prints the numbers, the date and the machine.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -35,18 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from _machine import machine_line  # bench/ is on sys.path when a script runs
+
 FLAGS = {"verifier": "llama-3.1-8b", "drafter": "eagle3", "k": 4, "hardware": "H100", "dataset": "synthetic"}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def synth(n: int, runs: int, seed: int = 0):
@@ -155,8 +144,7 @@ def main() -> None:
         return
     d = Path(args.keep or tempfile.mkdtemp(prefix="bayes_sd_ingest_"))
     d.mkdir(parents=True, exist_ok=True)
-    print(f"ingest_speed  {dt.datetime.now():%Y-%m-%d %H:%M}  {os.cpu_count()} cores  {cpu_model()}  "
-          f"Python {platform.python_version()}  pandas {pd.__version__}")
+    print(f"{machine_line('ingest_speed')}  pandas={pd.__version__}")
     print(f"{args.requests:,} request records in {args.runs} runs")
     print(f"{'input':<28} {'file MB':>8} {'wall s':>7} {'peak RSS MiB':>13} {'records/s':>11}  runs  kept")
     jobs = (("parquet", "canonical parquet", write_parquet),

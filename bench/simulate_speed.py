@@ -13,24 +13,13 @@ so that the first call includes the full JIT compile. Prints a table and the mac
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import time
 
 import numpy as np
 
+from _machine import machine_line  # bench/ is on sys.path when a script runs
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -71,8 +60,7 @@ def main() -> None:
             rows.append((label, k, cold, first_call, best, float(np.median(warm)), args.requests / best,
                          float((df.end_s - df.start_s).mean())))
             first_call = False
-    print(f"simulate_speed  {dt.datetime.now().isoformat(timespec='seconds')}  "
-          f"nproc={os.cpu_count()}  cpu={cpu_model()!r}  python={platform.python_version()}")
+    print(machine_line("simulate_speed"))
     print(f"preset {args.preset}, {args.requests} requests per run, {args.repeat} repeats"
           f"{', cold numba cache' if args.cold else ''}")
     print(f"{'load':<14}{'k':>3}{'first call s':>14}{'best s':>9}{'median s':>10}{'requests/s':>12}{'mean lat s':>11}")

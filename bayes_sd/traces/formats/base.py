@@ -115,6 +115,13 @@ def num(v, source: str, fld: str) -> float:
                      "the file was edited or is not this tool's output: restore the numeric value")
 
 
+def rates_from_duration(requests: pd.DataFrame, duration: float) -> dict:
+    """Run-level rates from a benchmark's wall ``duration`` (s): completed requests/s and output tokens/s."""
+    ok = duration > 0
+    return {"achieved_rps": len(requests) / duration if ok else math.nan,
+            "output_tps": float(requests["output_tokens"].sum()) / duration if ok else math.nan}
+
+
 def read_bytes(path) -> bytes:
     """The file's bytes, gunzipped when it starts with the gzip magic."""
     p = Path(path)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 
 from ..schema import TraceError
-from .base import Parsed, RunData, get, load_json_objects, num, read_text, warn
+from .base import Parsed, RunData, get, load_json_objects, num, rates_from_duration, read_text, warn
 from .vllm_bench import _requests, _stats
 
 __all__ = ["read_sglang"]
@@ -76,9 +76,7 @@ def read_sglang(path) -> Parsed:
         run.labels = _server_labels(info)
         if "ttfts" in d:
             run.requests, run.n_errored, run.clockless = _requests(d, source, key, out.warnings, e2e="e2e_latency")
-            dur = num(d.get("duration"), source, "duration")
-            run.stats = {"achieved_rps": len(run.requests) / dur if dur > 0 else math.nan,
-                         "output_tps": float(run.requests["output_tokens"].sum()) / dur if dur > 0 else math.nan}
+            run.stats = rates_from_duration(run.requests, num(d.get("duration"), source, "duration"))
             if len(run.requests) == 0:
                 warn(out.warnings, source, "errors", f"run {key} has no successful request: skipped",
                      "check the server and the errors list")

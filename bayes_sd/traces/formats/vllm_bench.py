@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..schema import TraceError
-from .base import Parsed, RunData, finish_requests, load_json_objects, num, read_text, warn
+from .base import Parsed, RunData, finish_requests, load_json_objects, num, rates_from_duration, read_text, warn
 
 __all__ = ["read_vllm_bench", "VLLM_KEYS"]
 
@@ -198,9 +198,7 @@ def read_vllm_bench(path) -> Parsed:
             if math.isfinite(failed) and failed > run.n_errored:
                 run.n_errored = int(failed)
             if run.clockless:
-                dur = num(d.get("duration"), source, "duration")
-                run.stats = {"achieved_rps": len(run.requests) / dur if dur > 0 else math.nan,
-                             "output_tps": float(run.requests["output_tokens"].sum()) / dur if dur > 0 else math.nan}
+                run.stats = rates_from_duration(run.requests, num(d.get("duration"), source, "duration"))
             if len(run.requests) == 0:
                 warn(out.warnings, source, "errors", f"run {key} has no successful request: skipped",
                      "check the server and the errors list")
