@@ -34,7 +34,7 @@ DEMO_DECISIONS = (
 
 #: sampling settings of the main job: full, and --quick (a smoke run on the real runs plus the
 #: H100 half of the synthetic fleet; not for conclusions)
-DEMO_SAMPLING = {"full": {"draws": 1000, "tune": 1000, "chains": 4}, "quick": {"draws": 150, "tune": 200, "chains": 2}}
+DEMO_SAMPLING = {"full": {"draws": 1000, "tune": 1000, "chains": 2}, "quick": {"draws": 150, "tune": 200, "chains": 2}}
 
 
 def demo_recommendations(model, decisions=DEMO_DECISIONS, k_max: int = 7) -> pd.DataFrame:
@@ -57,12 +57,15 @@ def run_demo(out: Path, *, quick: bool = False, progress: bool = True, seed: int
     1. data summary; 2. fit (nutpie); 3. posterior saved to netCDF; 4. draft-length
     recommendations and a vLLM configuration for the real DSpark pair; 5. the report.
     """
+    import time
     import warnings
 
     from bayes_sd.model import ConvergenceWarning, LatencyModel
     from bayes_sd.recommend import vllm_config
     from bayes_sd.report import write_report
 
+    t0 = time.perf_counter()
+    elapsed = lambda: f"({time.perf_counter() - t0:.0f} s)"  # noqa: E731
     out.mkdir(parents=True, exist_ok=True)
     runs = bundled_runs()
     if quick:  # the real runs and the H100 half of the synthetic fleet: every pair recommended below
@@ -81,12 +84,12 @@ def run_demo(out: Path, *, quick: bool = False, progress: bool = True, seed: int
         warnings.simplefilter("always", ConvergenceWarning)
         model = LatencyModel().fit(runs, random_seed=seed, progressbar=progress, nuts_sampler=nuts_sampler,
                                    **settings)
-    print(f"      {model.diagnostics_text()}", flush=True)
+    print(f"      {model.diagnostics_text()} {elapsed()}", flush=True)
     for w in caught:
         if issubclass(w.category, ConvergenceWarning) and not quick:
             print(f"      warning: {w.message}", flush=True)
     written["posterior"] = model.save(out / "posterior.nc")
-    print(f"[3/5] posterior -> {written['posterior']}", flush=True)
+    print(f"[3/5] posterior -> {written['posterior']} {elapsed()}", flush=True)
     recs = demo_recommendations(model)
     written["recommendations"] = write_table(recs, out / "recommendations.csv")
     dspark = recs[recs["drafter"] == "dspark"]
@@ -94,10 +97,10 @@ def run_demo(out: Path, *, quick: bool = False, progress: bool = True, seed: int
     path = out / "vllm_config_dspark.json"
     _write_json_atomic(cfg, path)
     written["vllm_config"] = path
-    print(f"[4/5] recommendations -> {written['recommendations']}; vLLM config -> {path}", flush=True)
+    print(f"[4/5] recommendations -> {written['recommendations']}; vLLM config -> {path} {elapsed()}", flush=True)
     paths = write_report(model, out, recommendations=recs)
     written.update({"report_html": Path(paths["html"]), "report_md": Path(paths["markdown"])})
-    print(f"[5/5] report -> {paths['html']} and {paths['markdown']}", flush=True)
+    print(f"[5/5] report -> {paths['html']} and {paths['markdown']} {elapsed()}", flush=True)
     return written
 
 

@@ -161,7 +161,8 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
         ttft = theory.ttft(costs, k, tau, P, D, np.where(np.isfinite(others), others, np.nan))
         shape = np.exp(post["mu_tail"].values[:, None] + eff("tail_pair")
                        + post["tail_load_slope"].values[:, None] * np.log1p(np.maximum(others, 0.0)))
-        quant = {q: lat * np.exp(-0.5 * shape**2 + z_quantile(q) * shape) for q in (0.5, 0.9, 0.99)}
+        quant = {q: np.where(np.isfinite(lat), lat * np.exp(-0.5 * shape**2 + z_quantile(q) * shape), np.inf)
+                 for q in (0.5, 0.9, 0.99)}  # saturated draws: every percentile is infinite too
     nu = float(cfg.get("model", {}).get("student_t_nu", 4.0))
     noise = post["sigma_latency"].values[:, None] * rng.standard_t(nu, size=lat.shape)
     return Draws(
