@@ -222,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "DIR/posterior.nc, DIR/report.md, DIR/report.html and DIR/recommendations.csv.")
     p.add_argument("--out", default="results", help="output folder (default: results)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: small sampling settings on the real runs and the H100 half of the synthetic "
-                        "fleet (about 2 minutes on 2 cores; not for conclusions)")
+                   help="smoke run: small sampling settings on the real runs and the synthetic llama3.1-8b "
+                        "pairs on H100 (under 2 minutes on 2 cores; not for conclusions)")
     p.add_argument("--sampler", default="nutpie", choices=["nutpie", "pymc"], help="NUTS implementation")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_cmd_demo)
