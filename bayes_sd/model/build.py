@@ -2,14 +2,16 @@
 
 Structure (MODEL.md section 2), all service costs on the log scale in milliseconds::
 
-    log theta[verifier_hw, c] = mu[c] + s_verifier[c] z_verifier[v, c] + s_hw[c] z_hw[h, c]
-                                + s_level[c] z_verifier_hw[vh, c]             c in v0 v1 p0 p1 c1
-    log theta[run, c]         = mu[c] + s_drafter[c] z_drafter[d, c] + s_hw[c] z_hw[h, c]
-                                + s_level[c] z_drafter_hw[dh, c] + s_pair[c] z_pair[pair, c]   c in d0 d1
-    logit a[pair, dataset]    = mu_a + s_ad z_ad[d] + s_as z_as[dataset] + s_ap z_ap[pair, dataset]
+    log theta[verifier_hw, c] = mu[c] + hardware[h, c] + verifier[v, c] + verifier_hw[vh, c]
+                                                                         c in v0 v1 p0 p1 c1
+    log theta[run, c]         = mu[c] + hardware[h, c] + drafter[d, c] + drafter_hw[dh, c]
+                                + spec_pair[pair, c]                     c in d0 d1
+    logit a[pair, dataset]    = mu_a + accept_drafter[d] + accept_dataset[s] + accept_pair[pair, dataset]
 
-Every effect is non-centred. The latency of each run comes from :mod:`bayes_sd.theory`
-(the same functions the simulator and the recommender use), called with pytensor tensors.
+Each term is a zero-mean effect created by ``_Effects`` (which effects exist, their scales and
+parameterisation follow one policy, documented there). The latency of each run comes from
+:mod:`bayes_sd.theory` (the same functions the simulator and the recommender use), called
+with pytensor tensors.
 """
 
 from __future__ import annotations

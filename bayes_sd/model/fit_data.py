@@ -170,7 +170,6 @@ def prepare_fit_data(runs: pd.DataFrame) -> FitData:
         "vh_verifier": _codes(first("verifier", "_vh", vh), verifiers),
         "vh_hardware": _codes(first("hardware", "_vh", vh), hardware),
         "run_pair": _codes(fit["_pair"], pairs),
-        "run_dataset": _codes(fit["dataset"], datasets),
     }
     # Runs without speculation point at level 0 of the drafter arrays; k = 0 zeroes every
     # drafter term, so those levels receive no information from them.
@@ -181,8 +180,6 @@ def prepare_fit_data(runs: pd.DataFrame) -> FitData:
     if len(sub):
         idx["dh_drafter"] = _codes(first("drafter", "_dh", dh), drafters)
         idx["dh_hardware"] = _codes(first("hardware", "_dh", dh), hardware)
-        idx["spec_pair_drafter"] = _codes(first("drafter", "_pair", spec_pairs), drafters)
-        idx["pd_spec_pair"] = _codes(first("_pair", "_pd", pds), spec_pairs)
         idx["pd_dataset"] = _codes(first("dataset", "_pd", pds), datasets)
         idx["pd_drafter"] = _codes(first("drafter", "_pd", pds), drafters)
 

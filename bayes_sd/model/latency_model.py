@@ -161,8 +161,7 @@ class LatencyModel:
     def diagnostics(self) -> dict:
         """Convergence figures: max R-hat, min bulk/tail ESS, divergences, draws, and whether all pass.
 
-        Thresholds: R-hat <= 1.01, bulk and tail ESS >= 100 per chain... at least 400 in all,
-        no divergences (Vehtari et al. 2021).
+        Thresholds (Vehtari et al. 2021): R-hat <= 1.01, bulk and tail ESS >= 400, no divergences.
         """
         self._require_fit()
         post = self.idata.posterior
