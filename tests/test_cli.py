@@ -50,7 +50,12 @@ def test_predict_cli_single_and_batch(fitted_b200, tmp_path, capsys):
     assert "mean latency" in capsys.readouterr().out
     assert main(args + ["--json"]) == 0
     row = json.loads(capsys.readouterr().out)
-    assert row["latency_q05_s"] <= row["latency_mean_s"] <= row["latency_q95_s"] or row["latency_q05_s"] <= row["latency_q50_s"]
+    model, _ = fitted_b200
+    expected = model.predict_table(pd.DataFrame([{
+        "verifier": "Qwen/Qwen3.8-27B", "drafter": "dspark", "hardware": "B200", "dataset": "HumanEval", "k": 7,
+        "prompt_len": 190.0, "output_len": 760.0, "load_type": "concurrency", "rate_rps": None, "concurrency": 16.0}])).iloc[0]
+    for key in ("latency_mean_s", "latency_q05_s", "latency_q95_s", "latency_p90_s", "speedup_vs_k0"):
+        assert row[key] == pytest.approx(float(expected[key]), rel=1e-9), key
     cond = pd.DataFrame({"verifier": "Qwen/Qwen3.8-27B", "drafter": ["none", "mtp"], "hardware": "B200",
                          "dataset": "math_reasoning", "k": [0, 2], "prompt_len": 112, "output_len": 280,
                          "load_type": "concurrency", "concurrency": 32})

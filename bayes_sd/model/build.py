@@ -104,32 +104,18 @@ def _at(effect, index):
     return effect if isinstance(effect, float) else effect[index]
 
 
-def _verifier_log_costs(eff: _Effects, fd: FitData):
-    vcols = [COEFS.index(c) for c in VERIFIER_COEFS]
-    mu = pt.stack([make_prior(eff.cfg, f"mu_{c}") for c in COEFS])
-    pm.Deterministic("mu_log_cost", mu, dims="coef")
-    eff_hw = eff("hardware")
-    eff_v = eff("verifier")
-    eff_vh = eff("verifier_hw")
-    hw_v = _at(eff_hw, fd.idx["vh_hardware"])
-    hw_v = hw_v if isinstance(hw_v, float) else hw_v[:, vcols]
-    n_vh = len(fd.coords["verifier_hw"])
-    log_v = mu[vcols] + _at(eff_v, fd.idx["vh_verifier"]) + hw_v + eff_vh + pt.zeros((n_vh, len(vcols)))
-    pm.Deterministic("verifier_cost_ms", pt.exp(log_v), dims=("verifier_hw", "vcoef"))
-    return mu, eff_hw, log_v
+def _level_log_costs(eff: _Effects, fd: FitData, mu, eff_hw, *, coefs, main: str, level: str, coef_dim: str):
+    """log cost (ms) per ``level`` (verifier_hw or drafter_hw) for ``coefs``.
 
-
-def _drafter_log_costs(eff: _Effects, fd: FitData, mu, eff_hw):
-    dcols = [COEFS.index(c) for c in DRAFTER_COEFS]
-    eff_d = eff("drafter")
-    eff_dh = eff("drafter_hw")
-    hw_d = _at(eff_hw, fd.idx["dh_hardware"])
-    hw_d = hw_d if isinstance(hw_d, float) else hw_d[:, dcols]
-    n_dh = len(fd.coords["drafter_hw"])
-    log_dh = mu[dcols] + _at(eff_d, fd.idx["dh_drafter"]) + hw_d + eff_dh + pt.zeros((n_dh, len(dcols)))
-    pm.Deterministic("drafter_cost_ms", pt.exp(log_dh), dims=("drafter_hw", "dcoef"))
-    eff_pair = eff("spec_pair")
-    return log_dh[fd.idx["run_dh"]] + _at(eff_pair, fd.idx["run_spec_pair"])
+    ``mu[c] + hardware[h, c] + main[m, c] + level[l, c]``, stored as ``<main>_cost_ms``.
+    """
+    cols = [COEFS.index(c) for c in coefs]
+    hw = _at(eff_hw, fd.idx[f"{level}_hardware"])
+    hw = hw if isinstance(hw, float) else hw[:, cols]
+    shape = (len(fd.coords[level]), len(cols))
+    log_c = mu[cols] + _at(eff(main), fd.idx[f"{level}_{main}"]) + hw + eff(level) + pt.zeros(shape)
+    pm.Deterministic(f"{main}_cost_ms", pt.exp(log_c), dims=(level, coef_dim))
+    return log_c
 
 
 def _acceptance(eff: _Effects, fd: FitData):
@@ -154,11 +140,18 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
     x = fd.x
     with pm.Model(coords=coords) as model:
         eff = _Effects(cfg, fd)
-        mu, eff_hw, log_v = _verifier_log_costs(eff, fd)
+        mu = pt.stack([make_prior(cfg, f"mu_{c}") for c in COEFS])
+        pm.Deterministic("mu_log_cost", mu, dims="coef")
+        eff_hw = eff("hardware")
+        log_v = _level_log_costs(eff, fd, mu, eff_hw, coefs=VERIFIER_COEFS, main="verifier", level="verifier_hw",
+                                 coef_dim="vcoef")
         v = pt.exp(log_v[fd.idx["run_vh"]]) / 1000.0  # (run, vcoef), seconds
         k = pt.as_tensor(x["k"])
         if fd.has_drafters:
-            d = pt.exp(_drafter_log_costs(eff, fd, mu, eff_hw)) / 1000.0
+            log_dh = _level_log_costs(eff, fd, mu, eff_hw, coefs=DRAFTER_COEFS, main="drafter", level="drafter_hw",
+                                      coef_dim="dcoef")
+            log_d = log_dh[fd.idx["run_dh"]] + _at(eff("spec_pair"), fd.idx["run_spec_pair"])
+            d = pt.exp(log_d) / 1000.0
             a = _acceptance(eff, fd)
             tau = theory.tau_constant(a, k, xp=pt)
             d0, d1 = d[:, 0], d[:, 1]

@@ -167,8 +167,8 @@ def prepare_fit_data(runs: pd.DataFrame) -> FitData:
     first = lambda col, key, levels: fit.drop_duplicates(key).set_index(key).loc[levels, col]  # noqa: E731
     idx = {
         "run_vh": _codes(fit["_vh"], vh),
-        "vh_verifier": _codes(first("verifier", "_vh", vh), verifiers),
-        "vh_hardware": _codes(first("hardware", "_vh", vh), hardware),
+        "verifier_hw_verifier": _codes(first("verifier", "_vh", vh), verifiers),
+        "verifier_hw_hardware": _codes(first("hardware", "_vh", vh), hardware),
         "run_pair": _codes(fit["_pair"], pairs),
     }
     # Runs without speculation point at level 0 of the drafter arrays; k = 0 zeroes every
@@ -178,8 +178,8 @@ def prepare_fit_data(runs: pd.DataFrame) -> FitData:
     idx["run_spec_pair"] = np.where(spec, np.maximum(_codes(fit["_pair"], spec_pairs), 0), 0)
     idx["run_pd"] = np.where(spec, np.maximum(_codes(fit["_pd"], pds), 0), 0)
     if len(sub):
-        idx["dh_drafter"] = _codes(first("drafter", "_dh", dh), drafters)
-        idx["dh_hardware"] = _codes(first("hardware", "_dh", dh), hardware)
+        idx["drafter_hw_drafter"] = _codes(first("drafter", "_dh", dh), drafters)
+        idx["drafter_hw_hardware"] = _codes(first("hardware", "_dh", dh), hardware)
         idx["pd_dataset"] = _codes(first("dataset", "_pd", pds), datasets)
         idx["pd_drafter"] = _codes(first("drafter", "_pd", pds), drafters)
 
