@@ -1,17 +1,24 @@
-"""Held-out accuracy of the Bayesian model versus a least-squares fit of the same closed form.
+"""Held-out accuracy of the Bayesian model versus three baselines, side by side.
 
     python bench/accuracy.py [--draws 500] [--tune 500] [--chains 2] [--splits real,load,pair]
+                             [--methods bayes,least_squares,leviathan,yan]
 
 Splits (each fits on the training part, predicts the held-out runs; saturated runs are never scored):
   real : bundled real B200 runs, fit on concurrency <= 16, predict 32 and 64;
   load : synthetic fleet, hold out the highest load level of every configuration;
   pair : synthetic fleet, hold out one whole verifier/drafter pair (its verifier and drafter
          are measured with other partners).
-Scores: MAPE of the posterior mean (infinite when any draw puts the run past saturation) and
-of the posterior median of mean latency, coverage of the 50% and 90%
-predictive intervals of a run's mean latency, CRPS (s) from predictive draws, and, where the
-runs have them, the error of the predicted per-request p90/p99 against the observed ones.
-The least-squares fit gives a point prediction: its CRPS is its absolute error.
+Methods, all fitted on the same training runs (bayes_sd.baselines, bayes_sd.baselines_batch1):
+  bayes         : the hierarchical LatencyModel (posterior mean of mean latency);
+  least_squares : deterministic least-squares fit of the same closed form;
+  leviathan     : Leviathan et al. batch-1 speedup applied to the k = 0 latency at the load;
+  yan           : Yan et al. batch-1 throughput (no load term at all).
+One row per (split, method). ``scored``: runs the method could predict (the batch-1 formulas
+cannot without acceptance data for the pair); MAPE on those and on the subset every method
+could predict (``mape_common``); CRPS (s) from predictive draws for bayes, the absolute error
+for point predictors (also on the common subset); coverage of the 50% and 90% predictive
+intervals, the posterior-median MAPE, the share of draws past saturation and, where the runs
+have them, the error of the predicted per-request p90/p99 (bayes only).
 """
 
 from __future__ import annotations
@@ -26,12 +33,11 @@ import numpy as np
 import pandas as pd
 
 from bayes_sd import datasets
-from bayes_sd.baselines import fit_least_squares
+from bayes_sd.baselines import BASELINES, COND, fit_baselines, predictions_table
 from bayes_sd.model import ConvergenceWarning, LatencyModel
 
-COND = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type", "rate_rps",
-        "concurrency"]
 HELD_OUT_PAIR = ("llama3.3-70b", "draft-1b")
+METHODS = ("bayes",) + BASELINES
 
 
 def crps_draws(draws: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -66,33 +72,52 @@ def splits(which: list[str]) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     return out
 
 
-def score(model: LatencyModel, ls, test: pd.DataFrame) -> dict:
-    test = test[~test["saturated"].fillna(False).astype(bool) & test["latency_mean_s"].notna()].reset_index(drop=True)
+def _bayes_extras(model: LatencyModel, test: pd.DataFrame, common: np.ndarray) -> dict:
+    """Bayes-only scores: CRPS over predictive draws, interval coverage, median MAPE, tails."""
     y = test["latency_mean_s"].to_numpy()
     dr = model.predict_draws(test[COND], max_draws=1000, seed=0)
     pred = dr.latency_pred
-    finite = np.isfinite(pred)
-    mean = np.where(finite.all(0), np.where(finite, dr.latency, 0).sum(0) / finite.sum(0), np.inf)
-    med = np.quantile(pred, 0.5, axis=0, method="inverted_cdf")
-    q = {p: np.quantile(pred, p, axis=0, method="inverted_cdf") for p in (0.05, 0.25, 0.75, 0.95)}
-    ls_pred = ls.predict(test[COND])
-    res = {
-        "runs": len(test),
-        "bayes_mape_mean": np.mean(np.abs(mean / y - 1)),
-        "bayes_mape_median": np.mean(np.abs(med / y - 1)),
-        "cover50": np.mean((y >= q[0.25]) & (y <= q[0.75])),
-        "cover90": np.mean((y >= q[0.05]) & (y <= q[0.95])),
-        "bayes_crps": np.mean(crps_draws(pred, y)),
-        "ls_mape": np.mean(np.abs(ls_pred / y - 1)),
-        "ls_crps": np.mean(np.abs(ls_pred - y)),
-        "draws_saturated": float(np.mean(~finite)),
-    }
+    q = {p: np.quantile(pred, p, axis=0, method="inverted_cdf") for p in (0.05, 0.25, 0.5, 0.75, 0.95)}
+    crps = crps_draws(pred, y)
+    res = {"crps": np.mean(crps), "crps_common": np.mean(crps[common]) if common.any() else np.nan,
+           "mape_median": 100 * np.mean(np.abs(q[0.5] / y - 1)),
+           "cover50": np.mean((y >= q[0.25]) & (y <= q[0.75])), "cover90": np.mean((y >= q[0.05]) & (y <= q[0.95])),
+           "draws_saturated": float(np.mean(~np.isfinite(pred)))}
     for col, arr in (("latency_p90_s", dr.latency_p90), ("latency_p99_s", dr.latency_p99)):
         if col in test and test[col].notna().any():
             ok = test[col].notna().to_numpy()
             p = np.quantile(arr[:, ok], 0.5, axis=0, method="inverted_cdf")
-            res[f"{col[8:11]}_mape"] = np.mean(np.abs(p / test.loc[ok, col].to_numpy() - 1))
+            res[f"{col[8:11]}_mape"] = 100 * np.mean(np.abs(p / test.loc[ok, col].to_numpy() - 1))
     return res
+
+
+def score(model: LatencyModel | None, baselines: dict, test: pd.DataFrame) -> list[dict]:
+    """One dict per method (bayes first when ``model`` is given) with the scores of the module doc.
+
+    MAPE and median APE in %; CRPS in s. ``runs``: steady-state held-out runs with a mean latency.
+    """
+    test = test[~test["saturated"].fillna(False).astype(bool) & test["latency_mean_s"].notna()].reset_index(drop=True)
+    test = test.assign(run_id=test["run_id"] if "run_id" in test else np.arange(len(test)).astype(str))
+    pred = predictions_table(test, model, baselines)
+    wide = pred.pivot(index="run_id", columns="method", values="predicted_s").loc[test["run_id"]]
+    common = wide.notna().all(axis=1).to_numpy()
+    y = test["latency_mean_s"].to_numpy()
+    rows = []
+    for m in wide.columns if model is None else ["bayes"] + [c for c in wide.columns if c != "bayes"]:
+        p = wide[m].to_numpy(float)
+        ok = ~np.isnan(p)
+        ape, err = np.abs(p / y - 1) * 100, np.abs(p - y)
+        with np.errstate(invalid="ignore"):
+            r = {"method": m, "runs": len(y), "scored": int(ok.sum()),
+                 "mape": np.mean(ape[ok]) if ok.any() else np.nan,
+                 "mape_common": np.mean(ape[common]) if common.any() else np.nan,
+                 "median_ape": np.median(ape[ok]) if ok.any() else np.nan,
+                 "crps": np.mean(err[ok]) if ok.any() else np.nan,
+                 "crps_common": np.mean(err[common]) if common.any() else np.nan}
+        if m == "bayes":
+            r.update(_bayes_extras(model, test, common))
+        rows.append(r)
+    return rows
 
 
 def main() -> None:
@@ -101,23 +126,38 @@ def main() -> None:
     ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--splits", default="real,load,pair")
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--config", default="default",
+                    help="model configuration of the Bayesian method (a name in models/, e.g. moe_per_position)")
     args = ap.parse_args()
-    print(f"accuracy  {dt.date.today()}  nproc={os.cpu_count()}  {args.chains} chains x ({args.tune}+{args.draws})")
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        ap.error(f"--methods: unknown {unknown}; choose from {','.join(METHODS)}")
+    print(f"accuracy  {dt.date.today()}  nproc={os.cpu_count()}  {args.chains} chains x ({args.tune}+{args.draws})"
+          f"  methods={','.join(methods)}  config={args.config}")
     rows = []
     for name, (train, test) in splits(args.splits.split(",")).items():
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model = LatencyModel().fit(train, draws=args.draws, tune=args.tune, chains=args.chains,
-                                       random_seed=args.seed, progressbar=False)
-        ls = fit_least_squares(train)
-        r = {"split": name, **score(model, ls, test), "fit_s": time.perf_counter() - t0,
-             "max_rhat": model.diagnostics()["max_rhat"], "divergences": model.diagnostics()["divergences"]}
-        rows.append(r)
-        print(pd.Series(r).to_string(), flush=True)
+        model, diag = None, {}
+        if "bayes" in methods:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model = LatencyModel(args.config).fit(train, models=datasets.load_fleet_models(), draws=args.draws,
+                                                      tune=args.tune, chains=args.chains, random_seed=args.seed,
+                                                      progressbar=False)
+            d = model.diagnostics()
+            diag = {"max_rhat": d["max_rhat"], "divergences": d["divergences"]}
+        fit_s = time.perf_counter() - t0
+        baselines = fit_baselines(train, [m for m in methods if m != "bayes"])
+        for r in score(model, baselines, test):
+            rows.append({"split": name, **r, **(diag if r["method"] == "bayes" else {}),
+                         **({"fit_s": fit_s} if r["method"] == "bayes" else {})})
+            print(pd.Series(rows[-1]).to_string(), flush=True)
     table = pd.DataFrame(rows)
-    pd.set_option("display.width", 200)
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 30)
     print(table.round(3).to_string(index=False))
 
 

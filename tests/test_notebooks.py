@@ -30,6 +30,22 @@ EXPECTED = {
     "03_choosing_draft_length.ipynb": (3, [
         "REAL data", "DIAGNOSTICS:", "RECOMMENDATION", "best_k", "objectives disagree at", "RANKING",
         "num_speculative_tokens_per_batch_size", "--speculative-config", "model id"]),
+    "04_per_position_acceptance.ipynb": (2, [
+        "12 runs, REAL data", "PRIOR PREDICTIVE", "DIAGNOSTICS", "LOO comparison", "HELD-OUT k=7", "mean |error|",
+        "SYNTHETIC best k", "SYNTHETIC regret"]),
+    "05_pyramid_cascade.ipynb": (2, [
+        "all SYNTHETIC", "PRIOR PREDICTIVE", "DIAGNOSTICS:", "RECOVERY", "LOO (run mean latencies)",
+        "COMPARISON", "qualifier stops paying at", "HELD-OUT", "held-out prediction error"]),
+    "06_what_the_bayesian_model_buys.ipynb": (2, [
+        "48 runs, REAL data", "provenance: repo vllm-project/speculators", "DIAGNOSTICS:", "BATCH-1 CALIBRATION",
+        "ERRORS ON HELD-OUT RUNS", "Leviathan et al.", "Yan et al.", "SPEEDUP AT THE HELD-OUT LOADS",
+        "WHAT BAYES ADDS", "SUMMARY (held-out, REAL data): MAPE", "model id"]),
+    "07_moe_verifiers.ipynb": (1, [
+        "of experts touched", "SYNTHETIC:", "DIAGNOSTICS dense:", "DIAGNOSTICS moe:", "LOO COMPARISON",
+        "expert_share: posterior mean", "held-out MAPE: dense"]),
+    "08_drafter_design.ipynb": (2, [
+        "SYNTHETIC runs; held-out drafter", "DIAGNOSTICS:", "beta_drafter_design", "WHAT-IF draft-L12-0.8b",
+        "90% interval coverage", "PARITY draft-L1-0.25b vs draft-L24-2b"]),
 }
 
 

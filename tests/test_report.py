@@ -55,7 +55,7 @@ def report(model, recs, tmp_path_factory):
 
 def test_report_has_every_section_in_order_and_every_figure(report):
     paths, page, md = report
-    assert [sid for sid, _ in SECTIONS][:3] == ["data", "diagnostics", "ppc"] and len(SECTIONS) == 8
+    assert [sid for sid, _ in SECTIONS][:3] == ["data", "diagnostics", "ppc"] and len(SECTIONS) == 9
     pos_html = [page.index(f"<h2 id='{sid}'>{html.escape(title)}</h2>") for sid, title in SECTIONS]
     pos_md = [md.index(f"## {title}\n") for _, title in SECTIONS]
     assert pos_html == sorted(pos_html) and pos_md == sorted(pos_md)
@@ -115,6 +115,23 @@ def test_recommendation_reading_names_the_policy(report, recs):
     assert f"averages {recs.p_best.mean():.2f}" in md
 
 
+def test_baselines_reading_matches_a_recomputation(model, report):
+    from bayes_sd.baselines import error_table, in_sample_comparison
+
+    _, page, md = report
+    assert "## Baselines: what the Bayesian model buys" in md
+    err = error_table(in_sample_comparison(model)).set_index("method")
+    n = int(err["runs"].max())
+    assert n > 0 and (err["scored"] == n).all()  # the B200 runs have acceptance and k = 0 runs: all four score
+    assert f"The same {n} fitted speculative runs above their group's lowest load" in md
+    for name, label in (("bayes", "Bayes (posterior mean)"), ("least_squares", "least squares"),
+                        ("leviathan", "Leviathan et al."), ("yan", "Yan et al.")):
+        assert f"{label} {err.loc[name, 'mape']:.1f}% (median bias {err.loc[name, 'median_bias']:+.1f}%)" in md
+    # the batch-1 formulas ignore load in the speedup: they predict too little latency above batch 1
+    assert err.loc["leviathan", "median_bias"] < 0 and err.loc["yan", "median_bias"] < err.loc["leviathan", "median_bias"]
+    assert "Leviathan et al." in page and "baselines.png" in md
+
+
 def test_without_recommendations_the_section_says_so(model):
     s = document.Section("recommendations", "Recommendations")
     document._recommendations(model, s, {"recommendations": None})
@@ -124,7 +141,8 @@ def test_without_recommendations_the_section_says_so(model):
 
 
 @pytest.mark.parametrize("name", ["plot_data_overview", "plot_diagnostics", "plot_ppc", "plot_latency_vs_load",
-                                  "plot_speedup", "plot_saturation", "plot_shrinkage", "plot_recommendations"])
+                                  "plot_speedup", "plot_saturation", "plot_shrinkage", "plot_recommendations",
+                                  "plot_baselines"])
 def test_each_plot_returns_a_figure_with_data(model, curves, recs, name):
     fn = getattr(plots, name)
     if name in ("plot_latency_vs_load", "plot_speedup"):

@@ -16,11 +16,13 @@ with pytensor tensors.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from bayes_sd import theory
+from bayes_sd import acceptance, theory
 from bayes_sd.model.config import make_prior
 from bayes_sd.model.fit_data import (
     COEFS,
@@ -104,16 +106,19 @@ def _at(effect, index):
     return effect if isinstance(effect, float) else effect[index]
 
 
-def _level_log_costs(eff: _Effects, fd: FitData, mu, eff_hw, *, coefs, main: str, level: str, coef_dim: str):
+def _level_log_costs(eff: _Effects, fd: FitData, mu, eff_hw, *, coefs, main: str, level: str, coef_dim: str,
+                     design=0.0):
     """log cost (ms) per ``level`` (verifier_hw or drafter_hw) for ``coefs``.
 
-    ``mu[c] + hardware[h, c] + main[m, c] + level[l, c]``, stored as ``<main>_cost_ms``.
+    ``mu[c] + hardware[h, c] + main[m, c] + design[m, c] + level[l, c]``, stored as
+    ``<main>_cost_ms``; ``design`` is the (main, coef) contribution of size predictors.
     """
     cols = [COEFS.index(c) for c in coefs]
     hw = _at(eff_hw, fd.idx[f"{level}_hardware"])
     hw = hw if isinstance(hw, float) else hw[:, cols]
     shape = (len(fd.coords[level]), len(cols))
-    log_c = mu[cols] + _at(eff(main), fd.idx[f"{level}_{main}"]) + hw + eff(level) + pt.zeros(shape)
+    main_eff = _at(eff(main), fd.idx[f"{level}_{main}"]) + _at(design, fd.idx[f"{level}_{main}"])
+    log_c = mu[cols] + main_eff + hw + eff(level) + pt.zeros(shape)
     pm.Deterministic(f"{main}_cost_ms", pt.exp(log_c), dims=(level, coef_dim))
     return log_c
 
@@ -149,11 +154,11 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
         k = pt.as_tensor(x["k"])
         if fd.has_drafters:
             log_dh = _level_log_costs(eff, fd, mu, eff_hw, coefs=DRAFTER_COEFS, main="drafter", level="drafter_hw",
-                                      coef_dim="dcoef")
+                                      coef_dim="dcoef", design=_drafter_design(cfg, fd))
             log_d = log_dh[fd.idx["run_dh"]] + _at(eff("spec_pair"), fd.idx["run_spec_pair"])
             d = pt.exp(log_d) / 1000.0
             a = _acceptance(eff, fd)
-            tau = theory.tau_constant(a, k, xp=pt)
+            tau = _tau(cfg, fd, a, x["k"])
             d0, d1 = d[:, 0], d[:, 1]
         else:
             tau, d0, d1 = pt.ones(fd.n_runs), pt.zeros(fd.n_runs), pt.zeros(fd.n_runs)
@@ -166,10 +171,19 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
         headroom = soft * pt.softplus((1.0 - x["rate"] * c2) / soft)
         lat_open = c1 / headroom
         lat_closed = theory.latency_closed(c1, c2, x["concurrency"])
+        share = _expert_share(cfg, fd)
+        if share is not None:  # MoE verifiers: the verify pass reads only the experts its tokens touch
+            saving = theory.iterations(D, tau) * costs.v0 * share
+            lat_open = theory.latency_moe_open_newton(c1, c2, saving, x["moe_log_q"], k, x["rate"], xp=pt,
+                                                      start=lat_open)
+            lat_closed = lat_closed - saving * theory.moe_untouched(x["moe_log_q"], k, x["concurrency"] - 1.0, xp=pt)
         latency = pt.where(x["is_open"] > 0, lat_open, lat_closed)
         pm.Deterministic("latency_s", latency, dims="run")
         others = pt.where(x["is_open"] > 0, x["rate"] * latency, x["concurrency"] - 1.0)
         pm.Deterministic("saturation_rps", theory.saturation_rate(c2), dims="run")
+        if share is not None:  # TTFT sees the effective (partly covered) verifier fixed cost
+            v0_eff = costs.v0 * (1.0 - share * theory.moe_untouched(x["moe_log_q"], k, others, xp=pt))
+            costs = dataclasses.replace(costs, v0=v0_eff)
 
         if "latency" in fd.obs:
             rows, vals = fd.obs["latency"]
@@ -193,6 +207,38 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
             pm.Normal("tau_obs", mu=tau[rows], sigma=s_tau * tau[rows], observed=vals, dims="tau_run")
         _tails(eff, fd, others)
     return model
+
+
+def _tau(cfg: dict, fd: FitData, a, k: np.ndarray):
+    """Acceptance length per run: constant per-position acceptance ``a``, or (``acceptance_form =
+    "decaying"``) first-position acceptance ``a`` whose log-odds fall by ``accept_decay[drafter]``
+    per position (one decay per drafter: the real EAGLE-1 and EAGLE-3 decays differ threefold)."""
+    if cfg.get("model", {}).get("acceptance_form", "constant") == "decaying":
+        decay = make_prior(cfg, "accept_decay", dims="drafter")
+        run_drafter = fd.idx["drafter_hw_drafter"][fd.idx["run_dh"]]
+        return acceptance.tau_decaying(a, decay[run_drafter], k, xp=pt)
+    return theory.tau_constant(a, k, xp=pt)
+
+
+def _drafter_design(cfg: dict, fd: FitData):
+    """(drafter, dcoef) log-cost contribution of drafter size predictors, or 0 when none are configured.
+
+    ``beta_drafter_design[dcoef, predictor]`` are elasticities: d log(cost) / d log(size).
+    """
+    names = fd.coords["drafter_predictor"]
+    if not names:
+        return 0.0
+    beta = make_prior(cfg, "beta_drafter_design", dims=("dcoef", "drafter_predictor"))
+    return pt.as_tensor(fd.x["drafter_z"]) @ beta.T
+
+
+def _expert_share(cfg: dict, fd: FitData):
+    """Per-run share of the verifier fixed cost that scales with expert coverage (0 for dense
+    verifiers), or None when the configuration is dense or no verifier is MoE."""
+    if cfg.get("model", {}).get("verifier_form", "dense") != "moe" or not fd.coords["moe_verifier"]:
+        return None
+    share = make_prior(cfg, "expert_share", dims="moe_verifier")
+    return share[fd.idx["run_moe"]] * fd.x["moe_on"]
 
 
 def _tails(eff: _Effects, fd: FitData, others):

@@ -8,6 +8,7 @@ A configuration is a plain dict::
 It is loaded by name (``"default"`` -> ``models/default.toml``) or from a path, merged with
 user overrides (``{"priors": {"mu_v0": {"mu": 2.0}}}``), and stored as JSON in the
 posterior's attributes so a saved model rebuilds with exactly the priors it was fitted with.
+A variant file may start with ``extends = "default"`` and list only what it adds or changes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ _ALLOWED = {
     "LogNormal": {"mu", "sigma"},
     "Gamma": {"alpha", "beta"},
     "StudentT": {"nu", "mu", "sigma"},
+    "Beta": {"alpha", "beta"},
 }
 
 
@@ -62,7 +64,23 @@ def load_config(name_or_path: str | Path | dict = "default") -> dict[str, Any]:
             cfg = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ModelConfigError(f"{path}: not valid TOML ({exc}). Fix: check the line it names") from exc
+        if "extends" in cfg:
+            cfg = _extend(load_config(cfg.pop("extends")), cfg)
     _check(cfg)
+    return cfg
+
+
+def _extend(base: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
+    """A variant file (``extends = "default"``) on top of its base: its priors and model options
+    replace or add to the base's; its other keys (name, description) replace the base's."""
+    cfg = copy.deepcopy(base)
+    for key, value in variant.items():
+        if key in ("priors", "model"):
+            cfg.setdefault(key, {})
+            for name, spec in value.items():
+                cfg[key][name] = copy.deepcopy(spec)
+        else:
+            cfg[key] = copy.deepcopy(value)
     return cfg
 
 

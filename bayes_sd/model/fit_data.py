@@ -14,7 +14,7 @@ import pandas as pd
 
 from bayes_sd.traces.schema import NO_DRAFTER
 
-__all__ = ["FitData", "prepare_fit_data", "VERIFIER_COEFS", "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS",
+__all__ = ["FitData", "prepare_fit_data", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS", "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS",
            "pair_label", "level_label", "fixed_scale"]
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,52 @@ DEFAULT_LEARNED_SCALES = ("spec_pair", "accept_pair", "tail_pair")
 TAIL_QUANTILES = {"latency_p50_s": 0.5, "latency_p90_s": 0.9, "latency_p99_s": 0.99}
 
 
+#: Drafter-design predictors of drafter pass costs (Yan et al.: depth drives draft latency),
+#: computed from the MODELS table and centred at fixed reference sizes (4 layers, 0.5 B
+#: parameters) so a drafter never seen in training gets the same transform.
+DRAFTER_PREDICTORS = {
+    "log_layers": lambda m: np.log(m["layers"].astype(float)) - np.log(4.0),
+    # +0.01 B keeps weightless proposers (n-gram lookup, params_b = 0) finite
+    "log_params_b": lambda m: np.log(m["params_b"].astype(float) + 0.01) - np.log(0.51),
+}
+
+
+def drafter_predictor_matrix(drafters: list[str], models: pd.DataFrame | None, predictors: list[str],
+                             source: str = "models") -> np.ndarray:
+    """(drafter, predictor) matrix of :data:`DRAFTER_PREDICTORS` for ``drafters`` from a MODELS table.
+
+    Raises a ValueError naming the drafters that have no row in ``models``.
+    """
+    unknown = [p for p in predictors if p not in DRAFTER_PREDICTORS]
+    if unknown:
+        raise ValueError(f"model option drafter_predictors: unknown {unknown}. Fix: use {sorted(DRAFTER_PREDICTORS)}")
+    if not predictors or not drafters:
+        return np.zeros((len(drafters), len(predictors)))
+    table = (models if models is not None else pd.DataFrame(columns=["name"])).drop_duplicates("name").set_index("name")
+    missing = [d for d in drafters if d not in table.index]
+    if missing:
+        raise ValueError(f"{source}: no row for drafter(s) {missing}, needed by drafter_predictors {predictors}. "
+                         "Fix: add them to the models table (name, params_b, layers) or pass models=")
+    rows = table.loc[drafters]
+    return np.column_stack([DRAFTER_PREDICTORS[p](rows).to_numpy(float) for p in predictors])
+
+
+def moe_log_q(verifiers: list[str], models: pd.DataFrame | None) -> np.ndarray:
+    """``log(1 - top_k / E)`` per verifier from a MODELS table; NaN for a dense (or unlisted) verifier."""
+    out = np.full(len(verifiers), np.nan)
+    if models is None or "experts" not in models:
+        return out
+    table = models.drop_duplicates("name").set_index("name")
+    for i, v in enumerate(verifiers):
+        if v in table.index and pd.notna(table.at[v, "experts"]):
+            e, top = float(table.at[v, "experts"]), float(table.at[v, "experts_per_token"])
+            if not 0 < top < e:
+                raise ValueError(f"models, row '{v}': experts_per_token ({top}) must be between 0 and experts ({e}). "
+                                 "Fix: give the routed experts per layer and the top-k")
+            out[i] = np.log1p(-top / e)
+    return out
+
+
 def fixed_scale(cfg: dict, prior: str) -> float:
     """The scale of a HalfNormal / Exponential scale prior, used as a fixed scale."""
     spec = cfg["priors"][prior]
@@ -71,7 +117,7 @@ class FitData:
     excluded: pd.DataFrame  # run_id, reason
     coords: dict[str, list[str]]
     idx: dict[str, np.ndarray]  # integer index arrays (run -> level, level -> parent level)
-    x: dict[str, np.ndarray]  # numeric run arrays
+    x: dict[str, np.ndarray]  # numeric run arrays (and drafter_z: drafter x predictor)
     obs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (run rows, values)
 
     @property
@@ -117,7 +163,8 @@ class FitData:
 
 
 def _codes(values: pd.Series, levels: list[str]) -> np.ndarray:
-    return pd.Categorical(values, categories=levels).codes.astype("int64")
+    """Position of each value in ``levels`` (-1 where absent)."""
+    return pd.Index(levels).get_indexer(pd.Series(values).to_numpy()).astype("int64")
 
 
 def exclusion_reasons(runs: pd.DataFrame) -> pd.Series:
@@ -133,11 +180,14 @@ def exclusion_reasons(runs: pd.DataFrame) -> pd.Series:
     return reason
 
 
-def prepare_fit_data(runs: pd.DataFrame) -> FitData:
+def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
+                     drafter_predictors: list[str] | tuple = ()) -> FitData:
     """Select the runs to fit and build the model's index arrays.
 
     Saturated runs are excluded (logged with their reason): the closed form describes steady
-    state only. Runs with neither mean latency nor TPOT have nothing to fit.
+    state only. Runs with neither mean latency nor TPOT have nothing to fit. ``models`` (a
+    MODELS table) gives MoE verifiers their experts and top-k (``coords['moe_verifier']``,
+    ``x['moe_log_q']``) and drafters their design predictors (``x['drafter_z']``).
     """
     runs = runs.reset_index(drop=True)
     reasons = exclusion_reasons(runs)
@@ -183,6 +233,11 @@ def prepare_fit_data(runs: pd.DataFrame) -> FitData:
         idx["pd_dataset"] = _codes(first("dataset", "_pd", pds), datasets)
         idx["pd_drafter"] = _codes(first("drafter", "_pd", pds), drafters)
 
+    log_q = moe_log_q(verifiers, models)
+    moe_verifiers = [v for v, q in zip(verifiers, log_q) if np.isfinite(q)]
+    run_v = _codes(fit["verifier"], verifiers)
+    idx["run_moe"] = np.maximum(_codes(fit["verifier"], moe_verifiers), 0)
+
     is_open = (fit["load_type"] == "rate").to_numpy()
     rate = fit["achieved_rps"].fillna(fit["rate_rps"]) if "achieved_rps" in fit else fit["rate_rps"]
     x = {
@@ -193,6 +248,9 @@ def prepare_fit_data(runs: pd.DataFrame) -> FitData:
         "rate": np.where(is_open, rate.to_numpy(float), 0.0),
         "concurrency": np.where(is_open, 1.0, fit["concurrency"].to_numpy(float)),
     }
+    x["moe_on"] = np.isfinite(log_q[run_v]).astype(float)
+    x["moe_log_q"] = np.where(np.isfinite(log_q[run_v]), log_q[run_v], np.log(0.5))  # dense rows: any finite value
+    x["drafter_z"] = drafter_predictor_matrix(drafters, models, list(drafter_predictors))
     x["rate"] = np.nan_to_num(x["rate"])
     x["concurrency"] = np.nan_to_num(x["concurrency"], nan=1.0)
 
@@ -239,6 +297,8 @@ def prepare_fit_data(runs: pd.DataFrame) -> FitData:
         "coef": list(COEFS),
         "vcoef": list(VERIFIER_COEFS),
         "dcoef": list(DRAFTER_COEFS),
+        "moe_verifier": moe_verifiers,
+        "drafter_predictor": list(drafter_predictors),
     }
     return FitData(runs=fit.drop(columns=["_vh", "_dh", "_pair", "_pd"]), excluded=excluded,
                    coords=coords, idx=idx, x=x, obs=obs)

@@ -27,7 +27,7 @@ from bayes_sd.model.build import build_model
 from bayes_sd.model.config import config_id, load_config, merge_config
 from bayes_sd.model.fit_data import FitData, prepare_fit_data
 from bayes_sd.model.predict import condition_draws, stack_posterior, summarise
-from bayes_sd.traces.validate import validate_runs
+from bayes_sd.traces.validate import validate_models, validate_runs
 
 __all__ = ["LatencyModel", "DifferentModelError", "ConvergenceWarning"]
 
@@ -69,6 +69,7 @@ class LatencyModel:
     def __init__(self, config: str | Path | dict = "default", overrides: dict | None = None):
         self.config = merge_config(load_config(config), overrides)
         self.runs: pd.DataFrame | None = None
+        self.models: pd.DataFrame | None = None
         self.fit_data: FitData | None = None
         self.model: pm.Model | None = None
         self.idata: az.InferenceData | None = None
@@ -80,16 +81,27 @@ class LatencyModel:
         """16 hex digits identifying the configuration and model version."""
         return config_id(self.config, self.version)
 
-    def build(self, runs: pd.DataFrame) -> pm.Model:
-        """Validate ``runs``, select the steady-state runs and build the PyMC model."""
+    def build(self, runs: pd.DataFrame, models: pd.DataFrame | None = None) -> pm.Model:
+        """Validate ``runs`` (and ``models``), select the steady-state runs and build the PyMC model."""
         self.runs = validate_runs(runs, "runs")
-        self.fit_data = prepare_fit_data(self.runs)
+        self.models = None if models is None else validate_models(models, "models")
+        self.fit_data = self._prepare(self.runs, self.models)
         self.model = build_model(self.fit_data, self.config)
         return self.model
 
-    def prior_predictive(self, runs: pd.DataFrame, draws: int = 500, random_seed=None) -> az.InferenceData:
+    def _prepare(self, runs: pd.DataFrame, models: pd.DataFrame | None) -> FitData:
+        opts = self.config.get("model", {})
+        if opts.get("verifier_form", "dense") not in ("dense", "moe"):
+            raise ValueError(f"model option verifier_form = {opts['verifier_form']!r}. Fix: use 'dense' or 'moe'")
+        fd = prepare_fit_data(runs, models, opts.get("drafter_predictors", []))
+        if opts.get("verifier_form") == "moe" and not fd.coords["moe_verifier"]:
+            log.warning("verifier_form = 'moe' but no fitted verifier has experts in the models table: fitting dense")
+        return fd
+
+    def prior_predictive(self, runs: pd.DataFrame, draws: int = 500, random_seed=None,
+                         models: pd.DataFrame | None = None) -> az.InferenceData:
         """Prior predictive draws of every observed quantity (and run latencies) for ``runs``."""
-        model = self.build(runs)
+        model = self.build(runs, models)
         return pm.sample_prior_predictive(draws=draws, model=model, random_seed=random_seed)
 
     def fit(self, runs: pd.DataFrame, *, models: pd.DataFrame | None = None, draws: int = 1000,
@@ -99,12 +111,14 @@ class LatencyModel:
         """Fit the model to a canonical run table by NUTS; returns ``self``.
 
         ``nuts_sampler``: ``"nutpie"`` (default; compiled with numba) or ``"pymc"``.
-        ``models`` (sizes of verifiers/drafters) is accepted for the model variants that use it.
+        ``models`` (MODELS table: sizes of verifiers/drafters, experts of MoE verifiers) is used by
+        the variants that need it (``models/moe.toml``, ``models/drafter_design.toml``) and kept
+        with the posterior for prediction.
         ``low_rank_mass_matrix``: nutpie's low-rank mass-matrix adaptation (helps strongly
         correlated posteriors, costs more per step).
         Saturated runs are excluded from the likelihood (see ``fit_data.excluded``).
         """
-        model = self.build(runs)
+        model = self.build(runs, models)
         names = self._stored_var_names(model)
         cores = cores or min(chains, os.cpu_count() or 1)
         seed = int(np.random.default_rng(random_seed).integers(2**31)) if random_seed is None else random_seed
@@ -136,8 +150,10 @@ class LatencyModel:
         return free + det
 
     def _attach_metadata(self) -> None:
-        fit_ds = _runs_to_dataset(self.runs)
-        self.idata.add_groups({"fit_data": fit_ds}, warn_on_custom_groups=False)
+        groups = {"fit_data": _runs_to_dataset(self.runs)}
+        if self.models is not None:
+            groups["fit_models"] = _runs_to_dataset(self.models).rename({"fit_run": "fit_model"})
+        self.idata.add_groups(groups, warn_on_custom_groups=False)
         self.idata.attrs.update({
             "model_type": self.model_type,
             "model_version": self.version,
@@ -204,22 +220,30 @@ class LatencyModel:
                 f"{self.fit_data.n_runs} runs fitted, {len(self.fit_data.excluded)} excluded")
 
     # ------------------------------------------------------------------ prediction
-    def predict_draws(self, conditions: pd.DataFrame, *, max_draws: int | None = 1000, seed: int = 0):
-        """Posterior draws (sample, condition) for each condition row (see ``predict.Draws``)."""
+    def predict_draws(self, conditions: pd.DataFrame, *, max_draws: int | None = 1000, seed: int = 0,
+                      models: pd.DataFrame | None = None):
+        """Posterior draws (sample, condition) for each condition row (see ``predict.Draws``).
+
+        ``models``: extra MODELS rows (e.g. a drafter never measured, for the drafter-design
+        variant) added to the ones the model was fitted with.
+        """
         self._require_fit()
         post = stack_posterior(self.idata.posterior, max_draws=max_draws, seed=seed)
-        return condition_draws(post, self.config, self.fit_data.coords, _conditions(conditions), seed=seed)
+        return condition_draws(post, self.config, self.fit_data.coords, _conditions(conditions), seed=seed,
+                               models=self.models if models is None else _merge_models(self.models, models))
 
-    def predict(self, conditions: pd.DataFrame, *, max_draws: int | None = 1000, seed: int = 0) -> xr.Dataset:
+    def predict(self, conditions: pd.DataFrame, *, max_draws: int | None = 1000, seed: int = 0,
+                models: pd.DataFrame | None = None) -> xr.Dataset:
         """Posterior predictive summaries per condition: an ``xr.Dataset`` with dim ``condition``.
 
         Variables: mean latency (posterior mean and 5/50/95% quantiles, s), the predictive
         interval of a new run's mean, per-request p50/p90/p99 (s), TTFT, TPOT, speedup versus
         k = 0 with its interval, P(speculation is slower), saturation rate (requests/s) and
-        P(saturated). The condition columns are coordinates on ``condition``.
+        P(saturated). The condition columns are coordinates on ``condition``. ``models``: as in
+        :meth:`predict_draws`.
         """
         cond = _conditions(conditions)
-        return summarise(self.predict_draws(cond, max_draws=max_draws, seed=seed), cond)
+        return summarise(self.predict_draws(cond, max_draws=max_draws, seed=seed, models=models), cond)
 
     def predict_table(self, conditions: pd.DataFrame, **kw) -> pd.DataFrame:
         """``predict`` as a DataFrame: the condition columns followed by the predictions."""
@@ -255,6 +279,24 @@ class LatencyModel:
                     delattr(self.idata, group)
             self.idata.extend(pp)
         return pp
+
+    def loo(self, var_name: str = "latency_obs", pointwise: bool = True):
+        """PSIS-LOO (``az.loo``) of the observations ``var_name`` (default: run-mean latencies).
+
+        Two configurations fitted to the same runs compare with ``az.compare({...})`` on the
+        ``log_likelihood`` this adds to ``idata``.
+        """
+        self._require_fit()
+        if self.model is None:
+            self.model = build_model(self.fit_data, self.config)
+        if "log_likelihood" not in self.idata.groups() or var_name not in self.idata.log_likelihood:
+            ll = pm.compute_log_likelihood(self.idata, model=self.model, var_names=[var_name],
+                                           extend_inferencedata=False, progressbar=False)  # an xr.Dataset
+            if "log_likelihood" in self.idata.groups():
+                self.idata.log_likelihood[var_name] = ll[var_name]
+            else:
+                self.idata.add_groups({"log_likelihood": ll})
+        return az.loo(self.idata, var_name=var_name, pointwise=pointwise)
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | Path) -> Path:
@@ -295,7 +337,11 @@ class LatencyModel:
         if "fit_data" not in idata.groups():
             raise DifferentModelError(f"{path}: has no fit_data group (training runs). Fix: refit and save again")
         model.runs = validate_runs(_dataset_to_runs(idata.fit_data), f"{path} fit_data")
-        model.fit_data = prepare_fit_data(model.runs)
+        if "fit_models" in idata.groups():
+            models = _dataset_to_runs(idata.fit_models)
+            model.models = validate_models(models.astype({c: float for c in models if c != "name"}),
+                                           f"{path} fit_models")
+        model.fit_data = model._prepare(model.runs, model.models)
         if check:
             for dim, levels in model.fit_data.coords.items():
                 if dim in idata.posterior.coords and list(idata.posterior.coords[dim].values) != list(levels):
@@ -328,6 +374,14 @@ def _conditions(conditions: pd.DataFrame) -> pd.DataFrame:
     keep = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type",
             "rate_rps", "concurrency"]
     return cond[keep].reset_index(drop=True)
+
+
+def _merge_models(fitted: pd.DataFrame | None, extra: pd.DataFrame) -> pd.DataFrame:
+    """Fitted MODELS rows plus ``extra`` ones (validated; an extra row replaces a fitted one of the same name)."""
+    extra = validate_models(extra, "models")
+    if fitted is None:
+        return extra
+    return pd.concat([fitted[~fitted["name"].isin(extra["name"])], extra], ignore_index=True)
 
 
 def _runs_to_dataset(runs: pd.DataFrame) -> xr.Dataset:

@@ -12,26 +12,29 @@ form (infinite past saturation).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_sd import theory
+from bayes_sd import acceptance, theory
 from bayes_sd.model.build import z_quantile
 from bayes_sd.model.fit_data import (
     COEFS,
     DRAFTER_COEFS,
     EFFECTS,
     VERIFIER_COEFS,
+    drafter_predictor_matrix,
     fixed_scale,
     level_label,
+    moe_log_q,
     pair_label,
 )
 from bayes_sd.traces.schema import NO_DRAFTER
 
-__all__ = ["Draws", "condition_draws", "summarise", "stack_posterior"]
+__all__ = ["Draws", "acceptance_length", "condition_draws", "latency_at", "summarise", "stack_posterior"]
 
 
 def stack_posterior(posterior: xr.Dataset, max_draws: int | None = None, seed: int = 0) -> dict[str, xr.DataArray]:
@@ -111,24 +114,72 @@ class Draws:
     saturation_rps: np.ndarray  # requests/s
     batch_size: np.ndarray  # requests in flight (Little's law for open loop)
     acceptance_length: np.ndarray  # tokens per verify step
+    inputs: dict = dataclasses.field(default_factory=dict)  # per-draw costs etc. for :func:`latency_at`
 
 
-def _costs(eff: _EffectSampler, post: dict) -> np.ndarray:
-    """log service costs in ms, (sample, condition, coef) in ``COEFS`` order."""
+def _costs(eff: _EffectSampler, post: dict, design: np.ndarray | float = 0.0) -> np.ndarray:
+    """log service costs in ms, (sample, condition, coef) in ``COEFS`` order.
+
+    ``design``: (sample, condition, dcoef) contribution of drafter size predictors.
+    """
     mu = post["mu_log_cost"].values[:, None, :]
     log_c = mu + eff("hardware")
     vcols = [COEFS.index(c) for c in VERIFIER_COEFS]
     dcols = [COEFS.index(c) for c in DRAFTER_COEFS]
     log_c[..., vcols] += eff("verifier") + eff("verifier_hw")
-    log_c[..., dcols] += eff("drafter") + eff("drafter_hw") + eff("spec_pair")
+    log_c[..., dcols] += eff("drafter") + eff("drafter_hw") + eff("spec_pair") + design
     return log_c
 
 
-def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.DataFrame, *, seed: int = 0) -> Draws:
+def _drafter_design(post: dict, fit_coords: dict, drafters: list[str], k: np.ndarray, models) -> np.ndarray | float:
+    """(sample, condition, dcoef) ``beta . z[drafter]`` for the conditions' drafters (0 without predictors)."""
+    names = list(fit_coords.get("drafter_predictor", []))
+    if not names:
+        return 0.0
+    spec = k > 0
+    z = np.zeros((len(drafters), len(names)))
+    if spec.any():
+        wanted = sorted({d for d, s in zip(drafters, spec) if s})
+        zz = dict(zip(wanted, drafter_predictor_matrix(wanted, models, names, source="models (for prediction)")))
+        z[spec] = np.stack([zz[d] for d, s in zip(drafters, spec) if s])
+    beta = post["beta_drafter_design"].transpose("sample", "dcoef", "drafter_predictor").values
+    return np.einsum("cp,sdp->scd", z, beta)
+
+
+def _expert_share(post: dict, cfg: dict, fit_coords: dict, verifiers: list[str], models,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(sample, condition) share of v0 that scales with expert coverage, and log(1 - top_k/E) per condition.
+
+    Dense verifiers (or the dense configuration) get share 0. An MoE verifier seen in the fit
+    uses its posterior; one never fitted gets one draw per sample from the share prior.
+    """
+    log_q = moe_log_q(verifiers, models)
+    n = next(iter(post.values())).shape[0]
+    share = np.zeros((n, len(verifiers)))
+    if cfg.get("model", {}).get("verifier_form", "dense") != "moe":
+        return share, np.where(np.isfinite(log_q), log_q, np.log(0.5))
+    fitted = list(fit_coords.get("moe_verifier", []))
+    fresh: dict[str, np.ndarray] = {}
+    for j, v in enumerate(verifiers):
+        if not np.isfinite(log_q[j]):
+            continue
+        if v in fitted and "expert_share" in post:
+            share[:, j] = post["expert_share"].values[:, fitted.index(v)]
+        else:
+            if v not in fresh:
+                spec = cfg["priors"]["expert_share"]
+                fresh[v] = rng.beta(spec["alpha"], spec["beta"], size=n)
+            share[:, j] = fresh[v]
+    return share, np.where(np.isfinite(log_q), log_q, np.log(0.5))
+
+
+def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.DataFrame, *, seed: int = 0,
+                    models: pd.DataFrame | None = None) -> Draws:
     """Posterior draws of latency and friends for each condition row.
 
     ``post``: stacked posterior (:func:`stack_posterior`); ``cfg``: the model configuration;
-    ``fit_coords``: the training coords (levels seen in the fit).
+    ``fit_coords``: the training coords (levels seen in the fit); ``models``: MODELS table
+    (MoE experts, drafter sizes) for the variants that use it.
     """
     cond = conditions.reset_index(drop=True).copy()
     cond["drafter"] = cond["drafter"].fillna(NO_DRAFTER).astype(str).where(cond["k"] > 0, NO_DRAFTER)
@@ -136,24 +187,25 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     rng = np.random.default_rng(seed)
     labels = _labels(cond)
     eff = _EffectSampler(post, cfg, fit_coords, labels, rng)
-    cost = np.exp(_costs(eff, post)) / 1000.0  # seconds
-    c = {name: cost[..., COEFS.index(name)] for name in COEFS}
     k = cond["k"].to_numpy(float)
+    design = _drafter_design(post, fit_coords, labels["drafter"], k, models)
+    cost = np.exp(_costs(eff, post, design)) / 1000.0  # seconds
+    c = {name: cost[..., COEFS.index(name)] for name in COEFS}
+    share, log_q = _expert_share(post, cfg, fit_coords, labels["verifier"], models, rng)
     logit_a = post["mu_accept"].values[:, None] + eff("accept_drafter") + eff("accept_dataset") + eff("accept_pair")
     a = 1.0 / (1.0 + np.exp(-logit_a))
-    tau = np.where(k > 0, theory.tau_constant(a, k), 1.0)
+    decay = _accept_decay(post, cfg, fit_coords, labels["drafter"], rng)
+    tau = acceptance_length(a, k, decay)
     P, D = cond["prompt_len"].to_numpy(float), cond["output_len"].to_numpy(float)
     is_open = (cond["load_type"] == "rate").to_numpy()
     rate = np.nan_to_num(cond["rate_rps"].to_numpy(float)) if "rate_rps" in cond else np.zeros(len(cond))
     conc = np.nan_to_num(cond["concurrency"].to_numpy(float), nan=1.0) if "concurrency" in cond else np.ones(len(cond))
 
+    inputs = {"cost": c, "acceptance": a, "accept_decay": decay, "share": share, "log_q": log_q, "prompt_len": P, "output_len": D,
+              "is_open": is_open, "rate": rate, "concurrency": conc}
+
     def latency_for(kk, tt):
-        costs = theory.ServiceCosts(**{n: (c[n] if n[0] != "d" else c[n] * (kk > 0)) for n in COEFS})
-        dem = theory.demand(costs, kk, tt, P, D)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lat = np.where(is_open, theory.latency_open(dem.c1, dem.c2, rate), theory.latency_closed(dem.c1, dem.c2, conc))
-        others = np.where(is_open, rate * lat, conc - 1.0)
-        return costs, dem, lat, others
+        return latency_at(inputs, kk, tt)
 
     costs, dem, lat, others = latency_for(k, tau)
     _, _, lat0, _ = latency_for(np.zeros_like(k), np.ones_like(tau))
@@ -169,8 +221,66 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
         latency=lat, latency_pred=lat * np.exp(noise), latency_p50=quant[0.5], latency_p90=quant[0.9],
         latency_p99=quant[0.99], ttft=ttft, tpot=theory.tpot(lat, ttft, D), latency_k0=lat0,
         saturation_rps=theory.saturation_rate(dem.c2), batch_size=np.where(is_open, rate * lat, conc),
-        acceptance_length=np.broadcast_to(tau, lat.shape),
+        acceptance_length=np.broadcast_to(tau, lat.shape), inputs=inputs,
     )
+
+
+def _accept_decay(post: dict, cfg: dict, fit_coords: dict, drafters: list[str], rng) -> np.ndarray | None:
+    """(sample, condition) per-position decay of acceptance (variant ``acceptance_form = "decaying"``),
+    the fitted one per drafter, a prior draw for a drafter never fitted; None for constant acceptance."""
+    if cfg.get("model", {}).get("acceptance_form", "constant") != "decaying":
+        return None
+    fitted = list(fit_coords.get("drafter", []))
+    n = next(iter(post.values())).shape[0]
+    spec = cfg["priors"]["accept_decay"]
+    out, fresh = np.zeros((n, len(drafters))), {}
+    for j, d in enumerate(drafters):
+        if d in fitted and "accept_decay" in post:
+            out[:, j] = post["accept_decay"].values[:, fitted.index(d)]
+        else:
+            if d not in fresh:
+                fresh[d] = rng.normal(spec["mu"], spec["sigma"], size=n)
+            out[:, j] = fresh[d]
+    return out
+
+
+def acceptance_length(a, k, decay=None):
+    """Tokens per verify step for (first-position) acceptance ``a`` at draft length ``k``.
+
+    ``decay`` (sample, condition) of the ``acceptance_form = "decaying"`` variant, or None for constant
+    per-position acceptance. ``k = 0`` gives 1.
+    """
+    k = np.asarray(k, float)
+    if decay is None:
+        return np.where(k > 0, theory.tau_constant(a, k), 1.0)
+    return acceptance.tau_decaying(a, decay, k)
+
+
+def latency_at(inputs: dict, k, tau, drafter_scale=1.0):
+    """Mean latency (s) per (sample, condition) from the per-draw inputs of :class:`Draws`.
+
+    Returns ``(costs, demand, latency, others)``: the service costs with the effective MoE
+    verifier fixed cost, the demand split, mean latency (inf past saturation) and the mean
+    number of other requests in flight. ``k``, ``tau`` (tokens per step) and
+    ``drafter_scale`` (a multiplier on the drafter costs d0, d1) may differ from the
+    conditions' own, for what-if questions.
+    """
+    c, share, log_q = inputs["cost"], inputs["share"], inputs["log_q"]
+    P, D, is_open = inputs["prompt_len"], inputs["output_len"], inputs["is_open"]
+    rate, conc = inputs["rate"], inputs["concurrency"]
+    costs = theory.ServiceCosts(**{n: (c[n] if n[0] != "d" else c[n] * drafter_scale * (k > 0)) for n in COEFS})
+    dem = theory.demand(costs, k, tau, P, D)
+    saving = theory.iterations(D, tau) * costs.v0 * share  # 0 for dense verifiers
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lat_open = theory.latency_open(dem.c1, dem.c2, rate)
+        finite = np.isfinite(lat_open)
+        lat_open = np.where(finite, theory.latency_moe_open_newton(
+            dem.c1, dem.c2, saving, log_q, k, rate, start=np.where(finite, lat_open, 1.0)), np.inf)
+        lat_closed = theory.latency_closed(dem.c1, dem.c2, conc) - saving * theory.moe_untouched(log_q, k, conc - 1.0)
+        lat = np.where(is_open, lat_open, lat_closed)
+        others = np.where(is_open, rate * lat, conc - 1.0)
+        v0_eff = costs.v0 * (1.0 - share * theory.moe_untouched(log_q, k, np.where(np.isfinite(others), others, 0.0)))
+    return dataclasses.replace(costs, v0=v0_eff), dem, lat, others
 
 
 def _q(x: np.ndarray, q: float) -> np.ndarray:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bayes_sd.baselines import LABELS, error_table, in_sample_comparison
 from bayes_sd.report import plots
 from bayes_sd.summary import data_kind
 
@@ -32,7 +33,8 @@ __all__ = ["SECTIONS", "Section", "build_sections", "write_report", "check_recom
 SECTIONS: list[tuple[str, str]] = [
     ("data", "Data overview"), ("diagnostics", "Sampler diagnostics"), ("ppc", "Posterior predictive check"),
     ("latency", "Latency versus load"), ("speedup", "Speedup versus k = 0"), ("saturation", "Saturation rate"),
-    ("pooling", "Partial pooling"), ("recommendations", "Recommendations")]
+    ("pooling", "Partial pooling"), ("baselines", "Baselines: what the Bayesian model buys"),
+    ("recommendations", "Recommendations")]
 MAX_TABLE_ROWS = 40
 #: columns of a recommendation table shown in the report (others are kept out of the table)
 REC_COLUMNS = ["rate_rps", "concurrency", "best_k", "p_best", "expected_regret", "latency_mean_s", "latency_q05_s",
@@ -207,6 +209,45 @@ def _pooling(model, s: Section, ctx: dict) -> None:
     s.figure = plots.plot_shrinkage(model, data=tab)
 
 
+def _baselines(model, s: Section, ctx: dict) -> None:
+    tab = in_sample_comparison(model, hdi_prob=ctx["hdi_prob"])
+    if tab.empty:
+        s.text = ("No speculative run above its group's lowest load was fitted, so the batch-1 formulas (calibrated "
+                  "at the lowest load) have nothing to extrapolate to; the comparison is n/a.")
+        return
+    err = error_table(tab)
+    for m in tab.attrs.get("not_fitted", []):
+        err.loc[len(err)] = {"method": m, "runs": err["runs"].max(), "scored": 0}
+    e = err.set_index("method")
+    n = int(e["runs"].max())
+
+    def said(m: str) -> str:
+        if m not in e.index or not e.loc[m, "scored"]:
+            return f"{LABELS[m]} n/a (no acceptance or k = 0 data to calibrate it)"
+        r = e.loc[m]
+        part = f" of {int(r.scored)} runs" if r.scored < n else ""
+        return f"{LABELS[m]} {r.mape:.1f}%{part} (median bias {r.median_bias:+.1f}%)"
+
+    b = e.loc["bayes"]
+    s.text = (f"The same {n} fitted speculative runs above their group's lowest load, predicted four ways. Bayes and "
+              "least squares are in-sample here; the batch-1 formulas are calibrated at each group's lowest load and "
+              "extrapolate across load (Leviathan et al. scales the measured k = 0 latency at each load by a speedup "
+              "that does not change with load; Yan et al. ignores load). Mean absolute percentage error (a negative "
+              f"bias means the method predicts less latency than observed): {said('bayes')}, with "
+              f"{b.cover:.0%} of runs inside the {ctx['hdi_prob']:.0%} predictive interval; {said('least_squares')}; "
+              f"{said('leviathan')}; {said('yan')}. What the Bayesian model adds beyond its point prediction: an "
+              "interval per prediction, and from the same posterior P(speculation is slower) and the saturation rate "
+              "(sections above) and per-request tails.")
+    shown = err.assign(method=err["method"].map(LABELS)).rename(columns={
+        "mape": "MAPE (%)", "mape_common": "MAPE common (%)", "median_ape": "median APE (%)",
+        "median_bias": "median bias (%)", "cover": f"{ctx['hdi_prob']:.0%} coverage"})
+    metrics = [c for c in shown.columns if c not in ("method", "runs", "scored")]
+    shown[metrics] = shown[metrics].astype(object).where(shown[metrics].notna() & (shown["scored"] > 0).to_numpy()[:, None],
+                                                         "n/a")
+    s.tables = [("Error per method (runs scored = runs the method could predict)", shown)]
+    s.figure = plots.plot_baselines(model, data=tab, hdi_prob=ctx["hdi_prob"])
+
+
 def _segments(g: pd.DataFrame, col: str) -> str:
     g = g.sort_values(col)
     runs = (g.best_k != g.best_k.shift()).cumsum()
@@ -237,7 +278,8 @@ def _recommendations(model, s: Section, ctx: dict) -> None:
 
 
 _BUILDERS = {"data": _data, "diagnostics": _diagnostics, "ppc": _ppc, "latency": _latency, "speedup": _speedup,
-             "saturation": _saturation, "pooling": _pooling, "recommendations": _recommendations}
+             "saturation": _saturation, "pooling": _pooling, "baselines": _baselines,
+             "recommendations": _recommendations}
 
 
 def build_sections(model, recommendations: pd.DataFrame | None = None, *, hdi_prob: float = 0.9,

@@ -1,0 +1,171 @@
+"""Per-position acceptance that decays with draft position (pure math, numpy or pytensor).
+
+A drafter's guess at draft position ``j`` is accepted (given that positions ``1..j-1``
+were) with probability ``a_j``. Measured in vLLM, ``a_j`` falls with ``j``: the drafter
+conditions on its own earlier guesses, so its errors compound. The constant-acceptance
+formula ``tau = (1 - a^(k+1)) / (1 - a)`` (:func:`bayes_sd.theory.tau_constant`) then
+over-predicts the acceptance length at large ``k``.
+
+Parameterisation (logit-linear)::
+
+    logit a_j = logit a1 - decay * (j - 1),      j = 1..k
+
+``a1`` (probability) is the first-position acceptance, ``decay`` the drop of the log-odds
+per position (logit units per position). Why this form rather than geometric
+``a_j = a1 * r^(j-1)``: every real ``decay`` gives valid probabilities (no ``r <= 1`` or
+``a1 r^(j-1) <= 1`` constraint), so a model can put an unconstrained Normal prior on it and
+``decay = 0`` is exactly the constant model (``decay < 0``, rising acceptance, stays legal);
+on the real EAGLE k-sweeps both forms fit equally well (``bench/acceptance_positions.py``).
+
+Acceptance length (tokens per verify iteration, bonus token included)::
+
+    tau = 1 + sum_{j=1..k} prod_{i<=j} a_i
+
+Functions taking ``xp`` use only arithmetic, ``xp.exp``, ``xp.log``, ``xp.log1p``,
+``xp.clip``, ``xp.where`` and ``xp.stack``, and never branch in Python on array values, so
+they run on numpy arrays (default) and on pytensor tensors (``xp=pytensor.tensor``).
+Positions are unrolled in a Python loop over ``1..k_max``, a static number: ``k`` itself
+may differ per row (a mask ``j <= k`` drops the positions past each row's draft length).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["logit", "expit", "position_acceptance", "survival", "tau_decaying", "implied_a1",
+           "per_position_from_sweep"]
+
+_EPS = 1e-12
+
+
+def logit(p, xp=np):
+    """Log-odds ``log(p / (1 - p))`` of a probability ``p``, clipped to [1e-12, 1 - 1e-12]."""
+    p = xp.clip(p, _EPS, 1.0 - _EPS)
+    return xp.log(p) - xp.log1p(-p)
+
+
+def expit(x, xp=np):
+    """Inverse of :func:`logit`: ``1 / (1 + exp(-x))``."""
+    return 1.0 / (1.0 + xp.exp(-x))
+
+
+def _k_max(k, k_max) -> int:
+    if k_max is not None:
+        return int(k_max)
+    try:
+        arr = np.asarray(k, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError("k is symbolic (not a number or numpy array): pass k_max=<largest draft length> "
+                         "so that the positions 1..k_max can be unrolled") from None
+    if arr.size and (not np.all(np.isfinite(arr)) or np.any(arr < 0)):
+        raise ValueError(f"k (draft length) must be finite and >= 0, got {arr}")
+    return int(np.max(arr)) if arr.size else 0
+
+
+def position_acceptance(a1, decay, k, xp=np):
+    """Per-position acceptance ``a_1..a_k`` (probabilities), shape ``(..., k)``.
+
+    ``a1``: first-position acceptance in [0, 1]; ``decay``: log-odds drop per position
+    (any real; 0 = constant acceptance). ``k`` is a plain int here (the length of the
+    returned last axis); ``a1`` and ``decay`` broadcast together over the leading axes.
+    """
+    k = int(k)
+    if k < 0:
+        raise ValueError(f"k (draft length) must be >= 0, got {k}")
+    if k == 0:
+        return _empty(a1, decay, xp)
+    base = logit(a1, xp=xp)
+    return xp.stack([expit(base - decay * float(j), xp=xp) for j in range(k)], axis=-1)
+
+
+def survival(a1, decay, k, xp=np):
+    """``s_j = prod_{i<=j} a_i`` for ``j = 1..k``, shape ``(..., k)``: the share of drafts whose
+    first ``j`` tokens are all accepted (what vLLM reports as per-position acceptance rates)."""
+    k = int(k)
+    if k < 0:
+        raise ValueError(f"k (draft length) must be >= 0, got {k}")
+    if k == 0:
+        return _empty(a1, decay, xp)
+    return xp.stack(list(_survival_terms(a1, decay, k, xp)), axis=-1)
+
+
+def _empty(a1, decay, xp):
+    """A (..., 0) array with the broadcast leading shape of ``a1`` and ``decay``."""
+    return xp.stack([0.0 * (a1 + decay)], axis=-1)[..., :0]
+
+
+def _survival_terms(a1, decay, k_max, xp):
+    """Yield ``s_1..s_k_max`` (static unrolled loop: no Python branching on values)."""
+    base = logit(a1, xp=xp)
+    s = 1.0
+    for j in range(k_max):
+        s = s * expit(base - decay * float(j), xp=xp)
+        yield s
+
+
+def tau_decaying(a1, decay, k, xp=np, k_max=None):
+    """Acceptance length (tokens per verify iteration) under logit-linear decaying acceptance.
+
+    ``tau = 1 + sum_{j=1..k} prod_{i<=j} a_i`` with ``logit a_j = logit a1 - decay (j - 1)``.
+
+    Parameters
+    ----------
+    a1 : first-position acceptance (probability in [0, 1]); float, array or tensor.
+    decay : log-odds drop per draft position (logit units per position); 0 gives
+        :func:`bayes_sd.theory.tau_constant` with ``a = a1``.
+    k : draft length per row (tokens, >= 0; 0 gives tau = 1). A number or numpy array
+        (float or int) broadcasting with ``a1`` and ``decay``; rows may have different k.
+    xp : :mod:`numpy` (default) or :mod:`pytensor.tensor`.
+    k_max : largest draft length to unroll; default ``max(k)``. Required when ``k`` is a
+        symbolic tensor; ``k`` values above ``k_max`` are truncated at ``k_max``.
+
+    Returns tokens per verify iteration, in ``[1, k + 1]``, shaped like the broadcast of
+    ``a1``, ``decay`` and ``k``. Differentiable in ``a1`` and ``decay`` (no branching on values).
+    """
+    km = _k_max(k, k_max)
+    tau = 1.0 + 0.0 * (a1 + decay + k)  # broadcast shape of the three inputs
+    for j, s in enumerate(_survival_terms(a1, decay, km, xp), start=1):
+        tau = tau + xp.where(k >= j, s, 0.0)
+    return tau
+
+
+def implied_a1(tau, k, decay, n_iter=64):
+    """First-position acceptance ``a1`` with ``tau_decaying(a1, decay, k) = tau``. numpy only.
+
+    Vectorised bisection (``tau`` is increasing in ``a1``); ``tau`` (tokens) is clipped to
+    [1, k + 1]; entries with ``k = 0`` (no information) are NaN. ``decay = 0`` gives
+    :func:`bayes_sd.theory.implied_acceptance`.
+    """
+    tau, k, decay = np.broadcast_arrays(np.asarray(tau, float), np.asarray(k, float), np.asarray(decay, float))
+    target = np.clip(tau, 1.0, k + 1.0)
+    lo, hi = np.zeros(tau.shape), np.ones(tau.shape)
+    km = _k_max(k, None)
+    for _ in range(n_iter):
+        mid = 0.5 * (lo + hi)
+        below = tau_decaying(mid, decay, k, k_max=km) < target
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    out = np.where(k > 0, 0.5 * (lo + hi), np.nan)
+    return out[()] if out.ndim == 0 else out
+
+
+def per_position_from_sweep(k, tau):
+    """Empirical per-position acceptance from a k-sweep of acceptance lengths. numpy only.
+
+    With a drafter whose guess at position ``j`` does not depend on ``k`` (EAGLE-style
+    autoregressive drafting), ``tau(k) - tau(k - 1) = s_k``, the share of drafts with the
+    first ``k`` tokens accepted, and ``a_k = s_k / s_{k-1}``. Needs consecutive ``k``.
+    Returns ``(k[1:], s, a)`` for the positions after the smallest ``k``; ``a`` has NaN
+    where ``s_{k-1}`` is unknown (the first difference). Noisy: rounding of ``tau`` to 0.01
+    tokens moves small ``s`` by a large fraction.
+    """
+    k = np.asarray(k, float)
+    tau = np.asarray(tau, float)
+    if k.shape != tau.shape or k.ndim != 1 or k.size < 2:
+        raise ValueError("k and tau must be 1-D arrays of the same length >= 2 (one acceptance length per k)")
+    order = np.argsort(k)
+    k, tau = k[order], tau[order]
+    if not np.all(np.diff(k) == 1):
+        raise ValueError(f"k must be consecutive integers (k = {k.tolist()}); fix: pass one run per k without gaps")
+    s = np.diff(tau)
+    a = np.concatenate(([np.nan], s[1:] / np.where(s[:-1] > 0, s[:-1], np.nan)))
+    return k[1:], s, a

@@ -1,0 +1,79 @@
+"""Compare model configurations (variants in ``models/``) on the same runs: LOO and held-out error.
+
+Used to decide whether a variant (MoE verifiers, drafter predictors, per-position acceptance)
+earns its extra structure on a data set: each configuration is fitted to the same training
+runs, compared by PSIS-LOO of the run-mean latencies (``az.compare``), and scored on held-out
+runs by the error of its posterior median and the coverage of its 90% predictive interval.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from bayes_sd.model.latency_model import ConvergenceWarning, LatencyModel
+
+__all__ = ["hold_out_highest_load", "score_held_out", "compare_configs"]
+
+COND = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type", "rate_rps",
+        "concurrency"]
+
+
+def hold_out_highest_load(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test): the test runs are the highest load level of every configuration."""
+    key = ["verifier", "drafter", "hardware", "dataset", "k", "load_type"]
+    load = runs["rate_rps"].fillna(runs["concurrency"])
+    top = load == load.groupby([runs[c] for c in key]).transform("max")
+    return runs[~top].reset_index(drop=True), runs[top].reset_index(drop=True)
+
+
+def score_held_out(model: LatencyModel, test: pd.DataFrame, max_draws: int = 1000) -> dict:
+    """Error of the posterior median of mean latency on steady-state ``test`` runs, and 90% coverage.
+
+    Returns ``runs``, ``mape`` (fraction), ``max_ape`` and ``cover90`` (fraction of runs whose
+    observed mean lies inside the 90% predictive interval of a new run's mean).
+    """
+    ok = ~test["saturated"].fillna(False).astype(bool) & test["latency_mean_s"].notna()
+    test = test[ok].reset_index(drop=True)
+    y = test["latency_mean_s"].to_numpy(float)
+    dr = model.predict_draws(test[COND], max_draws=max_draws, seed=0, models=None)
+    q = {p: np.quantile(dr.latency_pred, p, axis=0, method="inverted_cdf") for p in (0.05, 0.5, 0.95)}
+    ape = np.abs(q[0.5] / y - 1.0)
+    return {"runs": len(test), "mape": float(np.mean(ape)), "max_ape": float(np.max(ape)),
+            "cover90": float(np.mean((y >= q[0.05]) & (y <= q[0.95])))}
+
+
+def compare_configs(train: pd.DataFrame, test: pd.DataFrame | None, configs: dict[str, str | dict], *,
+                    models: pd.DataFrame | None = None, draws: int = 500, tune: int = 500, chains: int = 2,
+                    random_seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, LatencyModel]]:
+    """Fit every configuration to ``train``; return (LOO comparison, per-config table, fitted models).
+
+    The LOO table is ``az.compare`` over run-mean latencies (rank 0 = best expected log
+    predictive density). The per-config table has fit time (s), convergence, and the
+    held-out scores of :func:`score_held_out` when ``test`` is given.
+    """
+    fitted, rows, loos = {}, [], {}
+    for name, cfg in configs.items():
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            m = LatencyModel(cfg).fit(train, models=models, draws=draws, tune=tune, chains=chains,
+                                      random_seed=random_seed, progressbar=False)
+        fit_s = time.perf_counter() - t0
+        d = m.diagnostics()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Pareto-k warnings are reported in the table
+            loos[name] = m.loo()
+        row = {"config": name, "fit_s": fit_s, "max_rhat": d["max_rhat"], "min_ess_bulk": d["min_ess_bulk"],
+               "divergences": d["divergences"], "elpd_loo": float(loos[name].elpd_loo),
+               "pareto_k_over_0.7": int(np.sum(np.asarray(loos[name].pareto_k) > 0.7))}
+        if test is not None and len(test):
+            row.update({f"held_out_{k}": v for k, v in score_held_out(m, test).items()})
+        rows.append(row)
+        fitted[name] = m
+    comparison = az.compare({n: m.idata for n, m in fitted.items()}, var_name="latency_obs")
+    return comparison, pd.DataFrame(rows), fitted

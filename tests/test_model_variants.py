@@ -1,0 +1,119 @@
+"""Model variants in ``models/``: MoE verifiers and drafter-design predictors.
+
+The central check: for every variant, the numpy predictor (``model/predict.py``, used for
+every prediction and decision) computes the same run latencies as the PyMC graph
+(``model/build.py``, used for fitting) at the same parameter draws.
+"""
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from pymc.testing import mock_sample_setup_and_teardown
+
+from bayes_sd import theory
+from bayes_sd.datasets import load_fleet_models, load_fleet_runs
+from bayes_sd.model import LatencyModel
+from bayes_sd.model.build import build_model
+from bayes_sd.model.config import load_config
+from bayes_sd.model.fit_data import prepare_fit_data
+from bayes_sd.model.predict import condition_draws
+from bayes_sd.presets import PRESETS
+
+mock_pymc_sample = pytest.fixture(scope="function")(mock_sample_setup_and_teardown)
+COND = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type", "rate_rps",
+        "concurrency"]
+
+
+@pytest.fixture(scope="module")
+def fleet_subset():
+    """SYNTHETIC fleet runs: the MoE verifier and one dense verifier, H100, with every drafter."""
+    runs = load_fleet_runs()
+    keep = runs["verifier"].isin(["qwen3-30b-a3b", "llama3.1-8b"]) & (runs["hardware"] == "H100")
+    return runs[keep].reset_index(drop=True), load_fleet_models()
+
+
+def test_variant_files_extend_the_default():
+    base, moe, design = load_config("default"), load_config("moe"), load_config("drafter_design")
+    assert moe["model"]["verifier_form"] == "moe" and "expert_share" in moe["priors"]
+    assert design["model"]["drafter_predictors"] == ["log_layers", "log_params_b"]
+    assert set(base["priors"]) < set(moe["priors"]) and set(base["priors"]) < set(design["priors"])
+    assert moe["priors"]["mu_v0"] == base["priors"]["mu_v0"]
+    assert all("why" in spec for spec in {**moe["priors"], **design["priors"]}.values())
+    assert "extends" not in moe
+
+
+def test_newton_fixed_point_matches_bisection_and_has_finite_gradients():
+    pre = PRESETS["qwen3-30b-a3b+eagle3-small@H100"]
+    c, log_q = pre.costs, np.log1p(-8 / 128)
+    for k, tau in ((0, 1.0), (4, 2.8)):
+        dem = theory.demand(c, k, tau, 512.0, 256.0)
+        rates = np.array([0.2, 0.5, 0.9]) * theory.saturation_rate(dem.c2)
+        saving = theory.iterations(256.0, tau) * c.v0 * c.expert_share
+        newton = theory.latency_moe_open_newton(dem.c1, dem.c2, saving, log_q, k, rates)
+        bisect = theory.latency_moe_open(c, k, tau, 512.0, 256.0, rates)
+        np.testing.assert_allclose(newton, bisect, rtol=1e-9)
+        dense = theory.latency_open(dem.c1, dem.c2, rates)
+        assert np.all(newton <= dense * (1 + 1e-12))
+        if k == 0:  # few tokens per pass at low load: few experts touched, a visible saving
+            assert newton[0] < 0.99 * dense[0]
+    share = pt.dscalar("share")
+    lat = theory.latency_moe_open_newton(1.0, 0.02, 0.5 * share, log_q, 3.0, 20.0, xp=pt)
+    grad = pytensor.function([share], pytensor.grad(lat, share))(0.6)
+    assert np.isfinite(grad) and grad < 0  # a larger coverage-dependent share lowers latency
+
+
+def test_fit_data_reads_experts_and_drafter_sizes(fleet_subset):
+    runs, models = fleet_subset
+    fd = prepare_fit_data(runs, models, ["log_layers", "log_params_b"])
+    assert fd.coords["moe_verifier"] == ["qwen3-30b-a3b"]
+    moe = fd.runs["verifier"].eq("qwen3-30b-a3b").to_numpy()
+    assert np.all(fd.x["moe_on"][moe] == 1) and np.all(fd.x["moe_on"][~moe] == 0)
+    np.testing.assert_allclose(fd.x["moe_log_q"][moe], np.log1p(-8 / 128))
+    z = pd.DataFrame(fd.x["drafter_z"], index=fd.coords["drafter"], columns=fd.coords["drafter_predictor"])
+    assert z.loc["draft-1b", "log_layers"] == pytest.approx(np.log(16 / 4))
+    assert z.loc["eagle3-small", "log_layers"] < z.loc["draft-1b", "log_layers"]
+
+
+def test_missing_drafter_sizes_name_the_fix(fleet_subset):
+    runs, models = fleet_subset
+    with pytest.raises(ValueError, match="no row for drafter.*Fix: add them to the models table"):
+        prepare_fit_data(runs, models[models["name"] != "draft-1b"], ["log_layers"])
+    with pytest.raises(ValueError, match="unknown.*Fix"):
+        prepare_fit_data(runs, models, ["hidden_width"])
+
+
+@pytest.mark.parametrize("config", ["default", "moe", "drafter_design", "per_position"])
+def test_numpy_predictor_reproduces_the_pymc_graph(fleet_subset, config):
+    runs, models = fleet_subset
+    cfg = load_config(config)
+    fd = prepare_fit_data(runs, models, cfg["model"].get("drafter_predictors", []))
+    model = build_model(fd, cfg)
+    if config == "moe":
+        assert "expert_share" in model.named_vars
+    prior = pm.sample_prior_predictive(draws=200, model=model, random_seed=3).prior
+    post = {name: da.stack(sample=("chain", "draw")).transpose("sample", ...) for name, da in prior.data_vars.items()}
+    cond = fd.runs[COND].assign(rate_rps=np.where(fd.x["is_open"] > 0, fd.x["rate"], np.nan))  # achieved rate
+    dr = condition_draws(post, cfg, fd.coords, cond, seed=0, models=models)
+    graph = post["latency_s"].values
+    ok = np.isfinite(dr.latency) & (dr.batch_size < 0.5 * np.where(fd.x["is_open"] > 0,
+                                                                     dr.saturation_rps * dr.latency, np.inf))
+    ok &= np.isfinite(graph) & (graph < 1e4)
+    assert ok.mean() > 0.3  # enough prior draws away from saturation to compare
+    np.testing.assert_allclose(dr.latency[ok], graph[ok], rtol=1e-6)
+
+
+def test_moe_variant_saves_and_loads_with_its_models_table(fleet_subset, mock_pymc_sample, tmp_path):
+    runs, models = fleet_subset
+    runs = runs[runs["verifier"] == "qwen3-30b-a3b"]
+    m = LatencyModel("moe").fit(runs, models=models, draws=20, tune=0, chains=1, nuts_sampler="pymc",
+                                progressbar=False)
+    assert "expert_share" in m.idata.posterior
+    path = m.save(tmp_path / "moe.nc")
+    back = LatencyModel.load(path)
+    pd.testing.assert_frame_equal(back.models.reset_index(drop=True), m.models.reset_index(drop=True),
+                                  check_dtype=False)
+    cond = runs[COND].head(5)
+    pd.testing.assert_frame_equal(back.predict_table(cond), m.predict_table(cond))
