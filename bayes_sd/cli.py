@@ -212,9 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="with --conditions: write the predictions here (.csv/.parquet)")
     p.set_defaults(func=_cmd_predict)
 
-    from bayes_sd import recommend_cli, report_cli
+    from bayes_sd import drafter_cli, recommend_cli, report_cli
 
     recommend_cli.add_parser(sub)
+    drafter_cli.add_parser(sub)
     report_cli.add_parser(sub)
 
     p = sub.add_parser("demo", help="the main job: fit the bundled data, write the report and recommendations",

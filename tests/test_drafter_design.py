@@ -87,3 +87,20 @@ def test_parity_solves_the_closed_form(family, mock_pymc_sample):
         lat.append(theory.latency_closed(dem.c1, dem.c2, 4.0))
     cand_at_parity = np.median(np.min(lat, axis=0))
     assert cand_at_parity == pytest.approx(ref_best, rel=1e-6)
+
+
+def test_what_if_drafter_cli(family, mock_pymc_sample, tmp_path, capsys):
+    from bayes_sd.cli import main
+
+    runs, models = family
+    m = LatencyModel("drafter_design").fit(runs, models=models, draws=20, tune=0, chains=1, nuts_sampler="pymc",
+                                           progressbar=False)
+    post = m.save(tmp_path / "design.nc")
+    args = ["what-if-drafter", str(post), "--layers", "8", "--params-b", "1.0", "--verifier", "family-8b",
+            "--hardware", "H100", "--dataset", "chat", "--prompt-len", "512", "--output-len", "256",
+            "--concurrency", "1,16", "--k-max", "3", "--parity-against", "draft-L16-1.2b", "--max-draws", "20"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "8 layers, 1.0 B parameters" in out and "parity with draft-L16-1.2b" in out
+    assert "draft_cost_factor" in out and "latency_pred_q95_s" in out
+    assert main(args[:-4] + ["--rate-rps", "1"]) == 2  # both loads given: a one-line error

@@ -1,0 +1,86 @@
+"""``bayes-sd what-if-drafter``: latency of a drafter never measured, and what it needs for parity.
+
+Wired into :mod:`bayes_sd.cli` by ``add_parser(subparsers)``. User errors raise ValueError
+with a one-line message (the main CLI prints it as one line).
+"""
+
+from __future__ import annotations
+
+EPILOG = """\
+Needs a posterior fitted with drafter size predictors:
+  bayes-sd fit runs.csv --models models.csv --config drafter_design --out posterior.nc
+(the models table gives layers and params_b of every drafter; `bayes-sd ingest --help`).
+
+Prints, per draft length k and load, the predicted mean latency (s) with its 90% predictive
+interval and the speedup versus k = 0 for a drafter with --layers and --params-b. The interval
+includes what size does not explain (a population draw) and an unknown acceptance (the
+drafters' population). With --parity-against DRAFTER, also prints what the candidate needs to
+match that measured drafter at each load, each at its best k: the extra per-position
+acceptance and the factor on its draft cost (< 1: it must draft that much faster).
+
+Example:
+  bayes-sd what-if-drafter posterior.nc --layers 12 --params-b 0.8 --verifier llama3.1-8b \\
+      --hardware H100 --dataset chat --prompt-len 512 --output-len 256 --concurrency 1,8,32 \\
+      --parity-against draft-1b
+"""
+
+
+def _cmd(args) -> int:
+    import pandas as pd
+
+    from bayes_sd.drafter_design import parity, what_if_drafter
+    from bayes_sd.model import LatencyModel
+    from bayes_sd.recommend_cli import _floats
+
+    if (args.rate_rps is None) == (args.concurrency is None):
+        raise ValueError("give exactly one of --rate-rps or --concurrency (comma-separated)")
+    loads = dict(rates=_floats(args.rate_rps, "--rate-rps")) if args.rate_rps else \
+        dict(concurrencies=_floats(args.concurrency, "--concurrency"))
+    model = LatencyModel.load(args.posterior)
+    common = dict(verifier=args.verifier, hardware=args.hardware, dataset=args.dataset, prompt_len=args.prompt_len,
+                  output_len=args.output_len, max_draws=args.max_draws, seed=args.seed, **loads)
+    ds = what_if_drafter(model, layers=args.layers, params_b=args.params_b, ks=range(0, args.k_max + 1),
+                         name=args.name, **common)
+    load = "rate_rps" if args.rate_rps else "concurrency"
+    cols = ["latency_q50_s", "latency_pred_q05_s", "latency_pred_q95_s", "speedup_vs_k0", "p_slower_than_k0"]
+    table = ds[cols].to_dataframe().reset_index()[["k", load, *cols]]
+    pd.set_option("display.width", 200)
+    print(f"what-if drafter '{args.name}': {args.layers} layers, {args.params_b} B parameters, on {args.verifier} "
+          f"@ {args.hardware} ({args.dataset})")
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    if args.parity_against:
+        extra = pd.DataFrame([{"name": args.name, "params_b": args.params_b, "layers": args.layers}])
+        par = parity(model, candidate=args.name, reference=args.parity_against, k_max=args.k_max,
+                     candidate_models=extra, **common)
+        print(f"parity with {args.parity_against} (each at its best k):")
+        print(par.drop(columns=["candidate", "reference"]).to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    return 0
+
+
+def add_parser(subparsers):
+    """Register ``what-if-drafter`` on an argparse subparsers object; returns the parser."""
+    import argparse
+
+    p = subparsers.add_parser(
+        "what-if-drafter", help="predict a drafter never measured from its depth and size",
+        description="Predicted latency of a drafter with given layers and parameters (never measured), "
+                    "from a posterior fitted with drafter size predictors, and optionally what it needs "
+                    "to match a measured drafter.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("posterior", help="posterior file written by `bayes-sd fit --config drafter_design`")
+    p.add_argument("--layers", type=int, required=True, help="transformer blocks of the candidate drafter")
+    p.add_argument("--params-b", type=float, required=True, help="parameters of the candidate drafter, billions")
+    p.add_argument("--name", default="what-if-drafter", help="label of the candidate (must not be a measured drafter)")
+    p.add_argument("--verifier", required=True)
+    p.add_argument("--hardware", required=True)
+    p.add_argument("--dataset", default="unseen", help="workload (acceptance); an unseen one uses the population")
+    p.add_argument("--prompt-len", type=float, required=True, help="mean prompt tokens")
+    p.add_argument("--output-len", type=float, required=True, help="mean output tokens")
+    p.add_argument("--rate-rps", help="open-loop request rates, comma-separated (requests/s)")
+    p.add_argument("--concurrency", help="closed-loop concurrent streams, comma-separated")
+    p.add_argument("--k-max", type=int, default=7, help="largest draft length shown (default 7)")
+    p.add_argument("--parity-against", help="a measured drafter to compare with (parity analysis)")
+    p.add_argument("--max-draws", type=int, default=1000, help="posterior draws used (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed for draw subsampling and population draws")
+    p.set_defaults(func=_cmd)
+    return p
