@@ -16,7 +16,7 @@ import pandas as pd
 from _machine import machine_line
 
 from bayes_sd import datasets
-from bayes_sd.model.compare import compare_configs, hold_out_highest_load
+from bayes_sd.model.compare import compare_configs, elpd_difference_by_tokens, hold_out_highest_load
 
 
 def main() -> None:
@@ -32,12 +32,14 @@ def main() -> None:
     train, test = hold_out_highest_load(runs)
     print(f"SYNTHETIC fleet, verifier {args.verifier}: {len(train)} training runs, {len(test)} held out")
     t0 = time.perf_counter()
-    comparison, table, _ = compare_configs(train, test, {"dense": "default", "moe": "moe"},
+    comparison, table, fitted = compare_configs(train, test, {"dense": "default", "moe": "moe"},
                                            models=datasets.load_fleet_models(), draws=args.draws, tune=args.tune,
                                            chains=args.chains)
     pd.set_option("display.width", 200)
     print(comparison.round(2).to_string())
     print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print("where the MoE form predicts better (pointwise LOO, run-mean latency):")
+    print(elpd_difference_by_tokens(fitted, "moe", "dense").to_string(float_format=lambda x: f"{x:.2f}"))
     print(f"wall {time.perf_counter() - t0:.0f} s")
 
 

@@ -42,7 +42,7 @@ EXPECTED = {
         "WHAT BAYES ADDS", "SUMMARY (held-out, REAL data): MAPE", "model id"]),
     "07_moe_verifiers.ipynb": (1, [
         "of experts touched", "SYNTHETIC:", "DIAGNOSTICS dense:", "DIAGNOSTICS moe:", "LOO COMPARISON",
-        "expert_share: posterior mean", "held-out MAPE: dense"]),
+        "expert_share: posterior mean", "held-out MAPE: dense", "WHEN IT MATTERS"]),
     "08_drafter_design.ipynb": (2, [
         "SYNTHETIC runs; held-out drafter", "DIAGNOSTICS:", "beta_drafter_design", "WHAT-IF draft-L12-0.8b",
         "90% interval coverage", "PARITY draft-L1-0.25b vs draft-L24-2b"]),

@@ -77,3 +77,28 @@ def compare_configs(train: pd.DataFrame, test: pd.DataFrame | None, configs: dic
         fitted[name] = m
     comparison = az.compare({n: m.idata for n, m in fitted.items()}, var_name="latency_obs")
     return comparison, pd.DataFrame(rows), fitted
+
+
+def tokens_per_pass(runs: pd.DataFrame) -> pd.Series:
+    """Mean tokens in a verify pass of each run, ``B (k + 1)``, with ``B`` the concurrency (closed
+    loop) or achieved rate x mean latency (open loop, Little's law)."""
+    rate = runs["achieved_rps"].fillna(runs["rate_rps"]) if "achieved_rps" in runs else runs["rate_rps"]
+    batch = np.where(runs["load_type"] == "rate", rate * runs["latency_mean_s"], runs["concurrency"])
+    return pd.Series(batch * (runs["k"].to_numpy(float) + 1.0), index=runs.index, name="tokens_per_pass")
+
+
+def elpd_difference_by_tokens(fitted: dict[str, LatencyModel], better: str, worse: str,
+                              bins=(0, 8, 32, 128, np.inf)) -> pd.DataFrame:
+    """Where one configuration predicts better: pointwise PSIS-LOO elpd of ``better`` minus
+    ``worse`` on run-mean latency, summed and averaged per bin of tokens per verify pass."""
+    a, b = fitted[better], fitted[worse]
+    la, lb = a.loo(pointwise=True), b.loo(pointwise=True)
+    runs = a.fit_data.runs
+    rows = a.idata.log_likelihood["latency_obs"].coords["latency_run"].values
+    t = tokens_per_pass(runs.set_index("run_id").loc[rows].reset_index())
+    diff = pd.Series(np.asarray(la.loo_i) - np.asarray(lb.loo_i), name="elpd_diff")
+    group = pd.cut(t, bins=list(bins), right=False)
+    out = diff.groupby(group, observed=True).agg(["count", "sum", "mean"])
+    out.index = out.index.astype(str)
+    out.index.name = "tokens per verify pass"
+    return out.rename(columns={"count": "runs", "sum": f"elpd {better} - {worse}", "mean": "per run"})
