@@ -13,7 +13,8 @@ Needs a posterior fitted with drafter size predictors:
 
 Prints, per draft length k and load, the predicted mean latency (s) with its 90% predictive
 interval and the speedup versus k = 0 for a drafter with --layers and --params-b. The interval
-includes what size does not explain (a population draw) and an unknown acceptance (the
+includes what size does not explain (a population draw) and, unless --acceptance gives the
+candidate's per-position acceptance (measured offline, say), an unknown acceptance (the
 drafters' population). With --parity-against DRAFTER, also prints what the candidate needs to
 match that measured drafter at each load, each at its best k: the extra per-position
 acceptance and the factor on its draft cost (< 1: it must draft that much faster).
@@ -40,7 +41,7 @@ def _cmd(args) -> int:
     common = dict(verifier=args.verifier, hardware=args.hardware, dataset=args.dataset, prompt_len=args.prompt_len,
                   output_len=args.output_len, max_draws=args.max_draws, seed=args.seed, **loads)
     ds = what_if_drafter(model, layers=args.layers, params_b=args.params_b, ks=range(0, args.k_max + 1),
-                         name=args.name, **common)
+                         name=args.name, acceptance=args.acceptance, **common)
     load = "rate_rps" if args.rate_rps else "concurrency"
     cols = ["latency_q50_s", "latency_pred_q05_s", "latency_pred_q95_s", "speedup_vs_k0", "p_slower_than_k0"]
     table = ds[cols].to_dataframe().reset_index()[["k", load, *cols]]
@@ -79,6 +80,8 @@ def add_parser(subparsers):
     p.add_argument("--rate-rps", help="open-loop request rates, comma-separated (requests/s)")
     p.add_argument("--concurrency", help="closed-loop concurrent streams, comma-separated")
     p.add_argument("--k-max", type=int, default=7, help="largest draft length shown (default 7)")
+    p.add_argument("--acceptance", type=float, help="the candidate's per-position acceptance if known (e.g. measured "
+                                                     "offline); default: the drafters' population")
     p.add_argument("--parity-against", help="a measured drafter to compare with (parity analysis)")
     p.add_argument("--max-draws", type=int, default=1000, help="posterior draws used (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed for draw subsampling and population draws")

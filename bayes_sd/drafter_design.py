@@ -92,14 +92,16 @@ def _conditions(verifier, drafter, hardware, dataset, ks, prompt_len, output_len
 
 def what_if_drafter(model, *, layers: int, params_b: float, verifier: str, hardware: str, dataset: str,
                     prompt_len: float, output_len: float, ks=range(0, 8), rates=None, concurrencies=None,
-                    name: str = "what-if-drafter", max_draws: int = 1000, seed: int = 0) -> xr.Dataset:
+                    name: str = "what-if-drafter", acceptance: float | None = None, max_draws: int = 1000,
+                    seed: int = 0) -> xr.Dataset:
     """Predicted latency of a drafter with ``layers`` and ``params_b`` (billions) never measured.
 
     ``model``: a fitted :class:`~bayes_sd.model.LatencyModel` whose configuration has
     ``drafter_predictors`` (``"drafter_design"``). Returns the same ``xr.Dataset`` as
     ``predict_grid`` (dims ``k`` and ``rate_rps`` or ``concurrency``): mean latency with
     90% intervals, speedup versus k = 0, P(slower), saturation rate. The intervals include
-    the population spread of what size does not explain and of acceptance.
+    the population spread of what size does not explain and, unless ``acceptance`` (the
+    per-position acceptance, e.g. measured offline on your prompts) is given, of acceptance.
     """
     if not model.config.get("model", {}).get("drafter_predictors"):
         raise ValueError("what_if_drafter needs a model fitted with drafter predictors. "
@@ -110,10 +112,13 @@ def what_if_drafter(model, *, layers: int, params_b: float, verifier: str, hardw
         raise ValueError(f"drafter name '{name}' is a measured drafter. Fix: pass another name=")
     grid, col, _ = _conditions(verifier, name, hardware, dataset, ks, prompt_len, output_len, rates, concurrencies)
     extra = pd.DataFrame([{"name": name, "params_b": float(params_b), "layers": int(layers)}])
-    ds = model.predict(grid, max_draws=max_draws, seed=seed, models=extra)
+    if acceptance is not None and not 0.0 < acceptance < 1.0:
+        raise ValueError(f"acceptance is a per-position probability in (0, 1), got {acceptance}")
+    given = None if acceptance is None else np.full(len(grid), float(acceptance))
+    ds = model.predict(grid, max_draws=max_draws, seed=seed, models=extra, acceptance=given)
     ds = ds.drop_vars([c for c in ds.coords if c not in ("k", col)])
-    return ds.set_index(condition=["k", col]).unstack("condition").assign_attrs(drafter=name, layers=layers,
-                                                                              params_b=params_b)
+    return ds.set_index(condition=["k", col]).unstack("condition").assign_attrs(
+        drafter=name, layers=layers, params_b=params_b, acceptance="population" if acceptance is None else acceptance)
 
 
 def _columns(inputs: dict, cols: slice) -> dict:

@@ -104,3 +104,18 @@ def test_what_if_drafter_cli(family, mock_pymc_sample, tmp_path, capsys):
     assert "8 layers, 1.0 B parameters" in out and "parity with draft-L16-1.2b" in out
     assert "draft_cost_factor" in out and "latency_pred_q95_s" in out
     assert main(args[:-4] + ["--rate-rps", "1"]) == 2  # both loads given: a one-line error
+
+
+def test_given_acceptance_replaces_the_population(family, mock_pymc_sample):
+    runs, models = family
+    m = LatencyModel("drafter_design").fit(runs, models=models, draws=40, tune=0, chains=1, nuts_sampler="pymc",
+                                           progressbar=False)
+    kw = dict(layers=8, params_b=1.0, verifier="family-8b", hardware="H100", dataset="chat", prompt_len=512,
+              output_len=256, ks=[0, 4], concurrencies=[1])
+    pop = what_if_drafter(m, **kw)
+    given = what_if_drafter(m, acceptance=0.7, **kw)
+    assert float(given["acceptance_length"].sel(k=4, concurrency=1)) == pytest.approx(
+        float(theory.tau_constant(0.7, 4)))
+    assert float(pop["acceptance_length"].sel(k=4, concurrency=1)) != pytest.approx(float(theory.tau_constant(0.7, 4)))
+    with pytest.raises(ValueError, match="acceptance"):
+        what_if_drafter(m, acceptance=1.5, **kw)

@@ -45,7 +45,7 @@ EXPECTED = {
         "expert_share: posterior mean", "held-out MAPE: dense", "WHEN IT MATTERS"]),
     "08_drafter_design.ipynb": (2, [
         "SYNTHETIC runs; held-out drafter", "DIAGNOSTICS:", "beta_drafter_design", "WHAT-IF draft-L12-0.8b",
-        "90% interval coverage", "PARITY draft-L1-0.25b vs draft-L24-2b"]),
+        "90% interval coverage", "WHAT-IF WITH ACCEPTANCE GIVEN", "PARITY draft-L1-0.25b vs draft-L24-2b"]),
 }
 
 

@@ -221,29 +221,33 @@ class LatencyModel:
 
     # ------------------------------------------------------------------ prediction
     def predict_draws(self, conditions: pd.DataFrame, *, max_draws: int | None = 1000, seed: int = 0,
-                      models: pd.DataFrame | None = None):
+                      models: pd.DataFrame | None = None, acceptance=None):
         """Posterior draws (sample, condition) for each condition row (see ``predict.Draws``).
 
         ``models``: extra MODELS rows (e.g. a drafter never measured, for the drafter-design
-        variant) added to the ones the model was fitted with.
+        variant) added to the ones the model was fitted with. ``acceptance``: a per-position
+        acceptance per condition (NaN: the model's) replacing the model's, e.g. measured offline
+        for a drafter never served.
         """
         self._require_fit()
         post = stack_posterior(self.idata.posterior, max_draws=max_draws, seed=seed)
         return condition_draws(post, self.config, self.fit_data.coords, _conditions(conditions), seed=seed,
-                               models=self.models if models is None else _merge_models(self.models, models))
+                               models=self.models if models is None else _merge_models(self.models, models),
+                               acceptance=acceptance)
 
     def predict(self, conditions: pd.DataFrame, *, max_draws: int | None = 1000, seed: int = 0,
-                models: pd.DataFrame | None = None) -> xr.Dataset:
+                models: pd.DataFrame | None = None, acceptance=None) -> xr.Dataset:
         """Posterior predictive summaries per condition: an ``xr.Dataset`` with dim ``condition``.
 
         Variables: mean latency (posterior mean and 5/50/95% quantiles, s), the predictive
         interval of a new run's mean, per-request p50/p90/p99 (s), TTFT, TPOT, speedup versus
         k = 0 with its interval, P(speculation is slower), saturation rate (requests/s) and
-        P(saturated). The condition columns are coordinates on ``condition``. ``models``: as in
-        :meth:`predict_draws`.
+        P(saturated). The condition columns are coordinates on ``condition``. ``models`` and
+        ``acceptance``: as in :meth:`predict_draws`.
         """
         cond = _conditions(conditions)
-        return summarise(self.predict_draws(cond, max_draws=max_draws, seed=seed, models=models), cond)
+        return summarise(self.predict_draws(cond, max_draws=max_draws, seed=seed, models=models,
+                                            acceptance=acceptance), cond)
 
     def predict_table(self, conditions: pd.DataFrame, **kw) -> pd.DataFrame:
         """``predict`` as a DataFrame: the condition columns followed by the predictions."""

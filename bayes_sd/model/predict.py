@@ -174,12 +174,14 @@ def _expert_share(post: dict, cfg: dict, fit_coords: dict, verifiers: list[str],
 
 
 def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.DataFrame, *, seed: int = 0,
-                    models: pd.DataFrame | None = None) -> Draws:
+                    models: pd.DataFrame | None = None, acceptance=None) -> Draws:
     """Posterior draws of latency and friends for each condition row.
 
     ``post``: stacked posterior (:func:`stack_posterior`); ``cfg``: the model configuration;
     ``fit_coords``: the training coords (levels seen in the fit); ``models``: MODELS table
-    (MoE experts, drafter sizes) for the variants that use it.
+    (MoE experts, drafter sizes) for the variants that use it; ``acceptance``: per-condition
+    per-position acceptance (first-position in the ``per_position`` variant) replacing the
+    model's, NaN where the model's is kept (for what-if questions).
     """
     cond = conditions.reset_index(drop=True).copy()
     cond["drafter"] = cond["drafter"].fillna(NO_DRAFTER).astype(str).where(cond["k"] > 0, NO_DRAFTER)
@@ -194,6 +196,9 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     share, log_q = _expert_share(post, cfg, fit_coords, labels["verifier"], models, rng)
     logit_a = post["mu_accept"].values[:, None] + eff("accept_drafter") + eff("accept_dataset") + eff("accept_pair")
     a = 1.0 / (1.0 + np.exp(-logit_a))
+    if acceptance is not None:  # what-if: a given per-position acceptance replaces the model's
+        given = np.asarray(acceptance, float)
+        a = np.where(np.isnan(given), a, given)
     decay = _accept_decay(post, cfg, fit_coords, labels["drafter"], rng)
     tau = acceptance_length(a, k, decay)
     P, D = cond["prompt_len"].to_numpy(float), cond["output_len"].to_numpy(float)
