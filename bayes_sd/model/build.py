@@ -188,7 +188,12 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
         if "latency" in fd.obs:
             rows, vals = fd.obs["latency"]
             s_lat = make_prior(cfg, "sigma_latency")
-            scale = pt.sqrt(s_lat**2 + x["latency_rel_se"][rows] ** 2)
+            var = s_lat**2 + x["latency_rel_se"][rows] ** 2
+            if "sigma_c2" in cfg["priors"]:  # structural error of C2, amplified toward saturation
+                sens = pt.where(x["is_open"] > 0, x["rate"] * c2 / headroom,
+                                (x["concurrency"] - 1.0) * c2 / latency)
+                var = var + (make_prior(cfg, "sigma_c2") * sens[rows]) ** 2
+            scale = pt.sqrt(var)
             pm.StudentT("latency_obs", nu=nu, mu=pt.log(latency[rows]), sigma=scale,
                         observed=np.log(vals), dims="latency_run")
         ttft = theory.ttft(costs, k, tau, P, D, others, xp=pt)

@@ -221,7 +221,12 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
         quant = {q: np.where(np.isfinite(lat), lat * np.exp(-0.5 * shape**2 + z_quantile(q) * shape), np.inf)
                  for q in (0.5, 0.9, 0.99)}  # saturated draws: every percentile is infinite too
     nu = float(cfg.get("model", {}).get("student_t_nu", 4.0))
-    noise = post["sigma_latency"].values[:, None] * rng.standard_t(nu, size=lat.shape)
+    scale = post["sigma_latency"].values[:, None]
+    if "sigma_c2" in post:  # structural error of C2, amplified by d log L / d log C2 toward saturation
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sens = np.where(is_open, rate * dem.c2 / (1.0 - rate * dem.c2), (conc - 1.0) * dem.c2 / lat)
+        scale = np.sqrt(scale**2 + (post["sigma_c2"].values[:, None] * np.where(np.isfinite(sens), sens, 0.0)) ** 2)
+    noise = scale * rng.standard_t(nu, size=lat.shape)
     return Draws(
         latency=lat, latency_pred=lat * np.exp(noise), latency_p50=quant[0.5], latency_p90=quant[0.9],
         latency_p99=quant[0.99], ttft=ttft, tpot=theory.tpot(lat, ttft, D), latency_k0=lat0,
