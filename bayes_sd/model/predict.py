@@ -221,14 +221,19 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
         quant = {q: np.where(np.isfinite(lat), lat * np.exp(-0.5 * shape**2 + z_quantile(q) * shape), np.inf)
                  for q in (0.5, 0.9, 0.99)}  # saturated draws: every percentile is infinite too
     nu = float(cfg.get("model", {}).get("student_t_nu", 4.0))
-    scale = post["sigma_latency"].values[:, None]
-    if "sigma_c2" in post:  # structural error of C2, amplified by d log L / d log C2 toward saturation
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sens = np.where(is_open, rate * dem.c2 / (1.0 - rate * dem.c2), (conc - 1.0) * dem.c2 / lat)
-        scale = np.sqrt(scale**2 + (post["sigma_c2"].values[:, None] * np.where(np.isfinite(sens), sens, 0.0)) ** 2)
-    noise = scale * rng.standard_t(nu, size=lat.shape)
+    noise = post["sigma_latency"].values[:, None] * rng.standard_t(nu, size=lat.shape)
+    lat_pred = lat * np.exp(noise)
+    if "sigma_c2" in post:  # a new run's C2 deviates from the closed form's by exp(sigma_c2 t): applied
+        # exactly, so a draw pushed past saturation is infinite (the model's linearisation, used in
+        # the likelihood, would instead blow up near saturation)
+        c2_new = dem.c2 * np.exp(post["sigma_c2"].values[:, None] * rng.standard_t(nu, size=lat.shape))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            ratio = np.where(is_open, (1.0 - rate * dem.c2) / (1.0 - rate * c2_new),
+                             (dem.c1 + (conc - 1.0) * c2_new) / (dem.c1 + (conc - 1.0) * dem.c2))
+            ratio = np.where(is_open & (rate * c2_new >= 1.0), np.inf, ratio)
+            lat_pred = lat_pred * ratio
     return Draws(
-        latency=lat, latency_pred=lat * np.exp(noise), latency_p50=quant[0.5], latency_p90=quant[0.9],
+        latency=lat, latency_pred=lat_pred, latency_p50=quant[0.5], latency_p90=quant[0.9],
         latency_p99=quant[0.99], ttft=ttft, tpot=theory.tpot(lat, ttft, D), latency_k0=lat0,
         saturation_rps=theory.saturation_rate(dem.c2), batch_size=np.where(is_open, rate * lat, conc),
         acceptance_length=np.broadcast_to(tau, lat.shape), inputs=inputs,
