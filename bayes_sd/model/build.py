@@ -8,6 +8,12 @@ Structure (MODEL.md section 2), all service costs on the log scale in millisecon
                                 + spec_pair[pair, c]                     c in d0 d1
     logit a[pair, dataset]    = mu_a + accept_drafter[d] + accept_dataset[s] + accept_pair[pair, dataset]
 
+Variants (``models/*.toml``): ``drafter_predictors`` add ``beta . z[drafter]`` (size elasticities)
+to the drafter costs; ``verifier_form = "moe"`` scales an MoE verifier's v0 by its expert coverage
+(open loop solved by Newton inside the graph); ``acceptance_form = "decaying"`` makes ``a`` the
+first-position acceptance with a per-drafter decay. The run-mean likelihood's scale adds a
+structural error ``sigma_c2`` of C2, amplified by ``d log L / d log C2``.
+
 Each term is a zero-mean effect created by ``_Effects`` (which effects exist, their scales and
 parameterisation follow one policy, documented there). The latency of each run comes from
 :mod:`bayes_sd.theory` (the same functions the simulator and the recommender use), called
