@@ -166,7 +166,9 @@ def parity(model, *, candidate: str, reference: str, verifier: str, hardware: st
     - ``acceptance_needed``: the candidate's per-position acceptance at which it matches;
       ``extra_acceptance`` = needed minus its current acceptance (> 0: it needs more);
     - ``draft_cost_factor``: the multiplier on the candidate's drafter costs (d0, d1) at
-      which it matches (< 1: it must be that much faster; > 1: it has room to spare).
+      which it matches (< 1: it must be that much faster; > 1: it has room to spare; inf: any
+      cost up to 1000x still matches), over the draws where drafting 1000x faster would match
+      (``p_cannot_match_by_draft_cost``: share of draws where even that is not enough).
 
     One row per load with medians and 90% intervals, ``p_candidate_already_better``, and
     ``p_cannot_match_by_acceptance`` (even acceptance 0.999 is not enough). A candidate
@@ -187,10 +189,18 @@ def parity(model, *, candidate: str, reference: str, verifier: str, hardware: st
     a_need = _bisect(lambda a: _best_over_k(cand, range(1, k_max + 1), a, 1.0) <= target,
                      np.full_like(a_c, 1e-3), np.full_like(a_c, 0.999))
     cannot = _best_over_k(cand, range(1, k_max + 1), np.full_like(a_c, 0.999), 1.0) > target
-    f_need = _bisect(lambda f: _best_over_k(cand, range(1, k_max + 1), a_c, f) > target,
-                     np.full_like(a_c, 1e-3), np.full_like(a_c, 1e3), log=True)
+    f_lo, f_hi = np.full_like(a_c, 1e-3), np.full_like(a_c, 1e3)
+    f_need = _bisect(lambda f: _best_over_k(cand, range(1, k_max + 1), a_c, f) > target, f_lo, f_hi, log=True)
+    # outside the bracket: even nearly free drafting cannot match (NaN), or any cost up to 1000x does (inf)
+    no_cost_match = _best_over_k(cand, range(1, k_max + 1), a_c, f_lo) > target
+    f_need = np.where(no_cost_match, np.nan, f_need)
+    f_need = np.where(_best_over_k(cand, range(1, k_max + 1), a_c, f_hi) <= target, np.inf, f_need)
     q = lambda x, p: np.quantile(x, p, axis=0)  # noqa: E731
     extra = np.where(cannot, np.nan, a_need - a_c)
+
+    def fq(x, p):  # quantile over the draws where a cost factor exists
+        x = x[~np.isnan(x)]
+        return float(np.quantile(x, p)) if x.size else np.nan
     out = []
     for i, load in enumerate(loads):
         e = extra[:, i][np.isfinite(extra[:, i])]
@@ -205,8 +215,9 @@ def parity(model, *, candidate: str, reference: str, verifier: str, hardware: st
             "extra_acceptance_q05": float(q(e, 0.05)) if e.size else np.nan,
             "extra_acceptance_q95": float(q(e, 0.95)) if e.size else np.nan,
             "p_cannot_match_by_acceptance": float(np.mean(cannot[:, i])),
-            "draft_cost_factor": float(np.median(f_need[:, i])),
-            "draft_cost_factor_q05": float(q(f_need[:, i], 0.05)),
-            "draft_cost_factor_q95": float(q(f_need[:, i], 0.95)),
+            "draft_cost_factor": fq(f_need[:, i], 0.5),
+            "draft_cost_factor_q05": fq(f_need[:, i], 0.05),
+            "draft_cost_factor_q95": fq(f_need[:, i], 0.95),
+            "p_cannot_match_by_draft_cost": float(np.mean(np.isnan(f_need[:, i]))),
         })
     return pd.DataFrame(out)
