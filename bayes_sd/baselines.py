@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from bayes_sd import theory
 from bayes_sd.model.fit_data import DRAFTER_COEFS, VERIFIER_COEFS, FitData, level_label, pair_label, prepare_fit_data
+from bayes_sd.model.latency_model import CONDITION_COLUMNS as COND
 from bayes_sd.traces.schema import NO_DRAFTER
 
 __all__ = ["LeastSquaresFit", "fit_least_squares", "BASELINES", "LABELS", "fit_baselines", "predictions_table",
@@ -37,8 +38,6 @@ BASELINES = ("least_squares", "leviathan", "yan")
 LABELS = {"bayes": "Bayes (posterior mean)", "least_squares": "least squares", "leviathan": "Leviathan et al.",
           "yan": "Yan et al."}
 #: condition columns every predictor reads
-COND = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type", "rate_rps",
-        "concurrency"]
 
 # starting point (log ms): the centres of the default priors
 _START = {"v0": 2.3, "v1": -2.5, "p0": 3.0, "p1": -4.0, "c1": -10.4, "d0": -0.5, "d1": -4.6}

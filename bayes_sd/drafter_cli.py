@@ -31,18 +31,16 @@ def _cmd(args) -> int:
 
     from bayes_sd.drafter_design import parity, what_if_drafter
     from bayes_sd.model import LatencyModel
-    from bayes_sd.recommend_cli import _floats
+    from bayes_sd.recommend_cli import workload_loads
 
-    if (args.rate_rps is None) == (args.concurrency is None):
-        raise ValueError("give exactly one of --rate-rps or --concurrency (comma-separated)")
-    loads = dict(rates=_floats(args.rate_rps, "--rate-rps")) if args.rate_rps else \
-        dict(concurrencies=_floats(args.concurrency, "--concurrency"))
+    rates, concs = workload_loads(args)
+    loads = dict(rates=rates) if rates is not None else dict(concurrencies=concs)
     model = LatencyModel.load(args.posterior)
     common = dict(verifier=args.verifier, hardware=args.hardware, dataset=args.dataset, prompt_len=args.prompt_len,
                   output_len=args.output_len, max_draws=args.max_draws, seed=args.seed, **loads)
     ds = what_if_drafter(model, layers=args.layers, params_b=args.params_b, ks=range(0, args.k_max + 1),
                          name=args.name, acceptance=args.acceptance, **common)
-    load = "rate_rps" if args.rate_rps else "concurrency"
+    load = "rate_rps" if rates is not None else "concurrency"
     cols = ["latency_q50_s", "latency_pred_q05_s", "latency_pred_q95_s", "speedup_vs_k0", "p_slower_than_k0"]
     table = ds[cols].to_dataframe().reset_index()[["k", load, *cols]]
     pd.set_option("display.width", 200)
@@ -62,6 +60,8 @@ def add_parser(subparsers):
     """Register ``what-if-drafter`` on an argparse subparsers object; returns the parser."""
     import argparse
 
+    from bayes_sd.recommend_cli import add_workload_args
+
     p = subparsers.add_parser(
         "what-if-drafter", help="predict a drafter never measured from its depth and size",
         description="Predicted latency of a drafter with given layers and parameters (never measured), "
@@ -74,11 +74,7 @@ def add_parser(subparsers):
     p.add_argument("--name", default="what-if-drafter", help="label of the candidate (must not be a measured drafter)")
     p.add_argument("--verifier", required=True)
     p.add_argument("--hardware", required=True)
-    p.add_argument("--dataset", default="unseen", help="workload (acceptance); an unseen one uses the population")
-    p.add_argument("--prompt-len", type=float, required=True, help="mean prompt tokens")
-    p.add_argument("--output-len", type=float, required=True, help="mean output tokens")
-    p.add_argument("--rate-rps", help="open-loop request rates, comma-separated (requests/s)")
-    p.add_argument("--concurrency", help="closed-loop concurrent streams, comma-separated")
+    add_workload_args(p)
     p.add_argument("--k-max", type=int, default=7, help="largest draft length shown (default 7)")
     p.add_argument("--acceptance", type=float, help="the candidate's per-position acceptance if known (e.g. measured "
                                                      "offline); default: the drafters' population")

@@ -46,6 +46,24 @@ def _floats(text: str, name: str) -> list[float]:
     return vals
 
 
+def add_workload_args(p) -> None:
+    """The workload and load flags shared by ``recommend`` and ``what-if-drafter``."""
+    p.add_argument("--dataset", default="unseen", help="workload (acceptance); an unseen one uses the population")
+    p.add_argument("--prompt-len", type=float, required=True, help="mean prompt tokens")
+    p.add_argument("--output-len", type=float, required=True, help="mean output tokens")
+    p.add_argument("--rate-rps", help="open-loop request rates, comma-separated (requests/s)")
+    p.add_argument("--concurrency", help="closed-loop concurrent streams, comma-separated")
+
+
+def workload_loads(args) -> tuple[list[float] | None, list[float] | None]:
+    """(rates, concurrencies) from the flags of :func:`add_workload_args`; exactly one is given."""
+    if (args.rate_rps is None) == (args.concurrency is None):
+        raise ValueError(f"{args.command} needs exactly one of --rate-rps R1,R2,... or --concurrency N1,N2,...")
+    rates = _floats(args.rate_rps, "--rate-rps") if args.rate_rps is not None else None
+    concs = _floats(args.concurrency, "--concurrency") if args.concurrency is not None else None
+    return rates, concs
+
+
 def guess_method(drafter: str) -> str:
     """vLLM ``method`` for a drafter name: the first of eagle3, eagle, mtp, ngram, medusa,
     dspark, dflash, suffix found in it (case-insensitive), else ``draft_model``."""
@@ -75,10 +93,7 @@ def run(args) -> int:
     from bayes_sd.recommend import recommend_k, vllm_config
     from bayes_sd.traces import write_table
 
-    if (args.rate_rps is None) == (args.concurrency is None):
-        raise ValueError("recommend needs exactly one of --rate-rps R1,R2,... or --concurrency N1,N2,...")
-    rates = _floats(args.rate_rps, "--rate-rps") if args.rate_rps is not None else None
-    concs = _floats(args.concurrency, "--concurrency") if args.concurrency is not None else None
+    rates, concs = workload_loads(args)
     if args.objective in ("slo", "goodput") and args.slo_s is None:
         raise ValueError(f"--objective {args.objective} needs --slo-s SECONDS")
     inputs = [Path(args.posterior).resolve()]
@@ -128,11 +143,7 @@ def add_parser(subparsers):
     p.add_argument("--verifier", required=True)
     p.add_argument("--drafter", required=True, help="drafter used for k >= 1")
     p.add_argument("--hardware", required=True)
-    p.add_argument("--dataset", default="unseen", help="workload (acceptance); an unseen one uses the population")
-    p.add_argument("--prompt-len", type=float, required=True, help="mean prompt tokens")
-    p.add_argument("--output-len", type=float, required=True, help="mean output tokens")
-    p.add_argument("--rate-rps", help="open-loop request rates, comma-separated (requests/s)")
-    p.add_argument("--concurrency", help="closed-loop concurrent streams, comma-separated")
+    add_workload_args(p)
     p.add_argument("--k-max", type=int, default=8, help="largest draft length considered (default 8)")
     p.add_argument("--objective", default="mean", choices=OBJECTIVES, help="what to optimise (default mean)")
     p.add_argument("--slo-s", type=float, help="latency SLO in seconds (objectives slo, goodput)")

@@ -24,9 +24,8 @@ from _machine import machine_line
 from bayes_sd import theory
 from bayes_sd.drafter_design import FAMILY_DRAFTERS, drafter_family_runs, parity, what_if_drafter
 from bayes_sd.model import ConvergenceWarning, LatencyModel
+from bayes_sd.model.latency_model import CONDITION_COLUMNS as COND
 
-COND = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type", "rate_rps",
-        "concurrency"]
 
 
 def main() -> None:

@@ -16,11 +16,10 @@ import numpy as np
 import pandas as pd
 
 from bayes_sd.model.latency_model import ConvergenceWarning, LatencyModel
+from bayes_sd.model.latency_model import CONDITION_COLUMNS as COND
 
 __all__ = ["hold_out_highest_load", "score_held_out", "compare_configs"]
 
-COND = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type", "rate_rps",
-        "concurrency"]
 
 
 def hold_out_highest_load(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -29,10 +29,13 @@ from bayes_sd.model.fit_data import FitData, prepare_fit_data
 from bayes_sd.model.predict import condition_draws, stack_posterior, summarise
 from bayes_sd.traces.validate import validate_models, validate_runs
 
-__all__ = ["LatencyModel", "DifferentModelError", "ConvergenceWarning"]
+__all__ = ["LatencyModel", "DifferentModelError", "ConvergenceWarning", "CONDITION_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
+#: the canonical run columns that describe a condition to predict
+CONDITION_COLUMNS = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type",
+                     "rate_rps", "concurrency"]
 #: run-level deterministics recomputed on demand rather than stored with every draw
 _RUN_LEVEL = ("latency_s", "saturation_rps", "tail_shape")
 
@@ -375,9 +378,7 @@ def _conditions(conditions: pd.DataFrame) -> pd.DataFrame:
         (cond["load_type"] == "concurrency") & cond["concurrency"].isna())
     if no_load.any():
         raise ValueError("conditions: rate_rps (for load_type 'rate') or concurrency (for 'concurrency') is missing")
-    keep = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type",
-            "rate_rps", "concurrency"]
-    return cond[keep].reset_index(drop=True)
+    return cond[CONDITION_COLUMNS].reset_index(drop=True)
 
 
 def _merge_models(fitted: pd.DataFrame | None, extra: pd.DataFrame) -> pd.DataFrame:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import xarray as xr
+from bayes_sd.model.latency_model import CONDITION_COLUMNS as COND
 from matplotlib.figure import Figure
 
 __all__ = ["plot_variant_fits", "plot_what_if_drafter", "plot_parity"]
 
-COND = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type", "rate_rps",
-        "concurrency"]
 
 
 def plot_variant_fits(models: dict, runs: pd.DataFrame, *, held_out: pd.DataFrame | None = None,
