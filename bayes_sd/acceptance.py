@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["logit", "expit", "position_acceptance", "survival", "tau_decaying", "implied_a1",
-           "per_position_from_sweep"]
+__all__ = ["logit", "expit", "position_acceptance", "survival", "tau_decaying", "tau_sq_decaying",
+           "implied_a1", "per_position_from_sweep"]
 
 _EPS = 1e-12
 
@@ -127,6 +127,20 @@ def tau_decaying(a1, decay, k, xp=np, k_max=None):
     for j, s in enumerate(_survival_terms(a1, decay, km, xp), start=1):
         tau = tau + xp.where(k >= j, s, 0.0)
     return tau
+
+
+def tau_sq_decaying(a1, decay, k, xp=np, k_max=None):
+    """Second moment ``E[Y^2]`` (tokens^2) of the tokens one verify iteration yields under
+    logit-linear decaying acceptance (arguments as :func:`tau_decaying`).
+
+    ``E[Y^2] = sum_{j=1..k+1} (2j - 1) P(Y >= j) = 1 + sum_{j=1..k} (2j + 1) prod_{i<=j} a_i``;
+    with ``tau`` it gives the iteration-boundary term of :func:`bayes_sd.theory.iterations`.
+    """
+    km = _k_max(k, k_max)
+    out = 1.0 + 0.0 * (a1 + decay + k)
+    for j, s in enumerate(_survival_terms(a1, decay, km, xp), start=1):
+        out = out + xp.where(k >= j, (2.0 * j + 1.0) * s, 0.0)
+    return out
 
 
 def implied_a1(tau, k, decay, n_iter=64):

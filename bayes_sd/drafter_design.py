@@ -20,7 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_sd import theory
-from bayes_sd.model.predict import acceptance_length, latency_at
+from bayes_sd.model.predict import acceptance_length, acceptance_second_moment, latency_at
 
 __all__ = ["FAMILY_VERIFIER", "FAMILY_DRAFTERS", "family_true_costs", "drafter_family_runs", "what_if_drafter",
            "parity"]
@@ -138,7 +138,8 @@ def _best_over_k(inputs, ks, a, scale):
     for k in ks:
         kk = np.full(inputs["prompt_len"].shape, float(k))
         tau = acceptance_length(a, kk, inputs["accept_decay"])
-        lat = latency_at(inputs, kk, tau, drafter_scale=scale)[2]
+        tau_sq = acceptance_second_moment(a, kk, inputs["accept_decay"])
+        lat = latency_at(inputs, kk, tau, drafter_scale=scale, tau_sq=tau_sq)[2]
         lat = np.where(np.isnan(lat), np.inf, lat)
         best = lat if best is None else np.minimum(best, lat)
     return best

@@ -29,6 +29,8 @@ __all__ = [
     "tau_constant",
     "tau_per_position",
     "implied_acceptance",
+    "tau_sq_constant",
+    "tau_sq_per_position",
     "iterations",
     "demand",
     "latency_at_load",
@@ -38,6 +40,7 @@ __all__ = [
     "in_flight",
     "step_time",
     "ttft",
+    "busy_probability",
     "tpot",
     "expert_coverage",
     "latency_moe_at_load",
@@ -154,22 +157,55 @@ def implied_acceptance(tau, k, n_iter=64):
     return out[()] if out.ndim == 0 else out
 
 
-def iterations(output_len, tau):
-    """Forward-pass iterations per request: ``N = (D - 1) / tau + 1``.
+def tau_sq_constant(a, k, xp=np):
+    """Second moment ``E[Y^2]`` (tokens^2) of the tokens ``Y`` one verify iteration yields, for
+    constant per-position acceptance ``a`` at draft length ``k`` (numbers or numpy arrays; ``a``
+    may be a pytensor tensor).
+
+    ``Y = 1 + leading accepted drafts``, ``P(Y >= j) = a^(j-1)`` for ``j = 1..k+1``, so
+    ``E[Y^2] = sum_j (2j - 1) a^(j-1)``; ``k = 0`` gives 1. Unrolled to ``max(k)`` positions.
+    """
+    k_arr = np.asarray(k, dtype=float)
+    out = 1.0 + 0.0 * (a + k_arr)
+    for j in range(1, int(np.max(k_arr)) + 1 if k_arr.size else 1):
+        out = out + xp.where(k_arr >= j, (2.0 * j + 1.0) * a**j, 0.0)
+    return out
+
+
+def tau_sq_per_position(a_pos, xp=np):
+    """``E[Y^2]`` (tokens^2) from per-position acceptance ``a_pos`` of shape (..., k):
+    ``1 + sum_j (2j + 1) prod_{i<=j} a_i`` (see :func:`tau_sq_constant`)."""
+    surv = xp.cumprod(a_pos, axis=-1)
+    j = np.arange(1, np.shape(a_pos)[-1] + 1, dtype=float)
+    return 1.0 + xp.sum((2.0 * j + 1.0) * surv, axis=-1)
+
+
+def iterations(output_len, tau, tau_sq=None):
+    """Forward-pass iterations per request: ``N = (D - 1) / tau + 1 [+ overshoot]``.
 
     The first output token comes from prefill, so ``N`` counts the prefill pass;
     ``D`` in tokens, ``tau`` in tokens per iteration.
+
+    ``tau_sq`` (``E[Y^2]``, tokens^2, e.g. :func:`tau_sq_constant`) adds the renewal-theory
+    boundary term ``(E[Y^2] / tau - 1) / (2 tau)``: the last iteration of a request usually
+    yields more tokens than the request still needs (the surplus is discarded at the length
+    cap or after EOS), so a request needs that many iterations more than ``(D - 1) / tau``
+    on average (exact as ``D`` grows; about +0.5 iteration at k = 4, a = 0.7). Without
+    ``tau_sq`` the surplus is ignored.
     """
-    return (output_len - 1.0) / tau + 1.0
+    n = (output_len - 1.0) / tau + 1.0
+    if tau_sq is None:
+        return n
+    return n + (tau_sq / tau - 1.0) / (2.0 * tau)
 
 
 # --------------------------------------------------------------------------- demand and latency
 
 
-def demand(costs, k, tau, prompt_len, output_len, xp=np):
+def demand(costs, k, tau, prompt_len, output_len, xp=np, tau_sq=None):
     """Per-request demand (s) of a request with ``P`` prompt and ``D`` output tokens.
 
-    With ``N = iterations(D, tau)`` and ``ctx = c1 * (P + D/2)`` (attention, s per pass)::
+    With ``N = iterations(D, tau, tau_sq)`` and ``ctx = c1 * (P + D/2)`` (attention, s per pass)::
 
         c1_prefill = p0 + p1 P              c2_prefill = p1 P
         c1_draft   = N k (d0 + d1)          c2_draft   = N k d1
@@ -180,7 +216,7 @@ def demand(costs, k, tau, prompt_len, output_len, xp=np):
     overhead ``p0`` is its own, not GPU time taken from me).
     """
     c = costs
-    n = iterations(output_len, tau)
+    n = iterations(output_len, tau, tau_sq)
     ctx = c.c1 * (prompt_len + output_len / 2.0)
     prefill = c.p0 + c.p1 * prompt_len
     return Demand(
@@ -228,31 +264,49 @@ def in_flight(rate, latency):
     return rate * latency
 
 
-def step_time(costs, k, tau, prompt_len, output_len, others, xp=np):
+def step_time(costs, k, tau, prompt_len, output_len, others, xp=np, tau_sq=None):
     """Mean duration (s) of one scheduler step (k draft passes + one verify pass).
 
     ``v0 + k d0 + (others+1) ((k+1) v1 + k d1 + ctx) + others p1 P / N``:
     every in-flight sequence adds its per-token work, and the others' prefills
     (one per request over its ``N`` steps) are spread uniformly over the steps.
-    Consistency: ``p0 + p1 P + N * step_time(others) == C1 + others * C2``.
+    Consistency: ``p0 + p1 P + N * step_time(others) == C1 + others * C2`` (same ``tau_sq``).
     """
     c = costs
-    n = iterations(output_len, tau)
+    n = iterations(output_len, tau, tau_sq)
     ctx = c.c1 * (prompt_len + output_len / 2.0)
     per_seq = (k + 1.0) * c.v1 + k * c.d1 + ctx
     return c.v0 + k * c.d0 + (others + 1.0) * per_seq + others * c.p1 * prompt_len / n
 
 
-def ttft(costs, k, tau, prompt_len, output_len, others, xp=np):
-    """Mean time to first token (s): ``p0 + p1 P + 1.5 * step_time(others)``.
+def ttft(costs, k, tau, prompt_len, output_len, others, xp=np, tau_sq=None, p_busy=None):
+    """Mean time to first token (s): ``p0 + p1 P + S + p_busy * R``.
 
-    Approximation: an arrival waits on average half a step for the running step to end,
-    then one step that carries its own prefill alongside the others' decoding. All
-    requests are assumed alike (same P, D), and no queueing for KV-cache admission.
+    A request that becomes admissible while a step is in progress waits for it to end, then
+    rides one step (mean ``S = step_time(others)``) that carries its prefill alongside the
+    others' decoding. The wait ``R`` is the length-biased residual of a step,
+    ``E[S^2] / (2 E[S]) = S / 2 + f X^2 / (2 S)``: the others' prefills (``X = p1 P`` each,
+    ``f = others / N`` of them per step, Poisson) make a few steps long, and an arrival is
+    more likely to land in a long one. ``p_busy``: probability that the server is busy when
+    the request becomes admissible; default ``1 - exp(-others)`` (Poisson arrivals: no other
+    request in flight with probability ``exp(-others)``); in closed loop pass
+    :func:`busy_probability` (with one stream the server is idle whenever a request is sent).
+    All requests are assumed alike (same P, D), and no queueing for KV-cache admission.
     """
     c = costs
-    prefill = c.p0 + c.p1 * prompt_len
-    return prefill + 1.5 * step_time(costs, k, tau, prompt_len, output_len, others, xp=xp)
+    prefill = c.p1 * prompt_len
+    if p_busy is None:
+        p_busy = 1.0 - xp.exp(-others)
+    step = step_time(costs, k, tau, prompt_len, output_len, others, xp=xp, tau_sq=tau_sq)
+    per_step = others / iterations(output_len, tau, tau_sq)  # others' prefills per step
+    residual = 0.5 * step + per_step * prefill**2 / (2.0 * step)
+    return c.p0 + prefill + step + p_busy * residual
+
+
+def busy_probability(others, is_open, xp=np):
+    """Probability (0-1) that the server is busy when a request becomes admissible:
+    ``1 - exp(-others)`` in open loop (Poisson), ``min(others, 1)`` in closed loop."""
+    return xp.where(is_open, 1.0 - xp.exp(-others), xp.minimum(others, 1.0))
 
 
 def tpot(latency, ttft, output_len):

@@ -39,6 +39,16 @@ def test_zero_decay_is_constant_acceptance(a, k):
 
 
 @SETTINGS
+@given(a1=fl(0.01, 0.99), decay=fl(-1.0, 2.0), k=st.integers(0, 10))
+def test_second_moment_matches_per_position_distribution(a1, decay, k):
+    surv = np.concatenate([[1.0], acc.survival(a1, decay, k)])  # P(Y >= j), j = 1..k+1
+    pmf = surv - np.append(surv[1:], 0.0)
+    j = np.arange(1, k + 2)
+    assert acc.tau_sq_decaying(a1, decay, k) == pytest.approx(float(np.sum(j * j * pmf)), rel=1e-12)
+    assert acc.tau_sq_decaying(a1, 0.0, k) == pytest.approx(th.tau_sq_constant(a1, k), rel=1e-12)
+
+
+@SETTINGS
 @given(a1=fl(0.01, 0.99), decay=fl(-1.0, 2.0), k=st.integers(1, 10))
 def test_matches_per_position_formula_and_bounds(a1, decay, k):
     a_pos = acc.position_acceptance(a1, decay, k)

@@ -14,7 +14,7 @@ import pytest
 
 from bayes_sd import theory as th
 from bayes_sd.presets import PRESETS, WORKLOADS, models_table, preset_name
-from bayes_sd.simulate import SOURCE, simulate_run, simulate_runs, theory_tau
+from bayes_sd.simulate import SOURCE, acceptance_vector, simulate_run, simulate_runs, theory_tau
 from bayes_sd.traces.schema import REQUESTS
 from bayes_sd.traces.validate import validate_models, validate_requests, validate_runs
 
@@ -141,6 +141,49 @@ def test_closed_loop_concurrency_one_matches_theory(name, k):
     assert _mean_latency(df, trim=0.0) == pytest.approx(_theory_latency(pre.costs, k, tau, concurrency=1), rel=0.05)
     # one stream: each request starts when the previous one ends
     assert np.allclose(df["start_s"].to_numpy()[1:], df["end_s"].to_numpy()[:-1])
+
+
+@pytest.mark.parametrize("k", [2, 4, 7])
+def test_iteration_boundary_term_closes_the_gap_to_the_simulator(k):
+    """Alone on the server, the simulator's mean latency is the theory's C1 once the last
+    iteration's discarded surplus is counted (theory.iterations with tau_sq); without it the
+    theory is low by ~0.4-1 %."""
+    pre = PRESETS[DENSE]
+    a = pre.acceptance["code"]
+    a_pos = acceptance_vector(a, k)
+    tau, tau_sq = theory_tau(a, k), th.tau_sq_per_position(a_pos)
+    df = simulate_run(pre.costs, k=k, acceptance=a, n_requests=2000, concurrency=1, seed=1, **EXACT)
+    sim = float((df["end_s"] - df["start_s"]).mean())
+    with_term = th.demand(pre.costs, k, tau, P, D, tau_sq=tau_sq).c1
+    without = th.demand(pre.costs, k, tau, P, D).c1
+    assert sim == pytest.approx(with_term, rel=0.003)
+    assert abs(sim / with_term - 1) < abs(sim / without - 1)
+
+
+@pytest.mark.parametrize("k", [0, 4])
+def test_ttft_alone_and_under_load_matches_the_simulator(k):
+    """One stream: TTFT is p0 + prefill + one step (no step in progress to wait for). Poisson
+    arrivals with long prompts: the wait is the length-biased residual of a step, which the
+    others' prefills make long; the old form (half a mean step) is further off."""
+    pre = PRESETS[DENSE]
+    a = pre.acceptance["code"]
+    tau, tau_sq = theory_tau(a, k), th.tau_sq_per_position(acceptance_vector(a, k))
+    alone = simulate_run(pre.costs, k=k, acceptance=a, n_requests=300, concurrency=1, seed=2, **EXACT)
+    sim = float((alone["first_token_s"] - alone["start_s"]).mean())
+    assert sim == pytest.approx(th.ttft(pre.costs, k, tau, P, D, 0.0, tau_sq=tau_sq, p_busy=0.0), rel=0.01)
+
+    long_p = {**EXACT, "prompt_len": 2048}
+    dem = th.demand(pre.costs, k, tau, 2048, D, tau_sq=tau_sq)
+    rate = 0.4 * th.saturation_rate(dem.c2)
+    df = simulate_run(pre.costs, k=k, acceptance=a, n_requests=4000, rate_rps=rate, seed=2, **long_p)
+    body = df.iloc[400:]  # past the start-up transient
+    sim = float((body["first_token_s"] - body["start_s"]).mean())
+    others = rate * float((body["end_s"] - body["start_s"]).mean())
+    new = th.ttft(pre.costs, k, tau, 2048, D, others, tau_sq=tau_sq)
+    step = th.step_time(pre.costs, k, tau, 2048, D, others, tau_sq=tau_sq)
+    old = pre.costs.p0 + pre.costs.p1 * 2048 + 1.5 * step
+    assert abs(new / sim - 1) < abs(old / sim - 1)
+    assert new == pytest.approx(sim, rel=0.1)
 
 
 @pytest.mark.parametrize("load", ["rate", "concurrency"])

@@ -77,6 +77,11 @@ def test_tau_per_position_constant_equals_closed_form(a, k):
     assert th.tau_per_position(np.full(k, a)) == pytest.approx(th.tau_constant(a, k), rel=1e-9)
 
 
+def test_tau_sq_per_position_equals_constant_form():
+    assert th.tau_sq_per_position(np.full(5, 0.7)) == pytest.approx(th.tau_sq_constant(0.7, 5), rel=1e-12)
+    assert th.tau_sq_per_position(np.array([0.8, 0.5])) == pytest.approx(1 + 3 * 0.8 + 5 * 0.4)
+
+
 def test_tau_per_position_decaying():
     assert th.tau_per_position(np.array([0.8, 0.5, 0.25])) == pytest.approx(1 + 0.8 + 0.4 + 0.1)
     np.testing.assert_allclose(th.tau_per_position(np.array([[1.0, 1.0], [0.0, 1.0]])), [3.0, 1.0])
@@ -158,9 +163,52 @@ def test_step_time_ttft_tpot_consistent(costs, k, a, P, D, others):
     step = th.step_time(costs, k, tau, P, D, others)
     assert costs.p0 + costs.p1 * P + n * step == pytest.approx(lat, rel=1e-9)
     first = th.ttft(costs, k, tau, P, D, others)
-    assert first == pytest.approx(costs.p0 + costs.p1 * P + 1.5 * step, rel=1e-12)
+    busy = 1.0 - np.exp(-others)  # Poisson arrivals: no other request in flight w.p. exp(-others)
+    x, f = costs.p1 * P, others / n  # a prefill's duration; the others' prefills per step
+    residual = 0.5 * step + f * x**2 / (2.0 * step)  # length-biased residual of the step in progress
+    assert first == pytest.approx(costs.p0 + x + step + busy * residual, rel=1e-12)
+    assert first >= costs.p0 + x + step * (1.0 + 0.5 * busy) * (1 - 1e-12)
     assert th.tpot(lat, first, D) == pytest.approx((lat - first) / (D - 1), rel=1e-12)
     assert th.ttft(costs, k, tau, P, D, others + 1) > first
+
+
+def _iterations_exact(m: int, a: float, k: int) -> float:
+    """E[iterations to yield >= m tokens] by dynamic programming over the remaining tokens."""
+    p = [a ** (j - 1) - (a**j if j < k + 1 else 0.0) for j in range(1, k + 2)]  # P(Y = j)
+    f = np.zeros(m + 1)
+    for x in range(1, m + 1):
+        f[x] = 1.0 + sum(p[j - 1] * f[x - j] for j in range(1, k + 2) if x - j > 0)
+    return float(f[m])
+
+
+@pytest.mark.parametrize("a, k, D, rel", [(0.7, 4, 200, 1e-9), (0.8, 7, 301, 1e-9), (0.5, 2, 101, 1e-9),
+                                          (0.9, 3, 40, 1e-3), (0.95, 7, 20, 0.03), (0.6, 0, 50, 1e-12)])
+def test_iteration_boundary_term_matches_exact_expectation(a, k, D, rel):
+    """The renewal term is exact as D grows (the transient dies out geometrically)."""
+    tau, tau_sq = th.tau_constant(a, k), th.tau_sq_constant(a, k)
+    exact = 1.0 + _iterations_exact(D - 1, a, k)  # + the prefill pass
+    assert th.iterations(D, tau, tau_sq) == pytest.approx(exact, rel=rel)
+    if k > 0:  # without the term the surplus of the last iteration is missed
+        assert th.iterations(D, tau) < exact - 0.1
+        assert abs(th.iterations(D, tau, tau_sq) - exact) < abs(th.iterations(D, tau) - exact)
+
+
+def test_tau_sq_is_the_second_moment_of_tokens_per_iteration():
+    a, k = 0.65, np.array([0, 1, 3, 6])
+    for kk, t2 in zip(k, th.tau_sq_constant(a, k)):
+        p = [a ** (j - 1) - (a**j if j < kk + 1 else 0.0) for j in range(1, kk + 2)]
+        assert t2 == pytest.approx(sum(j * j * pj for j, pj in zip(range(1, kk + 2), p)), rel=1e-12)
+
+
+def test_step_time_identity_holds_with_the_boundary_term():
+    costs = th.ServiceCosts(v0=0.01, v1=1e-4, d0=1e-3, d1=1e-5, p0=0.02, p1=2e-5, c1=1e-8)
+    k, a, P, D, others = 5, 0.7, 300.0, 250.0, 7.0
+    tau, tau_sq = th.tau_constant(a, k), th.tau_sq_constant(a, k)
+    dem = th.demand(costs, k, tau, P, D, tau_sq=tau_sq)
+    step = th.step_time(costs, k, tau, P, D, others, tau_sq=tau_sq)
+    n = th.iterations(D, tau, tau_sq)
+    assert costs.p0 + costs.p1 * P + n * step == pytest.approx(th.latency_at_load(dem.c1, dem.c2, others), rel=1e-9)
+    assert dem.c1 > th.demand(costs, k, tau, P, D).c1
 
 
 def test_vectorised_broadcasting():

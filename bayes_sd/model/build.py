@@ -164,13 +164,13 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
             log_d = log_dh[fd.idx["run_dh"]] + _at(eff("spec_pair"), fd.idx["run_spec_pair"])
             d = pt.exp(log_d) / 1000.0
             a = _acceptance(eff, fd)
-            tau = _tau(cfg, fd, a, x["k"])
+            tau, tau_sq = _tau(cfg, fd, a, x["k"])
             d0, d1 = d[:, 0], d[:, 1]
         else:
-            tau, d0, d1 = pt.ones(fd.n_runs), pt.zeros(fd.n_runs), pt.zeros(fd.n_runs)
+            tau, tau_sq, d0, d1 = pt.ones(fd.n_runs), None, pt.zeros(fd.n_runs), pt.zeros(fd.n_runs)
         costs = theory.ServiceCosts(v0=v[:, 0], v1=v[:, 1], p0=v[:, 2], p1=v[:, 3], c1=v[:, 4], d0=d0, d1=d1)
         P, D = x["prompt_len"], x["output_len"]
-        dem = theory.demand(costs, k, tau, P, D, xp=pt)
+        dem = theory.demand(costs, k, tau, P, D, xp=pt, tau_sq=tau_sq)
         c1, c2 = dem.c1, dem.c2
         # Open loop: L = C1 / (1 - rate C2), with a smooth positive floor on the denominator so
         # the log-density stays finite (and differentiable) if a draw crosses saturation.
@@ -179,7 +179,7 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
         lat_closed = theory.latency_closed(c1, c2, x["concurrency"])
         share = _expert_share(cfg, fd)
         if share is not None:  # MoE verifiers: the verify pass reads only the experts its tokens touch
-            saving = theory.iterations(D, tau) * costs.v0 * share
+            saving = theory.iterations(D, tau, tau_sq) * costs.v0 * share
             lat_open = theory.latency_moe_open_newton(c1, c2, saving, x["moe_log_q"], k, x["rate"], xp=pt,
                                                       start=lat_open)
             lat_closed = lat_closed - saving * theory.moe_untouched(x["moe_log_q"], k, x["concurrency"] - 1.0, xp=pt)
@@ -202,7 +202,8 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
             scale = pt.sqrt(var)
             pm.StudentT("latency_obs", nu=nu, mu=pt.log(latency[rows]), sigma=scale,
                         observed=np.log(vals), dims="latency_run")
-        ttft = theory.ttft(costs, k, tau, P, D, others, xp=pt)
+        ttft = theory.ttft(costs, k, tau, P, D, others, xp=pt, tau_sq=tau_sq,
+                           p_busy=theory.busy_probability(others, x["is_open"] > 0, xp=pt))
         if "ttft" in fd.obs:
             rows, vals = fd.obs["ttft"]
             pm.StudentT("ttft_obs", nu=nu, mu=pt.log(ttft[rows]), sigma=make_prior(cfg, "sigma_ttft"),
@@ -221,14 +222,16 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
 
 
 def _tau(cfg: dict, fd: FitData, a, k: np.ndarray):
-    """Acceptance length per run: constant per-position acceptance ``a``, or (``acceptance_form =
-    "decaying"``) first-position acceptance ``a`` whose log-odds fall by ``accept_decay[drafter]``
-    per position (one decay per drafter: the real EAGLE-1 and EAGLE-3 decays differ threefold)."""
+    """Acceptance length per run and its second moment ``(tau, E[Y^2])``: constant per-position
+    acceptance ``a``, or (``acceptance_form = "decaying"``) first-position acceptance ``a`` whose
+    log-odds fall by ``accept_decay[drafter]`` per position (one decay per drafter: the real
+    EAGLE-1 and EAGLE-3 decays differ threefold)."""
     if cfg.get("model", {}).get("acceptance_form", "constant") == "decaying":
         decay = make_prior(cfg, "accept_decay", dims="drafter")
         run_drafter = fd.idx["drafter_hw_drafter"][fd.idx["run_dh"]]
-        return acceptance.tau_decaying(a, decay[run_drafter], k, xp=pt)
-    return theory.tau_constant(a, k, xp=pt)
+        return (acceptance.tau_decaying(a, decay[run_drafter], k, xp=pt),
+                acceptance.tau_sq_decaying(a, decay[run_drafter], k, xp=pt))
+    return theory.tau_constant(a, k, xp=pt), theory.tau_sq_constant(a, k, xp=pt)
 
 
 def _drafter_design(cfg: dict, fd: FitData):

@@ -44,7 +44,7 @@ MIN_LEVELS_FOR_SCALE = 5
 #: levels and drive predictions for unmeasured pairs. The scales of main effects and
 #: hardware interactions stay at their prior values (two or three hardware types or
 #: verifiers say little about a population scale, and learning it there only adds funnels).
-DEFAULT_LEARNED_SCALES = ("spec_pair", "accept_pair", "tail_pair")
+DEFAULT_LEARNED_SCALES = ("accept_pair", "tail_pair")
 #: per-request latency quantiles whose run-level values inform the tail model
 TAIL_QUANTILES = {"latency_p50_s": 0.5, "latency_p90_s": 0.9, "latency_p99_s": 0.99}
 

@@ -110,15 +110,17 @@ class LatencyModel:
     def fit(self, runs: pd.DataFrame, *, models: pd.DataFrame | None = None, draws: int = 1000,
             tune: int = 1000, chains: int = 4, cores: int | None = None, nuts_sampler: str = "nutpie",
             target_accept: float = 0.9, random_seed: int | None = None, progressbar: bool = True,
-            low_rank_mass_matrix: bool = False) -> LatencyModel:
+            low_rank_mass_matrix: bool = True) -> LatencyModel:
         """Fit the model to a canonical run table by NUTS; returns ``self``.
 
         ``nuts_sampler``: ``"nutpie"`` (default; compiled with numba) or ``"pymc"``.
         ``models`` (MODELS table: sizes of verifiers/drafters, experts of MoE verifiers) is used by
         the variants that need it (``models/moe.toml``, ``models/drafter_design.toml``) and kept
         with the posterior for prediction.
-        ``low_rank_mass_matrix``: nutpie's low-rank mass-matrix adaptation (helps strongly
-        correlated posteriors, costs more per step).
+        ``low_rank_mass_matrix`` (nutpie only, default on): nutpie's low-rank mass-matrix
+        adaptation. The grand means and the crossed effects that add to them are strongly
+        correlated; a diagonal mass matrix needs trees of depth 9-10 there, the low-rank one
+        depth 4-5 (``bench/fit_speed.py``).
         Saturated runs are excluded from the likelihood (see ``fit_data.excluded``).
         """
         model = self.build(runs, models)
@@ -128,14 +130,25 @@ class LatencyModel:
         if nuts_sampler == "nutpie":
             import nutpie
 
-            compiled = nutpie.compile_pymc_model(model, var_names=names)
+            # nutpie compiles only the log density of the free variables; the deterministics are
+            # computed afterwards (numba would spend more time compiling them than sampling).
+            free = [v.name for v in model.free_RVs]
+            compiled = nutpie.compile_pymc_model(model, var_names=free)
             idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
                                   target_accept=target_accept, progress_bar=progressbar,
                                   low_rank_modified_mass_matrix=low_rank_mass_matrix)
+            dets = [n for n in names if n not in free]
+            if dets:
+                with warnings.catch_warnings():  # elementwise graph: BLAS is irrelevant to it
+                    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+                    computed = pm.compute_deterministics(idata.posterior, var_names=dets, model=model,
+                                                         merge_dataset=False, progressbar=False)
+                idata.posterior = idata.posterior.merge(computed)
         elif nuts_sampler == "pymc":
             idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
                               target_accept=target_accept, progressbar=progressbar, model=model,
                               var_names=names, compute_convergence_checks=False)
+            low_rank_mass_matrix = False
         else:
             raise ValueError(f"unknown nuts_sampler '{nuts_sampler}'. Fix: use 'nutpie' or 'pymc'")
         self.idata = idata

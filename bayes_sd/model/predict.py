@@ -34,7 +34,7 @@ from bayes_sd.model.fit_data import (
 )
 from bayes_sd.traces.schema import NO_DRAFTER
 
-__all__ = ["Draws", "acceptance_length", "condition_draws", "latency_at", "summarise", "stack_posterior"]
+__all__ = ["Draws", "acceptance_length", "acceptance_second_moment", "condition_draws", "latency_at", "summarise", "stack_posterior"]
 
 
 def stack_posterior(posterior: xr.Dataset, max_draws: int | None = None, seed: int = 0) -> dict[str, xr.DataArray]:
@@ -200,7 +200,7 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
         given = np.asarray(acceptance, float)
         a = np.where(np.isnan(given), a, given)
     decay = _accept_decay(post, cfg, fit_coords, labels["drafter"], rng)
-    tau = acceptance_length(a, k, decay)
+    tau, tau_sq = acceptance_length(a, k, decay), acceptance_second_moment(a, k, decay)
     P, D = cond["prompt_len"].to_numpy(float), cond["output_len"].to_numpy(float)
     is_open = (cond["load_type"] == "rate").to_numpy()
     rate = np.nan_to_num(cond["rate_rps"].to_numpy(float)) if "rate_rps" in cond else np.zeros(len(cond))
@@ -209,13 +209,12 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     inputs = {"cost": c, "acceptance": a, "accept_decay": decay, "share": share, "log_q": log_q, "prompt_len": P, "output_len": D,
               "is_open": is_open, "rate": rate, "concurrency": conc}
 
-    def latency_for(kk, tt):
-        return latency_at(inputs, kk, tt)
-
-    costs, dem, lat, others = latency_for(k, tau)
-    _, _, lat0, _ = latency_for(np.zeros_like(k), np.ones_like(tau))
+    costs, dem, lat, others = latency_at(inputs, k, tau, tau_sq=tau_sq)
+    _, _, lat0, _ = latency_at(inputs, np.zeros_like(k), np.ones_like(tau))
     with np.errstate(over="ignore", invalid="ignore"):  # past saturation: infinite latency, by design
-        ttft = theory.ttft(costs, k, tau, P, D, np.where(np.isfinite(others), others, np.nan))
+        others_ok = np.where(np.isfinite(others), others, np.nan)
+        ttft = theory.ttft(costs, k, tau, P, D, others_ok, tau_sq=tau_sq,
+                           p_busy=theory.busy_probability(others_ok, is_open))
         shape = np.exp(post["mu_tail"].values[:, None] + eff("tail_pair")
                        + post["tail_load_slope"].values[:, None] * np.log1p(np.maximum(others, 0.0)))
         quant = {q: np.where(np.isfinite(lat), lat * np.exp(-0.5 * shape**2 + z_quantile(q) * shape), np.inf)
@@ -271,21 +270,31 @@ def acceptance_length(a, k, decay=None):
     return acceptance.tau_decaying(a, decay, k)
 
 
-def latency_at(inputs: dict, k, tau, drafter_scale=1.0):
+def acceptance_second_moment(a, k, decay=None):
+    """``E[Y^2]`` (tokens^2) of the tokens per verify step, same arguments as :func:`acceptance_length`
+    (it sets the iteration-boundary term of :func:`bayes_sd.theory.iterations`)."""
+    k = np.asarray(k, float)
+    if decay is None:
+        return theory.tau_sq_constant(a, k)
+    return acceptance.tau_sq_decaying(a, decay, k)
+
+
+def latency_at(inputs: dict, k, tau, drafter_scale=1.0, tau_sq=None):
     """Mean latency (s) per (sample, condition) from the per-draw inputs of :class:`Draws`.
 
     Returns ``(costs, demand, latency, others)``: the service costs with the effective MoE
     verifier fixed cost, the demand split, mean latency (inf past saturation) and the mean
     number of other requests in flight. ``k``, ``tau`` (tokens per step) and
     ``drafter_scale`` (a multiplier on the drafter costs d0, d1) may differ from the
-    conditions' own, for what-if questions.
+    conditions' own, for what-if questions; ``tau_sq`` (:func:`acceptance_second_moment`) adds
+    the iteration-boundary term, as the fitted model does.
     """
     c, share, log_q = inputs["cost"], inputs["share"], inputs["log_q"]
     P, D, is_open = inputs["prompt_len"], inputs["output_len"], inputs["is_open"]
     rate, conc = inputs["rate"], inputs["concurrency"]
     costs = theory.ServiceCosts(**{n: (c[n] if n[0] != "d" else c[n] * drafter_scale * (k > 0)) for n in COEFS})
-    dem = theory.demand(costs, k, tau, P, D)
-    saving = theory.iterations(D, tau) * costs.v0 * share  # 0 for dense verifiers
+    dem = theory.demand(costs, k, tau, P, D, tau_sq=tau_sq)
+    saving = theory.iterations(D, tau, tau_sq) * costs.v0 * share  # 0 for dense verifiers
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         lat_open = theory.latency_open(dem.c1, dem.c2, rate)
         finite = np.isfinite(lat_open)
