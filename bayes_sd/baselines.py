@@ -46,16 +46,15 @@ _START = {"v0": 2.3, "v1": -2.5, "p0": 3.0, "p1": -4.0, "c1": -10.4, "d0": -0.5,
 def _latency(log_v, log_d, logit_a, k, P, D, is_open, rate, conc):
     v, d = np.exp(log_v) / 1000.0, np.exp(log_d) / 1000.0
     a = 1.0 / (1.0 + np.exp(-logit_a))
-    tau = np.where(k > 0, theory.tau_constant(a, k), 1.0)
+    tau, tau_sq = np.where(k > 0, theory.tau_constant(a, k), 1.0), theory.tau_sq_constant(a, k)
     costs = theory.ServiceCosts(v0=v[:, 0], v1=v[:, 1], p0=v[:, 2], p1=v[:, 3], c1=v[:, 4],
                                 d0=d[:, 0] * (k > 0), d1=d[:, 1] * (k > 0))
-    dem = theory.demand(costs, k, tau, P, D, tau_sq=theory.tau_sq_constant(a, k))
+    dem = theory.demand(costs, k, tau, P, D, tau_sq=tau_sq)
     with np.errstate(divide="ignore", invalid="ignore"):
         lat = np.where(is_open, theory.latency_open(dem.c1, dem.c2, rate), theory.latency_closed(dem.c1, dem.c2, conc))
     others = np.where(is_open, rate * lat, conc - 1.0)
     with np.errstate(invalid="ignore"):  # past saturation (others = inf) TTFT is undefined: NaN
-        ttft = theory.ttft(costs, k, tau, P, D, others, tau_sq=theory.tau_sq_constant(a, k),
-                           p_busy=theory.busy_probability(others, is_open))
+        ttft = theory.ttft(costs, k, tau, P, D, others, tau_sq=tau_sq, p_busy=theory.busy_probability(others, is_open))
     return lat, ttft, tau
 
 
