@@ -37,7 +37,6 @@ BASELINES = ("least_squares", "leviathan", "yan")
 #: display names of every method
 LABELS = {"bayes": "Bayes (posterior mean)", "least_squares": "least squares", "leviathan": "Leviathan et al.",
           "yan": "Yan et al."}
-#: condition columns every predictor reads
 
 # starting point (log ms): the centres of the default priors
 _START = {"v0": 2.3, "v1": -2.5, "p0": 3.0, "p1": -4.0, "c1": -10.4, "d0": -0.5, "d1": -4.6}

@@ -139,7 +139,7 @@ def _best_over_k(inputs, ks, a, scale):
         kk = np.full(inputs["prompt_len"].shape, float(k))
         tau = acceptance_length(a, kk, inputs["accept_decay"])
         tau_sq = acceptance_second_moment(a, kk, inputs["accept_decay"])
-        lat = latency_at(inputs, kk, tau, drafter_scale=scale, tau_sq=tau_sq)[2]
+        lat = latency_at(inputs, kk, tau, tau_sq, drafter_scale=scale)[2]
         lat = np.where(np.isnan(lat), np.inf, lat)
         best = lat if best is None else np.minimum(best, lat)
     return best

@@ -15,11 +15,10 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from bayes_sd.model.latency_model import ConvergenceWarning, LatencyModel
 from bayes_sd.model.latency_model import CONDITION_COLUMNS as COND
+from bayes_sd.model.latency_model import ConvergenceWarning, LatencyModel
 
 __all__ = ["hold_out_highest_load", "score_held_out", "compare_configs"]
-
 
 
 def hold_out_highest_load(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

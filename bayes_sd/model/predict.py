@@ -209,8 +209,8 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     inputs = {"cost": c, "acceptance": a, "accept_decay": decay, "share": share, "log_q": log_q, "prompt_len": P, "output_len": D,
               "is_open": is_open, "rate": rate, "concurrency": conc}
 
-    costs, dem, lat, others = latency_at(inputs, k, tau, tau_sq=tau_sq)
-    _, _, lat0, _ = latency_at(inputs, np.zeros_like(k), np.ones_like(tau))
+    costs, dem, lat, others = latency_at(inputs, k, tau, tau_sq)
+    _, _, lat0, _ = latency_at(inputs, np.zeros_like(k), np.ones_like(tau), np.ones_like(tau))
     with np.errstate(over="ignore", invalid="ignore"):  # past saturation: infinite latency, by design
         others_ok = np.where(np.isfinite(others), others, np.nan)
         ttft = theory.ttft(costs, k, tau, P, D, others_ok, tau_sq=tau_sq,
@@ -279,15 +279,15 @@ def acceptance_second_moment(a, k, decay=None):
     return acceptance.tau_sq_decaying(a, decay, k)
 
 
-def latency_at(inputs: dict, k, tau, drafter_scale=1.0, tau_sq=None):
+def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
     """Mean latency (s) per (sample, condition) from the per-draw inputs of :class:`Draws`.
 
     Returns ``(costs, demand, latency, others)``: the service costs with the effective MoE
     verifier fixed cost, the demand split, mean latency (inf past saturation) and the mean
-    number of other requests in flight. ``k``, ``tau`` (tokens per step) and
-    ``drafter_scale`` (a multiplier on the drafter costs d0, d1) may differ from the
-    conditions' own, for what-if questions; ``tau_sq`` (:func:`acceptance_second_moment`) adds
-    the iteration-boundary term, as the fitted model does.
+    number of other requests in flight. ``k``, ``tau`` (tokens per step), ``tau_sq``
+    (its second moment, :func:`acceptance_second_moment`: the iteration-boundary term the fitted
+    model has) and ``drafter_scale`` (a multiplier on the drafter costs d0, d1) may differ from
+    the conditions' own, for what-if questions.
     """
     c, share, log_q = inputs["cost"], inputs["share"], inputs["log_q"]
     P, D, is_open = inputs["prompt_len"], inputs["output_len"], inputs["is_open"]

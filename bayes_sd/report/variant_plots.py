@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import xarray as xr
-from bayes_sd.model.latency_model import CONDITION_COLUMNS as COND
 from matplotlib.figure import Figure
 
-__all__ = ["plot_variant_fits", "plot_what_if_drafter", "plot_parity"]
+from bayes_sd.model.latency_model import CONDITION_COLUMNS as COND
 
+__all__ = ["plot_variant_fits", "plot_what_if_drafter", "plot_parity"]
 
 
 def plot_variant_fits(models: dict, runs: pd.DataFrame, *, held_out: pd.DataFrame | None = None,
