@@ -25,7 +25,15 @@ from scipy.optimize import least_squares
 from threadpoolctl import threadpool_limits
 
 from bayes_sd import theory
-from bayes_sd.model.fit_data import DRAFTER_COEFS, VERIFIER_COEFS, FitData, level_label, pair_label, prepare_fit_data
+from bayes_sd.model.fit_data import (
+    DRAFTER_COEFS,
+    VERIFIER_COEFS,
+    FitData,
+    arrival_rate,
+    level_label,
+    pair_label,
+    prepare_fit_data,
+)
 from bayes_sd.model.latency_model import CONDITION_COLUMNS as COND
 from bayes_sd.traces.schema import NO_DRAFTER
 
@@ -229,14 +237,14 @@ def in_sample_comparison(model, *, hdi_prob: float = 0.9, max_draws: int | None 
     """Every method on a fitted model's own training runs (a :func:`predictions_table`).
 
     The baselines are fitted on the runs the model was fitted on (open-loop runs at their
-    achieved rate, as in the fit); the rows kept are the speculative runs above the lowest load
+    arrival rate, ``fit_data.arrival_rate``, as in the fit); the rows kept are the speculative runs above the lowest load
     of their (verifier, drafter, hardware, dataset, k, load type) group: the batch-1 formulas are
     calibrated near batch 1, so these are the loads they extrapolate to. Bayes and least squares
     are in-sample there. Methods that could not be fitted are listed in ``attrs['not_fitted']``.
     """
     runs = model.fit_data.runs
-    rate = runs["achieved_rps"].fillna(runs["rate_rps"]) if "achieved_rps" in runs else runs["rate_rps"]
-    runs = runs.assign(rate_rps=rate).reset_index(drop=True)
+    runs = runs.assign(rate_rps=arrival_rate(runs, model.config.get("model", {}).get("open_loop_rate", "achieved")))
+    runs = runs.drop(columns="achieved_rps", errors="ignore").reset_index(drop=True)  # the baselines take that rate too
     base = fit_baselines(runs, errors="skip")
     load = pd.Series(np.where(runs["load_type"] == "rate", runs["rate_rps"], runs["concurrency"]), index=runs.index)
     key = [runs[c].astype(str) for c in ("verifier", "drafter", "hardware", "dataset", "k", "load_type")]

@@ -35,6 +35,7 @@ import pandas as pd
 from bayes_sd import datasets
 from bayes_sd.baselines import BASELINES, COND, fit_baselines, predictions_table
 from bayes_sd.model import ConvergenceWarning, LatencyModel
+from bayes_sd.model.config import load_config
 
 HELD_OUT_PAIR = ("llama3.3-70b", "draft-1b")
 METHODS = ("bayes",) + BASELINES
@@ -150,6 +151,8 @@ def main() -> None:
             d = model.diagnostics()
             diag = {"max_rhat": d["max_rhat"], "divergences": d["divergences"]}
         fit_s = time.perf_counter() - t0
+        if load_config(args.config).get("model", {}).get("open_loop_rate") == "offered":  # same rate as the model
+            train = train.drop(columns="achieved_rps")
         baselines = fit_baselines(train, [m for m in methods if m != "bayes"])
         for r in score(model, baselines, test):
             rows.append({"split": name, **r, **(diag if r["method"] == "bayes" else {}),

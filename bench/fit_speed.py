@@ -1,7 +1,7 @@
 """Fit speed and convergence of the default model on all bundled data.
 
     python bench/fit_speed.py [--draws 2000] [--tune 1000] [--chains 2] [--target-accept 0.8] [--diagonal]
-                              [--data all|real|synthetic]
+                              [--data all|real|synthetic] [--config default]
 
 The defaults are the settings of the main job (``bayes-sd demo``): 2 chains (one per core) x
 (1000 tune + 2000 draws), target acceptance 0.8, nutpie with its low-rank mass matrix (``--diagonal``: without it).
@@ -34,13 +34,14 @@ def main() -> None:
     ap.add_argument("--diagonal", action="store_true", help="diagonal mass matrix (nutpie's default) instead of low-rank")
     ap.add_argument("--data", default="all", choices=["all", "real", "synthetic"])
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--config", default="default", help="model configuration (a name in models/)")
     args = ap.parse_args()
     parts = {"real": [datasets.load_b200_runs()], "synthetic": [datasets.load_fleet_runs()]}
     runs = pd.concat(parts["real"] + parts["synthetic"] if args.data == "all" else parts[args.data], ignore_index=True)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = LatencyModel().fit(runs, draws=args.draws, tune=args.tune, chains=args.chains,
+        model = LatencyModel(args.config).fit(runs, draws=args.draws, tune=args.tune, chains=args.chains,
                                    random_seed=args.seed, progressbar=False, low_rank_mass_matrix=not args.diagonal,
                                    target_accept=args.target_accept)
     wall = time.perf_counter() - t0
@@ -48,12 +49,14 @@ def main() -> None:
     print(machine_line("fit_speed"))
     print(f"data={args.data}: {len(runs)} runs, {model.fit_data.n_runs} fitted, {len(model.fit_data.excluded)} excluded; "
           f"requests behind them: {int(runs['n_requests'].sum())}")
-    print(f"sampler: nutpie, {args.chains} chains x ({args.tune} tune + {args.draws} draws), low-rank={not args.diagonal}, target_accept={args.target_accept}")
+    print(f"config={args.config}; sampler: nutpie, {args.chains} chains x ({args.tune} tune + {args.draws} draws), low-rank={not args.diagonal}, target_accept={args.target_accept}")
     print(f"wall {wall:.1f} s (compile + sample); max R-hat {d['max_rhat']:.3f}; min ESS bulk {d['min_ess_bulk']:.0f}, "
           f"tail {d['min_ess_tail']:.0f}; divergences {d['divergences']}; min ESS bulk per second {d['min_ess_bulk'] / wall:.1f}; "
           f"converged={d['converged']}")
-    worst = model.summary().sort_values("ess_bulk").head(5)
-    print("lowest bulk ESS:\n" + worst[["ess_bulk", "ess_tail", "r_hat"]].to_string())
+    summ = model.summary()
+    worst = summ.loc[summ[["ess_bulk", "ess_tail"]].min(axis=1).sort_values().index[:5]]
+    print("lowest ESS (bulk or tail):\n" + worst[["ess_bulk", "ess_tail", "r_hat"]].to_string())
+    print("highest R-hat:\n" + summ.sort_values("r_hat", ascending=False).head(3)[["ess_bulk", "ess_tail", "r_hat"]].to_string())
 
 
 if __name__ == "__main__":

@@ -120,3 +120,39 @@ def test_posterior_predictive_replicates_the_observations(fitted_b200):
     lo, hi = rep.quantile([0.05, 0.95], dim=("chain", "draw")).values
     coverage = np.mean((obs >= lo) & (obs <= hi))
     assert coverage > 0.7, f"90% posterior predictive interval covers only {coverage:.0%} of runs"
+
+
+def test_within_drafter_centring_sums_to_zero_with_unit_variance():
+    """Pair deviations of the drafter costs sum to zero within each drafter and keep the prior's
+    variance (a drafter with one verifier has no deviation of its own)."""
+    from bayes_sd.model.build import within_group_centring
+
+    group = np.array([2, 0, 2, 1, 2, 0])
+    M = within_group_centring(group)
+    for g in np.unique(group):
+        assert np.allclose(M[:, group == g].sum(axis=1)[group == g], 0.0)
+    # covariance of M z for iid unit z is M M^T: unit diagonal, except the singleton (0)
+    assert np.allclose(np.diag(M @ M.T), [1, 1, 1, 0, 1, 1])
+    assert np.allclose(M[group != 1] @ np.ones(6), 0.0)
+
+
+def test_both_parameterisations_define_the_same_prior():
+    """Hierarchical centring (level ~ N(parent, sigma)) and the sum form (parent + sigma z) are the
+    same prior: the stored effects have the same spread in both, at the prior's scale when fixed."""
+    import pymc as pm
+
+    from bayes_sd import datasets
+    from bayes_sd.model.fit_data import fixed_scale
+
+    runs = datasets.load_fleet_runs()
+    spread = {}
+    for param in ("centered", "non_centered"):
+        lm = LatencyModel(overrides={"model": {"parameterization": param}})
+        model = lm.build(runs)
+        assert ("logit_acceptance" in {v.name for v in model.free_RVs}) == (param == "centered")
+        names = ["effect_verifier_hw", "effect_drafter_hw", "effect_accept_pair", "effect_tail_pair"]
+        draws = pm.draw([model[n] for n in names], draws=3000, random_seed=3)
+        spread[param] = np.array([np.std(d) for d in draws])
+    assert np.allclose(spread["centered"], spread["non_centered"], rtol=0.08), spread
+    level = fixed_scale(lm.config, "sigma_level")
+    assert np.allclose(spread["centered"][:2], level, rtol=0.08)

@@ -15,6 +15,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from bayes_sd.model.fit_data import arrival_rate
 from bayes_sd.model.latency_model import CONDITION_COLUMNS as COND
 from bayes_sd.model.latency_model import ConvergenceWarning, LatencyModel
 
@@ -79,8 +80,8 @@ def compare_configs(train: pd.DataFrame, test: pd.DataFrame | None, configs: dic
 
 def tokens_per_pass(runs: pd.DataFrame) -> pd.Series:
     """Mean tokens in a verify pass of each run, ``B (k + 1)``, with ``B`` the concurrency (closed
-    loop) or achieved rate x mean latency (open loop, Little's law)."""
-    rate = runs["achieved_rps"].fillna(runs["rate_rps"]) if "achieved_rps" in runs else runs["rate_rps"]
+    loop) or arrival rate x mean latency (open loop, Little's law)."""
+    rate = arrival_rate(runs)
     batch = np.where(runs["load_type"] == "rate", rate * runs["latency_mean_s"], runs["concurrency"])
     return pd.Series(batch * (runs["k"].to_numpy(float) + 1.0), index=runs.index, name="tokens_per_pass")
 

@@ -130,6 +130,9 @@ def make_prior(cfg: dict[str, Any], name: str, **kwargs):
 def _check(cfg: dict[str, Any]) -> None:
     if "priors" not in cfg or not isinstance(cfg["priors"], dict):
         raise ModelConfigError("configuration has no [priors] table. Fix: start from models/default.toml")
+    rate = cfg.get("model", {}).get("open_loop_rate", "achieved")
+    if rate not in ("achieved", "offered"):
+        raise ModelConfigError(f"model option open_loop_rate = {rate!r}. Fix: use 'achieved' or 'offered'")
     for pname, spec in cfg["priors"].items():
         dist = spec.get("dist")
         if dist not in _ALLOWED:

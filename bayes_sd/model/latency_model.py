@@ -96,7 +96,7 @@ class LatencyModel:
         opts = self.config.get("model", {})
         if opts.get("verifier_form", "dense") not in ("dense", "moe"):
             raise ValueError(f"model option verifier_form = {opts['verifier_form']!r}. Fix: use 'dense' or 'moe'")
-        fd = prepare_fit_data(runs, models, opts.get("drafter_predictors", []))
+        fd = prepare_fit_data(runs, models, opts.get("drafter_predictors", []), opts.get("open_loop_rate", "achieved"))
         if opts.get("verifier_form") == "moe" and not fd.coords["moe_verifier"]:
             log.warning("verifier_form = 'moe' but no fitted verifier has experts in the models table: fitting dense")
         return fd
@@ -197,9 +197,11 @@ class LatencyModel:
         """
         self._require_fit()
         post = self.idata.posterior
-        rhat = az.rhat(post)
-        ess_b = az.ess(post, method="bulk")
-        ess_t = az.ess(post, method="tail")
+        # a deviation fixed at 0 (a drafter with a single verifier) has no R-hat: NaN, skipped below
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rhat = az.rhat(post)
+            ess_b = az.ess(post, method="bulk")
+            ess_t = az.ess(post, method="tail")
         flat = lambda ds: np.concatenate([np.ravel(v.values) for v in ds.data_vars.values()])  # noqa: E731
         r, eb, et = flat(rhat), flat(ess_b), flat(ess_t)
         ok = np.isfinite(r)

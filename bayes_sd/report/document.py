@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_sd.baselines import LABELS, error_table, in_sample_comparison
+from bayes_sd.model.fit_data import arrival_rate
 from bayes_sd.report import plots
 from bayes_sd.summary import data_kind
 
@@ -142,8 +143,9 @@ def _ppc(model, s: Section, ctx: dict) -> None:
 def _latency(model, s: Section, ctx: dict) -> None:
     cur = ctx["curves"] = plots.load_curves_data(model, hdi_prob=ctx["hdi_prob"], max_panels=ctx["max_panels"])
     fit = model.fit_data.runs
-    fit = fit[fit.latency_mean_s.notna()].assign(  # predicted where fitted: open loop at the achieved rate
-        rate_rps=lambda f: f["achieved_rps"].fillna(f["rate_rps"]) if "achieved_rps" in f else f["rate_rps"])
+    source = model.config.get("model", {}).get("open_loop_rate", "achieved")
+    fit = fit[fit.latency_mean_s.notna()]
+    fit = fit.assign(rate_rps=arrival_rate(fit, source))  # predicted where fitted, at the fit's rate
     pred = np.quantile(model.predict_draws(fit, max_draws=400).latency, 0.5, axis=0, method="inverted_cdf")
     err = pd.DataFrame({"kind": data_kind(fit.source).to_numpy(), "e": np.abs(pred / fit.latency_mean_s.to_numpy() - 1)})
     s.text = (f"Across the {len(err)} fitted runs with a mean latency, the posterior median latency is within "
