@@ -243,7 +243,7 @@ def in_sample_comparison(model, *, hdi_prob: float = 0.9, max_draws: int | None 
     are in-sample there. Methods that could not be fitted are listed in ``attrs['not_fitted']``.
     """
     runs = model.fit_data.runs
-    runs = runs.assign(rate_rps=arrival_rate(runs, model.config.get("model", {}).get("open_loop_rate", "achieved")))
+    runs = runs.assign(rate_rps=arrival_rate(runs, model.open_loop_rate))
     runs = runs.drop(columns="achieved_rps", errors="ignore").reset_index(drop=True)  # the baselines take that rate too
     base = fit_baselines(runs, errors="skip")
     load = pd.Series(np.where(runs["load_type"] == "rate", runs["rate_rps"], runs["concurrency"]), index=runs.index)

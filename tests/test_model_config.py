@@ -35,3 +35,16 @@ def test_unknown_prior_and_bad_distribution_raise():
 def test_unknown_config_name_lists_the_known_ones():
     with pytest.raises(ModelConfigError, match="default"):
         load_config("no_such_model")
+
+
+def test_every_bundled_configuration_loads():
+    """Each file in models/ is a valid configuration that LatencyModel accepts by name."""
+    from bayes_sd.model import LatencyModel
+    from bayes_sd.model.config import models_dir
+
+    names = sorted(p.stem for p in models_dir().glob("*.toml"))
+    assert {"default", "offered_rate", "moe_offered_rate"} <= set(names)
+    for name in names:
+        assert LatencyModel(name).config["name"] == name
+    assert LatencyModel("moe_offered_rate").open_loop_rate == "offered"
+    assert LatencyModel("moe_offered_rate").config["model"]["verifier_form"] == "moe"

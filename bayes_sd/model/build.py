@@ -111,8 +111,6 @@ class _Effects:
         if not (self.centered and name in HIERARCHICALLY_CENTRED and self.fd.uses(name)):
             return parent + self(name)
         sigma, dims = self._scale_and_dims(name)
-        if not isinstance(sigma, float) and len(dims) == 2:
-            sigma = sigma[None, :]
         value = pm.Normal(HIERARCHICALLY_CENTRED[name], mu=parent, sigma=sigma, dims=dims)
         pm.Deterministic(f"effect_{name}", value - parent, dims=dims)
         return value

@@ -84,6 +84,12 @@ class LatencyModel:
         """16 hex digits identifying the configuration and model version."""
         return config_id(self.config, self.version)
 
+    @property
+    def open_loop_rate(self) -> str:
+        """Which rate of an open-loop run the model takes: ``"achieved"`` or ``"offered"``
+        (``[model] open_loop_rate``; see :func:`bayes_sd.model.fit_data.arrival_rate`)."""
+        return self.config.get("model", {}).get("open_loop_rate", "achieved")
+
     def build(self, runs: pd.DataFrame, models: pd.DataFrame | None = None) -> pm.Model:
         """Validate ``runs`` (and ``models``), select the steady-state runs and build the PyMC model."""
         self.runs = validate_runs(runs, "runs")
@@ -96,7 +102,7 @@ class LatencyModel:
         opts = self.config.get("model", {})
         if opts.get("verifier_form", "dense") not in ("dense", "moe"):
             raise ValueError(f"model option verifier_form = {opts['verifier_form']!r}. Fix: use 'dense' or 'moe'")
-        fd = prepare_fit_data(runs, models, opts.get("drafter_predictors", []), opts.get("open_loop_rate", "achieved"))
+        fd = prepare_fit_data(runs, models, opts.get("drafter_predictors", []), self.open_loop_rate)
         if opts.get("verifier_form") == "moe" and not fd.coords["moe_verifier"]:
             log.warning("verifier_form = 'moe' but no fitted verifier has experts in the models table: fitting dense")
         return fd

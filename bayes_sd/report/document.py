@@ -143,9 +143,8 @@ def _ppc(model, s: Section, ctx: dict) -> None:
 def _latency(model, s: Section, ctx: dict) -> None:
     cur = ctx["curves"] = plots.load_curves_data(model, hdi_prob=ctx["hdi_prob"], max_panels=ctx["max_panels"])
     fit = model.fit_data.runs
-    source = model.config.get("model", {}).get("open_loop_rate", "achieved")
     fit = fit[fit.latency_mean_s.notna()]
-    fit = fit.assign(rate_rps=arrival_rate(fit, source))  # predicted where fitted, at the fit's rate
+    fit = fit.assign(rate_rps=arrival_rate(fit, model.open_loop_rate))  # predicted where fitted, at the fit's rate
     pred = np.quantile(model.predict_draws(fit, max_draws=400).latency, 0.5, axis=0, method="inverted_cdf")
     err = pd.DataFrame({"kind": data_kind(fit.source).to_numpy(), "e": np.abs(pred / fit.latency_mean_s.to_numpy() - 1)})
     s.text = (f"Across the {len(err)} fitted runs with a mean latency, the posterior median latency is within "
