@@ -23,6 +23,8 @@ from typing import Any
 
 import pymc as pm
 
+from bayes_sd.model.fit_data import OPEN_LOOP_RATES
+
 __all__ = ["ModelConfigError", "load_config", "merge_config", "config_id", "make_prior", "models_dir"]
 
 #: Distributions a prior may name, with the parameters each accepts.
@@ -130,9 +132,9 @@ def make_prior(cfg: dict[str, Any], name: str, **kwargs):
 def _check(cfg: dict[str, Any]) -> None:
     if "priors" not in cfg or not isinstance(cfg["priors"], dict):
         raise ModelConfigError("configuration has no [priors] table. Fix: start from models/default.toml")
-    rate = cfg.get("model", {}).get("open_loop_rate", "achieved")
-    if rate not in ("achieved", "offered"):
-        raise ModelConfigError(f"model option open_loop_rate = {rate!r}. Fix: use 'achieved' or 'offered'")
+    rate = cfg.get("model", {}).get("open_loop_rate", OPEN_LOOP_RATES[0])
+    if rate not in OPEN_LOOP_RATES:
+        raise ModelConfigError(f"model option open_loop_rate = {rate!r}. Fix: use one of {', '.join(OPEN_LOOP_RATES)}")
     for pname, spec in cfg["priors"].items():
         dist = spec.get("dist")
         if dist not in _ALLOWED:

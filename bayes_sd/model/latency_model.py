@@ -25,7 +25,7 @@ import xarray as xr
 from bayes_sd import __version__
 from bayes_sd.model.build import build_model
 from bayes_sd.model.config import config_id, load_config, merge_config
-from bayes_sd.model.fit_data import FitData, prepare_fit_data
+from bayes_sd.model.fit_data import OPEN_LOOP_RATES, FitData, prepare_fit_data
 from bayes_sd.model.predict import condition_draws, stack_posterior, summarise
 from bayes_sd.traces.validate import validate_models, validate_runs
 
@@ -88,7 +88,7 @@ class LatencyModel:
     def open_loop_rate(self) -> str:
         """Which rate of an open-loop run the model takes: ``"achieved"`` or ``"offered"``
         (``[model] open_loop_rate``; see :func:`bayes_sd.model.fit_data.arrival_rate`)."""
-        return self.config.get("model", {}).get("open_loop_rate", "achieved")
+        return self.config.get("model", {}).get("open_loop_rate", OPEN_LOOP_RATES[0])
 
     def build(self, runs: pd.DataFrame, models: pd.DataFrame | None = None) -> pm.Model:
         """Validate ``runs`` (and ``models``), select the steady-state runs and build the PyMC model."""
