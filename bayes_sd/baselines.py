@@ -38,6 +38,7 @@ from bayes_sd.model.latency_model import CONDITION_COLUMNS as COND
 from bayes_sd.traces.schema import NO_DRAFTER
 
 __all__ = ["LeastSquaresFit", "fit_least_squares", "BASELINES", "LABELS", "fit_baselines", "predictions_table",
+           "at_arrival_rate",
            "error_table", "in_sample_comparison", "COND"]
 
 #: the baseline methods, in display order
@@ -233,6 +234,14 @@ def error_table(pred: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def at_arrival_rate(runs: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``runs`` with the open-loop ``rate_rps`` set to the arrival rate ``source`` picks
+    (``fit_data.arrival_rate``) and ``achieved_rps`` dropped, so every method fitted on them takes that same rate."""
+    open_loop = (runs["load_type"] == "rate").to_numpy()
+    runs = runs.assign(rate_rps=np.where(open_loop, arrival_rate(runs, source), runs["rate_rps"]))
+    return runs.drop(columns="achieved_rps", errors="ignore").reset_index(drop=True)
+
+
 def in_sample_comparison(model, *, hdi_prob: float = 0.9, max_draws: int | None = 400, seed: int = 0) -> pd.DataFrame:
     """Every method on a fitted model's own training runs (a :func:`predictions_table`).
 
@@ -243,8 +252,7 @@ def in_sample_comparison(model, *, hdi_prob: float = 0.9, max_draws: int | None 
     are in-sample there. Methods that could not be fitted are listed in ``attrs['not_fitted']``.
     """
     runs = model.fit_data.runs
-    runs = runs.assign(rate_rps=arrival_rate(runs, model.open_loop_rate))
-    runs = runs.drop(columns="achieved_rps", errors="ignore").reset_index(drop=True)  # the baselines take that rate too
+    runs = at_arrival_rate(runs, model.open_loop_rate)
     base = fit_baselines(runs, errors="skip")
     load = pd.Series(np.where(runs["load_type"] == "rate", runs["rate_rps"], runs["concurrency"]), index=runs.index)
     key = [runs[c].astype(str) for c in ("verifier", "drafter", "hardware", "dataset", "k", "load_type")]

@@ -33,9 +33,8 @@ import numpy as np
 import pandas as pd
 
 from bayes_sd import datasets
-from bayes_sd.baselines import BASELINES, COND, fit_baselines, predictions_table
+from bayes_sd.baselines import BASELINES, COND, at_arrival_rate, fit_baselines, predictions_table
 from bayes_sd.model import ConvergenceWarning, LatencyModel
-from bayes_sd.model.config import load_config
 
 HELD_OUT_PAIR = ("llama3.3-70b", "draft-1b")
 METHODS = ("bayes",) + BASELINES
@@ -138,6 +137,7 @@ def main() -> None:
         ap.error(f"--methods: unknown {unknown}; choose from {','.join(METHODS)}")
     print(f"accuracy  {dt.date.today()}  nproc={os.cpu_count()}  {args.chains} chains x ({args.tune}+{args.draws})"
           f"  methods={','.join(methods)}  config={args.config}")
+    rate_source = LatencyModel(args.config).open_loop_rate  # the baselines take the model's rate
     rows = []
     for name, (train, test) in splits(args.splits.split(",")).items():
         t0 = time.perf_counter()
@@ -151,9 +151,7 @@ def main() -> None:
             d = model.diagnostics()
             diag = {"max_rhat": d["max_rhat"], "divergences": d["divergences"]}
         fit_s = time.perf_counter() - t0
-        if load_config(args.config).get("model", {}).get("open_loop_rate") == "offered":  # same rate as the model
-            train = train.drop(columns="achieved_rps")
-        baselines = fit_baselines(train, [m for m in methods if m != "bayes"])
+        baselines = fit_baselines(at_arrival_rate(train, rate_source), [m for m in methods if m != "bayes"])
         for r in score(model, baselines, test):
             rows.append({"split": name, **r, **(diag if r["method"] == "bayes" else {}),
                          **({"fit_s": fit_s} if r["method"] == "bayes" else {})})

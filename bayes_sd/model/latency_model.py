@@ -124,9 +124,8 @@ class LatencyModel:
         the variants that need it (``models/moe.toml``, ``models/drafter_design.toml``) and kept
         with the posterior for prediction.
         ``low_rank_mass_matrix`` (nutpie only, default on): nutpie's low-rank mass-matrix
-        adaptation. The grand means and the crossed effects that add to them are strongly
-        correlated; a diagonal mass matrix needs trees of depth 9-10 there, the low-rank one
-        depth 4-5 (``bench/fit_speed.py``).
+        adaptation, for the correlations left between grand means and the effects that add to
+        them (``bench/fit_speed.py``: with hierarchical centring, trees of depth 4 after warm-up).
         Saturated runs are excluded from the likelihood (see ``fit_data.excluded``).
         """
         model = self.build(runs, models)
@@ -196,20 +195,25 @@ class LatencyModel:
         self._require_fit()
         return az.summary(self.idata, var_names=var_names)
 
+    def convergence_stats(self) -> dict[str, xr.Dataset]:
+        """R-hat and bulk/tail ESS of every stored parameter element (``rhat``, ``ess_bulk``,
+        ``ess_tail``: datasets shaped like the posterior). An element fixed at 0 (the cost deviation
+        of a drafter with a single verifier) has no R-hat: NaN."""
+        self._require_fit()
+        post = self.idata.posterior
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return {"rhat": az.rhat(post), "ess_bulk": az.ess(post, method="bulk"),
+                    "ess_tail": az.ess(post, method="tail")}
+
     def diagnostics(self) -> dict:
         """Convergence figures: max R-hat, min bulk/tail ESS, divergences, draws, and whether all pass.
 
         Thresholds (Vehtari et al. 2021): R-hat <= 1.01, bulk and tail ESS >= 400, no divergences.
         """
-        self._require_fit()
+        conv = self.convergence_stats()
         post = self.idata.posterior
-        # a deviation fixed at 0 (a drafter with a single verifier) has no R-hat: NaN, skipped below
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rhat = az.rhat(post)
-            ess_b = az.ess(post, method="bulk")
-            ess_t = az.ess(post, method="tail")
         flat = lambda ds: np.concatenate([np.ravel(v.values) for v in ds.data_vars.values()])  # noqa: E731
-        r, eb, et = flat(rhat), flat(ess_b), flat(ess_t)
+        r, eb, et = flat(conv["rhat"]), flat(conv["ess_bulk"]), flat(conv["ess_tail"])
         ok = np.isfinite(r)
         stats = self.idata.sample_stats if "sample_stats" in self.idata.groups() else {}
         div = int(stats["diverging"].sum()) if "diverging" in stats else 0

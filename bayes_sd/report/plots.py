@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-import arviz as az
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
@@ -124,8 +123,7 @@ def plot_data_overview(model, *, figsize=None) -> Figure:
 def diagnostics_data(model) -> pd.DataFrame:
     """R-hat and bulk/tail ESS of every posterior parameter element (one row each)."""
     post = model.idata.posterior
-    with np.errstate(invalid="ignore", divide="ignore"):  # an element fixed at 0 has no R-hat (NaN)
-        stats = {"rhat": az.rhat(post), "ess_bulk": az.ess(post, method="bulk"), "ess_tail": az.ess(post, method="tail")}
+    stats = model.convergence_stats()
     rows = []
     for name in post.data_vars:
         da = stats["rhat"][name]
