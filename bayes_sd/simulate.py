@@ -16,7 +16,7 @@ One step (vLLM V1-like scheduler, FCFS):
 3. the step lasts (seconds)::
 
        v0 * moe(T) + k * d0                                    # fixed verify + draft passes
-       + sum_seq ((k + 1) v1 + k d1 + c1 * context_seq)        # each sequence making a token
+       + sum_seq ((k + 1) v1 + k d1 + s1 + c1 * context_seq)        # each sequence making a token
        + sum_chunk (p1 * chunk_tokens)                         # prefill work
 
    times a mean-one lognormal noise ``exp(step_noise * z - step_noise^2 / 2)``.
@@ -64,7 +64,7 @@ _REQUEST_COLUMNS = (
 
 @njit(cache=True)
 def _kernel(start, closed, concurrency, prompt, output, acc, k,
-            v0, v1, d0, d1, p0, p1, c1, experts, top_k, share,
+            v0, v1, d0, d1, p0, p1, c1, s1, experts, top_k, share,
             step_noise, max_num_seqs, max_tokens, seed):
     """Run the server until every request has finished. Times in seconds.
 
@@ -82,7 +82,7 @@ def _kernel(start, closed, concurrency, prompt, output, acc, k,
     n_drafts = np.zeros(n, np.int64)
     running = np.empty(max_num_seqs, np.int64)
     kind = np.zeros(max_num_seqs, np.int64)  # 0 idle, 1 decode, 2 prefill chunk, 3 last chunk
-    per_tok = (k + 1) * v1 + k * d1
+    per_tok = (k + 1) * v1 + k * d1 + s1  # one sequence's work in a step, beyond its context
     moe = experts > 0.0
     miss = 1.0 - top_k / experts if moe else 1.0
 
@@ -300,7 +300,7 @@ def simulate_run(
     start, first, end, drafts, accepted, n_drafts = _kernel(
         start, closed, int(concurrency or 0), prompt, output, np.ascontiguousarray(acc), k,
         float(c.v0), float(c.v1), float(c.d0), float(c.d1), float(c.p0), float(c.p1),
-        float(c.c1), float(c.experts) if moe else 0.0,
+        float(c.c1), float(c.s1), float(c.experts) if moe else 0.0,
         float(c.experts_per_token) if moe else 0.0, float(c.expert_share) if moe else 0.0,
         float(step_noise), int(max_num_seqs), int(max_num_batched_tokens), kernel_seed,
     )

@@ -48,6 +48,9 @@ __all__ = [
     "latency_moe_closed",
     "moe_untouched",
     "latency_moe_open_newton",
+    "KNEE_SOFTNESS",
+    "knee_excess",
+    "latency_knee_open",
     "leviathan_speedup",
     "yan_throughput",
     "speedup",
@@ -74,6 +77,8 @@ class ServiceCosts:
     p1: s per prompt token prefilled.
     c1: s per sequence per pass per context token (attention over the KV cache);
         the mean context of a request is P + D/2 tokens.
+    s1: s per sequence per pass, whatever tokens it carries (sampler, scheduler bookkeeping,
+        per-sequence kernel work); 0 unless a model variant fits it (``[model] sequence_cost``).
     experts: routed experts per layer E of an MoE verifier (None = dense).
     experts_per_token: experts each token is routed to (top-k).
     expert_share: fraction of v0 spent reading expert weights (scales with coverage).
@@ -86,6 +91,7 @@ class ServiceCosts:
     p0: Any
     p1: Any
     c1: Any
+    s1: Any = 0.0
     experts: Any = None
     experts_per_token: Any = None
     expert_share: Any = 0.0
@@ -205,7 +211,8 @@ def iterations(output_len, tau, tau_sq=None):
 def demand(costs, k, tau, prompt_len, output_len, xp=np, tau_sq=None):
     """Per-request demand (s) of a request with ``P`` prompt and ``D`` output tokens.
 
-    With ``N = iterations(D, tau, tau_sq)`` and ``ctx = c1 * (P + D/2)`` (attention, s per pass)::
+    With ``N = iterations(D, tau, tau_sq)`` and ``ctx = c1 * (P + D/2) + s1`` (attention and
+    per-sequence work, s per pass)::
 
         c1_prefill = p0 + p1 P              c2_prefill = p1 P
         c1_draft   = N k (d0 + d1)          c2_draft   = N k d1
@@ -217,7 +224,7 @@ def demand(costs, k, tau, prompt_len, output_len, xp=np, tau_sq=None):
     """
     c = costs
     n = iterations(output_len, tau, tau_sq)
-    ctx = c.c1 * (prompt_len + output_len / 2.0)
+    ctx = c.c1 * (prompt_len + output_len / 2.0) + c.s1
     prefill = c.p0 + c.p1 * prompt_len
     return Demand(
         c1_prefill=prefill,
@@ -274,7 +281,7 @@ def step_time(costs, k, tau, prompt_len, output_len, others, xp=np, tau_sq=None)
     """
     c = costs
     n = iterations(output_len, tau, tau_sq)
-    ctx = c.c1 * (prompt_len + output_len / 2.0)
+    ctx = c.c1 * (prompt_len + output_len / 2.0) + c.s1
     per_seq = (k + 1.0) * c.v1 + k * c.d1 + ctx
     return c.v0 + k * c.d0 + (others + 1.0) * per_seq + others * c.p1 * prompt_len / n
 
@@ -412,6 +419,59 @@ def latency_moe_open_newton(c1, c2, saving, log_q, k, rate, xp=np, steps=4, star
         dg = rate * c2 + saving * u * slope_q
         lat = lat - (lat - g) / xp.maximum(1.0 - dg, 1e-6)
     return lat
+
+
+# --------------------------------------------------------------------------- roofline knee
+
+#: Half-width of the smooth corner of :func:`knee_excess`, in units of ``T / knee - 1``: the pass
+#: turns from memory-bound to compute-bound over roughly ``knee * (1 +- 0.3)`` tokens, as measured
+#: roofline curves bend gradually (kernels change tiling, not a hard switch).
+KNEE_SOFTNESS = 0.3
+
+
+def knee_excess(others, k, knee_tokens, xp=np, softness=KNEE_SOFTNESS):
+    """Smoothed ``max(0, T / knee - 1)`` (dimensionless) with ``T = (others + 1)(k + 1)`` tokens.
+
+    A verify pass carries ``k + 1`` tokens for each of the ``others + 1`` sequences in flight.
+    While ``T`` is below the roofline knee (``knee_tokens``, tokens) the pass is memory-bound and
+    costs about the same; past it, compute dominates and the pass grows in proportion to ``T``.
+    Smooth max ``(x + sqrt(x^2 + h^2)) / 2``: positive everywhere, ``~h^2/4`` far below the knee.
+    """
+    x = (others + 1.0) * (k + 1.0) / knee_tokens - 1.0
+    return 0.5 * (x + xp.sqrt(x * x + softness**2))
+
+
+def latency_knee_open(c1, c2, compute, knee_tokens, k, rate, xp=np, softness=KNEE_SOFTNESS):
+    """Open-loop mean latency (s) with a roofline knee in the verify pass, in closed form.
+
+    Solves ``L = g(L) = C1 + rate L C2 + compute * knee_excess(rate L, k, knee)`` for its smallest
+    root (the stable one): ``compute`` (s per request) is ``N * r * v0``, the extra time of a
+    request's ``N`` passes per knee's worth of tokens past the knee. With the hyperbolic smooth max
+    of :func:`knee_excess` the equation is ``A L - B = e sqrt(x^2 + h^2)`` with ``x = alpha L + beta``
+    linear in ``L``, ``e = compute / 2``, ``A = 1 - rate C2 - e alpha``, ``B = C1 + e beta``;
+    squared, a quadratic whose discriminant factors as ``e^2 W``,
+    ``W = (A beta + alpha B)^2 + h^2 (A^2 - e^2 alpha^2)``, so the root is free of cancellation:
+    ``L = (B^2 - e^2 (beta^2 + h^2)) / (A B + e^2 alpha beta - e sqrt(W))``. (An unrolled Newton
+    iteration gave the same values but took numba minutes to compile with its gradient.)
+
+    Returns ``(latency, ok)``; ``ok`` is False where no fixed point exists (the knee saturates the
+    server, possibly before ``rate C2 = 1``), and there ``latency`` is not meaningful. ``compute = 0``
+    gives ``C1 / (1 - rate C2)``.
+    """
+    alpha = rate * (k + 1.0) / knee_tokens
+    beta = (k + 1.0) / knee_tokens - 1.0
+    e = 0.5 * compute
+    a_lin = 1.0 - rate * c2 - e * alpha
+    b_lin = c1 + e * beta
+    qa = a_lin * a_lin - e * e * alpha * alpha
+    w = (a_lin * beta + alpha * b_lin) ** 2 + softness**2 * qa
+    root_w = xp.sqrt(xp.maximum(w, 0.0))
+    num = b_lin * b_lin - e * e * (beta * beta + softness**2)
+    den = a_lin * b_lin + e * e * alpha * beta - e * root_w
+    ok_den = xp.abs(den) > 1e-300
+    lat = num / xp.where(ok_den, den, 1.0)
+    ok = (w >= 0.0) & ok_den & (lat > 0.0) & (a_lin * lat - b_lin >= -1e-9 * xp.abs(b_lin))
+    return lat, ok
 
 
 # --------------------------------------------------------------------------- baselines

@@ -48,3 +48,13 @@ def test_every_bundled_configuration_loads():
         assert LatencyModel(name).config["name"] == name
     assert LatencyModel("moe_offered_rate").open_loop_rate == "offered"
     assert LatencyModel("moe_offered_rate").config["model"]["verifier_form"] == "moe"
+
+
+def test_verifier_form_is_checked_with_its_priors():
+    base = load_config("default")
+    with pytest.raises(ModelConfigError, match="verifier_form = 'tiled'.*Fix: use one of dense, moe, roofline"):
+        merge_config(base, {"model": {"verifier_form": "tiled"}})
+    with pytest.raises(ModelConfigError, match="needs priors knee_tokens and knee_compute_share"):
+        merge_config(base, {"model": {"verifier_form": "roofline"}})
+    roof = load_config("roofline")
+    assert roof["model"]["verifier_form"] == "roofline" and "why" in roof["priors"]["knee_tokens"]

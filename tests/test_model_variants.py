@@ -1,4 +1,4 @@
-"""Model variants in ``models/``: MoE verifiers and drafter-design predictors.
+"""Model variants in ``models/``: MoE verifiers, roofline knee and drafter-design predictors.
 
 The central check: for every variant, the numpy predictor (``model/predict.py``, used for
 every prediction and decision) computes the same run latencies as the PyMC graph
@@ -85,7 +85,7 @@ def test_missing_drafter_sizes_name_the_fix(fleet_subset):
         prepare_fit_data(runs, models, ["hidden_width"])
 
 
-@pytest.mark.parametrize("config", ["default", "moe", "drafter_design", "per_position"])
+@pytest.mark.parametrize("config", ["default", "moe", "drafter_design", "per_position", "roofline"])
 def test_numpy_predictor_reproduces_the_pymc_graph(fleet_subset, config):
     runs, models = fleet_subset
     cfg = load_config(config)
@@ -117,3 +117,58 @@ def test_moe_variant_saves_and_loads_with_its_models_table(fleet_subset, mock_py
                                   check_dtype=False)
     cond = runs[COND].head(5)
     pd.testing.assert_frame_equal(back.predict_table(cond), m.predict_table(cond))
+
+
+def _knee_fixed_point_by_scan(c1, c2, compute, knee, k, rate):
+    """Smallest L with g(L) <= L on a fine grid (inf when none): the reference for Newton."""
+    grid = np.geomspace(c1, 1e4 * c1, 400_001)
+    f = c1 + rate * grid * c2 + compute * theory.knee_excess(rate * grid, k, knee) - grid
+    below = np.flatnonzero(f <= 0)
+    return grid[below[0]] if below.size else np.inf
+
+
+def test_roofline_open_loop_closed_form_matches_a_scan_and_detects_saturation():
+    rng = np.random.default_rng(0)
+    for _ in range(60):  # random costs, knees and loads up to 120% of 1 / C2
+        c1, c2, compute = rng.uniform(0.5, 5), rng.uniform(0.005, 0.05), rng.choice([0.0, rng.uniform(0, 3)])
+        knee, k, rate = rng.uniform(50, 500), int(rng.integers(0, 8)), rng.uniform(0.05, 1.2) / 0.05
+        rate = min(rate, rng.uniform(0.05, 1.2) / c2)
+        lat, ok = theory.latency_knee_open(c1, c2, compute, knee, k, rate)
+        ref = _knee_fixed_point_by_scan(c1, c2, compute, knee, k, rate)
+        if np.isinf(ref):
+            assert not ok
+        else:
+            assert ok and lat == pytest.approx(ref, rel=1e-4)
+            assert lat >= c1 / (1 - rate * c2) * (1 - 1e-12)  # the knee only adds time
+    # the knee saturates the server below 1 / C2 = 100 requests/s
+    c1, c2, compute, knee, k = 2.0, 0.01, 0.5, 200.0, 7
+    assert np.isfinite(_knee_fixed_point_by_scan(c1, c2, compute, knee, k, 30.0))
+    assert theory.latency_knee_open(c1, c2, compute, knee, k, 30.0)[1]
+    assert not theory.latency_knee_open(c1, c2, compute, knee, k, 40.0)[1]
+    # no compute share: the dense open-loop latency
+    assert theory.latency_knee_open(c1, c2, 0.0, knee, k, 30.0)[0] == pytest.approx(c1 / (1 - 30 * c2))
+    share = pt.dscalar("share")
+    lat = theory.latency_knee_open(1.0, 0.02, 0.5 * share, 150.0, 3.0, 20.0, xp=pt)[0]
+    grad = pytensor.function([share], pytensor.grad(lat, share))(0.6)
+    assert np.isfinite(grad) and grad > 0  # a steeper compute slope raises latency
+
+
+def test_knee_excess_is_flat_below_and_linear_above_the_knee():
+    below = theory.knee_excess(np.array([0.0, 10.0]), 3, 400.0)  # 4 and 44 tokens per pass
+    assert np.all(below < 0.03) and below[1] - below[0] < 0.01
+    far = theory.knee_excess(np.array([399.0, 799.0]), 3, 400.0)  # 4x and 8x the knee
+    assert far[1] - far[0] == pytest.approx(4.0, rel=1e-2)
+    # speculation reaches the knee at a batch k + 1 times smaller
+    assert theory.knee_excess(49.0, 7, 400.0) == pytest.approx(theory.knee_excess(399.0, 0, 400.0))
+
+
+def test_roofline_variant_predicts_past_the_knee_from_its_prior(mock_pymc_sample):
+    from bayes_sd.datasets import load_b200_runs
+
+    runs = load_b200_runs()
+    m = LatencyModel("roofline").fit(runs[runs["concurrency"] <= 16], draws=30, tune=0, chains=1,
+                                     nuts_sampler="pymc", progressbar=False)
+    assert {"knee_tokens", "knee_compute_share"} <= set(m.idata.posterior)
+    cond = runs[runs["concurrency"].isin([16, 64])][COND]
+    pred = m.predict_table(cond)
+    assert np.all(np.isfinite(pred["latency_mean_s"])) and np.all(pred["latency_mean_s"] > 0)

@@ -333,3 +333,25 @@ def test_committed_fleet_is_valid_and_synthetic():
     assert (levels >= 5).all()
     assert set(runs["verifier"]) | set(runs.loc[runs["k"] > 0, "drafter"]) <= set(models["name"])
     assert runs["saturated"].any() and not runs["saturated"].all()
+
+
+@pytest.mark.parametrize("k", [0, 4])
+def test_per_sequence_cost_adds_the_same_time_in_simulator_and_theory(k):
+    """A per-sequence pass cost s1 (the ``sequence_cost`` variant) slows a closed loop of 16 streams
+    by the amount the closed form says: N s1 per pass for itself and each other sequence."""
+    import dataclasses
+
+    pre = PRESETS[DENSE]
+    a = pre.acceptance["code"]
+    a_pos = acceptance_vector(a, k) if k else np.ones(0)
+    tau, tau_sq = theory_tau(a, k), (th.tau_sq_per_position(a_pos) if k else 1.0)
+    with_s1 = dataclasses.replace(pre.costs, s1=0.1e-3)
+    sims, theo = [], []
+    for costs in (pre.costs, with_s1):
+        df = simulate_run(costs, k=k, acceptance=a, n_requests=1500, concurrency=16, seed=5, **EXACT)
+        sims.append(_mean_latency(df))
+        dem = th.demand(costs, k, tau, P, D, tau_sq=tau_sq)
+        theo.append(th.latency_closed(dem.c1, dem.c2, 16))
+    added = 16 * th.iterations(D, tau, tau_sq) * 0.1e-3
+    assert theo[1] - theo[0] == pytest.approx(added, rel=1e-9)
+    assert sims[1] - sims[0] == pytest.approx(added, rel=0.1)

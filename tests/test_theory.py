@@ -211,6 +211,20 @@ def test_step_time_identity_holds_with_the_boundary_term():
     assert dem.c1 > th.demand(costs, k, tau, P, D).c1
 
 
+def test_per_sequence_cost_enters_both_demands_and_the_step():
+    """s1 (s per sequence per pass) is paid once per pass for the request itself (C1) and once
+    for each other sequence in flight (C2); the step-time identity still holds."""
+    base = th.ServiceCosts(v0=0.01, v1=1e-4, d0=1e-3, d1=1e-5, p0=0.02, p1=2e-5, c1=1e-8)
+    costs = dataclasses.replace(base, s1=5e-5)
+    k, a, P, D, others = 5, 0.7, 300.0, 250.0, 7.0
+    tau, tau_sq = th.tau_constant(a, k), th.tau_sq_constant(a, k)
+    n = th.iterations(D, tau, tau_sq)
+    dem, dem0 = th.demand(costs, k, tau, P, D, tau_sq=tau_sq), th.demand(base, k, tau, P, D, tau_sq=tau_sq)
+    assert dem.c1 - dem0.c1 == pytest.approx(n * 5e-5) and dem.c2 - dem0.c2 == pytest.approx(n * 5e-5)
+    step = th.step_time(costs, k, tau, P, D, others, tau_sq=tau_sq)
+    assert costs.p0 + costs.p1 * P + n * step == pytest.approx(th.latency_at_load(dem.c1, dem.c2, others), rel=1e-9)
+
+
 def test_vectorised_broadcasting():
     costs = th.ServiceCosts(v0=np.array([0.01, 0.02]), v1=1e-4, d0=1e-3, d1=1e-5, p0=0.0, p1=1e-5, c1=0.0)
     dem = th.demand(costs, np.array([[0], [4]]), np.array([[1.0], [3.0]]), 512.0, 256.0)

@@ -11,7 +11,8 @@ Structure (MODEL.md section 2), all service costs on the log scale in millisecon
 Variants (``models/*.toml``): ``drafter_predictors`` add ``beta . z[drafter]`` (size elasticities)
 to the drafter costs; ``verifier_form = "moe"`` scales an MoE verifier's v0 by its expert coverage
 (open loop solved by Newton inside the graph); ``acceptance_form = "decaying"`` makes ``a`` the
-first-position acceptance with a per-drafter decay. The run-mean likelihood's scale adds a
+first-position acceptance with a per-drafter decay; ``verifier_form = "roofline"`` makes a verify
+pass compute-bound past a knee in its tokens (the open-loop fixed point in closed form). The run-mean likelihood's scale adds a
 structural error ``sigma_c2`` of C2, amplified by ``d log L / d log C2``.
 
 Each term is a zero-mean effect created by ``_Effects`` (which effects exist, their scales and
@@ -217,7 +218,8 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
             d0, d1 = d[:, 0], d[:, 1]
         else:
             tau, tau_sq, d0, d1 = pt.ones(fd.n_runs), None, pt.zeros(fd.n_runs), pt.zeros(fd.n_runs)
-        costs = theory.ServiceCosts(v0=v[:, 0], v1=v[:, 1], p0=v[:, 2], p1=v[:, 3], c1=v[:, 4], d0=d0, d1=d1)
+        costs = theory.ServiceCosts(v0=v[:, 0], v1=v[:, 1], p0=v[:, 2], p1=v[:, 3], c1=v[:, 4], d0=d0, d1=d1,
+                                    s1=_sequence_cost(cfg, fd))
         P, D = x["prompt_len"], x["output_len"]
         dem = theory.demand(costs, k, tau, P, D, xp=pt, tau_sq=tau_sq)
         c1, c2 = dem.c1, dem.c2
@@ -232,6 +234,13 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
             lat_open = theory.latency_moe_open_newton(c1, c2, saving, x["moe_log_q"], k, x["rate"], xp=pt,
                                                       start=lat_open)
             lat_closed = lat_closed - saving * theory.moe_untouched(x["moe_log_q"], k, x["concurrency"] - 1.0, xp=pt)
+        knee = _roofline_knee(cfg, fd)
+        if knee is not None:  # past the knee a verify pass is compute-bound and grows with its tokens
+            knee_tokens, compute_share = knee
+            compute = theory.iterations(D, tau, tau_sq) * costs.v0 * compute_share
+            lat_knee, fixed_point = theory.latency_knee_open(c1, c2, compute, knee_tokens, k, x["rate"], xp=pt)
+            lat_open = pt.where(fixed_point, lat_knee, c1 / soft)  # the knee saturates: far off any run
+            lat_closed = lat_closed + compute * theory.knee_excess(x["concurrency"] - 1.0, k, knee_tokens, xp=pt)
         latency = pt.where(x["is_open"] > 0, lat_open, lat_closed)
         pm.Deterministic("latency_s", latency, dims="run")
         others = pt.where(x["is_open"] > 0, x["rate"] * latency, x["concurrency"] - 1.0)
@@ -239,6 +248,9 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
         if share is not None:  # TTFT sees the effective (partly covered) verifier fixed cost
             v0_eff = costs.v0 * (1.0 - share * theory.moe_untouched(x["moe_log_q"], k, others, xp=pt))
             costs = dataclasses.replace(costs, v0=v0_eff)
+        if knee is not None:  # so does the step a new request's prefill rides
+            costs = dataclasses.replace(
+                costs, v0=costs.v0 * (1.0 + compute_share * theory.knee_excess(others, k, knee_tokens, xp=pt)))
 
         if "latency" in fd.obs:
             rows, vals = fd.obs["latency"]
@@ -302,6 +314,29 @@ def _expert_share(cfg: dict, fd: FitData):
         return None
     share = make_prior(cfg, "expert_share", dims="moe_verifier")
     return share[fd.idx["run_moe"]] * fd.x["moe_on"]
+
+
+def _sequence_cost(cfg: dict, fd: FitData):
+    """Per-run cost s1 (s) of one sequence in one pass whatever tokens it carries, or 0 unless
+    ``sequence_cost = true``; one per verifier x hardware, from its prior (``sequence_cost_ms``).
+    Without it the per-sequence slope of a pass is ``(k+1) v1 + k d1 + ctx``: runs without
+    speculation then force ``v1`` up and runs with a long draft force it down."""
+    if not cfg.get("model", {}).get("sequence_cost", False):
+        return 0.0
+    return make_prior(cfg, "sequence_cost_ms", dims="verifier_hw")[fd.idx["run_vh"]] / 1000.0
+
+
+def _roofline_knee(cfg: dict, fd: FitData):
+    """Per-run roofline knee (tokens per verify pass) and compute share, or None unless
+    ``verifier_form = "roofline"``. One of each per verifier x hardware, from their priors:
+    the knee is where a pass of ``T`` tokens turns compute-bound, and past it every further
+    knee's worth of tokens adds ``compute_share * v0`` to the pass (at the knee, compute time
+    equals the weight-read time, the part of ``v0`` that ``compute_share`` stands for)."""
+    if cfg.get("model", {}).get("verifier_form", "dense") != "roofline":
+        return None
+    knee = make_prior(cfg, "knee_tokens", dims="verifier_hw")
+    share = make_prior(cfg, "knee_compute_share", dims="verifier_hw")
+    return knee[fd.idx["run_vh"]], share[fd.idx["run_vh"]]
 
 
 def _tails(eff: _Effects, fd: FitData, others):

@@ -23,7 +23,7 @@ from typing import Any
 
 import pymc as pm
 
-from bayes_sd.model.fit_data import OPEN_LOOP_RATES
+from bayes_sd.model.fit_data import OPEN_LOOP_RATES, VERIFIER_FORMS
 
 __all__ = ["ModelConfigError", "load_config", "merge_config", "config_id", "make_prior", "models_dir"]
 
@@ -135,6 +135,14 @@ def _check(cfg: dict[str, Any]) -> None:
     rate = cfg.get("model", {}).get("open_loop_rate", OPEN_LOOP_RATES[0])
     if rate not in OPEN_LOOP_RATES:
         raise ModelConfigError(f"model option open_loop_rate = {rate!r}. Fix: use one of {', '.join(OPEN_LOOP_RATES)}")
+    form = cfg.get("model", {}).get("verifier_form", VERIFIER_FORMS[0])
+    if form not in VERIFIER_FORMS:
+        raise ModelConfigError(f"model option verifier_form = {form!r}. Fix: use one of {', '.join(VERIFIER_FORMS)}")
+    if form == "roofline" and not {"knee_tokens", "knee_compute_share"} <= set(cfg["priors"]):
+        raise ModelConfigError("verifier_form = 'roofline' needs priors knee_tokens and knee_compute_share. "
+                               "Fix: extend models/roofline.toml")
+    if cfg.get("model", {}).get("sequence_cost", False) and "sequence_cost_ms" not in cfg["priors"]:
+        raise ModelConfigError("sequence_cost = true needs the prior sequence_cost_ms. Fix: extend models/roofline.toml")
     for pname, spec in cfg["priors"].items():
         dist = spec.get("dist")
         if dist not in _ALLOWED:

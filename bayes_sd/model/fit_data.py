@@ -14,7 +14,7 @@ import pandas as pd
 
 from bayes_sd.traces.schema import NO_DRAFTER
 
-__all__ = ["FitData", "prepare_fit_data", "arrival_rate", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS", "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS",
+__all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "VERIFIER_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS", "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS",
            "pair_label", "level_label", "fixed_scale"]
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,10 @@ class FitData:
 
 #: ``[model] open_loop_rate``: which rate of an open-loop run the model takes as its arrival rate
 OPEN_LOOP_RATES = ("achieved", "offered")
+#: Verify-pass forms (``[model] verifier_form``): every pass reads all weights ("dense"), an MoE
+#: pass reads the experts its tokens touch ("moe"), a pass turns compute-bound past a knee in its
+#: tokens ("roofline").
+VERIFIER_FORMS = ("dense", "moe", "roofline")
 
 
 def arrival_rate(runs: pd.DataFrame, source: str = "achieved") -> pd.Series:

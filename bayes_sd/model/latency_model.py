@@ -100,8 +100,6 @@ class LatencyModel:
 
     def _prepare(self, runs: pd.DataFrame, models: pd.DataFrame | None) -> FitData:
         opts = self.config.get("model", {})
-        if opts.get("verifier_form", "dense") not in ("dense", "moe"):
-            raise ValueError(f"model option verifier_form = {opts['verifier_form']!r}. Fix: use 'dense' or 'moe'")
         fd = prepare_fit_data(runs, models, opts.get("drafter_predictors", []), self.open_loop_rate)
         if opts.get("verifier_form") == "moe" and not fd.coords["moe_verifier"]:
             log.warning("verifier_form = 'moe' but no fitted verifier has experts in the models table: fitting dense")

@@ -173,6 +173,41 @@ def _expert_share(post: dict, cfg: dict, fit_coords: dict, verifiers: list[str],
     return share, np.where(np.isfinite(log_q), log_q, np.log(0.5))
 
 
+def _verifier_hw_param(post: dict, cfg: dict, fit_coords: dict, verifier_hw: list[str], name: str,
+                       rng: np.random.Generator) -> np.ndarray:
+    """(sample, condition) draws of a per verifier x hardware parameter with a LogNormal prior
+    (``knee_tokens``, ``knee_compute_share``, ``sequence_cost_ms``): the posterior for a level seen
+    in the fit, one prior draw per sample (shared by the conditions naming it) for one never fitted."""
+    n = next(iter(post.values())).shape[0]
+    fitted = list(fit_coords.get("verifier_hw", []))
+    out, fresh = np.empty((n, len(verifier_hw))), {}
+    for j, vh in enumerate(verifier_hw):
+        if vh in fitted and name in post:
+            out[:, j] = post[name].values[:, fitted.index(vh)]
+            continue
+        if vh not in fresh:
+            spec = cfg["priors"][name]
+            fresh[vh] = rng.lognormal(spec["mu"], spec["sigma"], size=n)
+        out[:, j] = fresh[vh]
+    return out
+
+
+def _verifier_extras(post: dict, cfg: dict, fit_coords: dict, verifier_hw: list[str],
+                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """(sample, condition) roofline knee (tokens per verify pass), its compute share, and the
+    per-sequence cost s1 (s), of the variants that have them (``verifier_form = "roofline"``,
+    ``sequence_cost = true``); otherwise no knee (share 0) and s1 = 0."""
+    opts = cfg.get("model", {})
+    shape = (next(iter(post.values())).shape[0], len(verifier_hw))
+    out = {"knee_tokens": np.ones(shape), "compute_share": np.zeros(shape), "s1": np.zeros(shape)}
+    if opts.get("verifier_form", "dense") == "roofline":
+        out["knee_tokens"] = _verifier_hw_param(post, cfg, fit_coords, verifier_hw, "knee_tokens", rng)
+        out["compute_share"] = _verifier_hw_param(post, cfg, fit_coords, verifier_hw, "knee_compute_share", rng)
+    if opts.get("sequence_cost", False):
+        out["s1"] = _verifier_hw_param(post, cfg, fit_coords, verifier_hw, "sequence_cost_ms", rng) / 1000.0
+    return out
+
+
 def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.DataFrame, *, seed: int = 0,
                     models: pd.DataFrame | None = None, acceptance=None) -> Draws:
     """Posterior draws of latency and friends for each condition row.
@@ -194,6 +229,8 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     cost = np.exp(_costs(eff, post, design)) / 1000.0  # seconds
     c = {name: cost[..., COEFS.index(name)] for name in COEFS}
     share, log_q = _expert_share(post, cfg, fit_coords, labels["verifier"], models, rng)
+    extras = _verifier_extras(post, cfg, fit_coords, labels["verifier_hw"], rng)
+    c["s1"] = extras["s1"]
     logit_a = post["mu_accept"].values[:, None] + eff("accept_drafter") + eff("accept_dataset") + eff("accept_pair")
     a = 1.0 / (1.0 + np.exp(-logit_a))
     if acceptance is not None:  # what-if: a given per-position acceptance replaces the model's
@@ -206,7 +243,8 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     rate = np.nan_to_num(cond["rate_rps"].to_numpy(float)) if "rate_rps" in cond else np.zeros(len(cond))
     conc = np.nan_to_num(cond["concurrency"].to_numpy(float), nan=1.0) if "concurrency" in cond else np.ones(len(cond))
 
-    inputs = {"cost": c, "acceptance": a, "accept_decay": decay, "share": share, "log_q": log_q, "prompt_len": P, "output_len": D,
+    inputs = {"cost": c, "acceptance": a, "accept_decay": decay, "share": share, "log_q": log_q,
+              "knee_tokens": extras["knee_tokens"], "compute_share": extras["compute_share"], "prompt_len": P, "output_len": D,
               "is_open": is_open, "rate": rate, "concurrency": conc}
 
     costs, dem, lat, others = latency_at(inputs, k, tau, tau_sq)
@@ -282,8 +320,9 @@ def acceptance_second_moment(a, k, decay=None):
 def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
     """Mean latency (s) per (sample, condition) from the per-draw inputs of :class:`Draws`.
 
-    Returns ``(costs, demand, latency, others)``: the service costs with the effective MoE
-    verifier fixed cost, the demand split, mean latency (inf past saturation) and the mean
+    Returns ``(costs, demand, latency, others)``: the service costs with the effective verifier
+    fixed cost (MoE coverage, roofline knee), the demand split, mean latency (inf past saturation,
+    where the knee may bring saturation below ``1 / C2``) and the mean
     number of other requests in flight. ``k``, ``tau`` (tokens per step), ``tau_sq``
     (its second moment, :func:`acceptance_second_moment`: the iteration-boundary term the fitted
     model has) and ``drafter_scale`` (a multiplier on the drafter costs d0, d1) may differ from
@@ -292,7 +331,8 @@ def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
     c, share, log_q = inputs["cost"], inputs["share"], inputs["log_q"]
     P, D, is_open = inputs["prompt_len"], inputs["output_len"], inputs["is_open"]
     rate, conc = inputs["rate"], inputs["concurrency"]
-    costs = theory.ServiceCosts(**{n: (c[n] if n[0] != "d" else c[n] * drafter_scale * (k > 0)) for n in COEFS})
+    costs = theory.ServiceCosts(**{n: (c[n] if n[0] != "d" else c[n] * drafter_scale * (k > 0)) for n in COEFS},
+                                s1=c["s1"])
     dem = theory.demand(costs, k, tau, P, D, tau_sq=tau_sq)
     saving = theory.iterations(D, tau, tau_sq) * costs.v0 * share  # 0 for dense verifiers
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -301,9 +341,16 @@ def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
         lat_open = np.where(finite, theory.latency_moe_open_newton(
             dem.c1, dem.c2, saving, log_q, k, rate, start=np.where(finite, lat_open, 1.0)), np.inf)
         lat_closed = theory.latency_closed(dem.c1, dem.c2, conc) - saving * theory.moe_untouched(log_q, k, conc - 1.0)
+        knee, r = inputs["knee_tokens"], inputs["compute_share"]
+        if np.any(r > 0):  # roofline variant: a pass past its knee grows with its tokens
+            compute = theory.iterations(D, tau, tau_sq) * costs.v0 * r
+            lat_knee, fixed_point = theory.latency_knee_open(dem.c1, dem.c2, compute, knee, k, rate)
+            lat_open = np.where(fixed_point, lat_knee, np.inf)
+            lat_closed = lat_closed + compute * theory.knee_excess(conc - 1.0, k, knee)
         lat = np.where(is_open, lat_open, lat_closed)
         others = np.where(is_open, rate * lat, conc - 1.0)
-        v0_eff = costs.v0 * (1.0 - share * theory.moe_untouched(log_q, k, np.where(np.isfinite(others), others, 0.0)))
+        busy = np.where(np.isfinite(others), others, 0.0)
+        v0_eff = costs.v0 * (1.0 - share * theory.moe_untouched(log_q, k, busy)) * (1.0 + r * theory.knee_excess(busy, k, knee))
     return dataclasses.replace(costs, v0=v0_eff), dem, lat, others
 
 
