@@ -156,3 +156,26 @@ def test_both_parameterisations_define_the_same_prior():
     assert np.allclose(spread["centered"], spread["non_centered"], rtol=0.08), spread
     level = fixed_scale(lm.config, "sigma_level")
     assert np.allclose(spread["centered"][:2], level, rtol=0.08)
+
+
+def test_ttft_error_scale_grows_with_the_load_share():
+    """The TTFT closed form leaves out admission queueing, which grows with load: the TTFT
+    likelihood's scale is sqrt(sigma_ttft^2 + (sigma_ttft_load * load share)^2), so it is
+    sigma_ttft for a run alone on the server and wider for busy runs."""
+    import pytensor
+
+    from bayes_sd import datasets
+
+    lm = LatencyModel()
+    model = lm.build(datasets.load_fleet_runs())
+    assert "sigma_ttft_load" in {v.name for v in model.free_RVs}
+    sigma = model.replace_rvs_by_values([model["ttft_obs"].owner.inputs[-1]])[0]  # StudentT(nu, mu, sigma)
+    fn = pytensor.function(model.value_vars, sigma, on_unused_input="ignore", mode="FAST_COMPILE")
+    point = model.initial_point()
+    scale = np.broadcast_to(fn(*[point[v.name] for v in model.value_vars]), (len(model.coords["ttft_run"]),))
+    fd = lm.fit_data
+    rows = fd.obs["ttft"][0]
+    alone = (fd.x["is_open"][rows] == 0) & (fd.x["concurrency"][rows] == 1)
+    s_ttft = np.exp(point["sigma_ttft_log__"])
+    assert alone.any() and np.allclose(scale[alone], s_ttft)
+    assert np.all(scale >= s_ttft * (1 - 1e-12)) and scale.max() > 1.5 * s_ttft

@@ -252,14 +252,14 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
             costs = dataclasses.replace(
                 costs, v0=costs.v0 * (1.0 + compute_share * theory.knee_excess(others, k, knee_tokens, xp=pt)))
 
+        # d log L / d log C2: the share of latency that load adds (open loop rho / (1 - rho))
+        load_share = pt.where(x["is_open"] > 0, x["rate"] * c2 / headroom, (x["concurrency"] - 1.0) * c2 / latency)
         if "latency" in fd.obs:
             rows, vals = fd.obs["latency"]
             s_lat = make_prior(cfg, "sigma_latency")
             var = s_lat**2 + x["latency_rel_se"][rows] ** 2
             if "sigma_c2" in cfg["priors"]:  # structural error of C2, amplified toward saturation
-                sens = pt.where(x["is_open"] > 0, x["rate"] * c2 / headroom,
-                                (x["concurrency"] - 1.0) * c2 / latency)
-                var = var + (make_prior(cfg, "sigma_c2") * sens[rows]) ** 2
+                var = var + (make_prior(cfg, "sigma_c2") * load_share[rows]) ** 2
             scale = pt.sqrt(var)
             pm.StudentT("latency_obs", nu=nu, mu=pt.log(latency[rows]), sigma=scale,
                         observed=np.log(vals), dims="latency_run")
@@ -267,8 +267,10 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
                            p_busy=theory.busy_probability(others, x["is_open"] > 0, xp=pt))
         if "ttft" in fd.obs:
             rows, vals = fd.obs["ttft"]
-            pm.StudentT("ttft_obs", nu=nu, mu=pt.log(ttft[rows]), sigma=make_prior(cfg, "sigma_ttft"),
-                        observed=np.log(vals), dims="ttft_run")
+            s_ttft = make_prior(cfg, "sigma_ttft")
+            if "sigma_ttft_load" in cfg["priors"]:  # admission queueing the closed form leaves out grows with load
+                s_ttft = pt.sqrt(s_ttft**2 + (make_prior(cfg, "sigma_ttft_load") * load_share[rows]) ** 2)
+            pm.StudentT("ttft_obs", nu=nu, mu=pt.log(ttft[rows]), sigma=s_ttft, observed=np.log(vals), dims="ttft_run")
         if "tpot" in fd.obs:
             rows, vals = fd.obs["tpot"]
             tp = theory.tpot(latency, ttft, D)
