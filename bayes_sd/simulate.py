@@ -16,7 +16,7 @@ One step (vLLM V1-like scheduler, FCFS):
 3. the step lasts (seconds)::
 
        v0 * moe(T) + k * d0                                    # fixed verify + draft passes
-       + sum_seq ((k + 1) v1 + k d1 + s1 + c1 * context_seq)        # each sequence making a token
+       + sum_seq ((k + 1) v1 + k d1 + s1 + c1 * context_seq)   # each sequence making a token
        + sum_chunk (p1 * chunk_tokens)                         # prefill work
 
    times a mean-one lognormal noise ``exp(step_noise * z - step_noise^2 / 2)``.

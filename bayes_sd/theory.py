@@ -51,6 +51,7 @@ __all__ = [
     "KNEE_SOFTNESS",
     "knee_excess",
     "latency_knee_open",
+    "latency_knee_closed",
     "leviathan_speedup",
     "yan_throughput",
     "speedup",
@@ -439,6 +440,13 @@ def knee_excess(others, k, knee_tokens, xp=np, softness=KNEE_SOFTNESS):
     """
     x = (others + 1.0) * (k + 1.0) / knee_tokens - 1.0
     return 0.5 * (x + xp.sqrt(x * x + softness**2))
+
+
+def latency_knee_closed(c1, c2, compute, knee_tokens, k, concurrency, xp=np):
+    """Closed-loop mean latency (s) with a roofline knee: ``C1 + (B - 1) C2 + compute * knee_excess``
+    at ``B = concurrency`` streams; ``compute`` (s per request) as in :func:`latency_knee_open`."""
+    others = concurrency - 1.0
+    return latency_at_load(c1, c2, others) + compute * knee_excess(others, k, knee_tokens, xp=xp)
 
 
 def latency_knee_open(c1, c2, compute, knee_tokens, k, rate, xp=np, softness=KNEE_SOFTNESS):

@@ -58,3 +58,5 @@ def test_verifier_form_is_checked_with_its_priors():
         merge_config(base, {"model": {"verifier_form": "roofline"}})
     roof = load_config("roofline")
     assert roof["model"]["verifier_form"] == "roofline" and "why" in roof["priors"]["knee_tokens"]
+    with pytest.raises(ModelConfigError, match="'knee_tokens' must be LogNormal"):
+        merge_config(roof, {"priors": {"knee_tokens": {"dist": "HalfNormal", "sigma": 300.0}}})

@@ -240,7 +240,7 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
             compute = theory.iterations(D, tau, tau_sq) * costs.v0 * compute_share
             lat_knee, fixed_point = theory.latency_knee_open(c1, c2, compute, knee_tokens, k, x["rate"], xp=pt)
             lat_open = pt.where(fixed_point, lat_knee, c1 / soft)  # the knee saturates: far off any run
-            lat_closed = lat_closed + compute * theory.knee_excess(x["concurrency"] - 1.0, k, knee_tokens, xp=pt)
+            lat_closed = theory.latency_knee_closed(c1, c2, compute, knee_tokens, k, x["concurrency"], xp=pt)
         latency = pt.where(x["is_open"] > 0, lat_open, lat_closed)
         pm.Deterministic("latency_s", latency, dims="run")
         others = pt.where(x["is_open"] > 0, x["rate"] * latency, x["concurrency"] - 1.0)

@@ -143,6 +143,10 @@ def _check(cfg: dict[str, Any]) -> None:
                                "Fix: extend models/roofline.toml")
     if cfg.get("model", {}).get("sequence_cost", False) and "sequence_cost_ms" not in cfg["priors"]:
         raise ModelConfigError("sequence_cost = true needs the prior sequence_cost_ms. Fix: extend models/roofline.toml")
+    for pname in ("knee_tokens", "knee_compute_share", "sequence_cost_ms"):  # predict draws unseen levels as lognormal
+        if pname in cfg["priors"] and cfg["priors"][pname].get("dist") != "LogNormal":
+            raise ModelConfigError(f"prior '{pname}' must be LogNormal (a positive quantity per verifier x hardware). "
+                                   "Fix: set dist = \"LogNormal\" with mu and sigma on the log scale")
     for pname, spec in cfg["priors"].items():
         dist = spec.get("dist")
         if dist not in _ALLOWED:
