@@ -158,38 +158,33 @@ def _expert_share(post: dict, cfg: dict, fit_coords: dict, verifiers: list[str],
     share = np.zeros((n, len(verifiers)))
     if cfg.get("model", {}).get("verifier_form", "dense") != "moe":
         return share, np.where(np.isfinite(log_q), log_q, np.log(0.5))
-    fitted = list(fit_coords.get("moe_verifier", []))
-    fresh: dict[str, np.ndarray] = {}
-    for j, v in enumerate(verifiers):
-        if not np.isfinite(log_q[j]):
-            continue
-        if v in fitted and "expert_share" in post:
-            share[:, j] = post["expert_share"].values[:, fitted.index(v)]
-        else:
-            if v not in fresh:
-                spec = cfg["priors"]["expert_share"]
-                fresh[v] = rng.beta(spec["alpha"], spec["beta"], size=n)
-            share[:, j] = fresh[v]
+    moe = np.isfinite(log_q)
+    spec = cfg["priors"]["expert_share"]
+    share[:, moe] = _per_level(post, "expert_share", list(fit_coords.get("moe_verifier", [])),
+                               [v for v, m in zip(verifiers, moe) if m],
+                               lambda size: rng.beta(spec["alpha"], spec["beta"], size=size))
     return share, np.where(np.isfinite(log_q), log_q, np.log(0.5))
 
 
-def _verifier_hw_param(post: dict, cfg: dict, fit_coords: dict, verifier_hw: list[str], name: str,
-                       rng: np.random.Generator) -> np.ndarray:
-    """(sample, condition) draws of a per verifier x hardware parameter with a LogNormal prior
-    (``knee_tokens``, ``knee_compute_share``, ``sequence_cost_ms``): the posterior for a level seen
-    in the fit, one prior draw per sample (shared by the conditions naming it) for one never fitted."""
+def _per_level(post: dict, name: str, fitted: list[str], query: list[str], prior_draw) -> np.ndarray:
+    """(sample, condition) draws of the per-level parameter ``name`` for the levels in ``query``:
+    the posterior for a level seen in the fit (``fitted``: the fit's levels, in the posterior's
+    order), ``prior_draw(n)`` once per level never fitted (shared by every condition naming it)."""
     n = next(iter(post.values())).shape[0]
-    fitted = list(fit_coords.get("verifier_hw", []))
-    out, fresh = np.empty((n, len(verifier_hw))), {}
-    for j, vh in enumerate(verifier_hw):
-        if vh in fitted and name in post:
-            out[:, j] = post[name].values[:, fitted.index(vh)]
+    out, fresh = np.empty((n, len(query))), {}
+    for j, level in enumerate(query):
+        if level in fitted and name in post:
+            out[:, j] = post[name].values[:, fitted.index(level)]
             continue
-        if vh not in fresh:
-            spec = cfg["priors"][name]
-            fresh[vh] = rng.lognormal(spec["mu"], spec["sigma"], size=n)
-        out[:, j] = fresh[vh]
+        if level not in fresh:
+            fresh[level] = prior_draw(n)
+        out[:, j] = fresh[level]
     return out
+
+
+def _lognormal_prior(cfg: dict, name: str, rng: np.random.Generator):
+    spec = cfg["priors"][name]
+    return lambda n: rng.lognormal(spec["mu"], spec["sigma"], size=n)
 
 
 def _verifier_extras(post: dict, cfg: dict, fit_coords: dict, verifier_hw: list[str],
@@ -199,12 +194,16 @@ def _verifier_extras(post: dict, cfg: dict, fit_coords: dict, verifier_hw: list[
     ``sequence_cost = true``); otherwise no knee (share 0) and s1 = 0."""
     opts = cfg.get("model", {})
     shape = (next(iter(post.values())).shape[0], len(verifier_hw))
+    fitted = list(fit_coords.get("verifier_hw", []))
+
+    def draws(name):
+        return _per_level(post, name, fitted, verifier_hw, _lognormal_prior(cfg, name, rng))
+
     out = {"knee_tokens": np.ones(shape), "compute_share": np.zeros(shape), "s1": np.zeros(shape)}
     if opts.get("verifier_form", "dense") == "roofline":
-        out["knee_tokens"] = _verifier_hw_param(post, cfg, fit_coords, verifier_hw, "knee_tokens", rng)
-        out["compute_share"] = _verifier_hw_param(post, cfg, fit_coords, verifier_hw, "knee_compute_share", rng)
+        out["knee_tokens"], out["compute_share"] = draws("knee_tokens"), draws("knee_compute_share")
     if opts.get("sequence_cost", False):
-        out["s1"] = _verifier_hw_param(post, cfg, fit_coords, verifier_hw, "sequence_cost_ms", rng) / 1000.0
+        out["s1"] = draws("sequence_cost_ms") / 1000.0
     return out
 
 
@@ -282,18 +281,9 @@ def _accept_decay(post: dict, cfg: dict, fit_coords: dict, drafters: list[str], 
     the fitted one per drafter, a prior draw for a drafter never fitted; None for constant acceptance."""
     if cfg.get("model", {}).get("acceptance_form", "constant") != "decaying":
         return None
-    fitted = list(fit_coords.get("drafter", []))
-    n = next(iter(post.values())).shape[0]
     spec = cfg["priors"]["accept_decay"]
-    out, fresh = np.zeros((n, len(drafters))), {}
-    for j, d in enumerate(drafters):
-        if d in fitted and "accept_decay" in post:
-            out[:, j] = post["accept_decay"].values[:, fitted.index(d)]
-        else:
-            if d not in fresh:
-                fresh[d] = rng.normal(spec["mu"], spec["sigma"], size=n)
-            out[:, j] = fresh[d]
-    return out
+    return _per_level(post, "accept_decay", list(fit_coords.get("drafter", [])), drafters,
+                      lambda n: rng.normal(spec["mu"], spec["sigma"], size=n))
 
 
 def acceptance_length(a, k, decay=None):
