@@ -1,6 +1,6 @@
 """Decision quality of ``bayes_sd.recommend`` on simulator scenarios with a known best k.
 
-    python bench/decisions.py [--draws 500] [--tune 500] [--chains 2] [--posterior PATH] [--refit]
+    python bench/decisions.py [--draws 1000] [--tune 1000] [--chains 2] [--posterior PATH] [--refit]
 
 Target (issue): on simulator scenarios (several pairs, light to heavy load) the recommended
 k's TRUE mean latency is within 2 % of the true best on average, and the recommender never
@@ -144,8 +144,8 @@ def true_latency(sc: dict, reps: int, n: int) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--draws", type=int, default=500)
-    ap.add_argument("--tune", type=int, default=500)
+    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--tune", type=int, default=1000)
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--posterior", help="posterior file to load (or to write when fitting)")
     ap.add_argument("--refit", action="store_true", help="fit even if a cached posterior exists")

@@ -1,10 +1,11 @@
 """Fit speed and convergence of the default model on all bundled data.
 
-    python bench/fit_speed.py [--draws 2000] [--tune 1000] [--chains 2] [--target-accept 0.8] [--diagonal]
+    python bench/fit_speed.py [--draws 5000] [--tune 1000] [--chains 2] [--target-accept 0.9] [--diagonal]
                               [--data all|real|synthetic] [--config default]
 
-The defaults are the settings of the main job (``bayes-sd demo``): 2 chains (one per core) x
-(1000 tune + 2000 draws), target acceptance 0.8, nutpie with its low-rank mass matrix (``--diagonal``: without it).
+The defaults are the settings of the main job (``bayes-sd demo``, ``pipeline.DEMO_SAMPLING``): 2 chains
+(one per core) x (1000 tune + 5000 draws), target acceptance 0.9, nutpie with its low-rank mass
+matrix (``--diagonal``: without it).
 
 Reports wall time (compilation included, as a user sees it), R-hat, ESS (bulk and tail),
 divergences and ESS per second. Also shows that fit cost does not grow with requests per run:
@@ -21,16 +22,17 @@ import pandas as pd
 
 from bayes_sd import datasets
 from bayes_sd.model import ConvergenceWarning, LatencyModel
+from bayes_sd.pipeline import DEMO_SAMPLING
 
 from _machine import machine_line  # bench/ is on sys.path when a script runs
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--draws", type=int, default=2000)
-    ap.add_argument("--tune", type=int, default=1000)
-    ap.add_argument("--chains", type=int, default=2)
-    ap.add_argument("--target-accept", type=float, default=0.8)
+    ap.add_argument("--draws", type=int, default=DEMO_SAMPLING["full"]["draws"])
+    ap.add_argument("--tune", type=int, default=DEMO_SAMPLING["full"]["tune"])
+    ap.add_argument("--chains", type=int, default=DEMO_SAMPLING["full"]["chains"])
+    ap.add_argument("--target-accept", type=float, default=DEMO_SAMPLING["full"]["target_accept"])
     ap.add_argument("--diagonal", action="store_true", help="diagonal mass matrix (nutpie's default) instead of low-rank")
     ap.add_argument("--data", default="all", choices=["all", "real", "synthetic"])
     ap.add_argument("--seed", type=int, default=1)

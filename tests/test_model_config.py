@@ -43,11 +43,13 @@ def test_every_bundled_configuration_loads():
     from bayes_sd.model.config import models_dir
 
     names = sorted(p.stem for p in models_dir().glob("*.toml"))
-    assert {"default", "offered_rate", "moe_offered_rate"} <= set(names)
+    assert {"default", "achieved_rate", "moe", "roofline"} <= set(names)
     for name in names:
         assert LatencyModel(name).config["name"] == name
-    assert LatencyModel("moe_offered_rate").open_loop_rate == "offered"
-    assert LatencyModel("moe_offered_rate").config["model"]["verifier_form"] == "moe"
+    assert LatencyModel().open_loop_rate == "offered"
+    assert LatencyModel("achieved_rate").open_loop_rate == "achieved"
+    assert LatencyModel("moe").open_loop_rate == "offered"  # inherited from the default
+    assert LatencyModel("moe").config["model"]["verifier_form"] == "moe"
 
 
 def test_verifier_form_is_checked_with_its_priors():

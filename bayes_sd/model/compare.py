@@ -80,8 +80,9 @@ def compare_configs(train: pd.DataFrame, test: pd.DataFrame | None, configs: dic
 
 def tokens_per_pass(runs: pd.DataFrame) -> pd.Series:
     """Mean tokens in a verify pass of each run, ``B (k + 1)``, with ``B`` the concurrency (closed
-    loop) or arrival rate x mean latency (open loop, Little's law)."""
-    rate = arrival_rate(runs)
+    loop) or achieved rate x mean latency (open loop, Little's law over the run's window, where the
+    completions per second are the achieved rate)."""
+    rate = arrival_rate(runs, "achieved")
     batch = np.where(runs["load_type"] == "rate", rate * runs["latency_mean_s"], runs["concurrency"])
     return pd.Series(batch * (runs["k"].to_numpy(float) + 1.0), index=runs.index, name="tokens_per_pass")
 

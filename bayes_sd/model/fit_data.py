@@ -163,26 +163,26 @@ class FitData:
 
 
 #: ``[model] open_loop_rate``: which rate of an open-loop run the model takes as its arrival rate
-OPEN_LOOP_RATES = ("achieved", "offered")
+OPEN_LOOP_RATES = ("offered", "achieved")  # the first is the default
 #: Verify-pass forms (``[model] verifier_form``): every pass reads all weights ("dense"), an MoE
 #: pass reads the experts its tokens touch ("moe"), a pass turns compute-bound past a knee in its
 #: tokens ("roofline").
 VERIFIER_FORMS = ("dense", "moe", "roofline")
 
 
-def arrival_rate(runs: pd.DataFrame, source: str = "achieved") -> pd.Series:
+def arrival_rate(runs: pd.DataFrame, source: str = "offered") -> pd.Series:
     """Open-loop arrival rate of each run (requests/s), NaN for closed-loop runs that have no rate.
 
-    ``source="achieved"`` (the default model's): ``achieved_rps`` where measured, else the
-    configured ``rate_rps``. ``source="offered"``: ``rate_rps`` where configured, else
-    ``achieved_rps``. The configured rate is the rate of the arrival process, which the
+    ``source="offered"`` (the default model's): ``rate_rps`` where configured, else
+    ``achieved_rps``. ``source="achieved"``: ``achieved_rps`` where measured, else the
+    configured ``rate_rps``. The configured rate is the rate of the arrival process, which the
     steady-state formulas take; the achieved rate is measured over a finite window that still
     holds the warm-up transient near saturation. In the synthetic fleet it averages 0.97 of the
     configured rate at 70 % of saturation and 0.89 at 88 %, while in runs ten times longer it
     is 0.99-1.00 and the closed form at the configured rate matches the simulator (31.1 vs
     31.0 s at 88 %; at the achieved rate of a fleet-length run it says 23.7 s against 32.5 s).
     A fit to achieved rates reads that shortfall as a larger per-sequence cost and over-predicts
-    near saturation at a configured rate (``bench/accuracy.py``, ``models/offered_rate.toml``).
+    near saturation at a configured rate (``bench/accuracy.py``, ``models/achieved_rate.toml``).
     """
     if source not in OPEN_LOOP_RATES:
         raise ValueError(f"open_loop_rate '{source}' unknown. Fix: use one of {', '.join(OPEN_LOOP_RATES)}")
@@ -211,7 +211,7 @@ def exclusion_reasons(runs: pd.DataFrame) -> pd.Series:
 
 
 def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
-                     drafter_predictors: list[str] | tuple = (), open_loop_rate: str = "achieved") -> FitData:
+                     drafter_predictors: list[str] | tuple = (), open_loop_rate: str = "offered") -> FitData:
     """Select the runs to fit and build the model's index arrays.
 
     Saturated runs are excluded (logged with their reason): the closed form describes steady

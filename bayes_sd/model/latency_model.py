@@ -86,7 +86,7 @@ class LatencyModel:
 
     @property
     def open_loop_rate(self) -> str:
-        """Which rate of an open-loop run the model takes: ``"achieved"`` or ``"offered"``
+        """Which rate of an open-loop run the model takes: ``"offered"`` (default) or ``"achieved"``
         (``[model] open_loop_rate``; see :func:`bayes_sd.model.fit_data.arrival_rate`)."""
         return self.config.get("model", {}).get("open_loop_rate", OPEN_LOOP_RATES[0])
 
