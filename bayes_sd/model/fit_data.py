@@ -163,14 +163,14 @@ class FitData:
 
 
 #: ``[model] open_loop_rate``: which rate of an open-loop run the model takes as its arrival rate
-OPEN_LOOP_RATES = ("offered", "achieved")  # the first is the default
+OPEN_LOOP_RATES = ("offered", "achieved")  # the first is the default everywhere
 #: Verify-pass forms (``[model] verifier_form``): every pass reads all weights ("dense"), an MoE
 #: pass reads the experts its tokens touch ("moe"), a pass turns compute-bound past a knee in its
 #: tokens ("roofline").
 VERIFIER_FORMS = ("dense", "moe", "roofline")
 
 
-def arrival_rate(runs: pd.DataFrame, source: str = "offered") -> pd.Series:
+def arrival_rate(runs: pd.DataFrame, source: str = OPEN_LOOP_RATES[0]) -> pd.Series:
     """Open-loop arrival rate of each run (requests/s), NaN for closed-loop runs that have no rate.
 
     ``source="offered"`` (the default model's): ``rate_rps`` where configured, else
@@ -211,7 +211,7 @@ def exclusion_reasons(runs: pd.DataFrame) -> pd.Series:
 
 
 def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
-                     drafter_predictors: list[str] | tuple = (), open_loop_rate: str = "offered") -> FitData:
+                     drafter_predictors: list[str] | tuple = (), open_loop_rate: str = OPEN_LOOP_RATES[0]) -> FitData:
     """Select the runs to fit and build the model's index arrays.
 
     Saturated runs are excluded (logged with their reason): the closed form describes steady
