@@ -209,6 +209,12 @@ def iterations(output_len, tau, tau_sq=None):
 # --------------------------------------------------------------------------- demand and latency
 
 
+def _sequence_pass_cost(costs, prompt_len, output_len):
+    """``ctx = c1 * (P + D/2) + s1`` (s): what one sequence adds to a pass beyond its tokens' weight
+    work, attention over its mean context and the per-sequence cost."""
+    return costs.c1 * (prompt_len + output_len / 2.0) + costs.s1
+
+
 def demand(costs, k, tau, prompt_len, output_len, xp=np, tau_sq=None):
     """Per-request demand (s) of a request with ``P`` prompt and ``D`` output tokens.
 
@@ -225,7 +231,7 @@ def demand(costs, k, tau, prompt_len, output_len, xp=np, tau_sq=None):
     """
     c = costs
     n = iterations(output_len, tau, tau_sq)
-    ctx = c.c1 * (prompt_len + output_len / 2.0) + c.s1
+    ctx = _sequence_pass_cost(c, prompt_len, output_len)
     prefill = c.p0 + c.p1 * prompt_len
     return Demand(
         c1_prefill=prefill,
@@ -282,7 +288,7 @@ def step_time(costs, k, tau, prompt_len, output_len, others, xp=np, tau_sq=None)
     """
     c = costs
     n = iterations(output_len, tau, tau_sq)
-    ctx = c.c1 * (prompt_len + output_len / 2.0) + c.s1
+    ctx = _sequence_pass_cost(c, prompt_len, output_len)
     per_seq = (k + 1.0) * c.v1 + k * c.d1 + ctx
     return c.v0 + k * c.d0 + (others + 1.0) * per_seq + others * c.p1 * prompt_len / n
 

@@ -120,7 +120,7 @@ def test_moe_variant_saves_and_loads_with_its_models_table(fleet_subset, mock_py
 
 
 def _knee_fixed_point_by_scan(c1, c2, compute, knee, k, rate):
-    """Smallest L with g(L) <= L on a fine grid (inf when none): the reference for Newton."""
+    """Smallest L with g(L) <= L on a fine grid (inf when none): the reference for the closed form."""
     grid = np.geomspace(c1, 1e4 * c1, 400_001)
     f = c1 + rate * grid * c2 + compute * theory.knee_excess(rate * grid, k, knee) - grid
     below = np.flatnonzero(f <= 0)
