@@ -7,8 +7,8 @@ The defaults are the main job's settings (``pipeline.DEMO_SAMPLING``) on all bun
 
 - build (PyMC graph) and compile (nutpie: PyTensor rewrites and the numba log density) wall times;
 - the time of one log-density-and-gradient evaluation (the compiled function, called in a loop);
-- leapfrog steps spent in warm-up and in the draws (both chains), their mean tree size, and the
-  sampling wall time per step (2 chains on 2 cores);
+- leapfrog steps spent in warm-up and in the draws (all chains), their mean tree size, and the
+  sampling wall time per step (the main job's chains, one per core);
 - the lowest bulk and tail ESS and what they cost in steps.
 
 ``fit_speed.py`` measures the fit as a user sees it; this script says which part to attack.
@@ -24,11 +24,9 @@ import time
 
 import arviz as az
 import numpy as np
-import pandas as pd
 
-from bayes_sd import datasets
 from bayes_sd.model import LatencyModel
-from bayes_sd.pipeline import DEMO_SAMPLING
+from bayes_sd.pipeline import DEMO_SAMPLING, bundled_runs
 
 from _machine import machine_line  # bench/ is on sys.path when a script runs
 
@@ -46,7 +44,8 @@ def main() -> None:
     args = ap.parse_args()
     import nutpie
 
-    runs = pd.concat([datasets.load_b200_runs(), datasets.load_fleet_runs()], ignore_index=True)
+    runs = bundled_runs()
+    chains = full["chains"]
     t0 = time.perf_counter()
     latency_model = LatencyModel(args.config)
     model = latency_model.build(runs)
@@ -65,7 +64,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     cutoff = {} if args.eigval_cutoff is None else {"mass_matrix_eigval_cutoff": args.eigval_cutoff}
-    idata = nutpie.sample(compiled, draws=args.draws, tune=args.tune, chains=2, cores=2, seed=args.seed,
+    idata = nutpie.sample(compiled, draws=args.draws, tune=args.tune, chains=chains, cores=chains, seed=args.seed,
                           target_accept=args.target_accept, progress_bar=False, low_rank_modified_mass_matrix=True,
                           **cutoff)
     t_sample = time.perf_counter() - t0
@@ -76,12 +75,12 @@ def main() -> None:
 
     print(machine_line("fit_profile"))
     print(f"config={args.config}: {len(runs)} runs, {latency_model.fit_data.n_runs} fitted; "
-          f"{compiled.n_dim} unconstrained parameters; 2 chains x ({args.tune} + {args.draws}), "
+          f"{compiled.n_dim} unconstrained parameters; {chains} chains x ({args.tune} + {args.draws}), "
           f"target_accept={args.target_accept}, eigval cutoff {args.eigval_cutoff or 'nutpie default'}")
     print(f"build {t_build:.1f} s; compile {t_compile:.1f} s; one log density + gradient {grad_us:.0f} us")
-    print(f"sample {t_sample:.1f} s: warm-up {warm} steps ({warm / (2 * args.tune):.1f} per draw), "
-          f"draws {steps} steps ({steps / (2 * args.draws):.1f} per draw); "
-          f"{t_sample / (warm + steps) * 2e6:.0f} us per step per chain")
+    print(f"sample {t_sample:.1f} s: warm-up {warm} steps ({warm / (chains * args.tune):.1f} per draw), "
+          f"draws {steps} steps ({steps / (chains * args.draws):.1f} per draw); "
+          f"{t_sample / (warm + steps) * chains * 1e6:.0f} us per step per chain")
     print(f"lowest ESS bulk {ess_bulk:.0f}, tail {ess_tail:.0f}: {ess_bulk / steps * 1000:.2f} bulk ESS per 1000 "
           f"draw steps; max R-hat {float(summ['r_hat'].max()):.3f}; divergences {int(idata.sample_stats['diverging'].sum())}")
     worst = summ.sort_values("ess_bulk").head(3)

@@ -18,11 +18,10 @@ import argparse
 import time
 import warnings
 
-import pandas as pd
 
 from bayes_sd import datasets
 from bayes_sd.model import ConvergenceWarning, LatencyModel
-from bayes_sd.pipeline import DEMO_SAMPLING
+from bayes_sd.pipeline import DEMO_SAMPLING, bundled_runs
 
 from _machine import machine_line  # bench/ is on sys.path when a script runs
 
@@ -38,8 +37,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--config", default="default", help="model configuration (a name in models/)")
     args = ap.parse_args()
-    parts = {"real": [datasets.load_b200_runs()], "synthetic": [datasets.load_fleet_runs()]}
-    runs = pd.concat(parts["real"] + parts["synthetic"] if args.data == "all" else parts[args.data], ignore_index=True)
+    load = {"all": bundled_runs, "real": datasets.load_b200_runs, "synthetic": datasets.load_fleet_runs}
+    runs = load[args.data]()
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
