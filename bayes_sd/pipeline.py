@@ -34,10 +34,11 @@ DEMO_DECISIONS = (
 
 #: sampling settings of the main job: full, and --quick (a smoke run on the real runs plus the
 #: synthetic llama3.1-8b pairs on H100; not for conclusions). At the offered rate the drafters'
-#: per-token costs d1 mix slowly: 2000 draws at target acceptance 0.8 (the settings before) left
-#: ESS bulk at 328-399 with 1-2 divergences; 4000 at 0.85 kept one divergence in some runs, 4000 at
-#: 0.9 stopped at ESS 387 in the main job (bench/README.md, fit_speed).
-DEMO_SAMPLING = {"full": {"draws": 5000, "tune": 1000, "chains": 2, "target_accept": 0.9},
+#: per-token costs d1 mix slowly. Since the fleet was simulated with a roofline knee and a
+#: per-sequence cost (2026-11-22, 22:00) they mix twice as fast: 3000 draws at target acceptance 0.9
+#: converged in five seeds of five (ESS >= 634 bulk, 482 tail); 2000 stopped at ESS 390 in two of
+#: five (bench/README.md, fit_speed).
+DEMO_SAMPLING = {"full": {"draws": 3000, "tune": 1000, "chains": 2, "target_accept": 0.9},
                  "quick": {"draws": 150, "tune": 200, "chains": 2}}
 
 

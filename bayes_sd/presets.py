@@ -17,6 +17,16 @@ quoted as, measurements of the named models or accelerators. What anchors them:
   with one token costs about 4.8 ms, with 5 tokens 7.3 ms, with 64 tokens the full 16 ms.
 - A100 versus H100: fixed (bandwidth-bound) costs x1.65, per-token (compute-bound) costs
   x1.9, attention x1.7, per-request prefill overhead x1.5.
+- Roofline knee (``knee_tokens``, ``compute_share``): a dense bf16 pass over T tokens does about
+  T FLOP per weight byte, so it turns compute-bound where T reaches the GPU's achieved FLOP/byte:
+  240 tokens on H100 (peak 989 TFLOP/s / 3.35 TB/s = 295) and 130 on A100 (312 / 2.0 = 156),
+  whatever the dense model's size. An MoE pass reads all experts but each token runs only 8 of
+  128, so it turns compute-bound about 16 times later (3800 tokens: beyond every fleet run). The
+  compute share is the weight-read share of ``v0`` (at the knee compute time equals it): 8B on
+  H100 reads 16 GB in 4.8 ms of 6.6 (0.7); the 70B at TP = 4, 35 GB per GPU in 10.5 of 27 ms (0.4).
+  The real B200 runs need such a knee (``models/roofline.toml``).
+- Per-sequence cost per pass ``s1`` (sampler, scheduler bookkeeping): 15 us, and 20 us for the
+  MoE (routing metadata), on any GPU: host-side work that does not scale with bandwidth.
 
 Costs are per verifier on a hardware plus per drafter for that verifier (an EAGLE-3 head
 is sized to its verifier's hidden width, so its cost depends on the verifier: a pair
@@ -45,13 +55,17 @@ US = 1e-6
 WORKLOADS = {"chat": {"prompt_len": 512, "output_len": 256},
              "code": {"prompt_len": 768, "output_len": 384}}
 
-#: Verifiers: H100 costs (v0, v1, p0, p1, c1 in s) and MODELS-table sizes.
+#: Verifiers: H100 costs (v0, v1, p0, p1, c1, s1 in s), roofline knee (tokens per verify pass) and
+#: compute share (of v0), and MODELS-table sizes.
 VERIFIERS = {
     "llama3.1-8b": dict(v0=6.6 * MS, v1=45 * US, p0=2 * MS, p1=50 * US, c1=0.04 * US,
+                        s1=15 * US, knee_tokens=240.0, compute_share=0.7,
                         params_b=8.03, layers=32, hidden_size=4096),
     "llama3.3-70b": dict(v0=27 * MS, v1=150 * US, p0=5 * MS, p1=180 * US, c1=0.06 * US,
+                         s1=15 * US, knee_tokens=240.0, compute_share=0.4,
                          params_b=70.6, layers=80, hidden_size=8192),
     "qwen3-30b-a3b": dict(v0=16 * MS, v1=25 * US, p0=3 * MS, p1=30 * US, c1=0.03 * US,
+                          s1=20 * US, knee_tokens=3800.0, compute_share=0.75,
                           params_b=30.5, layers=48, hidden_size=2048,
                           experts=128, experts_per_token=8, expert_share=0.75),
 }
@@ -79,8 +93,8 @@ _DRAFT_COSTS = {
 
 #: Hardware multipliers on the H100 costs, per coefficient.
 HARDWARE = {
-    "H100": dict(v0=1.0, d0=1.0, v1=1.0, d1=1.0, p1=1.0, c1=1.0, p0=1.0),
-    "A100": dict(v0=1.65, d0=1.65, v1=1.9, d1=1.9, p1=1.9, c1=1.7, p0=1.5),
+    "H100": dict(v0=1.0, d0=1.0, v1=1.0, d1=1.0, p1=1.0, c1=1.0, p0=1.0, s1=1.0, knee_tokens=1.0),
+    "A100": dict(v0=1.65, d0=1.65, v1=1.9, d1=1.9, p1=1.9, c1=1.7, p0=1.5, s1=1.0, knee_tokens=130 / 240),
 }
 
 #: Per-position acceptance: first-position rate a1 and geometric decay per position,
@@ -126,7 +140,8 @@ def _build() -> dict[str, Preset]:
         for hw, f in HARDWARE.items():
             costs = ServiceCosts(
                 v0=v["v0"] * f["v0"], v1=v["v1"] * f["v1"], d0=d0 * f["d0"], d1=d1 * f["d1"],
-                p0=v["p0"] * f["p0"], p1=v["p1"] * f["p1"], c1=v["c1"] * f["c1"],
+                p0=v["p0"] * f["p0"], p1=v["p1"] * f["p1"], c1=v["c1"] * f["c1"], s1=v["s1"] * f["s1"],
+                knee_tokens=v["knee_tokens"] * f["knee_tokens"], compute_share=v["compute_share"],
                 experts=v.get("experts"), experts_per_token=v.get("experts_per_token"),
                 expert_share=v.get("expert_share", 0.0),
             )

@@ -15,13 +15,16 @@ One step (vLLM V1-like scheduler, FCFS):
    and budget is left, each with a first prefill chunk;
 3. the step lasts (seconds)::
 
-       v0 * moe(T) + k * d0                                    # fixed verify + draft passes
+       v0 * moe(T) * knee(T) + k * d0                          # fixed verify + draft passes
        + sum_seq ((k + 1) v1 + k d1 + s1 + c1 * context_seq)   # each sequence making a token
        + sum_chunk (p1 * chunk_tokens)                         # prefill work
 
    times a mean-one lognormal noise ``exp(step_noise * z - step_noise^2 / 2)``.
    ``moe(T) = 1 - share + share * coverage(T)`` for an MoE verifier, with ``T`` the tokens
    in the verify pass (``k + 1`` per decoding sequence plus the prefill chunk tokens);
+   ``knee(T) = 1 + compute_share * theory.knee_excess`` when the costs have a roofline knee,
+   with ``T`` the decode tokens only (``k + 1`` per decoding sequence: prefill tokens already
+   cost ``p1`` each), as in the ``roofline`` model variant; 1 without a knee;
 4. a sequence whose prefill completes in the step gets its first token at the step's end
    (that step counts as one of its ``N = (D - 1) / tau + 1`` iterations); a decoding
    sequence gets ``accepted + 1`` tokens (leading successes of ``k`` Bernoulli draws with
@@ -49,7 +52,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from bayes_sd.theory import ServiceCosts, tau_per_position
+from bayes_sd.theory import KNEE_SOFTNESS, ServiceCosts, tau_per_position
 
 __all__ = ["simulate_run", "simulate_runs", "SOURCE", "acceptance_vector", "theory_tau"]
 
@@ -65,7 +68,7 @@ _REQUEST_COLUMNS = (
 @njit(cache=True)
 def _kernel(start, closed, concurrency, prompt, output, acc, k,
             v0, v1, d0, d1, p0, p1, c1, s1, experts, top_k, share,
-            step_noise, max_num_seqs, max_tokens, seed):
+            knee, compute_share, knee_softness, step_noise, max_num_seqs, max_tokens, seed):
     """Run the server until every request has finished. Times in seconds.
 
     ``start`` holds open-loop arrival times; in closed loop it is filled as requests are
@@ -102,6 +105,7 @@ def _kernel(start, closed, concurrency, prompt, output, acc, k,
         work = 0.0
         tokens = 0
         n_gen = 0
+        n_dec = 0
         # 1. running sequences: decode, or the next prefill chunk
         for i in range(n_run):
             r = running[i]
@@ -126,6 +130,7 @@ def _kernel(start, closed, concurrency, prompt, output, acc, k,
                 tokens += k + 1
                 kind[i] = 1
                 n_gen += 1
+                n_dec += 1
                 work += per_tok + c1 * (prompt[r] + generated[r])
         # 2. admit waiting requests (FCFS) with a first prefill chunk
         while (n_run < max_num_seqs and budget > 0 and next_admit < n_issued
@@ -149,6 +154,9 @@ def _kernel(start, closed, concurrency, prompt, output, acc, k,
         fixed = v0
         if moe:
             fixed = v0 * (1.0 - share + share * (1.0 - miss ** tokens))
+        if knee > 0.0:  # roofline: past the knee the pass is compute-bound (theory.knee_excess)
+            x = n_dec * (k + 1) / knee - 1.0
+            fixed *= 1.0 + compute_share * 0.5 * (x + np.sqrt(x * x + knee_softness * knee_softness))
         if n_gen > 0:
             fixed += k * d0
         dt = fixed + work
@@ -248,7 +256,8 @@ def simulate_run(
 
     Parameters
     ----------
-    costs : service-cost coefficients (seconds); MoE when ``costs.experts`` is set.
+    costs : service-cost coefficients (seconds); MoE when ``costs.experts`` is set, a roofline
+        knee when ``costs.knee_tokens`` is set.
     k : draft length (0 = no speculation).
     acceptance : per-position acceptance ``a_1..a_k`` (sequence) or constant ``a`` (scalar).
     n_requests : requests in the run.
@@ -302,7 +311,8 @@ def simulate_run(
         float(c.v0), float(c.v1), float(c.d0), float(c.d1), float(c.p0), float(c.p1),
         float(c.c1), float(c.s1), float(c.experts) if moe else 0.0,
         float(c.experts_per_token) if moe else 0.0, float(c.expert_share) if moe else 0.0,
-        float(step_noise), int(max_num_seqs), int(max_num_batched_tokens), kernel_seed,
+        float(c.knee_tokens) if c.knee_tokens is not None else 0.0, float(c.compute_share),
+        KNEE_SOFTNESS, float(step_noise), int(max_num_seqs), int(max_num_batched_tokens), kernel_seed,
     )
     return pd.DataFrame({
         "run_id": pd.Series([str(run_id)] * n, dtype=object),

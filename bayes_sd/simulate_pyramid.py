@@ -33,6 +33,8 @@ is ``a^accepted (1 - a)^rejected`` exactly, which :mod:`bayes_sd.pyramid_fit` us
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 from numba import njit
@@ -208,6 +210,10 @@ def simulate_pyramid_run(costs: theory.ServiceCosts, qcosts: PyramidCosts, *, k_
     if costs.experts is not None:
         raise ValueError("costs.experts is set: the cascade simulator models dense verifiers only. "
                          "Fix: pass ServiceCosts without experts")
+    if costs.knee_tokens is not None or costs.s1:
+        raise ValueError("costs has a roofline knee or a per-sequence cost s1: the cascade simulator and "
+                         "closed form (bayes_sd.pyramid) have neither. Fix: pass "
+                         "dataclasses.replace(costs, knee_tokens=None, s1=0.0)")
     k_d, k_q, n = int(k_draft), int(k_qual), int(n_requests)
     for name, v in (("k_draft", k_d), ("k_qual", k_q)):
         if v < 0:
@@ -332,7 +338,9 @@ def scenario() -> dict:
     from bayes_sd.presets import PRESETS, VERIFIERS, preset_name
 
     q = VERIFIERS["llama3.1-8b"]
-    return {"costs": PRESETS[preset_name("llama3.3-70b", "draft-1b", "H100")].costs,
+    costs = PRESETS[preset_name("llama3.3-70b", "draft-1b", "H100")].costs
+    # the cascade's closed form has no roofline knee and no per-sequence cost: the preset without them
+    return {"costs": dataclasses.replace(costs, knee_tokens=None, s1=0.0),
             "qcosts": PyramidCosts(q0=q["v0"], q1=q["v1"]), "a_dq": 0.80, "a_qv": 0.82, "a_dv": 0.62,
             "prompt_len": 512.0, "output_len": 256.0}
 

@@ -37,6 +37,7 @@ __all__ = [
     "latency_closed",
     "latency_open",
     "saturation_rate",
+    "saturation_rate_at",
     "in_flight",
     "step_time",
     "ttft",
@@ -80,6 +81,10 @@ class ServiceCosts:
         the mean context of a request is P + D/2 tokens.
     s1: s per sequence per pass, whatever tokens it carries (sampler, scheduler bookkeeping,
         per-sequence kernel work); 0 unless a model variant fits it (``[model] sequence_cost``).
+    knee_tokens: tokens in a verify pass at its roofline knee (None = no knee): past it the pass
+        is compute-bound and its fixed cost grows as ``v0 * (1 + compute_share * knee_excess)``
+        (:func:`knee_excess`); the ``roofline`` model variant fits it.
+    compute_share: dimensionless share of ``v0`` that one knee's worth of tokens adds past the knee.
     experts: routed experts per layer E of an MoE verifier (None = dense).
     experts_per_token: experts each token is routed to (top-k).
     expert_share: fraction of v0 spent reading expert weights (scales with coverage).
@@ -93,6 +98,8 @@ class ServiceCosts:
     p1: Any
     c1: Any
     s1: Any = 0.0
+    knee_tokens: Any = None
+    compute_share: Any = 0.0
     experts: Any = None
     experts_per_token: Any = None
     expert_share: Any = 0.0
@@ -351,16 +358,25 @@ def _moe_saving(costs, k, tau, output_len, others):
 
 
 def latency_moe_at_load(costs, k, tau, prompt_len, output_len, others, xp=np):
-    """Mean latency (s) with an MoE verifier at ``others`` other requests in flight.
+    """Mean latency (s) with an MoE and/or roofline verifier at ``others`` other requests in flight.
 
     The verifier fixed cost becomes ``v0 (1 - share + share * coverage(T))`` with
-    ``T = (others + 1)(k + 1)`` tokens per verify pass; dense when ``experts`` is None.
+    ``T = (others + 1)(k + 1)`` tokens per verify pass (MoE; dense when ``experts`` is None),
+    times ``1 + compute_share * knee_excess(T)`` when ``knee_tokens`` is set (roofline knee).
     """
     dem = demand(costs, k, tau, prompt_len, output_len, xp=xp)
     lat = latency_at_load(dem.c1, dem.c2, others)
-    if costs.experts is None:  # structural, not an array value
+    if costs.experts is None and costs.knee_tokens is None:  # structural, not an array value
         return lat
-    return lat - _moe_saving(costs, k, tau, output_len, others)
+    n = iterations(output_len, tau)
+    moe_factor = 1.0
+    if costs.experts is not None:
+        untouched = 1.0 - expert_coverage((others + 1.0) * (k + 1.0), costs.experts, costs.experts_per_token)
+        moe_factor = 1.0 - costs.expert_share * untouched
+        lat = lat - n * costs.v0 * costs.expert_share * untouched
+    if costs.knee_tokens is not None:
+        lat = lat + n * costs.v0 * moe_factor * costs.compute_share * knee_excess(others, k, costs.knee_tokens, xp=xp)
+    return lat
 
 
 def latency_moe_closed(costs, k, tau, prompt_len, output_len, concurrency, xp=np):
@@ -369,22 +385,26 @@ def latency_moe_closed(costs, k, tau, prompt_len, output_len, concurrency, xp=np
 
 
 def latency_moe_open(costs, k, tau, prompt_len, output_len, rate, n_iter=200):
-    """Mean latency (s), MoE verifier, open loop at ``rate`` (requests/s). numpy only.
+    """Mean latency (s), MoE and/or roofline verifier, open loop at ``rate`` (requests/s). numpy only.
 
-    Solves the fixed point ``L = latency_moe_at_load(others = rate * L)`` by vectorised
-    bisection on ``[g(0), C1 / (1 - rate C2)]`` (``g`` is increasing in L, so the dense
-    open-loop latency bounds it from above). ``+inf`` where ``rate * C2 >= 1``.
-    Equals :func:`latency_open` for a dense verifier.
+    Solves the fixed point ``L = g(L) = latency_moe_at_load(others = rate * L)``. Without a knee,
+    by vectorised bisection on ``[g(0), C1 / (1 - rate C2)]`` (``g`` is increasing in L, so the
+    dense open-loop latency bounds it from above); ``+inf`` where ``rate * C2 >= 1``. With a knee
+    (``knee_tokens`` set) ``g`` turns convex and may have no fixed point below ``rate C2 = 1``:
+    :func:`_smallest_fixed_point` iterates ``L <- g(L)`` from 0, which climbs to the smallest
+    (stable) root, ``+inf`` where there is none. Equals :func:`latency_open` for a dense verifier.
     """
     dem = demand(costs, k, tau, prompt_len, output_len)
     rate = np.asarray(rate, float)
     dense = latency_open(dem.c1, dem.c2, rate)
-    if costs.experts is None:
-        return dense
 
     def g(lat):
         return latency_moe_at_load(costs, k, tau, prompt_len, output_len, rate * lat)
 
+    if costs.knee_tokens is not None:
+        return _smallest_fixed_point(g, np.zeros_like(rate))
+    if costs.experts is None:
+        return dense
     finite = np.isfinite(dense)
     hi = np.where(finite, dense, 0.0)
     lo = np.minimum(g(np.zeros_like(hi)) + 0.0 * hi, hi)
@@ -396,6 +416,35 @@ def latency_moe_open(costs, k, tau, prompt_len, output_len, rate, n_iter=200):
             break
     out = np.where(finite, 0.5 * (lo + hi), np.inf)
     return out[()] if out.ndim == 0 else out
+
+
+def _smallest_fixed_point(g, start, rtol=1e-12, max_iter=200_000):
+    """Smallest root of ``L = g(L)`` for an increasing ``g`` with ``g(start) >= start``: the
+    iteration ``L <- g(L)`` rises monotonically to it; ``+inf`` where it grows past 1e6 x its
+    start value or has not settled in ``max_iter`` steps (no root: the server saturates)."""
+    lat = g(np.asarray(start, float))
+    first = np.where(lat > 0, lat, 1.0)
+    done = np.zeros(lat.shape, bool)
+    for _ in range(max_iter):
+        nxt = np.where(done, lat, g(lat))
+        done |= (np.abs(nxt - lat) <= rtol * np.abs(nxt)) | ~(nxt < 1e6 * first)
+        lat = nxt
+        if done.all():
+            break
+    out = np.where(done & (lat < 1e6 * first), lat, np.inf)
+    return out[()] if out.ndim == 0 else out
+
+
+def saturation_rate_at(costs, k, tau, prompt_len, output_len):
+    """Highest open-loop arrival rate (requests/s) the server sustains, MoE and roofline knee
+    included: ``max over B of B / L(B)`` with ``L(B) = latency_moe_at_load(others = B)`` (at a
+    fixed point ``rate = others / L``). ``1 / C2`` for a dense verifier without a knee (the
+    supremum as ``B -> inf``); below it when the knee makes ``L`` grow faster than ``B``."""
+    if costs.experts is None and costs.knee_tokens is None:
+        return saturation_rate(demand(costs, k, tau, prompt_len, output_len).c2)
+    others = np.geomspace(1e-2, 1e7, 4000)
+    lat = latency_moe_at_load(costs, k, tau, prompt_len, output_len, others)
+    return float(np.max(others / lat))
 
 
 def moe_untouched(log_q, k, others, xp=np):

@@ -7,7 +7,8 @@ k's TRUE mean latency is within 2 % of the true best on average, and the recomme
 picks speculation where it is 5 % or more slower than k = 0.
 
 1. Training design (SYNTHETIC, fresh): for each pair below, ``chat`` open loop at 10, 30,
-   50, 70, 85 % of each configuration's own theoretical saturation rate, and ``code``
+   50, 70, 85 % of each configuration's own theoretical saturation rate
+   (``theory.saturation_rate_at``: the presets' roofline knee included), and ``code``
    closed loop at 1, 4, 16, 48, 96 streams; k in {0, 2, 4, 7} (k = 0 once per verifier);
    simulator options as the bundled fleet (length cv 0.4, acceptance spread 0.3, step
    noise 0.03, Poisson arrivals). Fitted with ``LatencyModel().fit(draws, tune, chains)``;
@@ -63,7 +64,7 @@ CACHE = Path("/tmp/bayes_sd_bench")
 def _sat(preset, dataset: str, k: int) -> float:
     w = WORKLOADS[dataset]
     tau = theory.tau_per_position(np.asarray(preset.acceptance[dataset][:k])) if k else 1.0
-    return float(theory.saturation_rate(theory.demand(preset.costs, k, tau, w["prompt_len"], w["output_len"]).c2))
+    return theory.saturation_rate_at(preset.costs, k, tau, w["prompt_len"], w["output_len"])  # knee included
 
 
 def training_configs() -> pd.DataFrame:

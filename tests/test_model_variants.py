@@ -5,6 +5,8 @@ every prediction and decision) computes the same run latencies as the PyMC graph
 (``model/build.py``, used for fitting) at the same parameter draws.
 """
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -47,7 +49,7 @@ def test_variant_files_extend_the_default():
 
 def test_newton_fixed_point_matches_bisection_and_has_finite_gradients():
     pre = PRESETS["qwen3-30b-a3b+eagle3-small@H100"]
-    c, log_q = pre.costs, np.log1p(-8 / 128)
+    c, log_q = dataclasses.replace(pre.costs, knee_tokens=None), np.log1p(-8 / 128)  # the MoE part alone
     for k, tau in ((0, 1.0), (4, 2.8)):
         dem = theory.demand(c, k, tau, 512.0, 256.0)
         rates = np.array([0.2, 0.5, 0.9]) * theory.saturation_rate(dem.c2)
@@ -101,6 +103,8 @@ def test_numpy_predictor_reproduces_the_pymc_graph(fleet_subset, config):
     ok = np.isfinite(dr.latency) & (dr.batch_size < 0.5 * np.where(fd.x["is_open"] > 0,
                                                                      dr.saturation_rps * dr.latency, np.inf))
     ok &= np.isfinite(graph) & (graph < 1e4)
+    if config == "roofline":  # open loop, the graph counts the knee's tokens at the measured batch (build.py)
+        ok &= fd.x["is_open"] == 0
     assert ok.mean() > 0.3  # enough prior draws away from saturation to compare
     np.testing.assert_allclose(dr.latency[ok], graph[ok], rtol=1e-6)
 
@@ -171,3 +175,33 @@ def test_roofline_variant_predicts_past_the_knee_from_its_prior(mock_pymc_sample
     cond = runs[runs["concurrency"].isin([16, 64])][COND]
     pred = m.predict_table(cond)
     assert np.all(np.isfinite(pred["latency_mean_s"])) and np.all(pred["latency_mean_s"] > 0)
+
+
+def test_roofline_likelihood_at_the_measured_batch_agrees_with_the_fixed_point(fleet_subset):
+    """Open loop, the roofline graph counts the knee's tokens at each run's measured batch (rate x
+    observed latency). Where the observed latency is the predictor's fixed point at the parameter
+    values, the graph gives back that latency: the fit and the predictions are one model."""
+    runs, models = fleet_subset
+    runs = runs[runs["verifier"] == "llama3.1-8b"].reset_index(drop=True)  # dense: the roofline form fits it
+    cfg = load_config("roofline")
+    fd = prepare_fit_data(runs, models)
+    model = build_model(fd, cfg)
+    prior = pm.sample_prior_predictive(draws=40, model=model, random_seed=5).prior
+    post = {name: da.stack(sample=("chain", "draw")).transpose("sample", ...) for name, da in prior.data_vars.items()}
+    cond = fd.runs[COND].assign(rate_rps=np.where(fd.x["is_open"] > 0, fd.x["rate"], np.nan))
+    dr = condition_draws(post, cfg, fd.coords, cond, seed=0, models=models)
+    is_open = fd.x["is_open"] > 0
+    # a draw whose fixed points are finite and well short of 1 / C2 (the graph's soft floor is exact there)
+    usable = np.isfinite(dr.latency).all(axis=1) & (
+        np.where(is_open, fd.x["rate"] / dr.saturation_rps, 0.0) < 0.9).all(axis=1)
+    assert usable.any()
+    i = int(np.flatnonzero(usable)[0])
+    knee_share = float(post["knee_compute_share"].values[i].max())
+    fixed_point = dr.latency[i]
+    runs_at_fp = fd.runs.assign(latency_mean_s=fixed_point)  # "observed" latency := the fixed point
+    model_fp = build_model(prepare_fit_data(runs_at_fp, models), cfg)
+    values = {rv.name: post[rv.name].values[i] for rv in model_fp.free_RVs}
+    graph = pm.draw(pm.do(model_fp, values)["latency_s"])
+    np.testing.assert_allclose(graph[is_open], fixed_point[is_open], rtol=1e-6)
+    np.testing.assert_allclose(graph[~is_open], fixed_point[~is_open], rtol=1e-6)
+    assert knee_share > 0  # the knee is in play, not a dense special case

@@ -32,6 +32,13 @@ def _theory_latency(costs, k, tau, *, rate=None, concurrency=None):
     return float(th.latency_moe_closed(costs, k, tau, P, D, concurrency))
 
 
+def _no_knee(costs):
+    """The preset's costs without its roofline knee: the dense closed form of theory.demand is exact."""
+    import dataclasses
+
+    return dataclasses.replace(costs, knee_tokens=None, compute_share=0.0)
+
+
 def _mean_latency(df, trim=0.1):
     lat = (df["end_s"] - df["start_s"]).to_numpy()
     m = int(trim * len(lat))
@@ -53,25 +60,27 @@ def test_single_request_step_costs_exact(name):
     df = simulate_run(c, k=0, acceptance=0.5, n_requests=1, concurrency=1, prompt_len=prompt,
                       output_len=out, step_noise=0.0)
 
-    def fixed(tokens):
+    def fixed(tokens, decoding):  # the knee counts decode tokens only: none in the prefill step
+        knee = 1 + c.compute_share * th.knee_excess(decoding - 1.0, 0, c.knee_tokens)
         if c.experts is None:
-            return c.v0
-        return c.v0 * (1 - c.expert_share + c.expert_share * th.expert_coverage(tokens, c.experts, c.experts_per_token))
+            return c.v0 * knee
+        return c.v0 * knee * (1 - c.expert_share + c.expert_share * th.expert_coverage(tokens, c.experts, c.experts_per_token))
 
-    prefill = c.p0 + c.p1 * prompt + fixed(prompt) + c.v1 + c.c1 * prompt
-    decode = sum(fixed(1) + c.v1 + c.c1 * (prompt + g) for g in range(1, out))
+    assert c.knee_tokens > 0 and c.s1 > 0  # the presets have both
+    prefill = c.p0 + c.p1 * prompt + fixed(prompt, 0) + c.v1 + c.s1 + c.c1 * prompt
+    decode = sum(fixed(1, 1) + c.v1 + c.s1 + c.c1 * (prompt + g) for g in range(1, out))
     assert df["first_token_s"].iloc[0] == pytest.approx(prefill, rel=1e-12)
     assert df["end_s"].iloc[0] == pytest.approx(prefill + decode, rel=1e-12)
 
 
 def test_chunked_prefill_respects_token_budget():
     """A prompt longer than max_num_batched_tokens is prefilled in chunks over several steps."""
-    c = PRESETS[DENSE].costs
+    c = _no_knee(PRESETS[DENSE].costs)
     prompt, budget = 20_000, 8192
     df = simulate_run(c, k=3, acceptance=0.7, n_requests=1, concurrency=1, prompt_len=prompt,
                       output_len=1, step_noise=0.0, max_num_batched_tokens=budget)
     chunks = [8192, 8192, 3616]
-    expected = c.p0 + 3 * c.v0 + c.p1 * sum(chunks) + 3 * c.d0 + 4 * c.v1 + 3 * c.d1 + c.c1 * prompt
+    expected = c.p0 + 3 * c.v0 + c.p1 * sum(chunks) + 3 * c.d0 + 4 * c.v1 + 3 * c.d1 + c.s1 + c.c1 * prompt
     assert df["first_token_s"].iloc[0] == pytest.approx(expected, rel=1e-12)
     assert df["end_s"].iloc[0] == df["first_token_s"].iloc[0]
 
@@ -152,10 +161,11 @@ def test_iteration_boundary_term_closes_the_gap_to_the_simulator(k):
     a = pre.acceptance["code"]
     a_pos = acceptance_vector(a, k)
     tau, tau_sq = theory_tau(a, k), th.tau_sq_per_position(a_pos)
-    df = simulate_run(pre.costs, k=k, acceptance=a, n_requests=2000, concurrency=1, seed=1, **EXACT)
+    costs = _no_knee(pre.costs)
+    df = simulate_run(costs, k=k, acceptance=a, n_requests=2000, concurrency=1, seed=1, **EXACT)
     sim = float((df["end_s"] - df["start_s"]).mean())
-    with_term = th.demand(pre.costs, k, tau, P, D, tau_sq=tau_sq).c1
-    without = th.demand(pre.costs, k, tau, P, D).c1
+    with_term = th.demand(costs, k, tau, P, D, tau_sq=tau_sq).c1
+    without = th.demand(costs, k, tau, P, D).c1
     assert sim == pytest.approx(with_term, rel=0.003)
     assert abs(sim / with_term - 1) < abs(sim / without - 1)
 
@@ -309,14 +319,17 @@ def test_models_table_names_every_preset_model():
 
 
 def test_speculation_stops_paying_at_high_load():
-    """A preset where k = 4 beats k = 0 when lightly loaded and loses near saturation."""
+    """A preset where k = 4 beats k = 0 when lightly loaded and loses near saturation (the
+    roofline knee included: k = 4 puts five tokens per sequence into every verify pass)."""
     pre = PRESETS[DENSE]
-    tau = theory_tau(pre.acceptance["chat"], 4)
-    sat0 = _saturation(pre.costs, 0, 1.0)
-    low = th.speedup(pre.costs, 4, tau, P, D, rate=0.05 * sat0)
-    high = th.speedup(pre.costs, 4, tau, P, D, rate=0.88 * sat0)
-    assert low > 1.3 and high < 1.0
-    assert _saturation(pre.costs, 4, tau) < sat0
+    c, tau = pre.costs, theory_tau(pre.acceptance["chat"], 4)
+    sat0 = th.saturation_rate_at(c, 0, 1.0, P, D)
+
+    def speedup(rate):
+        return float(th.latency_moe_open(c, 0, 1.0, P, D, rate) / th.latency_moe_open(c, 4, tau, P, D, rate))
+
+    assert speedup(0.05 * sat0) > 1.3 and speedup(0.88 * sat0) < 1.0
+    assert th.saturation_rate_at(c, 4, tau, P, D) < sat0 < th.saturation_rate(th.demand(c, 0, 1.0, P, D).c2)
 
 
 def test_committed_fleet_is_valid_and_synthetic():
@@ -345,9 +358,10 @@ def test_per_sequence_cost_adds_the_same_time_in_simulator_and_theory(k):
     a = pre.acceptance["code"]
     a_pos = acceptance_vector(a, k) if k else np.ones(0)
     tau, tau_sq = theory_tau(a, k), (th.tau_sq_per_position(a_pos) if k else 1.0)
-    with_s1 = dataclasses.replace(pre.costs, s1=0.1e-3)
+    base = _no_knee(pre.costs)
+    with_s1 = dataclasses.replace(base, s1=base.s1 + 0.1e-3)
     sims, theo = [], []
-    for costs in (pre.costs, with_s1):
+    for costs in (base, with_s1):
         df = simulate_run(costs, k=k, acceptance=a, n_requests=1500, concurrency=16, seed=5, **EXACT)
         sims.append(_mean_latency(df))
         dem = th.demand(costs, k, tau, P, D, tau_sq=tau_sq)
@@ -355,3 +369,38 @@ def test_per_sequence_cost_adds_the_same_time_in_simulator_and_theory(k):
     added = 16 * th.iterations(D, tau, tau_sq) * 0.1e-3
     assert theo[1] - theo[0] == pytest.approx(added, rel=1e-9)
     assert sims[1] - sims[0] == pytest.approx(added, rel=0.1)
+
+
+def test_roofline_knee_slows_high_load_as_the_theory_says():
+    """Past the knee (96 streams x 8 tokens = 768 > 240 tokens per pass) the simulator slows down
+    as theory.latency_moe_closed with the knee says, not as the dense closed form; below it
+    (4 streams) the knee changes little."""
+    pre = PRESETS[DENSE]
+    a = pre.acceptance["chat"]
+    tau = theory_tau(a, 7)
+    df = simulate_run(pre.costs, k=7, acceptance=a, n_requests=960, concurrency=96, seed=3,
+                      prompt_len=P, output_len=D)
+    sim = _mean_latency(df, trim=0.2)
+    knee = _theory_latency(pre.costs, 7, tau, concurrency=96)
+    dense = _theory_latency(_no_knee(pre.costs), 7, tau, concurrency=96)
+    assert knee > 1.05 * dense
+    assert sim == pytest.approx(knee, rel=0.04)
+    assert abs(sim / knee - 1) < abs(sim / dense - 1)
+    low = [_theory_latency(c, 7, tau, concurrency=4) for c in (pre.costs, _no_knee(pre.costs))]
+    assert low[0] == pytest.approx(low[1], rel=0.03)
+
+
+def test_knee_fixed_point_and_saturation_rate():
+    """Open loop with the knee: the latency is a fixed point of L = latency at rate x L others, the
+    knee brings saturation below 1 / C2, and a rate past it has no fixed point (inf)."""
+    c = PRESETS[DENSE].costs
+    tau = theory_tau(PRESETS[DENSE].acceptance["chat"], 4)
+    sat = th.saturation_rate_at(c, 4, tau, P, D)
+    dense_sat = th.saturation_rate(th.demand(c, 4, tau, P, D).c2)
+    assert 0.5 * dense_sat < sat < 0.95 * dense_sat
+    assert th.saturation_rate_at(_no_knee(c), 4, tau, P, D) == pytest.approx(dense_sat)
+    rates = np.array([0.3, 0.7, 0.95]) * sat
+    lat = th.latency_moe_open(c, 4, tau, P, D, rates)
+    np.testing.assert_allclose(th.latency_moe_at_load(c, 4, tau, P, D, rates * lat), lat, rtol=1e-9)
+    assert np.all(np.diff(lat) > 0)
+    assert th.latency_moe_open(c, 4, tau, P, D, 1.02 * sat) == np.inf

@@ -12,7 +12,9 @@ Variants (``models/*.toml``): ``drafter_predictors`` add ``beta . z[drafter]`` (
 to the drafter costs; ``verifier_form = "moe"`` scales an MoE verifier's v0 by its expert coverage
 (open loop solved by Newton inside the graph); ``acceptance_form = "decaying"`` makes ``a`` the
 first-position acceptance with a per-drafter decay; ``verifier_form = "roofline"`` makes a verify
-pass compute-bound past a knee in its tokens (the open-loop fixed point in closed form). The run-mean likelihood's scale adds a
+pass compute-bound past a knee in its tokens (in the likelihood an open-loop run's tokens per pass
+are counted at its measured batch, rate x observed latency; prediction solves the fixed point). The
+run-mean likelihood's scale adds a
 structural error ``sigma_c2`` of C2, amplified by ``d log L / d log C2``.
 
 Each term is a zero-mean effect created by ``_Effects`` (which effects exist, their scales and
@@ -238,8 +240,13 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
         if knee is not None:  # past the knee a verify pass is compute-bound and grows with its tokens
             knee_tokens, compute_share = knee
             compute = theory.iterations(D, tau, tau_sq) * costs.v0 * compute_share
-            lat_knee, fixed_point = theory.latency_knee_open(c1, c2, compute, knee_tokens, k, x["rate"], xp=pt)
-            lat_open = pt.where(fixed_point, lat_knee, c1 / soft)  # the knee saturates: far off any run
+            # Open loop: the knee's tokens per pass are counted at the run's measured batch
+            # (rate x observed mean latency, Little's law), so L = (C1 + compute * excess) / (1 - rate C2)
+            # stays explicit and smooth. The exact fixed point (theory.latency_knee_open, used by
+            # predict) has no root where the knee saturates the server, a cliff in the log density
+            # that a draw near a high-load run falls off (570 divergences in 2 x (300 tune + 300) draws).
+            others_knee = x["rate"] * _observed_or(fd, "latency", lat_open)
+            lat_open = (c1 + compute * theory.knee_excess(others_knee, k, knee_tokens, xp=pt)) / headroom
             lat_closed = theory.latency_knee_closed(c1, c2, compute, knee_tokens, k, x["concurrency"], xp=pt)
         latency = pt.where(x["is_open"] > 0, lat_open, lat_closed)
         pm.Deterministic("latency_s", latency, dims="run")
@@ -316,6 +323,14 @@ def _expert_share(cfg: dict, fd: FitData):
         return None
     share = make_prior(cfg, "expert_share", dims="moe_verifier")
     return share[fd.idx["run_moe"]] * fd.x["moe_on"]
+
+
+def _observed_or(fd: FitData, name: str, fallback):
+    """Per-run observed ``name`` (run means, seconds) where measured, ``fallback`` elsewhere."""
+    if name not in fd.obs:
+        return fallback
+    rows, vals = fd.obs[name]
+    return pt.set_subtensor(fallback[rows], pt.as_tensor(np.asarray(vals, float)))
 
 
 def _sequence_cost(cfg: dict, fd: FitData):

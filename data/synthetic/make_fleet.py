@@ -11,7 +11,7 @@ presets in :mod:`bayes_sd.presets` (not measurements). Outputs:
 Design: 3 verifiers (one MoE) x 3 drafters = 9 pairs, 2 hardware types, 2 workloads.
 k = 1..7 for two pairs, k in {2, 4, 7} for the rest, plus k = 0 baselines per verifier;
 5 load levels per configuration: open loop at 10-88 % of the theory's saturation rate
-``1 / C2`` (Poisson arrivals), or closed loop at 1, 4, 16, 48, 96 streams. Runs that come
+(``theory.saturation_rate_at``: ``1 / C2``, or lower where the roofline knee bites; Poisson arrivals), or closed loop at 1, 4, 16, 48, 96 streams. Runs that come
 out saturated are kept and flagged by the aggregation.
 """
 
@@ -59,7 +59,7 @@ def _loads(preset, dataset: str, k: int, load_type: str):
     w = WORKLOADS[dataset]
     P, D = w["prompt_len"], w["output_len"]
     tau = theory.tau_per_position(np.asarray(preset.acceptance[dataset][:k])) if k else 1.0
-    sat = theory.saturation_rate(theory.demand(preset.costs, k, tau, P, D).c2)
+    sat = theory.saturation_rate_at(preset.costs, k, tau, P, D)  # the knee may bring it below 1 / C2
     rows = []
     for f in RATE_FRACTIONS:
         rate = float(f * sat)
