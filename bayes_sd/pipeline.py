@@ -35,10 +35,11 @@ DEMO_DECISIONS = (
 #: sampling settings of the main job: full, and --quick (a smoke run on the real runs plus the
 #: synthetic llama3.1-8b pairs on H100; not for conclusions). At the offered rate the drafters'
 #: per-token costs d1 mix slowly. Since the fleet was simulated with a roofline knee and a
-#: per-sequence cost (2026-11-22, 22:00) they mix twice as fast: 3000 draws at target acceptance 0.9
-#: converged in five seeds of five (ESS >= 634 bulk, 482 tail); 2000 stopped at ESS 390 in two of
-#: five (bench/README.md, fit_speed).
-DEMO_SAMPLING = {"full": {"draws": 3000, "tune": 1000, "chains": 2, "target_accept": 0.9},
+#: per-sequence cost (2026-11-22, 22:00) they mix twice as fast: 700 tune + 3500 draws at target
+#: acceptance 0.9 converged in ten seeds of ten in 52-66 s (ESS >= 549 bulk, 450 tail); 3000 draws
+#: stopped at tail ESS 354-398 in three seeds of ten with 700 tune, and took 60-72 s with 1000
+#: (bench/README.md, fit_speed).
+DEMO_SAMPLING = {"full": {"draws": 3500, "tune": 700, "chains": 2, "target_accept": 0.9},
                  "quick": {"draws": 150, "tune": 200, "chains": 2}}
 
 

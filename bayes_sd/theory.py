@@ -346,17 +346,6 @@ def expert_coverage(tokens, experts, experts_per_token):
     return 1.0 - (1.0 - experts_per_token / experts) ** tokens
 
 
-def _moe_saving(costs, k, tau, output_len, others):
-    """Verifier fixed-cost saving (s per request) of an MoE verifier at ``others`` others.
-
-    ``N * v0 * share * (1 - coverage(T))`` with ``T = (others + 1)(k + 1)`` tokens per pass.
-    """
-    c = costs
-    n = iterations(output_len, tau)
-    untouched = 1.0 - expert_coverage((others + 1.0) * (k + 1.0), c.experts, c.experts_per_token)
-    return n * c.v0 * c.expert_share * untouched
-
-
 def latency_moe_at_load(costs, k, tau, prompt_len, output_len, others, xp=np):
     """Mean latency (s) with an MoE and/or roofline verifier at ``others`` other requests in flight.
 

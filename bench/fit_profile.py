@@ -1,6 +1,6 @@
 """Where the time of a fit goes: compilation, warm-up, draws, and the cost of one gradient.
 
-    python bench/fit_profile.py [--draws 3000] [--tune 1000] [--target-accept 0.9] [--eigval-cutoff 2]
+    python bench/fit_profile.py [--draws 3500] [--tune 700] [--target-accept 0.9] [--eigval-cutoff 2]
                                 [--config default] [--seed 1]
 
 The defaults are the main job's settings (``pipeline.DEMO_SAMPLING``) on all bundled data. Reports:

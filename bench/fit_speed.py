@@ -1,10 +1,10 @@
 """Fit speed and convergence of the default model on all bundled data.
 
-    python bench/fit_speed.py [--draws 3000] [--tune 1000] [--chains 2] [--target-accept 0.9] [--diagonal]
+    python bench/fit_speed.py [--draws 3500] [--tune 700] [--chains 2] [--target-accept 0.9] [--diagonal]
                               [--data all|real|synthetic] [--config default]
 
 The defaults are the settings of the main job (``bayes-sd demo``, ``pipeline.DEMO_SAMPLING``): 2 chains
-(one per core) x (1000 tune + 3000 draws), target acceptance 0.9, nutpie with its low-rank mass
+(one per core) x (700 tune + 3500 draws), target acceptance 0.9, nutpie with its low-rank mass
 matrix (``--diagonal``: without it).
 
 Reports wall time (compilation included, as a user sees it), R-hat, ESS (bulk and tail),
