@@ -1,7 +1,7 @@
 """Held-out accuracy of the Bayesian model versus three baselines, side by side.
 
     python bench/accuracy.py [--draws 4000] [--tune 1000] [--chains 2] [--splits real,load,pair]
-                             [--methods bayes,least_squares,leviathan,yan]
+                             [--methods bayes,least_squares,leviathan,yan] [--worst 10]
 
 Splits (each fits on the training part, predicts the held-out runs; saturated runs are never scored):
   real : bundled real B200 runs, fit on concurrency <= 16, predict 32 and 64;
@@ -18,7 +18,9 @@ cannot without acceptance data for the pair); MAPE on those and on the subset ev
 could predict (``mape_common``); CRPS (s) from predictive draws for bayes, the absolute error
 for point predictors (also on the common subset); coverage of the 50% and 90% predictive
 intervals, the posterior-median MAPE, the share of draws past saturation and, where the runs
-have them, the error of the predicted per-request p90/p99 (bayes only).
+have them, the error of the predicted per-request p90/p99 (bayes only). ``--worst N`` also lists,
+per split, the N held-out runs the Bayesian posterior median misses most, with their share of
+draws past saturation.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def splits(which: list[str]) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
 
 
 def _bayes_extras(model: LatencyModel, test: pd.DataFrame, common: np.ndarray) -> dict:
-    """Bayes-only scores: CRPS over predictive draws, interval coverage, median MAPE, tails."""
+    """Bayes-only scores: CRPS over predictive draws, interval coverage, median MAPE, tails; under
+    ``"per_run"`` a table of each held-out run's posterior median, its error and saturated draws."""
     y = test["latency_mean_s"].to_numpy()
     dr = model.predict_draws(test[COND], max_draws=1000, seed=0)
     pred = dr.latency_pred
@@ -82,7 +85,10 @@ def _bayes_extras(model: LatencyModel, test: pd.DataFrame, common: np.ndarray) -
     res = {"crps": np.mean(crps), "crps_common": np.mean(crps[common]) if common.any() else np.nan,
            "mape_median": 100 * np.mean(np.abs(q[0.5] / y - 1)),
            "cover50": np.mean((y >= q[0.25]) & (y <= q[0.75])), "cover90": np.mean((y >= q[0.05]) & (y <= q[0.95])),
-           "draws_saturated": float(np.mean(~np.isfinite(pred)))}
+           "draws_saturated": float(np.mean(~np.isfinite(pred))),
+           "per_run": pd.DataFrame({"run_id": test["run_id"], "observed_s": y, "median_s": q[0.5],
+                                    "ape_median": 100 * np.abs(q[0.5] / y - 1),
+                                    "draws_saturated": np.mean(~np.isfinite(pred), axis=0)})}
     for col, arr in (("latency_p90_s", dr.latency_p90), ("latency_p99_s", dr.latency_p99)):
         if col in test and test[col].notna().any():
             ok = test[col].notna().to_numpy()
@@ -130,6 +136,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--config", default="default",
                     help="model configuration of the Bayesian method (a name in models/, e.g. moe_per_position)")
+    ap.add_argument("--worst", type=int, default=0, help="list the N held-out runs the posterior median misses most")
     args = ap.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
@@ -153,9 +160,13 @@ def main() -> None:
         fit_s = time.perf_counter() - t0
         baselines = fit_baselines(at_arrival_rate(train, rate_source), [m for m in methods if m != "bayes"])
         for r in score(model, baselines, test):
+            per_run = r.pop("per_run", None)
             rows.append({"split": name, **r, **(diag if r["method"] == "bayes" else {}),
                          **({"fit_s": fit_s} if r["method"] == "bayes" else {})})
             print(pd.Series(rows[-1]).to_string(), flush=True)
+            if per_run is not None and args.worst:
+                print(f"worst {args.worst} held-out runs (posterior median):\n"
+                      + per_run.nlargest(args.worst, "ape_median").round(3).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 30)
