@@ -383,15 +383,15 @@ def latency_moe_open(costs, k, tau, prompt_len, output_len, rate, n_iter=200):
     :func:`_smallest_fixed_point` iterates ``L <- g(L)`` from 0, which climbs to the smallest
     (stable) root, ``+inf`` where there is none. Equals :func:`latency_open` for a dense verifier.
     """
-    dem = demand(costs, k, tau, prompt_len, output_len)
     rate = np.asarray(rate, float)
-    dense = latency_open(dem.c1, dem.c2, rate)
 
     def g(lat):
         return latency_moe_at_load(costs, k, tau, prompt_len, output_len, rate * lat)
 
     if costs.knee_tokens is not None:
         return _smallest_fixed_point(g, np.zeros_like(rate))
+    dem = demand(costs, k, tau, prompt_len, output_len)
+    dense = latency_open(dem.c1, dem.c2, rate)
     if costs.experts is None:
         return dense
     finite = np.isfinite(dense)

@@ -6,6 +6,7 @@ load, for a request alone (closed loop of 1), and for the acceptance length.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,6 @@ def _theory_latency(costs, k, tau, *, rate=None, concurrency=None):
 
 def _no_knee(costs):
     """The preset's costs without its roofline knee: the dense closed form of theory.demand is exact."""
-    import dataclasses
-
     return dataclasses.replace(costs, knee_tokens=None, compute_share=0.0)
 
 
@@ -352,8 +351,6 @@ def test_committed_fleet_is_valid_and_synthetic():
 def test_per_sequence_cost_adds_the_same_time_in_simulator_and_theory(k):
     """A per-sequence pass cost s1 (the ``sequence_cost`` variant) slows a closed loop of 16 streams
     by the amount the closed form says: N s1 per pass for itself and each other sequence."""
-    import dataclasses
-
     pre = PRESETS[DENSE]
     a = pre.acceptance["code"]
     a_pos = acceptance_vector(a, k) if k else np.ones(0)

@@ -11,8 +11,9 @@ presets in :mod:`bayes_sd.presets` (not measurements). Outputs:
 Design: 3 verifiers (one MoE) x 3 drafters = 9 pairs, 2 hardware types, 2 workloads.
 k = 1..7 for two pairs, k in {2, 4, 7} for the rest, plus k = 0 baselines per verifier;
 5 load levels per configuration: open loop at 10-88 % of the theory's saturation rate
-(``theory.saturation_rate_at``: ``1 / C2``, or lower where the roofline knee bites; Poisson arrivals), or closed loop at 1, 4, 16, 48, 96 streams. Runs that come
-out saturated are kept and flagged by the aggregation.
+(``theory.saturation_rate_at``: ``1 / C2``, or lower where the roofline knee bites; Poisson
+arrivals), or closed loop at 1, 4, 16, 48, 96 streams. Runs that come out saturated are kept
+and flagged by the aggregation.
 """
 
 from __future__ import annotations
