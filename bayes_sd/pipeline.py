@@ -15,7 +15,7 @@ from bayes_sd import datasets
 from bayes_sd.summary import runs_summary
 from bayes_sd.traces import write_table
 
-__all__ = ["run_demo", "bundled_runs", "demo_recommendations"]
+__all__ = ["run_demo", "bundled_runs", "bundled_models", "demo_recommendations"]
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 def bundled_runs() -> pd.DataFrame:
     """The package's default data: real B200 runs plus the synthetic fleet (labelled by source)."""
     return pd.concat([datasets.load_b200_runs(), datasets.load_fleet_runs()], ignore_index=True)
+
+
+def bundled_models() -> pd.DataFrame:
+    """MODELS table of the bundled data (experts of MoE verifiers, drafter sizes), for the variants
+    that use it (``moe``, ``moe_roofline``, ``drafter_design``): the synthetic fleet's; the real
+    B200 verifiers are dense and need no row."""
+    return datasets.load_fleet_models()
 
 
 #: what the demo recommends for: (verifier, drafter, hardware, dataset, prompt, output, load kind, loads)
@@ -36,10 +43,12 @@ DEMO_DECISIONS = (
 #: synthetic llama3.1-8b pairs on H100; not for conclusions). At the offered rate the drafters'
 #: per-token costs d1 mix slowly. Since the fleet was simulated with a roofline knee and a
 #: per-sequence cost (2026-11-22, 22:00) they mix twice as fast: 700 tune + 3500 draws at target
-#: acceptance 0.9 converged in ten seeds of ten in 52-66 s (ESS >= 549 bulk, 450 tail); 3000 draws
-#: stopped at tail ESS 354-398 in three seeds of ten with 700 tune, and took 60-72 s with 1000
-#: (bench/README.md, fit_speed).
-DEMO_SAMPLING = {"full": {"draws": 3500, "tune": 700, "chains": 2, "target_accept": 0.9},
+#: acceptance 0.9 converged in ten seeds of ten; 3000 draws stopped at tail ESS 354-398 in three
+#: seeds of ten. Trees are capped at depth 6 (63 leapfrog steps; 2026-11-23): the early warm-up,
+#: before the mass matrix is adapted, ran trees to depth 10 and spent 87k of its 194k steps there;
+#: capped, the fit took 51-61 s (median 54 s) against 59-73 s (median 62 s) uncapped on the same
+#: day, converged in nine seeds of ten (bench/README.md, fit_speed).
+DEMO_SAMPLING = {"full": {"draws": 3500, "tune": 700, "chains": 2, "target_accept": 0.9, "max_tree_depth": 6},
                  "quick": {"draws": 150, "tune": 200, "chains": 2}}
 
 

@@ -53,6 +53,9 @@ __all__ = [
     "knee_excess",
     "latency_knee_open",
     "latency_knee_closed",
+    "verify_cost_multiplier",
+    "moe_knee_scale",
+    "latency_moe_knee_open",
     "leviathan_speedup",
     "yan_throughput",
     "speedup",
@@ -484,6 +487,61 @@ def knee_excess(others, k, knee_tokens, xp=np, softness=KNEE_SOFTNESS):
     """
     x = (others + 1.0) * (k + 1.0) / knee_tokens - 1.0
     return 0.5 * (x + xp.sqrt(x * x + softness**2))
+
+
+def verify_cost_multiplier(share, log_q, compute_share, knee_tokens, k, others, xp=np):
+    """Factor (dimensionless) on the verifier fixed cost ``v0`` at ``others`` other requests in flight.
+
+    ``(1 - share * q^T) * (1 + compute_share * knee_excess(T))`` with ``T = (others + 1)(k + 1)``
+    tokens per verify pass: an MoE pass skips the experts no token touches (``share``, the expert
+    part of ``v0``; ``log_q = log(1 - top_k / E)``; ``share = 0`` for a dense verifier) and past
+    the roofline knee the pass grows with its tokens (``compute_share``; 0 for no knee). The
+    same product as :func:`latency_moe_at_load`, in the model's parameterisation.
+    """
+    untouched = moe_untouched(log_q, k, others, xp=xp)
+    return (1.0 - share * untouched) * (1.0 + compute_share * knee_excess(others, k, knee_tokens, xp=xp))
+
+
+def moe_knee_scale(log_q, xp=np):
+    """How many times further out (in tokens per pass) an MoE verifier's roofline knee sits than a
+    dense one's on the same GPU: ``E / top_k = 1 / (1 - q)``, ``log_q = log(1 - top_k / E)``.
+
+    At full coverage a pass reads every expert's weights but each token is computed by ``top_k``
+    of them, so the FLOP per weight byte of ``T`` tokens is ``top_k / E`` of a dense model's
+    (expert-dominated weights: Qwen3-30B-A3B, 128 experts, top-8, knee 16 times further out).
+    """
+    return -1.0 / xp.expm1(log_q)
+
+
+def latency_moe_knee_open(c1, c2, n_v0, share, log_q, compute_share, knee_tokens, k, rate, rtol=1e-12,
+                          max_iter=500):
+    """Open-loop mean latency (s) with expert coverage and a roofline knee in the verify pass. numpy only.
+
+    Solves ``L = C1 + rate L C2 + n_v0 (verify_cost_multiplier(others = rate L) - 1)`` for its
+    smallest root; ``n_v0`` (s per request) is the request's ``N`` verify passes times ``v0``, the
+    other arguments as in :func:`verify_cost_multiplier`. With the untouched fraction ``u = q^T``
+    held fixed the equation is the knee's, solved in closed form (:func:`latency_knee_open`); the
+    outer loop updates ``u`` at the new latency. It starts from ``u = 1`` (no expert read: the
+    cheapest pass, a latency below the root) and, both maps being monotone, climbs to the smallest
+    root in a handful of steps, where iterating ``L <- g(L)`` alone crawls near saturation. ``+inf``
+    where no root exists (the knee saturates the server).
+    """
+    shape = np.broadcast_shapes(*(np.shape(a) for a in (c1, c2, n_v0, share, log_q, compute_share, knee_tokens,
+                                                         k, rate)))
+    untouched, lat = np.ones(shape), np.zeros(shape)
+    for _ in range(max_iter):
+        fixed = n_v0 * share * untouched
+        nxt, ok = latency_knee_open(c1 - fixed, c2, n_v0 * compute_share * (1.0 - share * untouched), knee_tokens,
+                                    k, rate)
+        nxt = np.where(ok, nxt, np.inf)
+        with np.errstate(invalid="ignore"):
+            settled = (nxt == lat) | (np.abs(nxt - lat) <= rtol * np.abs(nxt))
+        lat = nxt
+        if settled.all():
+            break
+        untouched = np.where(np.isfinite(lat), moe_untouched(log_q, k, rate * np.where(np.isfinite(lat), lat, 0.0)),
+                             0.0)
+    return lat[()] if lat.ndim == 0 else lat
 
 
 def latency_knee_closed(c1, c2, compute, knee_tokens, k, concurrency, xp=np):

@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=full["draws"])
     ap.add_argument("--tune", type=int, default=full["tune"])
     ap.add_argument("--target-accept", type=float, default=full["target_accept"])
+    ap.add_argument("--max-tree-depth", type=int, default=full.get("max_tree_depth", 10))
     ap.add_argument("--eigval-cutoff", type=float, default=None, help="default: nutpie's own (2)")
     ap.add_argument("--config", default="default")
     ap.add_argument("--seed", type=int, default=1)
@@ -66,7 +67,7 @@ def main() -> None:
     cutoff = {} if args.eigval_cutoff is None else {"mass_matrix_eigval_cutoff": args.eigval_cutoff}
     idata = nutpie.sample(compiled, draws=args.draws, tune=args.tune, chains=chains, cores=chains, seed=args.seed,
                           target_accept=args.target_accept, progress_bar=False, low_rank_modified_mass_matrix=True,
-                          **cutoff)
+                          maxdepth=args.max_tree_depth, **cutoff)
     t_sample = time.perf_counter() - t0
     warm = int(idata.warmup_sample_stats["n_steps"].sum())
     steps = int(idata.sample_stats["n_steps"].sum())
@@ -76,7 +77,7 @@ def main() -> None:
     print(machine_line("fit_profile"))
     print(f"config={args.config}: {len(runs)} runs, {latency_model.fit_data.n_runs} fitted; "
           f"{compiled.n_dim} unconstrained parameters; {chains} chains x ({args.tune} + {args.draws}), "
-          f"target_accept={args.target_accept}, eigval cutoff {args.eigval_cutoff or 'nutpie default'}")
+          f"target_accept={args.target_accept}, max tree depth {args.max_tree_depth}, eigval cutoff {args.eigval_cutoff or 'nutpie default'}")
     print(f"build {t_build:.1f} s; compile {t_compile:.1f} s; one log density + gradient {grad_us:.0f} us")
     print(f"sample {t_sample:.1f} s: warm-up {warm} steps ({warm / (chains * args.tune):.1f} per draw), "
           f"draws {steps} steps ({steps / (chains * args.draws):.1f} per draw); "

@@ -21,7 +21,7 @@ import warnings
 
 from bayes_sd import datasets
 from bayes_sd.model import ConvergenceWarning, LatencyModel
-from bayes_sd.pipeline import DEMO_SAMPLING, bundled_runs
+from bayes_sd.pipeline import DEMO_SAMPLING, bundled_models, bundled_runs
 
 from _machine import machine_line  # bench/ is on sys.path when a script runs
 
@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--tune", type=int, default=DEMO_SAMPLING["full"]["tune"])
     ap.add_argument("--chains", type=int, default=DEMO_SAMPLING["full"]["chains"])
     ap.add_argument("--target-accept", type=float, default=DEMO_SAMPLING["full"]["target_accept"])
+    ap.add_argument("--max-tree-depth", type=int, default=DEMO_SAMPLING["full"].get("max_tree_depth", 10),
+                    help="NUTS tree depth cap (default: the main job's)")
     ap.add_argument("--diagonal", action="store_true", help="diagonal mass matrix (nutpie's default) instead of low-rank")
     ap.add_argument("--data", default="all", choices=["all", "real", "synthetic"])
     ap.add_argument("--seed", type=int, default=1)
@@ -42,15 +44,15 @@ def main() -> None:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = LatencyModel(args.config).fit(runs, draws=args.draws, tune=args.tune, chains=args.chains,
+        model = LatencyModel(args.config).fit(runs, models=bundled_models(), draws=args.draws, tune=args.tune, chains=args.chains,
                                    random_seed=args.seed, progressbar=False, low_rank_mass_matrix=not args.diagonal,
-                                   target_accept=args.target_accept)
+                                   target_accept=args.target_accept, max_tree_depth=args.max_tree_depth)
     wall = time.perf_counter() - t0
     d = model.diagnostics()
     print(machine_line("fit_speed"))
     print(f"data={args.data}: {len(runs)} runs, {model.fit_data.n_runs} fitted, {len(model.fit_data.excluded)} excluded; "
           f"requests behind them: {int(runs['n_requests'].sum())}")
-    print(f"config={args.config}; sampler: nutpie, {args.chains} chains x ({args.tune} tune + {args.draws} draws), low-rank={not args.diagonal}, target_accept={args.target_accept}")
+    print(f"config={args.config}; sampler: nutpie, {args.chains} chains x ({args.tune} tune + {args.draws} draws), low-rank={not args.diagonal}, target_accept={args.target_accept}, max tree depth {args.max_tree_depth}")
     print(f"wall {wall:.1f} s (compile + sample); max R-hat {d['max_rhat']:.3f}; min ESS bulk {d['min_ess_bulk']:.0f}, "
           f"tail {d['min_ess_tail']:.0f}; divergences {d['divergences']}; min ESS bulk per second {d['min_ess_bulk'] / wall:.1f}; "
           f"converged={d['converged']}")

@@ -57,6 +57,7 @@ def fitted_b200(b200_runs, tmp_path_factory):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = LatencyModel().fit(b200_runs, draws=150, tune=200, chains=2, random_seed=SEED, progressbar=False)
+        model = LatencyModel().fit(b200_runs, draws=150, tune=200, chains=2, random_seed=SEED, progressbar=False,
+                                   max_tree_depth=6)  # the main job's cap (pipeline.DEMO_SAMPLING)
     path = model.save(tmp_path_factory.mktemp("fit") / "b200_posterior.nc")
     return model, path

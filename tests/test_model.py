@@ -96,6 +96,14 @@ def test_save_load_round_trip_gives_identical_predictions(fitted_b200, b200_runs
     pd.testing.assert_frame_equal(loaded.runs, model.runs, check_dtype=False)
 
 
+def test_tree_depth_cap_reaches_the_sampler_and_is_kept(fitted_b200):
+    """fit(max_tree_depth=6) caps nutpie's trees (warm-up too) and the setting survives save/load."""
+    model, path = fitted_b200
+    assert int(model.idata.sample_stats["depth"].max()) <= 6
+    assert int(model.idata.warmup_sample_stats["depth"].max()) <= 6
+    assert LatencyModel.load(path).sampler_settings["max_tree_depth"] == 6
+
+
 def test_load_rejects_a_different_model(fitted_b200, tmp_path):
     model, _ = fitted_b200
     idata = model.idata.copy()

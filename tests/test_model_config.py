@@ -62,3 +62,10 @@ def test_verifier_form_is_checked_with_its_priors():
     assert roof["model"]["verifier_form"] == "roofline" and "why" in roof["priors"]["knee_tokens"]
     with pytest.raises(ModelConfigError, match="'knee_tokens' must be LogNormal"):
         merge_config(roof, {"priors": {"knee_tokens": {"dist": "HalfNormal", "sigma": 300.0}}})
+    with pytest.raises(ModelConfigError, match="'moe_roofline' needs the prior expert_share.*Fix"):
+        merge_config(roof, {"model": {"verifier_form": "moe_roofline"}})
+    both = load_config("moe_roofline")  # extends roofline, which extends the default
+    assert both["model"]["verifier_form"] == "moe_roofline" and both["model"]["sequence_cost"] is True
+    assert both["priors"]["knee_tokens"] == roof["priors"]["knee_tokens"] and "expert_share" in both["priors"]
+    with pytest.raises(ModelConfigError, match="'sequence_cost_spread' must be HalfNormal.*Fix"):
+        merge_config(both, {"priors": {"sequence_cost_spread": {"dist": "LogNormal", "mu": 0.0, "sigma": 1.0}}})

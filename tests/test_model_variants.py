@@ -87,7 +87,7 @@ def test_missing_drafter_sizes_name_the_fix(fleet_subset):
         prepare_fit_data(runs, models, ["hidden_width"])
 
 
-@pytest.mark.parametrize("config", ["default", "moe", "drafter_design", "per_position", "roofline"])
+@pytest.mark.parametrize("config", ["default", "moe", "drafter_design", "per_position", "roofline", "moe_roofline"])
 def test_numpy_predictor_reproduces_the_pymc_graph(fleet_subset, config):
     runs, models = fleet_subset
     cfg = load_config(config)
@@ -103,7 +103,7 @@ def test_numpy_predictor_reproduces_the_pymc_graph(fleet_subset, config):
     ok = np.isfinite(dr.latency) & (dr.batch_size < 0.5 * np.where(fd.x["is_open"] > 0,
                                                                      dr.saturation_rps * dr.latency, np.inf))
     ok &= np.isfinite(graph) & (graph < 1e4)
-    if config == "roofline":  # open loop, the graph counts the knee's tokens at the measured batch (build.py)
+    if config in ("roofline", "moe_roofline"):  # open loop, the graph counts tokens at the measured batch (build.py)
         ok &= fd.x["is_open"] == 0
     assert ok.mean() > 0.3  # enough prior draws away from saturation to compare
     np.testing.assert_allclose(dr.latency[ok], graph[ok], rtol=1e-6)
@@ -177,13 +177,40 @@ def test_roofline_variant_predicts_past_the_knee_from_its_prior(mock_pymc_sample
     assert np.all(np.isfinite(pred["latency_mean_s"])) and np.all(pred["latency_mean_s"] > 0)
 
 
-def test_roofline_likelihood_at_the_measured_batch_agrees_with_the_fixed_point(fleet_subset):
-    """Open loop, the roofline graph counts the knee's tokens at each run's measured batch (rate x
+def test_pooled_sequence_cost_gives_an_unseen_verifier_a_draw_from_the_fitted_population():
+    """moe_roofline pools s1 across verifier x hardware: a level seen in the fit keeps its posterior,
+    one never fitted gets exp(centre + spread * z) per posterior sample, not the wide prior."""
+    from bayes_sd.model.predict import _verifier_extras
+
+    cfg = load_config("moe_roofline")
+    n = 4000
+    rng = np.random.default_rng(0)
+    post = {"log_sequence_cost_centre": _da(np.full(n, np.log(0.02))), "sequence_cost_spread": _da(np.full(n, 0.1)),
+            "sequence_cost_ms": _da(rng.lognormal(np.log(0.05), 0.01, size=(n, 1))),
+            "knee_tokens": _da(np.full((n, 1), 200.0)), "knee_compute_share": _da(np.full((n, 1), 0.5))}
+    out = _verifier_extras(post, cfg, {"verifier_hw": ["seen @ B200"]}, ["seen @ B200", "unseen @ H100"],
+                           np.array([np.nan, np.nan]), rng)
+    s1_ms = out["s1"] * 1000.0
+    np.testing.assert_allclose(s1_ms[:, 0], post["sequence_cost_ms"].values[:, 0])
+    assert np.median(s1_ms[:, 1]) == pytest.approx(0.02, rel=0.02)  # the population centre, not the seen level
+    assert np.std(np.log(s1_ms[:, 1])) == pytest.approx(0.1, rel=0.1)  # the fitted spread, not the prior's 1.0
+
+
+def _da(values):
+    import xarray as xr
+
+    return xr.DataArray(values, dims=("sample",) + tuple(f"d{i}" for i in range(values.ndim - 1)))
+
+
+@pytest.mark.parametrize("config, verifier", [("roofline", "llama3.1-8b"), ("moe_roofline", "qwen3-30b-a3b")])
+def test_roofline_likelihood_at_the_measured_batch_agrees_with_the_fixed_point(fleet_subset, config, verifier):
+    """Open loop, the roofline graphs count the pass's tokens at each run's measured batch (rate x
     observed latency). Where the observed latency is the predictor's fixed point at the parameter
-    values, the graph gives back that latency: the fit and the predictions are one model."""
+    values, the graph gives back that latency: the fit and the predictions are one model. For the
+    MoE verifier the predictor's fixed point is iterated (no closed form with coverage and knee)."""
     runs, models = fleet_subset
-    runs = runs[runs["verifier"] == "llama3.1-8b"].reset_index(drop=True)  # dense: the roofline form fits it
-    cfg = load_config("roofline")
+    runs = runs[runs["verifier"] == verifier].reset_index(drop=True)
+    cfg = load_config(config)
     fd = prepare_fit_data(runs, models)
     model = build_model(fd, cfg)
     prior = pm.sample_prior_predictive(draws=40, model=model, random_seed=5).prior

@@ -324,6 +324,31 @@ def test_moe_dense_equals_dense_latency(costs, k, a, P, D, u, b):
             th.latency_open(dem.c1, dem.c2, rate), rel=1e-9)
 
 
+@SETTINGS
+@given(costs=costs_st(moe=True), k=ks, a=accept, P=prompts, D=outputs, u=fl(0.0, 1.3), b=st.integers(1, 256),
+       knee=fl(16.0, 4000.0), r=fl(0.0, 1.5))
+def test_moe_knee_in_the_model_parameterisation_equals_the_simulator_form(costs, k, a, P, D, u, b, knee, r):
+    """The fitted models' verify-pass factor and their open-loop solver (an outer loop over the
+    untouched experts around the knee's closed form) agree with latency_moe_at_load and its plain
+    fixed-point iteration (the forms the simulator and the recommender's truth use)."""
+    costs = dataclasses.replace(costs, knee_tokens=knee, compute_share=r)
+    tau = th.tau_constant(a, k)
+    dem = th.demand(costs, k, tau, P, D)
+    n_v0 = th.iterations(D, tau) * costs.v0
+    log_q = np.log1p(-costs.experts_per_token / costs.experts)
+    mult = th.verify_cost_multiplier(costs.expert_share, log_q, r, knee, k, b - 1.0)
+    assert th.latency_at_load(dem.c1, dem.c2, b - 1.0) + n_v0 * (mult - 1.0) == pytest.approx(
+        th.latency_moe_closed(costs, k, tau, P, D, b), rel=1e-9)
+    rate = u * th.saturation_rate(dem.c2)
+    ours = th.latency_moe_knee_open(dem.c1, dem.c2, n_v0, costs.expert_share, log_q, r, knee, k, rate)
+    reference = th.latency_moe_open(costs, k, tau, P, D, rate)
+    if np.isfinite(reference):
+        assert ours == pytest.approx(reference, rel=1e-7)
+        assert th.latency_moe_at_load(costs, k, tau, P, D, rate * ours) == pytest.approx(ours, rel=1e-9)
+    else:  # no root: the knee (or 1 / C2) saturates the server
+        assert ours == np.inf
+
+
 # --------------------------------------------------------------------------- pytensor
 
 

@@ -13,7 +13,8 @@ to the drafter costs; ``verifier_form = "moe"`` scales an MoE verifier's v0 by i
 (open loop solved by Newton inside the graph); ``acceptance_form = "decaying"`` makes ``a`` the
 first-position acceptance with a per-drafter decay; ``verifier_form = "roofline"`` makes a verify
 pass compute-bound past a knee in its tokens (in the likelihood an open-loop run's tokens per pass
-are counted at its measured batch, rate x observed latency; prediction solves the fixed point). The
+are counted at its measured batch, rate x observed latency; prediction solves the fixed point), and
+``"moe_roofline"`` combines the knee with the MoE coverage the same way. The
 run-mean likelihood's scale adds a
 structural error ``sigma_c2`` of C2, amplified by ``d log L / d log C2``.
 
@@ -38,6 +39,9 @@ from bayes_sd.model.fit_data import (
     DEFAULT_LEARNED_SCALES,
     DRAFTER_COEFS,
     EFFECTS,
+    KNEE_FORMS,
+    MIN_LEVELS_FOR_SCALE,
+    MOE_FORMS,
     TAIL_QUANTILES,
     VERIFIER_COEFS,
     FitData,
@@ -231,23 +235,29 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
         lat_open = c1 / headroom
         lat_closed = theory.latency_closed(c1, c2, x["concurrency"])
         share = _expert_share(cfg, fd)
-        if share is not None:  # MoE verifiers: the verify pass reads only the experts its tokens touch
+        knee = _roofline_knee(cfg, fd)
+        if knee is not None:  # past the knee a verify pass is compute-bound and grows with its tokens
+            knee_tokens, compute_share = knee
+            n_v0 = theory.iterations(D, tau, tau_sq) * costs.v0
+
+            def verify_extra(others_in_flight):
+                """s per request the knee adds to (and MoE coverage saves from) the dense C1 + others C2."""
+                mult = theory.verify_cost_multiplier(0.0 if share is None else share, x["moe_log_q"], compute_share,
+                                                     knee_tokens, k, others_in_flight, xp=pt)
+                return n_v0 * (mult - 1.0)
+
+            # Open loop: the pass's tokens are counted at the run's measured batch (rate x observed
+            # mean latency, Little's law), so L = (C1 + extra) / (1 - rate C2) stays explicit and
+            # smooth. The exact fixed point (predict.latency_at) has no root where the knee saturates
+            # the server, a cliff in the log density that a draw near a high-load run falls off
+            # (570 divergences in 2 x (300 tune + 300) draws).
+            lat_open = (c1 + verify_extra(x["rate"] * _observed_or(fd, "latency", lat_open))) / headroom
+            lat_closed = theory.latency_at_load(c1, c2, x["concurrency"] - 1.0) + verify_extra(x["concurrency"] - 1.0)
+        elif share is not None:  # MoE verifiers: the verify pass reads only the experts its tokens touch
             saving = theory.iterations(D, tau, tau_sq) * costs.v0 * share
             lat_open = theory.latency_moe_open_newton(c1, c2, saving, x["moe_log_q"], k, x["rate"], xp=pt,
                                                       start=lat_open)
             lat_closed = lat_closed - saving * theory.moe_untouched(x["moe_log_q"], k, x["concurrency"] - 1.0, xp=pt)
-        knee = _roofline_knee(cfg, fd)
-        if knee is not None:  # past the knee a verify pass is compute-bound and grows with its tokens
-            knee_tokens, compute_share = knee
-            compute = theory.iterations(D, tau, tau_sq) * costs.v0 * compute_share
-            # Open loop: the knee's tokens per pass are counted at the run's measured batch
-            # (rate x observed mean latency, Little's law), so L = (C1 + compute * excess) / (1 - rate C2)
-            # stays explicit and smooth. The exact fixed point (theory.latency_knee_open, used by
-            # predict) has no root where the knee saturates the server, a cliff in the log density
-            # that a draw near a high-load run falls off (570 divergences in 2 x (300 tune + 300) draws).
-            others_knee = x["rate"] * _observed_or(fd, "latency", lat_open)
-            lat_open = (c1 + compute * theory.knee_excess(others_knee, k, knee_tokens, xp=pt)) / headroom
-            lat_closed = theory.latency_knee_closed(c1, c2, compute, knee_tokens, k, x["concurrency"], xp=pt)
         latency = pt.where(x["is_open"] > 0, lat_open, lat_closed)
         pm.Deterministic("latency_s", latency, dims="run")
         others = pt.where(x["is_open"] > 0, x["rate"] * latency, x["concurrency"] - 1.0)
@@ -318,8 +328,8 @@ def _drafter_design(cfg: dict, fd: FitData):
 
 def _expert_share(cfg: dict, fd: FitData):
     """Per-run share of the verifier fixed cost that scales with expert coverage (0 for dense
-    verifiers), or None when the configuration is dense or no verifier is MoE."""
-    if cfg.get("model", {}).get("verifier_form", "dense") != "moe" or not fd.coords["moe_verifier"]:
+    verifiers), or None when the form has no expert coverage or no verifier is MoE."""
+    if cfg.get("model", {}).get("verifier_form", "dense") not in MOE_FORMS or not fd.coords["moe_verifier"]:
         return None
     share = make_prior(cfg, "expert_share", dims="moe_verifier")
     return share[fd.idx["run_moe"]] * fd.x["moe_on"]
@@ -337,10 +347,27 @@ def _sequence_cost(cfg: dict, fd: FitData):
     """Per-run cost s1 (s) of one sequence in one pass whatever tokens it carries, or 0 unless
     ``sequence_cost = true``; one per verifier x hardware, from its prior (``sequence_cost_ms``).
     Without it the per-sequence slope of a pass is ``(k+1) v1 + k d1 + ctx``: runs without
-    speculation then force ``v1`` up and runs with a long draft force it down."""
+    speculation then force ``v1`` up and runs with a long draft force it down. With the prior
+    ``sequence_cost_spread`` the levels are partially pooled (see below)."""
     if not cfg.get("model", {}).get("sequence_cost", False):
         return 0.0
-    return make_prior(cfg, "sequence_cost_ms", dims="verifier_hw")[fd.idx["run_vh"]] / 1000.0
+    if "sequence_cost_spread" not in cfg["priors"]:  # one independent s1 per verifier x hardware
+        return make_prior(cfg, "sequence_cost_ms", dims="verifier_hw")[fd.idx["run_vh"]] / 1000.0
+    # Partially pooled: log s1[vh] = centre + spread * z[vh], the centre under the sequence_cost_ms
+    # prior. A verifier x hardware whose runs cannot separate s1 from v1 and d1 (the real B200 runs:
+    # one draft length per drafter, three per-stream slopes for four costs) borrows the level that
+    # the other verifiers' runs pin, instead of leaving the sampler a ridge the prior alone closes.
+    # As for the other effects (_Effects), a handful of levels cannot learn a spread: fixed at its
+    # prior's scale there (one level, the real runs alone, gave 4 divergences with it learned).
+    spec = cfg["priors"]["sequence_cost_ms"]
+    centre = pm.Normal("log_sequence_cost_centre", spec["mu"], spec["sigma"])
+    if len(fd.coords["verifier_hw"]) >= MIN_LEVELS_FOR_SCALE:
+        spread = make_prior(cfg, "sequence_cost_spread")
+    else:
+        spread = fixed_scale(cfg, "sequence_cost_spread")
+    z = pm.Normal("z_sequence_cost", 0.0, 1.0, dims="verifier_hw")
+    s1 = pm.Deterministic("sequence_cost_ms", pt.exp(centre + spread * z), dims="verifier_hw")
+    return s1[fd.idx["run_vh"]] / 1000.0
 
 
 def _roofline_knee(cfg: dict, fd: FitData):
@@ -348,12 +375,17 @@ def _roofline_knee(cfg: dict, fd: FitData):
     ``verifier_form = "roofline"``. One of each per verifier x hardware, from their priors:
     the knee is where a pass of ``T`` tokens turns compute-bound, and past it every further
     knee's worth of tokens adds ``compute_share * v0`` to the pass (at the knee, compute time
-    equals the weight-read time, the part of ``v0`` that ``compute_share`` stands for)."""
-    if cfg.get("model", {}).get("verifier_form", "dense") != "roofline":
+    equals the weight-read time, the part of ``v0`` that ``compute_share`` stands for). In the
+    ``moe_roofline`` form an MoE verifier's knee is ``knee_tokens * E / top_k`` tokens
+    (``theory.moe_knee_scale``), so the prior on ``knee_tokens`` stays the dense one."""
+    form = cfg.get("model", {}).get("verifier_form", "dense")
+    if form not in KNEE_FORMS:
         return None
-    knee = make_prior(cfg, "knee_tokens", dims="verifier_hw")
+    knee = make_prior(cfg, "knee_tokens", dims="verifier_hw")[fd.idx["run_vh"]]
     share = make_prior(cfg, "knee_compute_share", dims="verifier_hw")
-    return knee[fd.idx["run_vh"]], share[fd.idx["run_vh"]]
+    if form == "moe_roofline":  # an MoE pass reads all experts but computes with the active ones
+        knee = knee * np.where(fd.x["moe_on"] > 0, theory.moe_knee_scale(fd.x["moe_log_q"]), 1.0)
+    return knee, share[fd.idx["run_vh"]]
 
 
 def _tails(eff: _Effects, fd: FitData, others):

@@ -23,7 +23,7 @@ from typing import Any
 
 import pymc as pm
 
-from bayes_sd.model.fit_data import OPEN_LOOP_RATES, VERIFIER_FORMS
+from bayes_sd.model.fit_data import KNEE_FORMS, MOE_FORMS, OPEN_LOOP_RATES, VERIFIER_FORMS
 
 __all__ = ["ModelConfigError", "load_config", "merge_config", "config_id", "make_prior", "models_dir"]
 
@@ -138,11 +138,17 @@ def _check(cfg: dict[str, Any]) -> None:
     form = cfg.get("model", {}).get("verifier_form", VERIFIER_FORMS[0])
     if form not in VERIFIER_FORMS:
         raise ModelConfigError(f"model option verifier_form = {form!r}. Fix: use one of {', '.join(VERIFIER_FORMS)}")
-    if form == "roofline" and not {"knee_tokens", "knee_compute_share"} <= set(cfg["priors"]):
-        raise ModelConfigError("verifier_form = 'roofline' needs priors knee_tokens and knee_compute_share. "
+    if form in KNEE_FORMS and not {"knee_tokens", "knee_compute_share"} <= set(cfg["priors"]):
+        raise ModelConfigError(f"verifier_form = {form!r} needs priors knee_tokens and knee_compute_share. "
                                "Fix: extend models/roofline.toml")
+    if form in MOE_FORMS and "expert_share" not in cfg["priors"]:
+        raise ModelConfigError(f"verifier_form = {form!r} needs the prior expert_share. Fix: extend models/moe.toml")
     if cfg.get("model", {}).get("sequence_cost", False) and "sequence_cost_ms" not in cfg["priors"]:
         raise ModelConfigError("sequence_cost = true needs the prior sequence_cost_ms. Fix: extend models/roofline.toml")
+    spread = cfg["priors"].get("sequence_cost_spread")
+    if spread is not None and spread.get("dist") not in ("HalfNormal", "Exponential"):
+        raise ModelConfigError("prior 'sequence_cost_spread' must be HalfNormal or Exponential (a scale, fixed at its "
+                               "prior's when there are few verifier x hardware levels). Fix: set dist = \"HalfNormal\"")
     for pname in ("knee_tokens", "knee_compute_share", "sequence_cost_ms"):  # predict draws unseen levels as lognormal
         if pname in cfg["priors"] and cfg["priors"][pname].get("dist") != "LogNormal":
             raise ModelConfigError(f"prior '{pname}' must be LogNormal (a positive quantity per verifier x hardware). "

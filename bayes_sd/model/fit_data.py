@@ -14,7 +14,7 @@ import pandas as pd
 
 from bayes_sd.traces.schema import NO_DRAFTER
 
-__all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "VERIFIER_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS", "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS",
+__all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "VERIFIER_FORMS", "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS", "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS",
            "pair_label", "level_label", "fixed_scale"]
 
 log = logging.getLogger(__name__)
@@ -166,8 +166,11 @@ class FitData:
 OPEN_LOOP_RATES = ("offered", "achieved")  # the first is the default everywhere
 #: Verify-pass forms (``[model] verifier_form``): every pass reads all weights ("dense"), an MoE
 #: pass reads the experts its tokens touch ("moe"), a pass turns compute-bound past a knee in its
-#: tokens ("roofline").
-VERIFIER_FORMS = ("dense", "moe", "roofline")
+#: tokens ("roofline"), or both ("moe_roofline": an MoE verifier's knee sits ``E / top_k`` times
+#: further out, since its pass reads every expert but computes with the active ones only).
+VERIFIER_FORMS = ("dense", "moe", "roofline", "moe_roofline")
+#: the forms with expert coverage, and those with a roofline knee
+MOE_FORMS, KNEE_FORMS = ("moe", "moe_roofline"), ("roofline", "moe_roofline")
 
 
 def arrival_rate(runs: pd.DataFrame, source: str = OPEN_LOOP_RATES[0]) -> pd.Series:

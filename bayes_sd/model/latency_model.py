@@ -25,7 +25,7 @@ import xarray as xr
 from bayes_sd import __version__
 from bayes_sd.model.build import build_model
 from bayes_sd.model.config import config_id, load_config, merge_config
-from bayes_sd.model.fit_data import OPEN_LOOP_RATES, FitData, prepare_fit_data
+from bayes_sd.model.fit_data import MOE_FORMS, OPEN_LOOP_RATES, FitData, prepare_fit_data
 from bayes_sd.model.predict import condition_draws, stack_posterior, summarise
 from bayes_sd.traces.validate import validate_models, validate_runs
 
@@ -101,8 +101,9 @@ class LatencyModel:
     def _prepare(self, runs: pd.DataFrame, models: pd.DataFrame | None) -> FitData:
         opts = self.config.get("model", {})
         fd = prepare_fit_data(runs, models, opts.get("drafter_predictors", []), self.open_loop_rate)
-        if opts.get("verifier_form") == "moe" and not fd.coords["moe_verifier"]:
-            log.warning("verifier_form = 'moe' but no fitted verifier has experts in the models table: fitting dense")
+        if opts.get("verifier_form") in MOE_FORMS and not fd.coords["moe_verifier"]:
+            log.warning(f"verifier_form = {opts['verifier_form']!r} but no fitted verifier has experts in the "
+                        "models table: every verifier is fitted dense")
         return fd
 
     def prior_predictive(self, runs: pd.DataFrame, draws: int = 500, random_seed=None,
@@ -114,7 +115,7 @@ class LatencyModel:
     def fit(self, runs: pd.DataFrame, *, models: pd.DataFrame | None = None, draws: int = 1000,
             tune: int = 1000, chains: int = 4, cores: int | None = None, nuts_sampler: str = "nutpie",
             target_accept: float = 0.9, random_seed: int | None = None, progressbar: bool = True,
-            low_rank_mass_matrix: bool = True) -> LatencyModel:
+            low_rank_mass_matrix: bool = True, max_tree_depth: int = 10) -> LatencyModel:
         """Fit the model to a canonical run table by NUTS; returns ``self``.
 
         ``nuts_sampler``: ``"nutpie"`` (default; compiled with numba) or ``"pymc"``.
@@ -124,6 +125,9 @@ class LatencyModel:
         ``low_rank_mass_matrix`` (nutpie only, default on): nutpie's low-rank mass-matrix
         adaptation, for the correlations left between grand means and the effects that add to
         them (``bench/fit_speed.py``: with hierarchical centring, trees of depth 4 after warm-up).
+        ``max_tree_depth``: NUTS trees stop at ``2**max_tree_depth - 1`` leapfrog steps (10, the
+        samplers' default). A lower cap mostly trims the early warm-up, before the mass matrix is
+        adapted, where trees run to the cap (``bench/fit_speed.py --max-tree-depth``).
         Saturated runs are excluded from the likelihood (see ``fit_data.excluded``).
         """
         model = self.build(runs, models)
@@ -139,7 +143,7 @@ class LatencyModel:
             compiled = nutpie.compile_pymc_model(model, var_names=free)
             idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
                                   target_accept=target_accept, progress_bar=progressbar,
-                                  low_rank_modified_mass_matrix=low_rank_mass_matrix)
+                                  low_rank_modified_mass_matrix=low_rank_mass_matrix, maxdepth=max_tree_depth)
             dets = [n for n in names if n not in free]
             if dets:
                 with warnings.catch_warnings():  # elementwise graph: BLAS is irrelevant to it
@@ -150,13 +154,13 @@ class LatencyModel:
         elif nuts_sampler == "pymc":
             idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
                               target_accept=target_accept, progressbar=progressbar, model=model,
-                              var_names=names, compute_convergence_checks=False)
+                              var_names=names, compute_convergence_checks=False, max_treedepth=max_tree_depth)
             low_rank_mass_matrix = False
         else:
             raise ValueError(f"unknown nuts_sampler '{nuts_sampler}'. Fix: use 'nutpie' or 'pymc'")
         self.idata = idata
         self.sampler_settings = {"draws": draws, "tune": tune, "chains": chains, "nuts_sampler": nuts_sampler,
-                                 "target_accept": target_accept, "random_seed": seed,
+                                 "target_accept": target_accept, "random_seed": seed, "max_tree_depth": max_tree_depth,
                                  "low_rank_mass_matrix": low_rank_mass_matrix}
         self._attach_metadata()
         self.check_convergence()

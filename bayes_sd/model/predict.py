@@ -25,6 +25,8 @@ from bayes_sd.model.fit_data import (
     COEFS,
     DRAFTER_COEFS,
     EFFECTS,
+    KNEE_FORMS,
+    MOE_FORMS,
     VERIFIER_COEFS,
     drafter_predictor_matrix,
     fixed_scale,
@@ -156,7 +158,7 @@ def _expert_share(post: dict, cfg: dict, fit_coords: dict, verifiers: list[str],
     log_q = moe_log_q(verifiers, models)
     n = next(iter(post.values())).shape[0]
     share = np.zeros((n, len(verifiers)))
-    if cfg.get("model", {}).get("verifier_form", "dense") != "moe":
+    if cfg.get("model", {}).get("verifier_form", "dense") not in MOE_FORMS:
         return share, np.where(np.isfinite(log_q), log_q, np.log(0.5))
     moe = np.isfinite(log_q)
     spec = cfg["priors"]["expert_share"]
@@ -187,11 +189,12 @@ def _lognormal_prior(cfg: dict, name: str, rng: np.random.Generator):
     return lambda n: rng.lognormal(spec["mu"], spec["sigma"], size=n)
 
 
-def _verifier_extras(post: dict, cfg: dict, fit_coords: dict, verifier_hw: list[str],
+def _verifier_extras(post: dict, cfg: dict, fit_coords: dict, verifier_hw: list[str], log_q: np.ndarray,
                      rng: np.random.Generator) -> dict[str, np.ndarray]:
     """(sample, condition) roofline knee (tokens per verify pass), its compute share, and the
-    per-sequence cost s1 (s), of the variants that have them (``verifier_form = "roofline"``,
-    ``sequence_cost = true``); otherwise no knee (share 0) and s1 = 0."""
+    per-sequence cost s1 (s), of the variants that have them (``verifier_form = "roofline"`` or
+    ``"moe_roofline"``, ``sequence_cost = true``); otherwise no knee (share 0) and s1 = 0.
+    ``log_q``: per condition ``log(1 - top_k / E)``, NaN for a dense verifier (``moe_log_q``)."""
     opts = cfg.get("model", {})
     shape = (next(iter(post.values())).shape[0], len(verifier_hw))
     fitted = list(fit_coords.get("verifier_hw", []))
@@ -200,9 +203,20 @@ def _verifier_extras(post: dict, cfg: dict, fit_coords: dict, verifier_hw: list[
         return _per_level(post, name, fitted, verifier_hw, _lognormal_prior(cfg, name, rng))
 
     out = {"knee_tokens": np.ones(shape), "compute_share": np.zeros(shape), "s1": np.zeros(shape)}
-    if opts.get("verifier_form", "dense") == "roofline":
+    form = opts.get("verifier_form", "dense")
+    if form in KNEE_FORMS:
         out["knee_tokens"], out["compute_share"] = draws("knee_tokens"), draws("knee_compute_share")
-    if opts.get("sequence_cost", False):
+    if form == "moe_roofline":  # as in build._roofline_knee
+        moe = np.isfinite(log_q)
+        out["knee_tokens"] = out["knee_tokens"] * np.where(moe, theory.moe_knee_scale(np.where(moe, log_q, -1.0)), 1.0)
+    if opts.get("sequence_cost", False) and "sequence_cost_spread" in cfg["priors"]:
+        # pooled: a level never fitted is a fresh draw from the fitted population, per sample
+        centre = post["log_sequence_cost_centre"].values
+        spread = (post["sequence_cost_spread"].values if "sequence_cost_spread" in post  # else fixed (build.py)
+                  else fixed_scale(cfg, "sequence_cost_spread"))
+        out["s1"] = _per_level(post, "sequence_cost_ms", fitted, verifier_hw,
+                               lambda n: np.exp(centre + spread * rng.standard_normal(n))) / 1000.0
+    elif opts.get("sequence_cost", False):
         out["s1"] = draws("sequence_cost_ms") / 1000.0
     return out
 
@@ -228,7 +242,7 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     cost = np.exp(_costs(eff, post, design)) / 1000.0  # seconds
     c = {name: cost[..., COEFS.index(name)] for name in COEFS}
     share, log_q = _expert_share(post, cfg, fit_coords, labels["verifier"], models, rng)
-    extras = _verifier_extras(post, cfg, fit_coords, labels["verifier_hw"], rng)
+    extras = _verifier_extras(post, cfg, fit_coords, labels["verifier_hw"], moe_log_q(labels["verifier"], models), rng)
     c["s1"] = extras["s1"]
     logit_a = post["mu_accept"].values[:, None] + eff("accept_drafter") + eff("accept_dataset") + eff("accept_pair")
     a = 1.0 / (1.0 + np.exp(-logit_a))
@@ -337,11 +351,33 @@ def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
             lat_knee, fixed_point = theory.latency_knee_open(dem.c1, dem.c2, compute, knee, k, rate)
             lat_open = np.where(fixed_point, lat_knee, np.inf)
             lat_closed = theory.latency_knee_closed(dem.c1, dem.c2, compute, knee, k, conc)
+            if np.any(share > 0):  # MoE verifiers with a knee: no closed form, the fixed point by iteration
+                lat_open, lat_closed = _moe_knee_latency(costs.v0, dem, share, log_q, r, knee, k, D, tau, tau_sq,
+                                                         rate, conc, lat_open, lat_closed)
         lat = np.where(is_open, lat_open, lat_closed)
         others = np.where(is_open, rate * lat, conc - 1.0)
         busy = np.where(np.isfinite(others), others, 0.0)
         v0_eff = costs.v0 * (1.0 - share * theory.moe_untouched(log_q, k, busy)) * (1.0 + r * theory.knee_excess(busy, k, knee))
     return dataclasses.replace(costs, v0=v0_eff), dem, lat, others
+
+
+def _moe_knee_latency(v0, dem, share, log_q, r, knee, k, D, tau, tau_sq, rate, conc, lat_open, lat_closed):
+    """``(lat_open, lat_closed)`` with the columns (conditions) of MoE verifiers replaced by the
+    latency with both expert coverage and the roofline knee in the verify pass (build.py's
+    ``verify_extra``): closed loop explicit, open loop ``theory.latency_moe_knee_open`` (inf where
+    the knee saturates the server)."""
+    lat_open, lat_closed = lat_open.copy(), lat_closed.copy()
+    cols = np.any(share > 0, axis=0)
+    n_v0 = theory.iterations(D, tau, tau_sq) * v0
+    b = [np.broadcast_to(a, lat_open.shape)[:, cols] for a in (n_v0, dem.c1, dem.c2, share, log_q, r, knee, k, rate, conc)]
+    n_v0, c1, c2, share, log_q, r, knee, k, rate, conc = b
+
+    def extra(others):
+        return n_v0 * (theory.verify_cost_multiplier(share, log_q, r, knee, k, others) - 1.0)
+
+    lat_closed[:, cols] = theory.latency_at_load(c1, c2, conc - 1.0) + extra(conc - 1.0)
+    lat_open[:, cols] = theory.latency_moe_knee_open(c1, c2, n_v0, share, log_q, r, knee, k, rate)
+    return lat_open, lat_closed
 
 
 def _q(x: np.ndarray, q: float) -> np.ndarray:
