@@ -349,6 +349,19 @@ def test_moe_knee_in_the_model_parameterisation_equals_the_simulator_form(costs,
         assert ours == np.inf
 
 
+def test_speedup_counts_the_roofline_knee():
+    """With a knee, a long draft's extra tokens per pass push the verify pass past it at high
+    concurrency: the speedup is the ratio of the knee-aware latencies, below the dense one."""
+    costs = th.ServiceCosts(v0=0.012, v1=4e-5, d0=1e-3, d1=1e-5, p0=1e-3, p1=2e-5, c1=1e-8,
+                            knee_tokens=240.0, compute_share=0.7)
+    tau = th.tau_constant(0.7, 7)
+    busy = th.speedup(costs, 7, tau, 512, 256, concurrency=64)
+    expected = (th.latency_moe_closed(costs, 0, 1.0, 512, 256, 64) / th.latency_moe_closed(costs, 7, tau, 512, 256, 64))
+    assert busy == pytest.approx(expected, rel=1e-12)
+    dense = th.speedup(dataclasses.replace(costs, knee_tokens=None), 7, tau, 512, 256, concurrency=64)
+    assert busy < 0.9 * dense
+
+
 # --------------------------------------------------------------------------- pytensor
 
 

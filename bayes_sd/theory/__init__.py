@@ -1,0 +1,105 @@
+"""Closed-form latency model of speculative decoding under load (MODEL.md section 1).
+
+Units throughout: times in seconds (s), rates in requests per second (requests/s),
+lengths in tokens, throughput in tokens per second.
+
+One implementation of the math serves numpy (simulator, recommender, tests) and the
+PyMC model: the functions that take ``xp`` use only arithmetic operators and functions
+of ``xp`` (default :mod:`numpy`; the model passes :mod:`pytensor.tensor`), and never
+branch in Python on array values. Divisions guarded by ``xp.where`` use a safe
+denominator in the unused branch so that pytensor gradients stay finite.
+
+Symbols: ``a`` per-position acceptance probability, ``k`` draft length (0 = no
+speculation), ``tau`` tokens per verify iteration (acceptance length, counts the bonus
+token), ``P`` prompt length, ``D`` output length, ``N`` iterations per request,
+``C1`` load-independent demand (s), ``C2`` demand added per other in-flight request (s).
+
+Modules: :mod:`.dense` (service costs, acceptance moments, demand, open- and closed-loop
+latency, TTFT and TPOT, the batch-1 baselines of the papers) and :mod:`.verify_pass` (verify
+passes that are not flat in their tokens: MoE expert coverage and the roofline knee, and the
+speedup that dispatches between the two). Import from ``bayes_sd.theory``: the names below
+are its public API.
+"""
+
+from __future__ import annotations
+
+
+from .dense import (
+    COEFS,
+    ServiceCosts,
+    Demand,
+    tau_constant,
+    tau_per_position,
+    implied_acceptance,
+    tau_sq_constant,
+    tau_sq_per_position,
+    iterations,
+    demand,
+    latency_at_load,
+    latency_closed,
+    latency_open,
+    saturation_rate,
+    in_flight,
+    step_time,
+    ttft,
+    busy_probability,
+    tpot,
+    leviathan_speedup,
+    yan_throughput,
+)
+from .verify_pass import (
+    saturation_rate_at,
+    expert_coverage,
+    latency_moe_at_load,
+    latency_moe_open,
+    latency_moe_closed,
+    moe_untouched,
+    latency_moe_open_newton,
+    KNEE_SOFTNESS,
+    knee_excess,
+    latency_knee_open,
+    latency_knee_closed,
+    verify_cost_multiplier,
+    moe_knee_scale,
+    latency_moe_knee_open,
+    speedup,
+)
+
+__all__ = [
+    "COEFS",
+    "ServiceCosts",
+    "Demand",
+    "tau_constant",
+    "tau_per_position",
+    "implied_acceptance",
+    "tau_sq_constant",
+    "tau_sq_per_position",
+    "iterations",
+    "demand",
+    "latency_at_load",
+    "latency_closed",
+    "latency_open",
+    "saturation_rate",
+    "in_flight",
+    "step_time",
+    "ttft",
+    "busy_probability",
+    "tpot",
+    "leviathan_speedup",
+    "yan_throughput",
+    "saturation_rate_at",
+    "expert_coverage",
+    "latency_moe_at_load",
+    "latency_moe_open",
+    "latency_moe_closed",
+    "moe_untouched",
+    "latency_moe_open_newton",
+    "KNEE_SOFTNESS",
+    "knee_excess",
+    "latency_knee_open",
+    "latency_knee_closed",
+    "verify_cost_multiplier",
+    "moe_knee_scale",
+    "latency_moe_knee_open",
+    "speedup",
+]
