@@ -338,15 +338,9 @@ def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
     costs = theory.ServiceCosts(**{n: (c[n] if n[0] != "d" else c[n] * drafter_scale * (k > 0)) for n in COEFS},
                                 s1=c["s1"])
     dem = theory.demand(costs, k, tau, P, D, tau_sq=tau_sq)
-    saving = theory.iterations(D, tau, tau_sq) * costs.v0 * share  # 0 for dense verifiers
+    knee, r = inputs["knee_tokens"], inputs["compute_share"]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        lat_open = theory.latency_open(dem.c1, dem.c2, rate)
-        finite = np.isfinite(lat_open)
-        lat_open = np.where(finite, theory.latency_moe_open_newton(
-            dem.c1, dem.c2, saving, log_q, k, rate, start=np.where(finite, lat_open, 1.0)), np.inf)
-        lat_closed = theory.latency_closed(dem.c1, dem.c2, conc) - saving * theory.moe_untouched(log_q, k, conc - 1.0)
-        knee, r = inputs["knee_tokens"], inputs["compute_share"]
-        if np.any(r > 0):  # roofline variant: a pass past its knee grows with its tokens
+        if np.any(r > 0):  # roofline variants: a pass past its knee grows with its tokens
             compute = theory.iterations(D, tau, tau_sq) * costs.v0 * r
             lat_knee, fixed_point = theory.latency_knee_open(dem.c1, dem.c2, compute, knee, k, rate)
             lat_open = np.where(fixed_point, lat_knee, np.inf)
@@ -354,6 +348,13 @@ def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
             if np.any(share > 0):  # MoE verifiers with a knee: no closed form, the fixed point by iteration
                 lat_open, lat_closed = _moe_knee_latency(costs.v0, dem, share, log_q, r, knee, k, D, tau, tau_sq,
                                                          rate, conc, lat_open, lat_closed)
+        else:  # dense, or MoE coverage alone (Newton; exact for the dense columns, whose saving is 0)
+            saving = theory.iterations(D, tau, tau_sq) * costs.v0 * share
+            lat_open = theory.latency_open(dem.c1, dem.c2, rate)
+            finite = np.isfinite(lat_open)
+            lat_open = np.where(finite, theory.latency_moe_open_newton(
+                dem.c1, dem.c2, saving, log_q, k, rate, start=np.where(finite, lat_open, 1.0)), np.inf)
+            lat_closed = theory.latency_closed(dem.c1, dem.c2, conc) - saving * theory.moe_untouched(log_q, k, conc - 1.0)
         lat = np.where(is_open, lat_open, lat_closed)
         others = np.where(is_open, rate * lat, conc - 1.0)
         busy = np.where(np.isfinite(others), others, 0.0)
