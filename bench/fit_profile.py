@@ -8,7 +8,8 @@ The defaults are the main job's settings (``pipeline.DEMO_SAMPLING``) on all bun
 - build (PyMC graph) and compile (nutpie: PyTensor rewrites and the numba log density) wall times;
 - the time of one log-density-and-gradient evaluation (the compiled function, called in a loop);
 - leapfrog steps spent in warm-up and in the draws (all chains), their mean tree size, and the
-  sampling wall time per step (the main job's chains, one per core);
+  sampling wall time per step (the main job's chains, one per core); the warm-up's steps and
+  deepest tree per 100 draws (``--max-tree-depth`` caps it);
 - the lowest bulk and tail ESS and what they cost in steps.
 
 ``fit_speed.py`` measures the fit as a user sees it; this script says which part to attack.
@@ -70,6 +71,9 @@ def main() -> None:
                           maxdepth=args.max_tree_depth, **cutoff)
     t_sample = time.perf_counter() - t0
     warm = int(idata.warmup_sample_stats["n_steps"].sum())
+    warm_steps = idata.warmup_sample_stats["n_steps"].values  # (chain, warm-up draw)
+    warm_depth = idata.warmup_sample_stats["depth"].values
+    windows = range(0, args.tune, 100)
     steps = int(idata.sample_stats["n_steps"].sum())
     summ = az.summary(idata, kind="diagnostics")
     ess_bulk, ess_tail = float(summ["ess_bulk"].min()), float(summ["ess_tail"].min())
@@ -82,6 +86,10 @@ def main() -> None:
     print(f"sample {t_sample:.1f} s: warm-up {warm} steps ({warm / (chains * args.tune):.1f} per draw), "
           f"draws {steps} steps ({steps / (chains * args.draws):.1f} per draw); "
           f"{t_sample / (warm + steps) * chains * 1e6:.0f} us per step per chain")
+    print("warm-up by 100 draws (all chains): steps " + ", ".join(
+        f"{int(warm_steps[:, i:i + 100].sum())}" for i in windows) + "; deepest tree " + ", ".join(
+        f"{int(warm_depth[:, i:i + 100].max())}" for i in windows)
+          + f"; posterior draws' deepest tree {int(idata.sample_stats['depth'].max())}")
     print(f"lowest ESS bulk {ess_bulk:.0f}, tail {ess_tail:.0f}: {ess_bulk / steps * 1000:.2f} bulk ESS per 1000 "
           f"draw steps; max R-hat {float(summ['r_hat'].max()):.3f}; divergences {int(idata.sample_stats['diverging'].sum())}")
     worst = summ.sort_values("ess_bulk").head(3)

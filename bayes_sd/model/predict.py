@@ -148,24 +148,24 @@ def _drafter_design(post: dict, fit_coords: dict, drafters: list[str], k: np.nda
     return np.einsum("cp,sdp->scd", z, beta)
 
 
-def _expert_share(post: dict, cfg: dict, fit_coords: dict, verifiers: list[str], models,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(sample, condition) share of v0 that scales with expert coverage, and log(1 - top_k/E) per condition.
+def _expert_share(post: dict, cfg: dict, fit_coords: dict, verifiers: list[str], log_q: np.ndarray,
+                  rng: np.random.Generator) -> np.ndarray:
+    """(sample, condition) share of v0 that scales with expert coverage.
 
-    Dense verifiers (or the dense configuration) get share 0. An MoE verifier seen in the fit
-    uses its posterior; one never fitted gets one draw per sample from the share prior.
+    ``log_q``: per condition ``log(1 - top_k / E)``, NaN for a dense verifier (``moe_log_q``).
+    Dense verifiers (or a form without expert coverage) get share 0. An MoE verifier seen in the
+    fit uses its posterior; one never fitted gets one draw per sample from the share prior.
     """
-    log_q = moe_log_q(verifiers, models)
     n = next(iter(post.values())).shape[0]
     share = np.zeros((n, len(verifiers)))
     if cfg.get("model", {}).get("verifier_form", "dense") not in MOE_FORMS:
-        return share, np.where(np.isfinite(log_q), log_q, np.log(0.5))
+        return share
     moe = np.isfinite(log_q)
     spec = cfg["priors"]["expert_share"]
     share[:, moe] = _per_level(post, "expert_share", list(fit_coords.get("moe_verifier", [])),
                                [v for v, m in zip(verifiers, moe) if m],
                                lambda size: rng.beta(spec["alpha"], spec["beta"], size=size))
-    return share, np.where(np.isfinite(log_q), log_q, np.log(0.5))
+    return share
 
 
 def _per_level(post: dict, name: str, fitted: list[str], query: list[str], prior_draw) -> np.ndarray:
@@ -241,8 +241,10 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     design = _drafter_design(post, fit_coords, labels["drafter"], k, models)
     cost = np.exp(_costs(eff, post, design)) / 1000.0  # seconds
     c = {name: cost[..., COEFS.index(name)] for name in COEFS}
-    share, log_q = _expert_share(post, cfg, fit_coords, labels["verifier"], models, rng)
-    extras = _verifier_extras(post, cfg, fit_coords, labels["verifier_hw"], moe_log_q(labels["verifier"], models), rng)
+    log_q = moe_log_q(labels["verifier"], models)  # NaN for dense verifiers
+    share = _expert_share(post, cfg, fit_coords, labels["verifier"], log_q, rng)
+    extras = _verifier_extras(post, cfg, fit_coords, labels["verifier_hw"], log_q, rng)
+    log_q = np.where(np.isfinite(log_q), log_q, np.log(0.5))  # dense: any finite value (share 0)
     c["s1"] = extras["s1"]
     logit_a = post["mu_accept"].values[:, None] + eff("accept_drafter") + eff("accept_dataset") + eff("accept_pair")
     a = 1.0 / (1.0 + np.exp(-logit_a))

@@ -23,7 +23,6 @@ are its public API.
 
 from __future__ import annotations
 
-
 from .dense import (
     COEFS,
     ServiceCosts,
