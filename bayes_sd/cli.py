@@ -87,7 +87,8 @@ def _cmd_summary(args) -> int:
 def _cmd_demo(args) -> int:
     from bayes_sd.pipeline import run_demo
 
-    run_demo(Path(args.out), quick=args.quick, progress=not args.no_progress, nuts_sampler=args.sampler)
+    run_demo(Path(args.out), quick=args.quick, progress=not args.no_progress, nuts_sampler=args.sampler,
+             model_config=args.model)
     return 0
 
 
@@ -226,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smoke run: small sampling settings on the real runs and the synthetic llama3.1-8b "
                         "pairs on H100 (under 2 minutes on 2 cores; not for conclusions)")
     p.add_argument("--sampler", default="nutpie", choices=["nutpie", "pymc"], help="NUTS implementation")
+    p.add_argument("--model", default="default",
+                   help="model configuration: a name in models/ or a .toml path (default: default). "
+                        "moe_roofline is the most accurate on the bundled data and takes about twice as long; "
+                        "its [sampling] table sets the draws it needs")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_cmd_demo)
     return parser

@@ -15,7 +15,7 @@ from bayes_sd import datasets
 from bayes_sd.summary import runs_summary
 from bayes_sd.traces import write_table
 
-__all__ = ["run_demo", "bundled_runs", "bundled_models", "demo_recommendations"]
+__all__ = ["run_demo", "bundled_runs", "bundled_models", "demo_recommendations", "demo_sampling"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,20 @@ DEMO_SAMPLING = {"full": {"draws": 3500, "tune": 700, "chains": 2, "target_accep
                  "quick": {"draws": 150, "tune": 200, "chains": 2}}
 
 
+def demo_sampling(model_config: str | Path = "default", quick: bool = False) -> dict:
+    """Sampling settings of the main job for ``model_config`` (a name in ``models/`` or a path).
+
+    ``DEMO_SAMPLING["full"]``, updated by the configuration's own ``[sampling]`` table (a variant
+    that needs more draws than the default to converge on all bundled data says so there), or
+    ``DEMO_SAMPLING["quick"]`` for the smoke run.
+    """
+    from bayes_sd.model.config import load_config
+
+    if quick:
+        return dict(DEMO_SAMPLING["quick"])
+    return {**DEMO_SAMPLING["full"], **load_config(model_config).get("sampling", {})}
+
+
 def demo_recommendations(model, decisions=DEMO_DECISIONS, k_max: int = 7) -> pd.DataFrame:
     """Draft-length recommendations (objective: mean latency) for the demo's pairs and loads."""
     from bayes_sd.recommend import recommend_k
@@ -67,11 +81,12 @@ def demo_recommendations(model, decisions=DEMO_DECISIONS, k_max: int = 7) -> pd.
 
 
 def run_demo(out: Path, *, quick: bool = False, progress: bool = True, seed: int = 20261122,
-             nuts_sampler: str = "nutpie") -> dict[str, Path]:
+             nuts_sampler: str = "nutpie", model_config: str | Path = "default") -> dict[str, Path]:
     """Run the main job on the bundled data and return the files written.
 
-    1. data summary; 2. fit (nutpie); 3. posterior saved to netCDF; 4. draft-length
-    recommendations and a vLLM configuration for the real DSpark pair; 5. the report.
+    1. data summary; 2. fit of ``model_config`` (a name in ``models/`` or a path; nutpie) with
+    :func:`demo_sampling`; 3. posterior saved to netCDF; 4. draft-length recommendations and a
+    vLLM configuration for the real DSpark pair; 5. the report.
     """
     import time
     import warnings
@@ -93,14 +108,14 @@ def run_demo(out: Path, *, quick: bool = False, progress: bool = True, seed: int
     n_syn = int(runs["source"].str.startswith("synthetic:").sum())
     print(f"[1/5] bundled data: {len(runs)} runs ({len(runs) - n_syn} real, {n_syn} synthetic) -> {written['summary']}",
           flush=True)
-    settings = DEMO_SAMPLING["quick" if quick else "full"]
-    print(f"[2/5] fitting the hierarchical model: {settings['chains']} chains x "
+    settings = demo_sampling(model_config, quick)
+    print(f"[2/5] fitting the hierarchical model ({Path(str(model_config)).stem}): {settings['chains']} chains x "
           f"({settings['tune']} tune + {settings['draws']} draws){' (quick: not for conclusions)' if quick else ''}",
           flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        model = LatencyModel().fit(runs, random_seed=seed, progressbar=progress, nuts_sampler=nuts_sampler,
-                                   **settings)
+        model = LatencyModel(model_config).fit(runs, models=bundled_models(), random_seed=seed, progressbar=progress,
+                                               nuts_sampler=nuts_sampler, **settings)
     print(f"      {model.diagnostics_text()} {elapsed()}", flush=True)
     for w in caught:
         if issubclass(w.category, ConvergenceWarning) and not quick:

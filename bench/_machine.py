@@ -1,4 +1,4 @@
-"""One header line naming the machine a benchmark ran on (shared by the bench scripts)."""
+"""Helpers shared by the bench scripts: the header line naming the machine, sampling defaults."""
 
 import datetime as dt
 import os
@@ -20,3 +20,11 @@ def machine_line(name: str) -> str:
     """``name  date  nproc=N  cpu='...'  python=X.Y.Z``."""
     return (f"{name}  {dt.datetime.now():%Y-%m-%d %H:%M}  nproc={os.cpu_count()}  cpu={cpu_model()!r}  "
             f"python={platform.python_version()}")
+
+
+def fill_sampling_defaults(args, settings: dict) -> None:
+    """Set each sampling option left unset on the command line (None) from ``settings``, the main
+    job's for the chosen configuration (``pipeline.demo_sampling``); ``max_tree_depth`` defaults to 10."""
+    for key in ("draws", "tune", "chains", "target_accept", "max_tree_depth"):
+        if hasattr(args, key) and getattr(args, key) is None:
+            setattr(args, key, settings.get(key, 10 if key == "max_tree_depth" else None))

@@ -3,7 +3,7 @@
     python bench/fit_profile.py [--draws 3500] [--tune 700] [--target-accept 0.9] [--eigval-cutoff 2]
                                 [--config default] [--seed 1]
 
-The defaults are the main job's settings (``pipeline.DEMO_SAMPLING``) on all bundled data. Reports:
+The defaults are the main job's settings for ``--config`` (``pipeline.demo_sampling``) on all bundled data. Reports:
 
 - build (PyMC graph) and compile (nutpie: PyTensor rewrites and the numba log density) wall times;
 - the time of one log-density-and-gradient evaluation (the compiled function, called in a loop);
@@ -27,30 +27,31 @@ import arviz as az
 import numpy as np
 
 from bayes_sd.model import LatencyModel
-from bayes_sd.pipeline import DEMO_SAMPLING, bundled_runs
+from bayes_sd.pipeline import bundled_models, bundled_runs, demo_sampling
 
-from _machine import machine_line  # bench/ is on sys.path when a script runs
+from _machine import fill_sampling_defaults, machine_line  # bench/ is on sys.path when a script runs
 
 
 def main() -> None:
-    full = DEMO_SAMPLING["full"]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--draws", type=int, default=full["draws"])
-    ap.add_argument("--tune", type=int, default=full["tune"])
-    ap.add_argument("--target-accept", type=float, default=full["target_accept"])
-    ap.add_argument("--max-tree-depth", type=int, default=full.get("max_tree_depth", 10))
+    ap.add_argument("--draws", type=int, help="default: the main job's for --config (pipeline.demo_sampling)")
+    ap.add_argument("--tune", type=int)
+    ap.add_argument("--target-accept", type=float)
+    ap.add_argument("--max-tree-depth", type=int)
     ap.add_argument("--eigval-cutoff", type=float, default=None, help="default: nutpie's own (2)")
     ap.add_argument("--config", default="default")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--evals", type=int, default=3000, help="gradient evaluations to time")
     args = ap.parse_args()
+    full = demo_sampling(args.config)
+    fill_sampling_defaults(args, full)
     import nutpie
 
     runs = bundled_runs()
     chains = full["chains"]
     t0 = time.perf_counter()
     latency_model = LatencyModel(args.config)
-    model = latency_model.build(runs)
+    model = latency_model.build(runs, models=bundled_models())
     t_build = time.perf_counter() - t0
     t0 = time.perf_counter()
     compiled = nutpie.compile_pymc_model(model, var_names=[v.name for v in model.free_RVs])

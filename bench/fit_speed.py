@@ -1,11 +1,12 @@
-"""Fit speed and convergence of the default model on all bundled data.
+"""Fit speed and convergence of a model configuration (the default unless --config) on all bundled data.
 
-    python bench/fit_speed.py [--draws 3500] [--tune 700] [--chains 2] [--target-accept 0.9] [--diagonal]
-                              [--data all|real|synthetic] [--config default]
+    python bench/fit_speed.py [--draws 3500] [--tune 700] [--chains 2] [--target-accept 0.9] [--max-tree-depth 6]
+                              [--diagonal] [--data all|real|synthetic] [--config default] [--seed 1]
 
-The defaults are the settings of the main job (``bayes-sd demo``, ``pipeline.DEMO_SAMPLING``): 2 chains
-(one per core) x (700 tune + 3500 draws), target acceptance 0.9, nutpie with its low-rank mass
-matrix (``--diagonal``: without it).
+The defaults are the settings of the main job for ``--config`` (``bayes-sd demo --model``,
+``pipeline.demo_sampling``): for the default model 2 chains (one per core) x (700 tune + 3500 draws),
+target acceptance 0.9, trees capped at depth 6; a configuration's ``[sampling]`` table changes them.
+nutpie with its low-rank mass matrix (``--diagonal``: without it).
 
 Reports wall time (compilation included, as a user sees it), R-hat, ESS (bulk and tail),
 divergences and ESS per second. Also shows that fit cost does not grow with requests per run:
@@ -21,24 +22,24 @@ import warnings
 
 from bayes_sd import datasets
 from bayes_sd.model import ConvergenceWarning, LatencyModel
-from bayes_sd.pipeline import DEMO_SAMPLING, bundled_models, bundled_runs
+from bayes_sd.pipeline import bundled_models, bundled_runs, demo_sampling
 
-from _machine import machine_line  # bench/ is on sys.path when a script runs
+from _machine import fill_sampling_defaults, machine_line  # bench/ is on sys.path when a script runs
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--draws", type=int, default=DEMO_SAMPLING["full"]["draws"])
-    ap.add_argument("--tune", type=int, default=DEMO_SAMPLING["full"]["tune"])
-    ap.add_argument("--chains", type=int, default=DEMO_SAMPLING["full"]["chains"])
-    ap.add_argument("--target-accept", type=float, default=DEMO_SAMPLING["full"]["target_accept"])
-    ap.add_argument("--max-tree-depth", type=int, default=DEMO_SAMPLING["full"].get("max_tree_depth", 10),
-                    help="NUTS tree depth cap (default: the main job's)")
+    ap.add_argument("--draws", type=int, help="default: the main job's for --config (pipeline.demo_sampling)")
+    ap.add_argument("--tune", type=int)
+    ap.add_argument("--chains", type=int)
+    ap.add_argument("--target-accept", type=float)
+    ap.add_argument("--max-tree-depth", type=int, help="NUTS tree depth cap")
     ap.add_argument("--diagonal", action="store_true", help="diagonal mass matrix (nutpie's default) instead of low-rank")
     ap.add_argument("--data", default="all", choices=["all", "real", "synthetic"])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--config", default="default", help="model configuration (a name in models/)")
     args = ap.parse_args()
+    fill_sampling_defaults(args, demo_sampling(args.config))
     load = {"all": bundled_runs, "real": datasets.load_b200_runs, "synthetic": datasets.load_fleet_runs}
     runs = load[args.data]()
     t0 = time.perf_counter()

@@ -69,3 +69,23 @@ def test_verifier_form_is_checked_with_its_priors():
     assert both["priors"]["knee_tokens"] == roof["priors"]["knee_tokens"] and "expert_share" in both["priors"]
     with pytest.raises(ModelConfigError, match="'sequence_cost_spread' must be HalfNormal.*Fix"):
         merge_config(both, {"priors": {"sequence_cost_spread": {"dist": "LogNormal", "mu": 0.0, "sigma": 1.0}}})
+
+
+def test_sampling_table_and_learned_scales_are_checked():
+    """A configuration's [sampling] table sets the main job's settings for it; a typo in it or in
+    learned_scales raises instead of being ignored."""
+    from bayes_sd.pipeline import DEMO_SAMPLING, demo_sampling
+
+    base = load_config("default")
+    with pytest.raises(ModelConfigError, match=r"\[sampling\] has unknown settings \['draw'\].*Fix"):
+        merge_config(base, {"sampling": {"draw": 100}})
+    with pytest.raises(ModelConfigError, match=r"\[sampling\] draws = 0.*positive whole number"):
+        merge_config(base, {"sampling": {"draws": 0}})
+    with pytest.raises(ModelConfigError, match=r"target_accept = 1.5.*between 0 and 1"):
+        merge_config(base, {"sampling": {"target_accept": 1.5}})
+    with pytest.raises(ModelConfigError, match=r"learned_scales names \['tail_pairs'\].*Fix"):
+        merge_config(base, {"model": {"learned_scales": ["tail_pairs"]}})
+    assert demo_sampling("default") == DEMO_SAMPLING["full"]
+    assert demo_sampling("default", quick=True) == DEMO_SAMPLING["quick"]
+    own = load_config("moe_roofline")["sampling"]
+    assert demo_sampling("moe_roofline") == {**DEMO_SAMPLING["full"], **own} != DEMO_SAMPLING["full"]

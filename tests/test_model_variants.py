@@ -234,3 +234,15 @@ def test_roofline_likelihood_at_the_measured_batch_agrees_with_the_fixed_point(f
     model_half = build_model(prepare_fit_data(runs_at_fp.assign(latency_mean_s=0.5 * fixed_point), models), cfg)
     half = pm.draw(pm.do(model_half, values)["latency_s"])
     assert np.all(half[is_open] < graph[is_open])
+
+
+def test_sequence_cost_spread_is_fixed_unless_listed_in_learned_scales():
+    """The s1 spread follows the other scales' policy: fixed at its prior's scale (learned, with the
+    seven verifier x hardware levels of the bundled data, it was the fit's slowest parameter)."""
+    runs, models = load_fleet_runs(), load_fleet_models()  # SYNTHETIC fleet: six verifier x hardware levels
+    fixed = LatencyModel("moe_roofline").build(runs, models=models)
+    assert "z_sequence_cost" in fixed.named_vars and "sequence_cost_spread" not in fixed.named_vars
+    learned_scales = [*load_config("moe_roofline")["model"]["learned_scales"], "sequence_cost"]
+    learned = LatencyModel("moe_roofline", overrides={"model": {"learned_scales": learned_scales}}).build(
+        runs, models=models)
+    assert "sequence_cost_spread" in learned.named_vars

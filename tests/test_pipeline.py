@@ -27,3 +27,26 @@ def test_demo_writes_every_output(mock_pymc_sample, tmp_path, capsys):
     assert recs["best_k"].between(0, 7).all()
     json.loads((out / "vllm_config_dspark.json").read_text())
     assert (out / "posterior.nc").stat().st_mode & 0o044  # readable by others, not 0600
+
+
+def test_demo_model_option_reaches_the_fit_with_that_models_sampling(monkeypatch, tmp_path):
+    """``bayes-sd demo --model NAME`` fits that configuration with its own [sampling] settings."""
+    from bayes_sd import pipeline
+    from bayes_sd.model import LatencyModel
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_fit(self, runs, **kwargs):
+        seen.update(config=self.config["name"], models=kwargs.pop("models"), **kwargs)
+        raise Stop
+
+    monkeypatch.setattr(LatencyModel, "fit", fake_fit)
+    with pytest.raises(Stop):
+        main(["demo", "--model", "moe_roofline", "--out", str(tmp_path / "r"), "--no-progress"])
+    assert seen["config"] == "moe_roofline"
+    assert seen["models"] is not None and "experts" in seen["models"]  # so the MoE verifier is fitted as MoE
+    expected = pipeline.demo_sampling("moe_roofline")
+    assert {k: seen[k] for k in expected} == expected != pipeline.DEMO_SAMPLING["full"]

@@ -65,6 +65,7 @@ def test_report_has_every_section_in_order_and_every_figure(report):
     for sid, path in paths["figures"].items():
         assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG" and f"](figures/{sid}.png)" in md
     assert "test &lt;report&gt;" in page  # title escaped
+    assert "model configuration 'default' (Dense verifiers" in md  # which model the report is about
 
 
 def test_html_is_self_contained_small_and_written_atomically(report):

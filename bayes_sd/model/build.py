@@ -357,11 +357,15 @@ def _sequence_cost(cfg: dict, fd: FitData):
     # prior. A verifier x hardware whose runs cannot separate s1 from v1 and d1 (the real B200 runs:
     # one draft length per drafter, three per-stream slopes for four costs) borrows the level that
     # the other verifiers' runs pin, instead of leaving the sampler a ridge the prior alone closes.
-    # As for the other effects (_Effects), a handful of levels cannot learn a spread: fixed at its
-    # prior's scale there (one level, the real runs alone, gave 4 divergences with it learned).
+    # As for the other effects (_Effects), the spread stays fixed at its prior's scale unless
+    # "sequence_cost" is in learned_scales and there are enough levels to learn it: learned, it was
+    # a funnel (bulk ESS 260 in 2 x 3500 draws with the 7 levels of all bundled data, the fit's
+    # lowest; bench/fit_speed.py --config moe_roofline), and with one level, the real runs alone, it
+    # gave 4 divergences.
     spec = cfg["priors"]["sequence_cost_ms"]
     centre = pm.Normal("log_sequence_cost_centre", spec["mu"], spec["sigma"])
-    if len(fd.coords["verifier_hw"]) >= MIN_LEVELS_FOR_SCALE:
+    learned = cfg.get("model", {}).get("learned_scales", DEFAULT_LEARNED_SCALES)
+    if "sequence_cost" in learned and len(fd.coords["verifier_hw"]) >= MIN_LEVELS_FOR_SCALE:
         spread = make_prior(cfg, "sequence_cost_spread")
     else:
         spread = fixed_scale(cfg, "sequence_cost_spread")

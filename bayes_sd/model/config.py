@@ -23,7 +23,7 @@ from typing import Any
 
 import pymc as pm
 
-from bayes_sd.model.fit_data import KNEE_FORMS, MOE_FORMS, OPEN_LOOP_RATES, VERIFIER_FORMS
+from bayes_sd.model.fit_data import EFFECTS, KNEE_FORMS, MOE_FORMS, OPEN_LOOP_RATES, VERIFIER_FORMS
 
 __all__ = ["ModelConfigError", "load_config", "merge_config", "config_id", "make_prior", "models_dir"]
 
@@ -148,11 +148,17 @@ def _check(cfg: dict[str, Any]) -> None:
     spread = cfg["priors"].get("sequence_cost_spread")
     if spread is not None and spread.get("dist") not in ("HalfNormal", "Exponential"):
         raise ModelConfigError("prior 'sequence_cost_spread' must be HalfNormal or Exponential (a scale, fixed at its "
-                               "prior's when there are few verifier x hardware levels). Fix: set dist = \"HalfNormal\"")
+                               "prior's unless learned_scales lists sequence_cost). Fix: set dist = \"HalfNormal\"")
     for pname in ("knee_tokens", "knee_compute_share", "sequence_cost_ms"):  # predict draws unseen levels as lognormal
         if pname in cfg["priors"] and cfg["priors"][pname].get("dist") != "LogNormal":
             raise ModelConfigError(f"prior '{pname}' must be LogNormal (a positive quantity per verifier x hardware). "
                                    "Fix: set dist = \"LogNormal\" with mu and sigma on the log scale")
+    learnable = (*EFFECTS, "sequence_cost")
+    unknown = sorted(set(cfg.get("model", {}).get("learned_scales", ())) - set(learnable))
+    if unknown:
+        raise ModelConfigError(f"model option learned_scales names {unknown}, which have no scale. "
+                               f"Fix: use names from {list(learnable)}")
+    _check_sampling(cfg.get("sampling", {}))
     for pname, spec in cfg["priors"].items():
         dist = spec.get("dist")
         if dist not in _ALLOWED:
@@ -164,3 +170,20 @@ def _check(cfg: dict[str, Any]) -> None:
             raise ModelConfigError(
                 f"prior '{pname}' ({dist}) has parameters {sorted(params)}; it needs {sorted(_ALLOWED[dist])}"
             )
+
+
+#: what a configuration's [sampling] table may set: the main job's settings for this model
+#: (``pipeline.demo_sampling``), as integers except target_accept
+SAMPLING_KEYS = ("draws", "tune", "chains", "target_accept", "max_tree_depth")
+
+
+def _check_sampling(sampling: dict[str, Any]) -> None:
+    unknown = sorted(set(sampling) - set(SAMPLING_KEYS))
+    if unknown:
+        raise ModelConfigError(f"[sampling] has unknown settings {unknown}. Fix: use only {list(SAMPLING_KEYS)}")
+    for key, value in sampling.items():
+        if key == "target_accept":
+            if not isinstance(value, float) or not 0.0 < value < 1.0:
+                raise ModelConfigError(f"[sampling] target_accept = {value!r}. Fix: a number between 0 and 1, e.g. 0.9")
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelConfigError(f"[sampling] {key} = {value!r}. Fix: a positive whole number")

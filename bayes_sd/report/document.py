@@ -324,7 +324,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def _meta(model, hdi_prob: float) -> str:
     a, sampler = model.idata.attrs, json.loads(model.idata.attrs.get("sampler", "{}"))
-    return (f"model {a.get('id', '?')} (bayes_sd {a.get('bayes_sd_version', '?')}), fitted {a.get('created', '?')}, "
+    cfg = model.config
+    return (f"model configuration '{cfg.get('name', '?')}' ({cfg.get('description', '').rstrip('.')}), "
+            f"id {a.get('id', '?')} (bayes_sd {a.get('bayes_sd_version', '?')}), fitted {a.get('created', '?')}, "
             f"sampler {sampler.get('nuts_sampler', '?')}; intervals are central {hdi_prob:.0%} posterior intervals; "
             f"report written {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}")
 
