@@ -57,8 +57,8 @@ def demo_sampling(model_config: str | Path = "default", quick: bool = False) -> 
     """Sampling settings of the main job for ``model_config`` (a name in ``models/`` or a path).
 
     ``DEMO_SAMPLING["full"]``, updated by the configuration's own ``[sampling]`` table (a variant
-    that needs more draws than the default to converge on all bundled data says so there), or
-    ``DEMO_SAMPLING["quick"]`` for the smoke run.
+    whose posterior mixes at another rate than the default's on all bundled data says there how many
+    draws converge it), or ``DEMO_SAMPLING["quick"]`` for the smoke run.
     """
     from bayes_sd.model.config import load_config
 
