@@ -53,8 +53,9 @@ DEMO_SAMPLING = {"full": {"draws": 3500, "tune": 700, "chains": 2, "target_accep
                  "quick": {"draws": 150, "tune": 200, "chains": 2}}
 
 
-def demo_sampling(model_config: str | Path = "default", quick: bool = False) -> dict:
-    """Sampling settings of the main job for ``model_config`` (a name in ``models/`` or a path).
+def demo_sampling(model_config: str | Path | dict = "default", quick: bool = False) -> dict:
+    """Sampling settings of the main job for ``model_config`` (a name in ``models/``, a path, or a
+    loaded configuration).
 
     ``DEMO_SAMPLING["full"]``, updated by the configuration's own ``[sampling]`` table (a variant
     whose posterior mixes at another rate than the default's on all bundled data says there how many
@@ -108,14 +109,15 @@ def run_demo(out: Path, *, quick: bool = False, progress: bool = True, seed: int
     n_syn = int(runs["source"].str.startswith("synthetic:").sum())
     print(f"[1/5] bundled data: {len(runs)} runs ({len(runs) - n_syn} real, {n_syn} synthetic) -> {written['summary']}",
           flush=True)
-    settings = demo_sampling(model_config, quick)
-    print(f"[2/5] fitting the hierarchical model ({Path(str(model_config)).stem}): {settings['chains']} chains x "
+    latency_model = LatencyModel(model_config)
+    settings = demo_sampling(latency_model.config, quick)
+    print(f"[2/5] fitting the hierarchical model ({latency_model.config['name']}): {settings['chains']} chains x "
           f"({settings['tune']} tune + {settings['draws']} draws){' (quick: not for conclusions)' if quick else ''}",
           flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        model = LatencyModel(model_config).fit(runs, models=bundled_models(), random_seed=seed, progressbar=progress,
-                                               nuts_sampler=nuts_sampler, **settings)
+        model = latency_model.fit(runs, models=bundled_models(), random_seed=seed, progressbar=progress,
+                                  nuts_sampler=nuts_sampler, **settings)
     print(f"      {model.diagnostics_text()} {elapsed()}", flush=True)
     for w in caught:
         if issubclass(w.category, ConvergenceWarning) and not quick:

@@ -40,7 +40,6 @@ from bayes_sd.model.fit_data import (
     DRAFTER_COEFS,
     EFFECTS,
     KNEE_FORMS,
-    MIN_LEVELS_FOR_SCALE,
     MOE_FORMS,
     TAIL_QUANTILES,
     VERIFIER_COEFS,
@@ -364,8 +363,7 @@ def _sequence_cost(cfg: dict, fd: FitData):
     # gave 4 divergences.
     spec = cfg["priors"]["sequence_cost_ms"]
     centre = pm.Normal("log_sequence_cost_centre", spec["mu"], spec["sigma"])
-    learned = cfg.get("model", {}).get("learned_scales", DEFAULT_LEARNED_SCALES)
-    if "sequence_cost" in learned and len(fd.coords["verifier_hw"]) >= MIN_LEVELS_FOR_SCALE:
+    if fd.learns_scale("sequence_cost", tuple(cfg.get("model", {}).get("learned_scales", DEFAULT_LEARNED_SCALES))):
         spread = make_prior(cfg, "sequence_cost_spread")
     else:
         spread = fixed_scale(cfg, "sequence_cost_spread")

@@ -23,7 +23,7 @@ from typing import Any
 
 import pymc as pm
 
-from bayes_sd.model.fit_data import EFFECTS, KNEE_FORMS, MOE_FORMS, OPEN_LOOP_RATES, VERIFIER_FORMS
+from bayes_sd.model.fit_data import EFFECTS, KNEE_FORMS, MOE_FORMS, OPEN_LOOP_RATES, OTHER_POOLED_LEVELS, VERIFIER_FORMS
 
 __all__ = ["ModelConfigError", "load_config", "merge_config", "config_id", "make_prior", "models_dir"]
 
@@ -153,7 +153,7 @@ def _check(cfg: dict[str, Any]) -> None:
         if pname in cfg["priors"] and cfg["priors"][pname].get("dist") != "LogNormal":
             raise ModelConfigError(f"prior '{pname}' must be LogNormal (a positive quantity per verifier x hardware). "
                                    "Fix: set dist = \"LogNormal\" with mu and sigma on the log scale")
-    learnable = (*EFFECTS, "sequence_cost")
+    learnable = (*EFFECTS, *OTHER_POOLED_LEVELS)
     unknown = sorted(set(cfg.get("model", {}).get("learned_scales", ())) - set(learnable))
     if unknown:
         raise ModelConfigError(f"model option learned_scales names {unknown}, which have no scale. "

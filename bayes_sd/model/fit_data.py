@@ -14,7 +14,7 @@ import pandas as pd
 
 from bayes_sd.traces.schema import NO_DRAFTER
 
-__all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "VERIFIER_FORMS", "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS", "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS",
+__all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "VERIFIER_FORMS", "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS", "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "OTHER_POOLED_LEVELS",
            "pair_label", "level_label", "fixed_scale"]
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,9 @@ EFFECTS: dict[str, tuple[str, str, str | None, tuple[str, ...] | None]] = {
     "accept_pair": ("pair_dataset", "sigma_accept_pair", None, None),
     "tail_pair": ("pair", "sigma_tail_pair", None, None),
 }
+#: partially pooled levels built outside ``EFFECTS`` (by their own code in build.py) whose scale
+#: follows the same policy (``FitData.learns_scale``): name -> grouping dim
+OTHER_POOLED_LEVELS = {"sequence_cost": "verifier_hw"}
 #: groups with fewer levels than this get a fixed scale (the prior's) instead of a learned one:
 #: with under five groups a population scale is barely estimable and only adds a funnel
 MIN_LEVELS_FOR_SCALE = 5
@@ -130,6 +133,8 @@ class FitData:
         Only effects listed in ``learned`` (the configuration's ``model.learned_scales``) with
         at least ``MIN_LEVELS_FOR_SCALE`` levels learn their scale.
         """
+        if effect in OTHER_POOLED_LEVELS:
+            return effect in learned and len(self.coords[OTHER_POOLED_LEVELS[effect]]) >= MIN_LEVELS_FOR_SCALE
         return (effect in learned and self.uses(effect)
                 and len(self.coords[EFFECTS[effect][0]]) >= MIN_LEVELS_FOR_SCALE)
 
