@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from bayes_sd.pipeline import MAIN_MODEL
 from bayes_sd.traces.schema import TraceError, schema_help
 
 INGEST_EPILOG = f"""\
@@ -227,10 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smoke run: small sampling settings on the real runs and the synthetic llama3.1-8b "
                         "pairs on H100 (under 2 minutes on 2 cores; not for conclusions)")
     p.add_argument("--sampler", default="nutpie", choices=["nutpie", "pymc"], help="NUTS implementation")
-    p.add_argument("--model", default="default",
-                   help="model configuration: a name in models/ or a .toml path (default: default). "
-                        "moe_roofline is the most accurate on the bundled data and takes about twice as long; "
-                        "its [sampling] table sets the draws it needs")
+    p.add_argument("--model", default=MAIN_MODEL,
+                   help=f"model configuration: a name in models/ or a .toml path (default: {MAIN_MODEL}, the "
+                        "roofline knee, per-sequence cost and MoE expert coverage; default is the dense base "
+                        "model). A configuration's [sampling] table sets the draws it needs")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_cmd_demo)
     return parser

@@ -1,9 +1,10 @@
 """Where the time of a fit goes: compilation, warm-up, draws, and the cost of one gradient.
 
-    python bench/fit_profile.py [--draws 3500] [--tune 700] [--target-accept 0.9] [--eigval-cutoff 2]
-                                [--config default] [--seed 1]
+    python bench/fit_profile.py [--draws 3000] [--tune 700] [--target-accept 0.9] [--eigval-cutoff 2]
+                                [--config moe_roofline] [--seed 1]
 
-The defaults are the main job's settings for ``--config`` (``pipeline.demo_sampling``) on all bundled data. Reports:
+The defaults are the main job's model (``pipeline.MAIN_MODEL``) and its settings for ``--config``
+(``pipeline.demo_sampling``) on all bundled data. Reports:
 
 - build (PyMC graph) and compile (nutpie: PyTensor rewrites and the numba log density) wall times;
 - the time of one log-density-and-gradient evaluation (the compiled function, called in a loop);
@@ -27,7 +28,7 @@ import arviz as az
 import numpy as np
 
 from bayes_sd.model import LatencyModel
-from bayes_sd.pipeline import bundled_models, bundled_runs, demo_sampling
+from bayes_sd.pipeline import MAIN_MODEL, bundled_models, bundled_runs, demo_sampling
 
 from _machine import fill_sampling_defaults, machine_line  # bench/ is on sys.path when a script runs
 
@@ -39,7 +40,7 @@ def main() -> None:
     ap.add_argument("--target-accept", type=float)
     ap.add_argument("--max-tree-depth", type=int)
     ap.add_argument("--eigval-cutoff", type=float, default=None, help="default: nutpie's own (2)")
-    ap.add_argument("--config", default="default")
+    ap.add_argument("--config", default=MAIN_MODEL, help="default: the main job's model")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--evals", type=int, default=3000, help="gradient evaluations to time")
     args = ap.parse_args()

@@ -1,11 +1,12 @@
-"""Fit speed and convergence of a model configuration (the default unless --config) on all bundled data.
+"""Fit speed and convergence of a model configuration (the main job's, moe_roofline, unless --config) on all bundled data.
 
-    python bench/fit_speed.py [--draws 3500] [--tune 700] [--chains 2] [--target-accept 0.9] [--max-tree-depth 6]
-                              [--diagonal] [--data all|real|synthetic] [--config default] [--seed 1]
+    python bench/fit_speed.py [--draws 3000] [--tune 700] [--chains 2] [--target-accept 0.9] [--max-tree-depth 6]
+                              [--diagonal] [--data all|real|synthetic] [--config moe_roofline] [--seed 1]
 
 The defaults are the settings of the main job for ``--config`` (``bayes-sd demo --model``,
-``pipeline.demo_sampling``): for the default model 2 chains (one per core) x (700 tune + 3500 draws),
-target acceptance 0.9, trees capped at depth 6; a configuration's ``[sampling]`` table changes them.
+``pipeline.demo_sampling``): 2 chains (one per core) x (700 tune + 3500 draws), target acceptance
+0.9, trees capped at depth 6; a configuration's ``[sampling]`` table changes them (``moe_roofline``:
+3000 draws).
 nutpie with its low-rank mass matrix (``--diagonal``: without it).
 
 Reports wall time (compilation included, as a user sees it), R-hat, ESS (bulk and tail),
@@ -22,7 +23,7 @@ import warnings
 
 from bayes_sd import datasets
 from bayes_sd.model import ConvergenceWarning, LatencyModel
-from bayes_sd.pipeline import bundled_models, bundled_runs, demo_sampling
+from bayes_sd.pipeline import MAIN_MODEL, bundled_models, bundled_runs, demo_sampling
 
 from _machine import fill_sampling_defaults, machine_line  # bench/ is on sys.path when a script runs
 
@@ -37,7 +38,7 @@ def main() -> None:
     ap.add_argument("--diagonal", action="store_true", help="diagonal mass matrix (nutpie's default) instead of low-rank")
     ap.add_argument("--data", default="all", choices=["all", "real", "synthetic"])
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--config", default="default", help="model configuration (a name in models/)")
+    ap.add_argument("--config", default=MAIN_MODEL, help="model configuration (a name in models/ or a .toml path; default: the main job's)")
     args = ap.parse_args()
     fill_sampling_defaults(args, demo_sampling(args.config))
     load = {"all": bundled_runs, "real": datasets.load_b200_runs, "synthetic": datasets.load_fleet_runs}

@@ -246,3 +246,31 @@ def test_sequence_cost_spread_is_fixed_unless_listed_in_learned_scales():
     learned = LatencyModel("moe_roofline", overrides={"model": {"learned_scales": learned_scales}}).build(
         runs, models=models)
     assert "sequence_cost_spread" in learned.named_vars
+
+
+@pytest.mark.parametrize("config, free", [("moe_roofline", True), ("roofline", False)])
+def test_model_free_drafter_has_no_per_token_draft_cost(fleet_subset, config, free):
+    """moe_roofline lists ngram in model_free_drafters: its d1 is 0 in the likelihood's latency and in
+    the stored costs (the predictor's side is checked by test_numpy_predictor_reproduces_the_pymc_graph)."""
+    runs, models = fleet_subset
+    model = LatencyModel(config).build(runs, models=models)
+    drafters = list(model.coords["drafter"])  # one hardware: the drafter effects are the levels
+    assert list(model.coords["drafter_hw"]) == [f"{d} @ H100" for d in drafters]
+    ngram, eagle = drafters.index("ngram"), drafters.index("eagle3-small")
+    total = model.replace_rvs_by_values([model["latency_s"].sum()])[0]  # at the model's initial point
+    value = model.rvs_to_values[model["effect_drafter"]]
+    point = model.initial_point()
+    grad = pytensor.function(model.value_vars, pt.grad(total, value), on_unused_input="ignore")(
+        **{v.name: point[v.name] for v in model.value_vars})
+    d1 = list(model.coords["dcoef"]).index("d1")
+    assert grad[eagle, d1] > 0 and grad[ngram, 0] > 0  # the per-step cost d0 stays
+    assert (grad[ngram, d1] == 0) == free
+    stored = pm.draw(model["drafter_cost_ms"], random_seed=1)
+    assert (stored[ngram, d1] == 0) == free and stored[eagle, d1] > 0
+
+
+def test_model_free_drafters_must_be_a_list_of_names():
+    from bayes_sd.model.config import ModelConfigError, merge_config
+
+    with pytest.raises(ModelConfigError, match="model_free_drafters = 'ngram'.*Fix: a list"):
+        merge_config(load_config("default"), {"model": {"model_free_drafters": "ngram"}})

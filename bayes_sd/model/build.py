@@ -14,7 +14,8 @@ to the drafter costs; ``verifier_form = "moe"`` scales an MoE verifier's v0 by i
 first-position acceptance with a per-drafter decay; ``verifier_form = "roofline"`` makes a verify
 pass compute-bound past a knee in its tokens (in the likelihood an open-loop run's tokens per pass
 are counted at its measured batch, rate x observed latency; prediction solves the fixed point), and
-``"moe_roofline"`` combines the knee with the MoE coverage the same way. The
+``"moe_roofline"`` combines the knee with the MoE coverage the same way; ``model_free_drafters``
+fixes the per-token draft cost ``d1`` of the drafters it names (n-gram) at 0. The
 run-mean likelihood's scale adds a
 structural error ``sigma_c2`` of C2, amplified by ``d log L / d log C2``.
 
@@ -45,6 +46,7 @@ from bayes_sd.model.fit_data import (
     VERIFIER_COEFS,
     FitData,
     fixed_scale,
+    model_free_keep,
 )
 
 __all__ = ["build_model", "z_quantile"]
@@ -168,11 +170,12 @@ def _at(effect, index):
 
 
 def _level_log_costs(eff: _Effects, fd: FitData, mu, eff_hw, *, coefs, main: str, level: str, coef_dim: str,
-                     design=0.0):
+                     design=0.0, keep=1.0):
     """log cost (ms) per ``level`` (verifier_hw or drafter_hw) for ``coefs``.
 
     ``mu[c] + hardware[h, c] + main[m, c] + design[m, c] + level[l, c]``, stored as
-    ``<main>_cost_ms``; ``design`` is the (main, coef) contribution of size predictors.
+    ``<main>_cost_ms`` (times ``keep``, 0 for a cost fixed at zero); ``design`` is the (main, coef)
+    contribution of size predictors.
     """
     cols = [COEFS.index(c) for c in coefs]
     hw = _at(eff_hw, fd.idx[f"{level}_hardware"])
@@ -180,7 +183,8 @@ def _level_log_costs(eff: _Effects, fd: FitData, mu, eff_hw, *, coefs, main: str
     shape = (len(fd.coords[level]), len(cols))
     main_eff = _at(eff(main), fd.idx[f"{level}_{main}"]) + _at(design, fd.idx[f"{level}_{main}"])
     log_c = eff.level(level, mu[cols] + main_eff + hw, shape)
-    pm.Deterministic(f"{main}_cost_ms", pt.exp(log_c), dims=(level, coef_dim))
+    cost = pt.exp(log_c)
+    pm.Deterministic(f"{main}_cost_ms", cost if np.all(keep == 1.0) else cost * keep, dims=(level, coef_dim))
     return log_c
 
 
@@ -214,10 +218,13 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
         v = pt.exp(log_v[fd.idx["run_vh"]]) / 1000.0  # (run, vcoef), seconds
         k = pt.as_tensor(x["k"])
         if fd.has_drafters:
+            keep = _model_free_level_keep(cfg, fd)  # 0 at d1 of model-free drafters
             log_dh = _level_log_costs(eff, fd, mu, eff_hw, coefs=DRAFTER_COEFS, main="drafter", level="drafter_hw",
-                                      coef_dim="dcoef", design=_drafter_design(cfg, fd))
+                                      coef_dim="dcoef", design=_drafter_design(cfg, fd), keep=keep)
             log_d = log_dh[fd.idx["run_dh"]] + _at(eff("spec_pair"), fd.idx["run_spec_pair"])
             d = pt.exp(log_d) / 1000.0
+            if not keep.all():
+                d = d * keep[fd.idx["run_dh"]]
             a = _acceptance(eff, fd)
             tau, tau_sq = _tau(cfg, fd, a, x["k"])
             d0, d1 = d[:, 0], d[:, 1]
@@ -311,6 +318,14 @@ def _tau(cfg: dict, fd: FitData, a, k: np.ndarray):
         return (acceptance.tau_decaying(a, decay[run_drafter], k, xp=pt),
                 acceptance.tau_sq_decaying(a, decay[run_drafter], k, xp=pt))
     return theory.tau_constant(a, k, xp=pt), theory.tau_sq_constant(a, k, xp=pt)
+
+
+def _model_free_level_keep(cfg: dict, fd: FitData) -> np.ndarray:
+    """(drafter_hw, dcoef) 1.0, with 0.0 at d1 of the model-free drafters (``model_free_keep``)."""
+    keep = np.ones((len(fd.coords["drafter_hw"]), len(DRAFTER_COEFS)))
+    drafters = np.asarray(fd.coords["drafter"], dtype=object)[fd.idx["drafter_hw_drafter"]]
+    keep[:, DRAFTER_COEFS.index("d1")] = model_free_keep(cfg, drafters)
+    return keep
 
 
 def _drafter_design(cfg: dict, fd: FitData):

@@ -158,6 +158,10 @@ def _check(cfg: dict[str, Any]) -> None:
     if unknown:
         raise ModelConfigError(f"model option learned_scales names {unknown}, which have no scale. "
                                f"Fix: use names from {list(learnable)}")
+    free = cfg.get("model", {}).get("model_free_drafters", [])
+    if not isinstance(free, list) or not all(isinstance(d, str) for d in free):
+        raise ModelConfigError(f"model option model_free_drafters = {free!r}. Fix: a list of drafter names as in "
+                               "the runs' drafter column, e.g. [\"ngram\"]")
     _check_sampling(cfg.get("sampling", {}))
     for pname, spec in cfg["priors"].items():
         dist = spec.get("dist")

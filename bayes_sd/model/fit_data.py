@@ -104,6 +104,18 @@ def fixed_scale(cfg: dict, prior: str) -> float:
     return float(spec["sigma"]) if "sigma" in spec else 1.0 / float(spec["lam"])
 
 
+def model_free_keep(cfg: dict, drafters) -> np.ndarray:
+    """1.0 per drafter name, 0.0 for those the configuration lists in ``model_free_drafters``.
+
+    A model-free drafter (prompt lookup / n-gram, suffix decoding) runs no network: its draft step
+    costs a per-step overhead ``d0`` but no per-token GPU work, so its ``d1`` is fixed at 0
+    (multiplied by this). Left free, ``d1`` of such a drafter is a few per cent of the verifier's
+    ``v1`` and the data pin only their sum ``v1 + d1``: a curved ridge in log space.
+    """
+    free = set(cfg.get("model", {}).get("model_free_drafters", ()))
+    return np.array([0.0 if str(d) in free else 1.0 for d in drafters])
+
+
 def pair_label(verifier: str, drafter: str) -> str:
     return f"{verifier} / {drafter}"
 

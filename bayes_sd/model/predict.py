@@ -30,6 +30,7 @@ from bayes_sd.model.fit_data import (
     VERIFIER_COEFS,
     drafter_predictor_matrix,
     fixed_scale,
+    model_free_keep,
     level_label,
     moe_log_q,
     pair_label,
@@ -241,6 +242,7 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     design = _drafter_design(post, fit_coords, labels["drafter"], k, models)
     cost = np.exp(_costs(eff, post, design)) / 1000.0  # seconds
     c = {name: cost[..., COEFS.index(name)] for name in COEFS}
+    c["d1"] = c["d1"] * model_free_keep(cfg, labels["drafter"])  # as in build.py
     log_q = moe_log_q(labels["verifier"], models)  # NaN for dense verifiers
     share = _expert_share(post, cfg, fit_coords, labels["verifier"], log_q, rng)
     extras = _verifier_extras(post, cfg, fit_coords, labels["verifier_hw"], log_q, rng)
