@@ -1,8 +1,20 @@
 """Parameter recovery on simulated runs with known costs (slow: run with --run-slow)."""
 
 import pytest
+from pymc.testing import mock_sample_setup_and_teardown
 
-from bayes_sd.recovery import TRUE_ACCEPTANCE, recovery_runs, run_recovery
+from bayes_sd.model import LatencyModel
+from bayes_sd.recovery import (
+    TRUE_ACCEPTANCE,
+    TRUE_COSTS,
+    TRUE_ROOFLINE_COSTS,
+    coverage_table,
+    recovery_runs,
+    run_recovery,
+    true_costs,
+)
+
+mock_pymc_sample = pytest.fixture(scope="function")(mock_sample_setup_and_teardown)
 
 
 def test_recovery_design_is_steady_state_and_speculative():
@@ -16,10 +28,23 @@ def test_recovery_design_is_steady_state_and_speculative():
     assert rel.abs().max() < 0.05
 
 
+def test_roofline_configurations_recover_a_truth_with_a_knee(mock_pymc_sample):
+    """The main job's model is scored against a truth with s1 and a knee, and its table scores them."""
+    assert true_costs("default") is TRUE_COSTS and true_costs("moe_roofline") is TRUE_ROOFLINE_COSTS
+    runs = recovery_runs(seed=0, n_requests=60, costs=TRUE_ROOFLINE_COSTS)
+    model = LatencyModel("moe_roofline").fit(runs, draws=20, tune=20, chains=1, nuts_sampler="pymc",
+                                             progressbar=False)
+    table = coverage_table(model, costs=TRUE_ROOFLINE_COSTS).set_index("quantity")
+    assert table.loc["s1", "truth"] == pytest.approx(0.015) and table.loc["knee_tokens", "truth"] == 240.0
+    assert {"v0", "v1", "d1", "compute_share"} <= set(table.index)
+
+
 @pytest.mark.slow
-def test_90pct_intervals_cover_the_true_costs_across_seeds():
-    """bench/recovery.py's design and settings (measured 93%, 25 of 27, on 2026-11-22)."""
-    table = run_recovery([0, 1, 2], draws=500, tune=500, chains=2)
+@pytest.mark.parametrize("config", ["default", "moe_roofline"])
+def test_90pct_intervals_cover_the_true_costs_across_seeds(config):
+    """bench/recovery.py's design and settings (default: 93%, 25 of 27, on 2026-11-22; moe_roofline,
+    the main job's model, whose truth has a per-sequence cost and a knee: see bench/README.md)."""
+    table = run_recovery([0, 1, 2], draws=500, tune=500, chains=2, config=config)
     coverage = table["covered"].mean()
     # nominal 90%; with 27 intervals, below 70% would be a clear miscalibration
     assert coverage >= 0.7, table.to_string()
