@@ -13,9 +13,10 @@ COND_COLS = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "o
              "rate_rps", "concurrency"]
 
 
-def test_prior_predictive_latency_is_plausible(b200_runs):
+@pytest.mark.parametrize("config", ["default", "moe_roofline"])  # the dense base and the main job's model
+def test_prior_predictive_latency_is_plausible(b200_runs, config):
     """Priors put run latencies between a millisecond and ten minutes (checked on the real runs)."""
-    prior = LatencyModel().prior_predictive(b200_runs, draws=300, random_seed=1)
+    prior = LatencyModel(config).prior_predictive(b200_runs, draws=300, random_seed=1)
     lat = prior.prior["latency_s"].values.ravel()
     lat = lat[np.isfinite(lat)]
     share = np.mean((lat > 1e-3) & (lat < 600))

@@ -109,17 +109,19 @@ def test_numpy_predictor_reproduces_the_pymc_graph(fleet_subset, config):
     np.testing.assert_allclose(dr.latency[ok], graph[ok], rtol=1e-6)
 
 
-def test_moe_variant_saves_and_loads_with_its_models_table(fleet_subset, mock_pymc_sample, tmp_path):
+@pytest.mark.parametrize("config", ["moe", "moe_roofline"])
+def test_moe_variant_saves_and_loads_with_its_models_table(fleet_subset, mock_pymc_sample, tmp_path, config):
     runs, models = fleet_subset
-    runs = runs[runs["verifier"] == "qwen3-30b-a3b"]
-    m = LatencyModel("moe").fit(runs, models=models, draws=20, tune=0, chains=1, nuts_sampler="pymc",
-                                progressbar=False)
+    runs = runs[runs["verifier"] == "qwen3-30b-a3b"]  # with the n-gram drafter (model-free in moe_roofline)
+    m = LatencyModel(config).fit(runs, models=models, draws=20, tune=0, chains=1, nuts_sampler="pymc",
+                                 progressbar=False)
     assert "expert_share" in m.idata.posterior
-    path = m.save(tmp_path / "moe.nc")
+    path = m.save(tmp_path / f"{config}.nc")
     back = LatencyModel.load(path)
     pd.testing.assert_frame_equal(back.models.reset_index(drop=True), m.models.reset_index(drop=True),
                                   check_dtype=False)
-    cond = runs[COND].head(5)
+    cond = runs[COND].groupby("drafter").head(2)  # every drafter, the n-gram one included
+    assert "ngram" in set(cond["drafter"])
     pd.testing.assert_frame_equal(back.predict_table(cond), m.predict_table(cond))
 
 
