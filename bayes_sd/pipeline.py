@@ -48,9 +48,9 @@ MAIN_MODEL = "moe_roofline"
 #: synthetic llama3.1-8b pairs on H100; not for conclusions); a configuration's [sampling] table
 #: overrides "full" (moe_roofline: 3000 draws). The figures below are the default model's. At the
 #: offered rate the drafters' per-token costs d1 mix slowly. Since the fleet was simulated with a
-#: roofline knee and a per-sequence cost (2026-11-22, 22:00) they mix twice as fast: 700 tune + 3500 draws at target
-#: acceptance 0.9 converged in ten seeds of ten; 3000 draws stopped at tail ESS 354-398 in three
-#: seeds of ten. Trees are capped at depth 6 (63 leapfrog steps; 2026-11-23): the first 200
+#: roofline knee and a per-sequence cost (2026-11-22, 22:00) they mix twice as fast: 700 tune +
+#: 3500 draws at target acceptance 0.9 converged in ten seeds of ten; 3000 draws stopped at tail
+#: ESS 354-398 in three seeds of ten. Trees are capped at depth 6 (63 leapfrog steps; 2026-11-23): the first 200
 #: warm-up draws, before the mass matrix is adapted, ran trees to depth 8-10 (57k of 194k steps),
 #: and no posterior draw goes past depth 5 (bench/fit_profile.py);
 #: capped, the fit took 51-61 s (median 54 s) against 59-73 s (median 62 s) uncapped on the same

@@ -1,4 +1,5 @@
-"""Fit speed and convergence of a model configuration (the main job's, moe_roofline, unless --config) on all bundled data.
+"""Fit speed and convergence of a model configuration on all bundled data (the main job's, moe_roofline,
+unless --config).
 
     python bench/fit_speed.py [--draws 3000] [--tune 700] [--chains 2] [--target-accept 0.9] [--max-tree-depth 6]
                               [--diagonal] [--data all|real|synthetic] [--config moe_roofline] [--seed 1]
