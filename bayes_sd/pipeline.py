@@ -50,9 +50,9 @@ MAIN_MODEL = "moe_roofline"
 #: offered rate the drafters' per-token costs d1 mix slowly. Since the fleet was simulated with a
 #: roofline knee and a per-sequence cost (2026-11-22, 22:00) they mix twice as fast: 700 tune +
 #: 3500 draws at target acceptance 0.9 converged in ten seeds of ten; 3000 draws stopped at tail
-#: ESS 354-398 in three seeds of ten. Trees are capped at depth 6 (63 leapfrog steps; 2026-11-23): the first 200
-#: warm-up draws, before the mass matrix is adapted, ran trees to depth 8-10 (57k of 194k steps),
-#: and no posterior draw goes past depth 5 (bench/fit_profile.py);
+#: ESS 354-398 in three seeds of ten. Trees are capped at depth 6 (63 leapfrog steps; 2026-11-23):
+#: the first 200 warm-up draws, before the mass matrix is adapted, ran trees to depth 8-10 (57k of
+#: 194k steps), and no posterior draw goes past depth 5 (bench/fit_profile.py);
 #: capped, the fit took 51-61 s (median 54 s) against 59-73 s (median 62 s) uncapped on the same
 #: day, converged in nine seeds of ten (bench/README.md, fit_speed).
 DEMO_SAMPLING = {"full": {"draws": 3500, "tune": 700, "chains": 2, "target_accept": 0.9, "max_tree_depth": 6},

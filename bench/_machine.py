@@ -25,6 +25,8 @@ def machine_line(name: str) -> str:
 def fill_sampling_defaults(args, settings: dict) -> None:
     """Set each sampling option left unset on the command line (None) from ``settings``, the main
     job's for the chosen configuration (``pipeline.demo_sampling``); ``max_tree_depth`` defaults to 10."""
-    for key in ("draws", "tune", "chains", "target_accept", "max_tree_depth"):
+    from bayes_sd.model.config import SAMPLING_KEYS
+
+    for key in SAMPLING_KEYS:
         if hasattr(args, key) and getattr(args, key) is None:
             setattr(args, key, settings.get(key, 10 if key == "max_tree_depth" else None))
