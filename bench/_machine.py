@@ -24,7 +24,7 @@ def machine_line(name: str) -> str:
 
 def fill_sampling_defaults(args, settings: dict) -> None:
     """Set each sampling option left unset on the command line (None) from ``settings``, the main
-    job's for the chosen configuration (``pipeline.demo_sampling``); ``max_tree_depth`` defaults to 10."""
+    job's for the chosen configuration (``bayes_sd.demo.demo_sampling``); ``max_tree_depth`` defaults to 10."""
     from bayes_sd.model.config import SAMPLING_KEYS
 
     for key in SAMPLING_KEYS:

@@ -5,13 +5,13 @@
 Data: vLLM issue #20780 (``data/real/eagle_bs1_runs.csv``, source
 ``vllm_issue20780_eagle_k_sweep``): acceptance length of EAGLE-1 and EAGLE-3 drafting for
 Llama-3.1-8B-Instruct at batch 1, k = 2..7. Prints, for both forms of
-``bayes_sd.acceptance_fit``:
+``bayes_sd.model.acceptance_curve``:
 
 1. convergence (R-hat, ESS, divergences) and the posterior of a1 and decay, all k fitted;
 2. PSIS-LOO comparison on all k (elpd, se, elpd difference and its se, stacking weight);
 3. held-out: fit k = 2..6, predict k = 7 per drafter (error of the posterior mean, 90%
    predictive interval of a new measurement, coverage);
-4. the parameterisation check behind ``bayes_sd.acceptance``: least-squares fits of the
+4. the parameterisation check behind ``bayes_sd.theory.acceptance``: least-squares fits of the
    logit-linear and the geometric (``a_j = a1 r^(j-1)``) decay, RMSE on all k and the
    k = 7 error when fitted on k <= 6.
 """
@@ -25,13 +25,13 @@ import warnings
 import arviz as az
 import numpy as np
 import pandas as pd
+from _machine import machine_line  # bench/ is on sys.path when a script runs
 from scipy.optimize import minimize
 
-from _machine import machine_line  # bench/ is on sys.path when a script runs
-from bayes_sd import acceptance_fit as af
-from bayes_sd.acceptance import expit, tau_decaying
 from bayes_sd.datasets import load_eagle_bs1_runs
+from bayes_sd.model import acceptance_curve as af
 from bayes_sd.theory import tau_per_position
+from bayes_sd.theory.acceptance import expit, tau_decaying
 
 
 def _tau_geometric(a1, r, k):

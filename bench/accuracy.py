@@ -8,7 +8,7 @@ Splits (each fits on the training part, predicts the held-out runs; saturated ru
   load : synthetic fleet, hold out the highest load level of every configuration;
   pair : synthetic fleet, hold out one whole verifier/drafter pair (its verifier and drafter
          are measured with other partners).
-Methods, all fitted on the same training runs (bayes_sd.baselines, bayes_sd.baselines_batch1):
+Methods, all fitted on the same training runs (bayes_sd.evaluation.baselines, bayes_sd.evaluation.batch1):
   bayes         : the hierarchical LatencyModel (posterior mean of mean latency);
   least_squares : deterministic least-squares fit of the same closed form;
   leviathan     : Leviathan et al. batch-1 speedup applied to the k = 0 latency at the load;
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_sd import datasets
-from bayes_sd.baselines import BASELINES, COND, at_arrival_rate, fit_baselines, predictions_table
+from bayes_sd.evaluation.baselines import BASELINES, COND, at_arrival_rate, fit_baselines, predictions_table
 from bayes_sd.model import ConvergenceWarning, LatencyModel
 
 HELD_OUT_PAIR = ("llama3.3-70b", "draft-1b")

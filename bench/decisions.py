@@ -38,14 +38,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _machine import machine_line  # bench/ is on sys.path when a script runs
 
 from bayes_sd import theory
-from bayes_sd.presets import PRESETS, WORKLOADS, preset_name
 from bayes_sd.recommend import recommend_k
 from bayes_sd.simulate import simulate_run, simulate_runs
+from bayes_sd.simulate.presets import PRESETS, WORKLOADS, preset_name
 from bayes_sd.traces.aggregate import aggregate_runs
-
-from _machine import machine_line  # bench/ is on sys.path when a script runs
 
 PAIRS = [("llama3.1-8b", "eagle3-small"), ("llama3.3-70b", "draft-1b"), ("llama3.1-8b", "ngram"),
          ("qwen3-30b-a3b", "eagle3-small"), ("llama3.3-70b", "eagle3-small")]

@@ -2,7 +2,7 @@
 
     python bench/drafter_design.py [--draws 1000] [--tune 1000] [--chains 2] [--held-out draft-L12-0.8b,draft-L6-0.4b]
 
-Data: bayes_sd.drafter_design.drafter_family_runs (8 drafters of 1-24 layers and 0.25-2 B
+Data: bayes_sd.simulate.designs.drafter_family_runs (8 drafters of 1-24 layers and 0.25-2 B
 parameters on one 8B-class verifier, simulated; depth drives draft cost, as Yan et al. found).
 For each held-out drafter: fit on the other drafters, predict the held-out drafter's runs from
 its layers and size alone (what_if_drafter with models/drafter_design.toml), and compare with
@@ -22,10 +22,10 @@ import pandas as pd
 from _machine import machine_line
 
 from bayes_sd import theory
-from bayes_sd.drafter_design import FAMILY_DRAFTERS, drafter_family_runs, parity, what_if_drafter
 from bayes_sd.model import ConvergenceWarning, LatencyModel
-from bayes_sd.model.latency_model import CONDITION_COLUMNS as COND
-
+from bayes_sd.model.conditions import CONDITION_COLUMNS as COND
+from bayes_sd.recommend.drafter import parity, what_if_drafter
+from bayes_sd.simulate.designs import FAMILY_DRAFTERS, drafter_family_runs
 
 
 def main() -> None:
@@ -39,7 +39,8 @@ def main() -> None:
     print(machine_line("drafter_design"), f" {args.chains} chains x ({args.tune}+{args.draws})")
     t0 = time.perf_counter()
     runs, models = drafter_family_runs(seed=args.seed)
-    print(f"SYNTHETIC drafter family: {len(runs)} runs, {len(FAMILY_DRAFTERS)} drafters ({time.perf_counter() - t0:.0f} s)")
+    print(f"SYNTHETIC drafter family: {len(runs)} runs, {len(FAMILY_DRAFTERS)} drafters "
+          f"({time.perf_counter() - t0:.0f} s)")
     rows, last = [], None
     for held in args.held_out.split(","):
         train, test = runs[runs["drafter"] != held], runs[(runs["drafter"] == held)]
@@ -60,8 +61,8 @@ def main() -> None:
                                          dataset="chat", prompt_len=512, output_len=256, acceptance=acceptance,
                                          ks=sorted(test["k"].unique()), name=f"what-if-{held}",
                                          concurrencies=sorted(test["concurrency"].unique()))
-                    pick = lambda v: np.array([float(ds[v].sel(k=r.k, concurrency=r.concurrency))  # noqa: E731
-                                               for r in test.itertuples()])
+                    pick = lambda v, ds=ds, test=test: np.array([  # noqa: E731
+                        float(ds[v].sel(k=r.k, concurrency=r.concurrency)) for r in test.itertuples()])
                     med, lo, hi = pick("latency_q50_s"), pick("latency_pred_q05_s"), pick("latency_pred_q95_s")
                     last = m
                 else:  # the default model sees an unknown drafter: one population draw of its costs

@@ -3,8 +3,8 @@
     python bench/fit_profile.py [--draws 3000] [--tune 700] [--target-accept 0.9] [--eigval-cutoff 2]
                                 [--config moe_roofline] [--seed 1]
 
-The defaults are the main job's model (``pipeline.MAIN_MODEL``) and its settings for ``--config``
-(``pipeline.demo_sampling``) on all bundled data. Reports:
+The defaults are the main job's model (``bayes_sd.demo.MAIN_MODEL``) and its settings for ``--config``
+(``bayes_sd.demo.demo_sampling``) on all bundled data. Reports:
 
 - build (PyMC graph) and compile (nutpie: PyTensor rewrites and the numba log density) wall times;
 - the time of one log-density-and-gradient evaluation (the compiled function, called in a loop);
@@ -26,16 +26,15 @@ import time
 
 import arviz as az
 import numpy as np
-
-from bayes_sd.model import LatencyModel
-from bayes_sd.pipeline import MAIN_MODEL, bundled_models, bundled_runs, demo_sampling
-
 from _machine import fill_sampling_defaults, machine_line  # bench/ is on sys.path when a script runs
+
+from bayes_sd.demo import MAIN_MODEL, bundled_models, bundled_runs, demo_sampling
+from bayes_sd.model import LatencyModel
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--draws", type=int, help="default: the main job's for --config (pipeline.demo_sampling)")
+    ap.add_argument("--draws", type=int, help="default: the main job's for --config (bayes_sd.demo.demo_sampling)")
     ap.add_argument("--tune", type=int)
     ap.add_argument("--target-accept", type=float)
     ap.add_argument("--max-tree-depth", type=int)
@@ -83,7 +82,8 @@ def main() -> None:
     print(machine_line("fit_profile"))
     print(f"config={args.config}: {len(runs)} runs, {latency_model.fit_data.n_runs} fitted; "
           f"{compiled.n_dim} unconstrained parameters; {chains} chains x ({args.tune} + {args.draws}), "
-          f"target_accept={args.target_accept}, max tree depth {args.max_tree_depth}, eigval cutoff {args.eigval_cutoff or 'nutpie default'}")
+          f"target_accept={args.target_accept}, max tree depth {args.max_tree_depth}, "
+          f"eigval cutoff {args.eigval_cutoff or 'nutpie default'}")
     print(f"build {t_build:.1f} s; compile {t_compile:.1f} s; one log density + gradient {grad_us:.0f} us")
     print(f"sample {t_sample:.1f} s: warm-up {warm} steps ({warm / (chains * args.tune):.1f} per draw), "
           f"draws {steps} steps ({steps / (chains * args.draws):.1f} per draw); "
@@ -93,7 +93,8 @@ def main() -> None:
         f"{int(warm_depth[:, i:i + 100].max())}" for i in windows)
           + f"; posterior draws' deepest tree {int(idata.sample_stats['depth'].max())}")
     print(f"lowest ESS bulk {ess_bulk:.0f}, tail {ess_tail:.0f}: {ess_bulk / steps * 1000:.2f} bulk ESS per 1000 "
-          f"draw steps; max R-hat {float(summ['r_hat'].max()):.3f}; divergences {int(idata.sample_stats['diverging'].sum())}")
+          f"draw steps; max R-hat {float(summ['r_hat'].max()):.3f}; "
+          f"divergences {int(idata.sample_stats['diverging'].sum())}")
     worst = summ.sort_values("ess_bulk").head(3)
     print("lowest ESS bulk:\n" + worst[["ess_bulk", "ess_tail", "r_hat"]].to_string())
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from _machine import machine_line  # bench/ is on sys.path when a script runs
 
 from bayes_sd import datasets, theory
-from bayes_sd.presets import PRESETS, preset_name
+from bayes_sd.simulate.presets import PRESETS, preset_name
 from bayes_sd.traces.schema import NO_DRAFTER
-
-from _machine import machine_line  # bench/ is on sys.path when a script runs
 
 
 def main() -> None:

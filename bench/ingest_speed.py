@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from _machine import machine_line  # bench/ is on sys.path when a script runs
 
 FLAGS = {"verifier": "llama-3.1-8b", "drafter": "eagle3", "k": 4, "hardware": "H100", "dataset": "synthetic"}

@@ -4,7 +4,7 @@
 
 1. Simulator vs theory: mean latency of ``simulate_pyramid_run`` (exact lengths, 3 % step
    noise) against ``pyramid_latency`` for plain and cascade configurations of the
-   ``simulate_pyramid.scenario()`` trio, closed loop at 1 / 16 / 64 streams and open loop
+   ``bayes_sd.cascade.simulate.scenario()`` trio, closed loop at 1 / 16 / 64 streams and open loop
    (Poisson) at 10 % / 50 % of each configuration's saturation rate.
 2. Recovery: per seed, simulate ``scenario_configs()`` (14 runs), fit ``fit_pyramid`` and check
    whether each true quantity (q0, q1, a_dq, a_qv, a_dv) lies in its 90 % posterior interval.
@@ -17,9 +17,14 @@ import numpy as np
 import pandas as pd
 from _machine import machine_line  # bench/ is on sys.path when a script runs
 
-from bayes_sd import pyramid as pyr
-from bayes_sd.simulate_pyramid import (scenario, scenario_configs, simulate_pyramid_run, simulate_pyramid_runs,
-                                       summarise_run)
+from bayes_sd.cascade import theory as pyr
+from bayes_sd.cascade.simulate import (
+    scenario,
+    scenario_configs,
+    simulate_pyramid_run,
+    simulate_pyramid_runs,
+    summarise_run,
+)
 
 CONFIGS = [("plain k=3", True, 3, 0), ("cascade (1,1)", False, 1, 1), ("cascade (2,2)", False, 2, 2),
            ("cascade (3,2)", False, 3, 2), ("cascade (1,3)", False, 1, 3)]
@@ -48,12 +53,12 @@ def sim_vs_theory() -> pd.DataFrame:
 
 
 def recovery(seeds, draws, tune, chains) -> pd.DataFrame:
-    from bayes_sd.pyramid_fit import diagnostics, fit_pyramid
+    from bayes_sd.cascade.model import diagnostics, fit_pyramid
 
     sc = scenario()
-    truth = {("qual_cost_ms", "qcoef", "q0"): sc["qcosts"].q0 * 1e3, ("qual_cost_ms", "qcoef", "q1"): sc["qcosts"].q1 * 1e3,
-             ("acceptance", "stage", "dq"): sc["a_dq"], ("acceptance", "stage", "qv"): sc["a_qv"],
-             ("acceptance", "stage", "dv"): sc["a_dv"]}
+    truth = {("qual_cost_ms", "qcoef", "q0"): sc["qcosts"].q0 * 1e3,
+             ("qual_cost_ms", "qcoef", "q1"): sc["qcosts"].q1 * 1e3, ("acceptance", "stage", "dq"): sc["a_dq"],
+             ("acceptance", "stage", "qv"): sc["a_qv"], ("acceptance", "stage", "dv"): sc["a_dv"]}
     rows = []
     for seed in seeds:
         _, runs = simulate_pyramid_runs(scenario_configs(), sc["costs"], sc["qcosts"], a_dq=sc["a_dq"], a_qv=sc["a_qv"],

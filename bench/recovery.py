@@ -1,4 +1,4 @@
-"""Parameter recovery on SYNTHETIC runs with known service costs (bayes_sd.recovery).
+"""Parameter recovery on SYNTHETIC runs with known service costs (bayes_sd.evaluation.recovery).
 
     python bench/recovery.py [--seeds 0,1,2] [--draws 500] [--tune 500] [--chains 2] [--config default]
 
@@ -15,7 +15,7 @@ import time
 
 import pandas as pd
 
-from bayes_sd.recovery import run_recovery
+from bayes_sd.evaluation.recovery import run_recovery
 
 
 def main() -> None:

@@ -17,9 +17,7 @@ import os
 import time
 
 import numpy as np
-
 from _machine import machine_line  # bench/ is on sys.path when a script runs
-
 
 
 def main() -> None:
@@ -34,7 +32,7 @@ def main() -> None:
 
         os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="bayes_sd_numba_")
     from bayes_sd import simulate, theory
-    from bayes_sd.presets import PRESETS, WORKLOADS
+    from bayes_sd.simulate.presets import PRESETS, WORKLOADS
 
     pre = PRESETS[args.preset]
     w = WORKLOADS["chat"]

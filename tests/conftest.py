@@ -8,9 +8,9 @@
 
 from __future__ import annotations
 
-
 import matplotlib
 import pytest
+from pymc.testing import mock_sample_setup_and_teardown
 
 matplotlib.use("Agg")
 
@@ -28,6 +28,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture
+def mock_pymc_sample(monkeypatch):
+    """``pm.sample`` and the nutpie path of ``sample_posterior`` both return prior draws."""
+    from bayes_sd.model import sampling
+
+    monkeypatch.setitem(sampling.SAMPLERS, "nutpie", sampling.SAMPLERS["pymc"])
+    yield from mock_sample_setup_and_teardown()
 
 
 @pytest.fixture
@@ -58,6 +67,6 @@ def fitted_b200(b200_runs, tmp_path_factory):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = LatencyModel().fit(b200_runs, draws=150, tune=200, chains=2, random_seed=SEED, progressbar=False,
-                                   max_tree_depth=6)  # the main job's cap (pipeline.DEMO_SAMPLING)
+                                   max_tree_depth=6)  # the main job's cap (demo.DEMO_SAMPLING)
     path = model.save(tmp_path_factory.mktemp("fit") / "b200_posterior.nc")
     return model, path

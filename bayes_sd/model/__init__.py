@@ -8,6 +8,10 @@
 """
 
 from bayes_sd.model.config import ModelConfigError, load_config
-from bayes_sd.model.latency_model import ConvergenceWarning, DifferentModelError, LatencyModel
+from bayes_sd.model.latency_model import (
+    ConvergenceWarning,
+    DifferentModelError,
+    LatencyModel,
+)
 
 __all__ = ["LatencyModel", "DifferentModelError", "ConvergenceWarning", "ModelConfigError", "load_config"]

@@ -33,7 +33,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from bayes_sd import acceptance, theory
+from bayes_sd import theory
 from bayes_sd.model.config import make_prior
 from bayes_sd.model.fit_data import (
     COEFS,
@@ -48,6 +48,7 @@ from bayes_sd.model.fit_data import (
     fixed_scale,
     model_free_keep,
 )
+from bayes_sd.theory import acceptance
 
 __all__ = ["build_model", "z_quantile"]
 
@@ -230,7 +231,7 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
             d0, d1 = d[:, 0], d[:, 1]
         else:
             tau, tau_sq, d0, d1 = pt.ones(fd.n_runs), None, pt.zeros(fd.n_runs), pt.zeros(fd.n_runs)
-        costs = theory.ServiceCosts(v0=v[:, 0], v1=v[:, 1], p0=v[:, 2], p1=v[:, 3], c1=v[:, 4], d0=d0, d1=d1,
+        costs = theory.ServiceCosts(**{c: v[:, i] for i, c in enumerate(VERIFIER_COEFS)}, d0=d0, d1=d1,
                                     s1=_sequence_cost(cfg, fd))
         P, D = x["prompt_len"], x["output_len"]
         dem = theory.demand(costs, k, tau, P, D, xp=pt, tau_sq=tau_sq)

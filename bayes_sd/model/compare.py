@@ -15,8 +15,9 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from bayes_sd._stats import quantile
+from bayes_sd.model.conditions import CONDITION_COLUMNS as COND
 from bayes_sd.model.fit_data import arrival_rate
-from bayes_sd.model.latency_model import CONDITION_COLUMNS as COND
 from bayes_sd.model.latency_model import ConvergenceWarning, LatencyModel
 
 __all__ = ["hold_out_highest_load", "score_held_out", "compare_configs"]
@@ -40,7 +41,7 @@ def score_held_out(model: LatencyModel, test: pd.DataFrame, max_draws: int = 100
     test = test[ok].reset_index(drop=True)
     y = test["latency_mean_s"].to_numpy(float)
     dr = model.predict_draws(test[COND], max_draws=max_draws, seed=0, models=None)
-    q = {p: np.quantile(dr.latency_pred, p, axis=0, method="inverted_cdf") for p in (0.05, 0.5, 0.95)}
+    q = {p: quantile(dr.latency_pred, p) for p in (0.05, 0.5, 0.95)}
     ape = np.abs(q[0.5] / y - 1.0)
     return {"runs": len(test), "mape": float(np.mean(ape)), "max_ape": float(np.max(ape)),
             "cover90": float(np.mean((y >= q[0.05]) & (y <= q[0.95])))}

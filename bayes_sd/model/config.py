@@ -18,12 +18,20 @@ import hashlib
 import json
 import tomllib
 import warnings
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pymc as pm
 
-from bayes_sd.model.fit_data import EFFECTS, KNEE_FORMS, MOE_FORMS, OPEN_LOOP_RATES, OTHER_POOLED_LEVELS, VERIFIER_FORMS
+from bayes_sd.model.fit_data import (
+    EFFECTS,
+    KNEE_FORMS,
+    MOE_FORMS,
+    OPEN_LOOP_RATES,
+    OTHER_POOLED_LEVELS,
+    VERIFIER_FORMS,
+)
 
 __all__ = ["ModelConfigError", "load_config", "merge_config", "config_id", "make_prior", "models_dir"]
 
@@ -44,12 +52,39 @@ class ModelConfigError(ValueError):
 
 
 def models_dir() -> Path:
-    """The repository's ``models/`` folder holding the named configurations."""
-    return Path(__file__).resolve().parents[2] / "models"
+    """The folder of the named configurations: the repository's ``models/``, which ships inside the
+    wheel as the package ``bayes_sd.model.configurations`` (read with :mod:`importlib.resources`)."""
+    return Path(str(resources.files("bayes_sd.model.configurations")))
 
 
 def load_config(name_or_path: str | Path | dict = "default") -> dict[str, Any]:
-    """Load a configuration by name (a file in ``models/``), by path, or pass a dict through."""
+    """Load a configuration by name (a file in ``models/``), by path, or pass a dict through.
+
+    A variant file that starts with ``extends = "<name>"`` is read on top of its base.
+
+    Parameters
+    ----------
+    name_or_path : str, pathlib.Path or dict, default "default"
+        Name of a configuration in ``models/`` (``"default"`` -> ``models/default.toml``), the path of
+        a ``.toml`` file, or a configuration dict (copied).
+
+    Returns
+    -------
+    dict
+        The configuration: ``name``, ``description``, ``model`` (options) and ``priors``
+        (``{prior_name: {"dist": ..., <parameters>, "why": ...}}``), checked.
+
+    Raises
+    ------
+    ModelConfigError
+        When the file is not found (the message lists the known names), is not valid TOML, or the
+        configuration cannot be used (no ``[priors]``, an unknown option value, a prior a variant needs).
+
+    Examples
+    --------
+    >>> sorted(load_config("default"))
+    ['description', 'model', 'name', 'priors']
+    """
     if isinstance(name_or_path, dict):
         cfg = copy.deepcopy(name_or_path)
     else:
@@ -144,7 +179,8 @@ def _check(cfg: dict[str, Any]) -> None:
     if form in MOE_FORMS and "expert_share" not in cfg["priors"]:
         raise ModelConfigError(f"verifier_form = {form!r} needs the prior expert_share. Fix: extend models/moe.toml")
     if cfg.get("model", {}).get("sequence_cost", False) and "sequence_cost_ms" not in cfg["priors"]:
-        raise ModelConfigError("sequence_cost = true needs the prior sequence_cost_ms. Fix: extend models/roofline.toml")
+        raise ModelConfigError("sequence_cost = true needs the prior sequence_cost_ms. "
+                               "Fix: extend models/roofline.toml")
     spread = cfg["priors"].get("sequence_cost_spread")
     if spread is not None and spread.get("dist") not in ("HalfNormal", "Exponential"):
         raise ModelConfigError("prior 'sequence_cost_spread' must be HalfNormal or Exponential (a scale, fixed at its "
@@ -177,7 +213,7 @@ def _check(cfg: dict[str, Any]) -> None:
 
 
 #: what a configuration's [sampling] table may set: the main job's settings for this model
-#: (``pipeline.demo_sampling``), as integers except target_accept
+#: (``bayes_sd.demo.demo_sampling``), as integers except target_accept
 SAMPLING_KEYS = ("draws", "tune", "chains", "target_accept", "max_tree_depth")
 
 

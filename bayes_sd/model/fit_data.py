@@ -12,16 +12,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bayes_sd.theory import COEFS, DRAFTER_COEFS, VERIFIER_COEFS
 from bayes_sd.traces.schema import NO_DRAFTER
 
-__all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "VERIFIER_FORMS", "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS", "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "OTHER_POOLED_LEVELS",
-           "pair_label", "level_label", "fixed_scale"]
+__all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "VERIFIER_FORMS", "MOE_FORMS",
+           "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS",
+           "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "OTHER_POOLED_LEVELS", "pair_label", "level_label",
+           "fixed_scale"]
 
 log = logging.getLogger(__name__)
 
-VERIFIER_COEFS = ("v0", "v1", "p0", "p1", "c1")
-DRAFTER_COEFS = ("d0", "d1")
-COEFS = VERIFIER_COEFS + DRAFTER_COEFS
 #: The model's zero-mean effects: name -> (grouping dim, scale prior, dims of the scale prior,
 #: coefficients it acts on or None for a scalar effect). Shared by the PyMC build and the numpy
 #: predictor, so both compose the same structure.

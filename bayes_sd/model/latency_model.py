@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -23,19 +21,34 @@ import pymc as pm
 import xarray as xr
 
 from bayes_sd import __version__
+from bayes_sd._io import atomic_write
+from bayes_sd._stats import (
+    CONVERGENCE,
+    convergence,
+    convergence_stats,
+    convergence_text,
+)
 from bayes_sd.model.build import build_model
+from bayes_sd.model.conditions import (
+    CONDITION_COLUMNS,
+    condition_grid,
+    validate_conditions,
+)
 from bayes_sd.model.config import config_id, load_config, merge_config
-from bayes_sd.model.fit_data import MOE_FORMS, OPEN_LOOP_RATES, FitData, prepare_fit_data
+from bayes_sd.model.fit_data import (
+    MOE_FORMS,
+    OPEN_LOOP_RATES,
+    FitData,
+    prepare_fit_data,
+)
 from bayes_sd.model.predict import condition_draws, stack_posterior, summarise
+from bayes_sd.model.sampling import sample_posterior
 from bayes_sd.traces.validate import validate_models, validate_runs
 
 __all__ = ["LatencyModel", "DifferentModelError", "ConvergenceWarning", "CONDITION_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
-#: the canonical run columns that describe a condition to predict
-CONDITION_COLUMNS = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type",
-                     "rate_rps", "concurrency"]
 #: run-level deterministics recomputed on demand rather than stored with every draw
 _RUN_LEVEL = ("latency_s", "saturation_rps", "tail_shape")
 
@@ -53,11 +66,16 @@ class LatencyModel:
 
     Parameters
     ----------
-    config:
+    config : str, pathlib.Path or dict, default "default"
         Name of a configuration in ``models/`` (``"default"``), a path to a ``.toml`` file,
         or a configuration dict.
-    overrides:
+    overrides : dict, optional
         Changes to the configuration, e.g. ``{"priors": {"mu_v0": {"mu": 3.0}}}``.
+
+    Raises
+    ------
+    ModelConfigError
+        When the configuration is not found, is not valid TOML, or an override names an unknown prior.
 
     Examples
     --------
@@ -91,7 +109,29 @@ class LatencyModel:
         return self.config.get("model", {}).get("open_loop_rate", OPEN_LOOP_RATES[0])
 
     def build(self, runs: pd.DataFrame, models: pd.DataFrame | None = None) -> pm.Model:
-        """Validate ``runs`` (and ``models``), select the steady-state runs and build the PyMC model."""
+        """Validate ``runs`` (and ``models``), select the steady-state runs and build the PyMC model.
+
+        Parameters
+        ----------
+        runs : pandas.DataFrame
+            Canonical runs table (:data:`bayes_sd.traces.RUNS`: seconds, requests/s, tokens).
+        models : pandas.DataFrame, optional
+            Canonical MODELS table (:data:`bayes_sd.traces.MODELS`): sizes of verifiers and drafters,
+            experts of MoE verifiers.
+
+        Returns
+        -------
+        pymc.Model
+            The model, also kept as ``self.model`` (with ``self.runs``, ``self.models`` and ``self.fit_data``).
+
+        Raises
+        ------
+        TraceError
+            When ``runs`` or ``models`` is not a valid canonical table.
+        ValueError
+            When no run is left to fit (every run saturated or without latency), or ``models`` lacks a
+            row the configuration's ``drafter_predictors`` need.
+        """
         self.runs = validate_runs(runs, "runs")
         self.models = None if models is None else validate_models(models, "models")
         self.fit_data = self._prepare(self.runs, self.models)
@@ -108,7 +148,30 @@ class LatencyModel:
 
     def prior_predictive(self, runs: pd.DataFrame, draws: int = 500, random_seed=None,
                          models: pd.DataFrame | None = None) -> az.InferenceData:
-        """Prior predictive draws of every observed quantity (and run latencies) for ``runs``."""
+        """Prior predictive draws of every observed quantity (and run latencies) for ``runs``.
+
+        Parameters
+        ----------
+        runs : pandas.DataFrame
+            Canonical runs table, as in :meth:`build`.
+        draws : int, default 500
+            Number of prior draws.
+        random_seed : int, optional
+            Seed of the draws.
+        models : pandas.DataFrame, optional
+            Canonical MODELS table, as in :meth:`build`.
+
+        Returns
+        -------
+        arviz.InferenceData
+            Groups ``prior`` (parameters and run latencies, s) and ``prior_predictive`` (the observed
+            quantities), with ``observed_data``.
+
+        Raises
+        ------
+        TraceError, ValueError
+            As :meth:`build`.
+        """
         model = self.build(runs, models)
         return pm.sample_prior_predictive(draws=draws, model=model, random_seed=random_seed)
 
@@ -118,51 +181,70 @@ class LatencyModel:
             low_rank_mass_matrix: bool = True, max_tree_depth: int = 10) -> LatencyModel:
         """Fit the model to a canonical run table by NUTS; returns ``self``.
 
-        ``nuts_sampler``: ``"nutpie"`` (default; compiled with numba) or ``"pymc"``.
-        ``models`` (MODELS table: sizes of verifiers/drafters, experts of MoE verifiers) is used by
-        the variants that need it (``models/moe.toml``, ``models/drafter_design.toml``) and kept
-        with the posterior for prediction.
-        ``low_rank_mass_matrix`` (nutpie only, default on): nutpie's low-rank mass-matrix
-        adaptation, for the correlations left between grand means and the effects that add to
-        them (``bench/fit_speed.py``: with hierarchical centring, trees of depth 4 after warm-up).
-        ``max_tree_depth``: NUTS trees stop at ``2**max_tree_depth - 1`` leapfrog steps (10, the
-        samplers' default). A lower cap mostly trims the early warm-up, before the mass matrix is
-        adapted, where trees run to the cap (``bench/fit_speed.py --max-tree-depth``).
         Saturated runs are excluded from the likelihood (see ``fit_data.excluded``).
+
+        Parameters
+        ----------
+        runs : pandas.DataFrame
+            Canonical runs table (:data:`bayes_sd.traces.RUNS`: seconds, requests/s, tokens).
+        models : pandas.DataFrame, optional
+            MODELS table (sizes of verifiers/drafters, experts of MoE verifiers), used by the variants
+            that need it (``models/moe.toml``, ``models/drafter_design.toml``) and kept with the
+            posterior for prediction.
+        draws : int, default 1000
+            Posterior draws per chain, after warm-up.
+        tune : int, default 1000
+            Warm-up (tuning) steps per chain, discarded.
+        chains : int, default 4
+            Number of chains.
+        cores : int, optional
+            Chains run in parallel (default: the number of chains, at most the CPUs).
+        nuts_sampler : {"nutpie", "pymc"}, default "nutpie"
+            ``"nutpie"`` (compiled with numba) or ``"pymc"``.
+        target_accept : float, default 0.9
+            NUTS target acceptance probability, in (0, 1).
+        random_seed : int, optional
+            Seed of the sampler (a fresh one when None; the seed used is in ``sampler_settings``).
+        progressbar : bool, default True
+            Show the sampler's progress bar.
+        low_rank_mass_matrix : bool, default True
+            nutpie only: nutpie's low-rank mass-matrix adaptation, for the correlations left between
+            grand means and the effects that add to them (``bench/fit_speed.py``: with hierarchical
+            centring, trees of depth 4 after warm-up).
+        max_tree_depth : int, default 10
+            NUTS trees stop at ``2**max_tree_depth - 1`` leapfrog steps (10, the samplers' default).
+            A lower cap mostly trims the early warm-up, before the mass matrix is adapted, where trees
+            run to the cap (``bench/fit_speed.py --max-tree-depth``).
+
+        Returns
+        -------
+        LatencyModel
+            ``self``, fitted: ``idata`` holds the posterior, the training runs (group ``fit_data``)
+            and the configuration.
+
+        Raises
+        ------
+        TraceError, ValueError
+            As :meth:`build`; ValueError also for an unknown ``nuts_sampler``.
+
+        Warns
+        -----
+        ConvergenceWarning
+            When R-hat, ESS or divergences say the posterior is not to be trusted yet
+            (:meth:`check_convergence`).
+
+        Examples
+        --------
+        >>> model = LatencyModel().fit(load_b200_runs(), draws=500, tune=500, random_seed=1)  # doctest: +SKIP
         """
         model = self.build(runs, models)
-        names = self._stored_var_names(model)
-        cores = cores or min(chains, os.cpu_count() or 1)
-        seed = int(np.random.default_rng(random_seed).integers(2**31)) if random_seed is None else random_seed
-        if nuts_sampler == "nutpie":
-            import nutpie
-
-            # nutpie compiles only the log density of the free variables; the deterministics are
-            # computed afterwards (numba would spend more time compiling them than sampling).
-            free = [v.name for v in model.free_RVs]
-            compiled = nutpie.compile_pymc_model(model, var_names=free)
-            idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
-                                  target_accept=target_accept, progress_bar=progressbar,
-                                  low_rank_modified_mass_matrix=low_rank_mass_matrix, maxdepth=max_tree_depth)
-            dets = [n for n in names if n not in free]
-            if dets:
-                with warnings.catch_warnings():  # elementwise graph: BLAS is irrelevant to it
-                    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
-                    computed = pm.compute_deterministics(idata.posterior, var_names=dets, model=model,
-                                                         merge_dataset=False, progressbar=False)
-                idata.posterior = idata.posterior.merge(computed)
-        elif nuts_sampler == "pymc":
-            idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
-                              target_accept=target_accept, progressbar=progressbar, model=model,
-                              var_names=names, compute_convergence_checks=False, max_treedepth=max_tree_depth)
-            low_rank_mass_matrix = False
-        else:
-            raise ValueError(f"unknown nuts_sampler '{nuts_sampler}'. Fix: use 'nutpie' or 'pymc'")
-        self.idata = idata
-        self.sampler_settings = {"draws": draws, "tune": tune, "chains": chains, "nuts_sampler": nuts_sampler,
-                                 "target_accept": target_accept, "random_seed": seed, "max_tree_depth": max_tree_depth,
-                                 "low_rank_mass_matrix": low_rank_mass_matrix}
-        self._attach_metadata()
+        self.idata = sample_posterior(model, draws=draws, tune=tune, chains=chains, cores=cores,
+                                      nuts_sampler=nuts_sampler, target_accept=target_accept,
+                                      random_seed=random_seed, progressbar=progressbar,
+                                      low_rank_mass_matrix=low_rank_mass_matrix, max_tree_depth=max_tree_depth,
+                                      var_names=self._stored_var_names(model), groups=self._data_groups(),
+                                      attrs=self._attrs())
+        self.sampler_settings = json.loads(self.idata.attrs["sampler"])
         self.check_convergence()
         return self
 
@@ -172,20 +254,22 @@ class LatencyModel:
         det = [v.name for v in model.deterministics if v.name not in _RUN_LEVEL]
         return free + det
 
-    def _attach_metadata(self) -> None:
+    def _data_groups(self) -> dict[str, xr.Dataset]:
+        """The training runs (and models table) as groups stored with the posterior."""
         groups = {"fit_data": _runs_to_dataset(self.runs)}
         if self.models is not None:
             groups["fit_models"] = _runs_to_dataset(self.models).rename({"fit_run": "fit_model"})
-        self.idata.add_groups(groups, warn_on_custom_groups=False)
-        self.idata.attrs.update({
+        return groups
+
+    def _attrs(self) -> dict:
+        return {
             "model_type": self.model_type,
             "model_version": self.version,
             "id": self.id,
             "config": json.dumps(self.config),
-            "sampler": json.dumps(self.sampler_settings),
             "bayes_sd_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        })
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
 
     # ------------------------------------------------------------------ diagnostics
     def _require_fit(self) -> None:
@@ -193,60 +277,106 @@ class LatencyModel:
             raise ValueError("the model is not fitted. Fix: call fit(runs) or LatencyModel.load(path)")
 
     def summary(self, var_names: list[str] | None = None) -> pd.DataFrame:
-        """``az.summary`` of the named parameters (default: every stored parameter)."""
+        """``az.summary`` of the named parameters (default: every stored parameter).
+
+        Parameters
+        ----------
+        var_names : list of str, optional
+            Parameters to summarise (default: every stored parameter).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per parameter element; columns ``mean``, ``sd``, ``hdi_3%``, ``hdi_97%``,
+            ``mcse_mean``, ``mcse_sd``, ``ess_bulk``, ``ess_tail``, ``r_hat``.
+
+        Raises
+        ------
+        ValueError
+            When the model is not fitted.
+        """
         self._require_fit()
         return az.summary(self.idata, var_names=var_names)
 
     def convergence_stats(self) -> dict[str, xr.Dataset]:
-        """R-hat and bulk/tail ESS of every stored parameter element (``rhat``, ``ess_bulk``,
-        ``ess_tail``: datasets shaped like the posterior). An element fixed at 0 (the cost deviation
-        of a drafter with a single verifier) has no R-hat: NaN."""
+        """R-hat and bulk/tail ESS of every stored parameter element.
+
+        An element fixed at 0 (the cost deviation of a drafter with a single verifier) has no R-hat: NaN.
+
+        Returns
+        -------
+        dict of str to xarray.Dataset
+            ``rhat``, ``ess_bulk``, ``ess_tail``: datasets shaped like the posterior (without chain and draw).
+
+        Raises
+        ------
+        ValueError
+            When the model is not fitted.
+        """
         self._require_fit()
-        post = self.idata.posterior
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return {"rhat": az.rhat(post), "ess_bulk": az.ess(post, method="bulk"),
-                    "ess_tail": az.ess(post, method="tail")}
+        return convergence_stats(self.idata.posterior)
 
     def diagnostics(self) -> dict:
         """Convergence figures: max R-hat, min bulk/tail ESS, divergences, draws, and whether all pass.
 
-        Thresholds (Vehtari et al. 2021): R-hat <= 1.01, bulk and tail ESS >= 400, no divergences.
+        Returns
+        -------
+        dict
+            ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` (over the elements that have an R-hat),
+            ``divergences``, ``chains``, ``draws`` (per chain) and ``converged``: every figure within
+            the thresholds of :data:`bayes_sd._stats.CONVERGENCE`.
+
+        Raises
+        ------
+        ValueError
+            When the model is not fitted.
         """
-        conv = self.convergence_stats()
-        post = self.idata.posterior
-        flat = lambda ds: np.concatenate([np.ravel(v.values) for v in ds.data_vars.values()])  # noqa: E731
-        r, eb, et = flat(conv["rhat"]), flat(conv["ess_bulk"]), flat(conv["ess_tail"])
-        ok = np.isfinite(r)
-        stats = self.idata.sample_stats if "sample_stats" in self.idata.groups() else {}
-        div = int(stats["diverging"].sum()) if "diverging" in stats else 0
-        out = {
-            "max_rhat": float(np.nanmax(r[ok])) if ok.any() else float("nan"),
-            "min_ess_bulk": float(np.nanmin(eb[ok])) if ok.any() else float("nan"),
-            "min_ess_tail": float(np.nanmin(et[ok])) if ok.any() else float("nan"),
-            "divergences": div,
-            "chains": int(post.sizes["chain"]),
-            "draws": int(post.sizes["draw"]),
-        }
-        out["converged"] = bool(out["max_rhat"] <= 1.01 and out["min_ess_bulk"] >= 400
-                                and out["min_ess_tail"] >= 400 and div == 0)
-        return out
+        self._require_fit()
+        return convergence(self.idata)
 
     def check_convergence(self) -> dict:
-        """Warn (``ConvergenceWarning``) when any diagnostic is off; return the diagnostics."""
+        """Warn (``ConvergenceWarning``) when any diagnostic is off; return the diagnostics.
+
+        Returns
+        -------
+        dict
+            The figures of :meth:`diagnostics`.
+
+        Raises
+        ------
+        ValueError
+            When the model is not fitted.
+
+        Warns
+        -----
+        ConvergenceWarning
+            When any figure is outside :data:`bayes_sd._stats.CONVERGENCE`; the message names the fix.
+        """
         d = self.diagnostics()
         if not d["converged"]:
             warnings.warn(
-                f"posterior not yet trustworthy: max R-hat {d['max_rhat']:.3f} (want <= 1.01), "
-                f"min ESS bulk {d['min_ess_bulk']:.0f} / tail {d['min_ess_tail']:.0f} (want >= 400), "
-                f"{d['divergences']} divergences (want 0). Fix: more draws/tune, or a higher target_accept",
+                f"posterior not yet trustworthy: max R-hat {d['max_rhat']:.3f} (want <= {CONVERGENCE['max_rhat']}), "
+                f"min ESS bulk {d['min_ess_bulk']:.0f} / tail {d['min_ess_tail']:.0f} "
+                f"(want >= {CONVERGENCE['min_ess']}), "
+                f"{d['divergences']} divergences (want {CONVERGENCE['max_divergences']}). "
+                "Fix: more draws/tune, or a higher target_accept",
                 ConvergenceWarning, stacklevel=2)
         return d
 
     def diagnostics_text(self) -> str:
-        d = self.diagnostics()
-        status = "converged" if d["converged"] else "NOT converged"
-        return (f"{status}: {d['chains']} chains x {d['draws']} draws; max R-hat {d['max_rhat']:.3f}, "
-                f"min ESS bulk {d['min_ess_bulk']:.0f}, tail {d['min_ess_tail']:.0f}; {d['divergences']} divergences; "
+        """One line: converged or not, R-hat, ESS, divergences, runs fitted and excluded.
+
+        Returns
+        -------
+        str
+            E.g. ``"converged: 4 chains x 1000 draws; max R-hat 1.003, ...; 46 runs fitted, 2 excluded"``.
+
+        Raises
+        ------
+        ValueError
+            When the model is not fitted.
+        """
+        return (f"{convergence_text(self.diagnostics())}; "
                 f"{self.fit_data.n_runs} runs fitted, {len(self.fit_data.excluded)} excluded")
 
     # ------------------------------------------------------------------ prediction
@@ -254,14 +384,40 @@ class LatencyModel:
                       models: pd.DataFrame | None = None, acceptance=None):
         """Posterior draws (sample, condition) for each condition row (see ``predict.Draws``).
 
-        ``models``: extra MODELS rows (e.g. a drafter never measured, for the drafter-design
-        variant) added to the ones the model was fitted with. ``acceptance``: a per-position
-        acceptance per condition (NaN: the model's) replacing the model's, e.g. measured offline
-        for a drafter never served.
+        Parameters
+        ----------
+        conditions : pandas.DataFrame
+            One row per condition, with the canonical run columns :data:`CONDITION_COLUMNS`
+            (``verifier``, ``hardware``, ``k``, ``prompt_len`` and ``output_len`` in tokens, ``load_type``
+            and ``rate_rps`` in requests/s or ``concurrency`` in streams; ``drafter`` defaults to
+            ``'none'``, ``dataset`` to ``'unseen'``).
+        max_draws : int or None, default 1000
+            Posterior draws used, a random subset of them (None: all).
+        seed : int, default 0
+            Seed of the subset and of the effects drawn for levels never seen in the fit.
+        models : pandas.DataFrame, optional
+            Extra MODELS rows (e.g. a drafter never measured, for the drafter-design variant) added to
+            the ones the model was fitted with (an extra row replaces a fitted one of the same name).
+        acceptance : array-like of float, optional
+            A per-position acceptance probability per condition (NaN: the model's) replacing the
+            model's, e.g. measured offline for a drafter never served.
+
+        Returns
+        -------
+        bayes_sd.model.predict.Draws
+            Arrays (sample, condition): ``latency``, ``latency_pred`` (a new run's mean),
+            ``latency_p50``/``latency_p90``/``latency_p99``, ``ttft``, ``latency_k0`` (s), ``tpot``
+            (s/token), ``saturation_rps`` (requests/s), ``batch_size`` (requests in flight) and
+            ``acceptance_length`` (tokens per verify step).
+
+        Raises
+        ------
+        ValueError
+            When the model is not fitted, or a condition lacks a column or a load.
         """
         self._require_fit()
         post = stack_posterior(self.idata.posterior, max_draws=max_draws, seed=seed)
-        return condition_draws(post, self.config, self.fit_data.coords, _conditions(conditions), seed=seed,
+        return condition_draws(post, self.config, self.fit_data.coords, validate_conditions(conditions), seed=seed,
                                models=self.models if models is None else _merge_models(self.models, models),
                                acceptance=acceptance)
 
@@ -269,39 +425,138 @@ class LatencyModel:
                 models: pd.DataFrame | None = None, acceptance=None) -> xr.Dataset:
         """Posterior predictive summaries per condition: an ``xr.Dataset`` with dim ``condition``.
 
-        Variables: mean latency (posterior mean and 5/50/95% quantiles, s), the predictive
-        interval of a new run's mean, per-request p50/p90/p99 (s), TTFT, TPOT, speedup versus
-        k = 0 with its interval, P(speculation is slower), saturation rate (requests/s) and
-        P(saturated). The condition columns are coordinates on ``condition``. ``models`` and
-        ``acceptance``: as in :meth:`predict_draws`.
+        Parameters
+        ----------
+        conditions : pandas.DataFrame
+            One row per condition, as in :meth:`predict_draws`.
+        max_draws : int or None, default 1000
+            Posterior draws used, a random subset of them (None: all).
+        seed : int, default 0
+            Seed of the subset and of the effects drawn for unseen levels.
+        models : pandas.DataFrame, optional
+            As in :meth:`predict_draws`.
+        acceptance : array-like of float, optional
+            As in :meth:`predict_draws`.
+
+        Returns
+        -------
+        xarray.Dataset
+            Dim ``condition``, with the condition columns as coordinates on it. Variables: mean latency
+            (``latency_mean_s`` and the 5/50/95% quantiles ``latency_q05_s``, ``latency_q50_s``,
+            ``latency_q95_s``, s), the predictive interval of a new run's mean (``latency_pred_q05_s`` ..
+            ``latency_pred_q95_s``, s), per-request ``latency_p50_s``/``latency_p90_s``/``latency_p99_s``
+            (s), ``ttft_s`` (s), ``tpot_s`` (s/token), speedup versus k = 0 with its interval
+            (``speedup_vs_k0``, ``speedup_q05``, ``speedup_q95``), P(speculation is slower)
+            (``p_slower_than_k0``), saturation rate (``saturation_rps`` and its interval, requests/s),
+            P(saturated) (``p_saturated``), ``batch_size`` (requests in flight) and ``acceptance_length``
+            (tokens per verify step).
+
+        Raises
+        ------
+        ValueError
+            When the model is not fitted, or a condition lacks a column or a load.
+
+        Examples
+        --------
+        >>> model.predict(conditions)["latency_mean_s"]  # doctest: +SKIP
         """
-        cond = _conditions(conditions)
+        cond = validate_conditions(conditions)
         return summarise(self.predict_draws(cond, max_draws=max_draws, seed=seed, models=models,
                                             acceptance=acceptance), cond)
 
     def predict_table(self, conditions: pd.DataFrame, **kw) -> pd.DataFrame:
-        """``predict`` as a DataFrame: the condition columns followed by the predictions."""
+        """``predict`` as a DataFrame: the condition columns followed by the predictions.
+
+        Parameters
+        ----------
+        conditions : pandas.DataFrame
+            One row per condition, as in :meth:`predict_draws`.
+        **kw
+            ``max_draws``, ``seed``, ``models``, ``acceptance``: passed to :meth:`predict`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per condition: the condition columns, then the variables of :meth:`predict`
+            (``latency_mean_s``, ``latency_p90_s``, ``ttft_s`` in s, ``speedup_vs_k0``,
+            ``saturation_rps`` in requests/s, ...).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`predict`.
+        """
         ds = self.predict(conditions, **kw)
         return ds.to_dataframe().reset_index(drop=True)
 
     def predict_grid(self, *, verifier: str, drafter: str, hardware: str, dataset: str, ks, prompt_len: float,
                      output_len: float, rates=None, concurrencies=None, **kw) -> xr.Dataset:
-        """Predictions on a (k, load) grid: an ``xr.Dataset`` with dims ``k`` and ``rate_rps`` or ``concurrency``."""
-        if (rates is None) == (concurrencies is None):
-            raise ValueError("give exactly one of rates= or concurrencies=")
-        load_col = "rate_rps" if rates is not None else "concurrency"
-        loads = list(rates if rates is not None else concurrencies)
-        grid = pd.DataFrame([
-            {"verifier": verifier, "drafter": drafter if k > 0 else "none", "hardware": hardware,
-             "dataset": dataset, "k": int(k), "prompt_len": prompt_len, "output_len": output_len,
-             "load_type": "rate" if rates is not None else "concurrency", load_col: float(x)}
-            for k in ks for x in loads])
+        """Predictions on a (k, load) grid: an ``xr.Dataset`` with dims ``k`` and ``rate_rps`` or ``concurrency``.
+
+        Parameters
+        ----------
+        verifier : str
+            The verifier model.
+        drafter : str
+            The pair's drafter; rows with ``k = 0`` get ``drafter = 'none'``.
+        hardware, dataset : str
+            The accelerator and the workload.
+        ks : iterable of int
+            Draft lengths (0 = no speculation).
+        prompt_len, output_len : float
+            Mean prompt and output length, tokens.
+        rates : array-like of float, optional
+            Open-loop request rates, requests/s.
+        concurrencies : array-like of float, optional
+            Closed-loop streams in flight; give exactly one of ``rates`` and ``concurrencies``.
+        **kw
+            ``max_draws``, ``seed``, ``models``, ``acceptance``: passed to :meth:`predict`.
+
+        Returns
+        -------
+        xarray.Dataset
+            The variables of :meth:`predict` on dims ``k`` and ``rate_rps`` (requests/s) or
+            ``concurrency``.
+
+        Raises
+        ------
+        ValueError
+            Unless exactly one of ``rates`` and ``concurrencies`` is given and every load is a positive
+            finite number; when the model is not fitted.
+
+        Examples
+        --------
+        >>> model.predict_grid(verifier="Qwen/Qwen3.8-27B", drafter="dspark", hardware="B200", dataset="HumanEval",
+        ...                    ks=range(8), prompt_len=150, output_len=500, concurrencies=[1, 8, 32])  # doctest: +SKIP
+        """
+        grid, load_col, _ = condition_grid(verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
+                                           ks=ks, prompt_len=prompt_len, output_len=output_len, rates=rates,
+                                           concurrencies=concurrencies)
         ds = self.predict(grid, **kw)
         ds = ds.drop_vars([c for c in ds.coords if c not in ("k", load_col)])
         return ds.set_index(condition=["k", load_col]).unstack("condition")
 
     def sample_posterior_predictive(self, random_seed=None, extend_idata: bool = True) -> az.InferenceData:
-        """Replicated observations for the training runs (posterior predictive check)."""
+        """Replicated observations for the training runs (posterior predictive check).
+
+        Parameters
+        ----------
+        random_seed : int, optional
+            Seed of the draws.
+        extend_idata : bool, default True
+            Replace the ``posterior_predictive`` and ``observed_data`` groups of ``self.idata`` by the new ones.
+
+        Returns
+        -------
+        arviz.InferenceData
+            Groups ``posterior_predictive`` (one draw of every observed quantity per posterior draw) and
+            ``observed_data``.
+
+        Raises
+        ------
+        ValueError
+            When the model is not fitted.
+        """
         self._require_fit()
         if self.model is None:
             self.model = build_model(self.fit_data, self.config)
@@ -319,6 +574,24 @@ class LatencyModel:
 
         Two configurations fitted to the same runs compare with ``az.compare({...})`` on the
         ``log_likelihood`` this adds to ``idata``.
+
+        Parameters
+        ----------
+        var_name : str, default "latency_obs"
+            The observed variable whose pointwise log-likelihood is used.
+        pointwise : bool, default True
+            Also return the pointwise values (``loo_i``, ``pareto_k``).
+
+        Returns
+        -------
+        arviz.ELPDData
+            ``elpd_loo``, its standard error ``se``, ``p_loo`` and, when ``pointwise``, ``loo_i`` and
+            the Pareto shapes ``pareto_k``.
+
+        Raises
+        ------
+        ValueError
+            When the model is not fitted.
         """
         self._require_fit()
         if self.model is None:
@@ -334,24 +607,64 @@ class LatencyModel:
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | Path) -> Path:
-        """Write posterior, training runs and configuration to one netCDF file, atomically."""
+        """Write posterior, training runs and configuration to one netCDF file, atomically.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The netCDF file to write (replaced if it exists).
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
+
+        Raises
+        ------
+        ValueError
+            When the model is not fitted.
+
+        Examples
+        --------
+        >>> model.save("posterior.nc")  # doctest: +SKIP
+        """
         self._require_fit()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_write(path) as tmp:
             self.idata.to_netcdf(tmp, engine="h5netcdf")
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; a posterior is a normal shared file
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         return path
 
     @classmethod
     def load(cls, path: str | Path, check: bool = True) -> LatencyModel:
-        """Load a model saved by :meth:`save`, rebuilding it from the stored runs and config."""
+        """Load a model saved by :meth:`save`, rebuilding it from the stored runs and config.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            A netCDF file written by :meth:`save` (``bayes-sd fit --out``).
+        check : bool, default True
+            Check that the saved model id and version match the rebuilt model, and that the stored runs
+            rebuild the posterior's levels.
+
+        Returns
+        -------
+        LatencyModel
+            The fitted model.
+
+        Raises
+        ------
+        FileNotFoundError
+            When ``path`` is not a file.
+        ValueError
+            When ``path`` is not a readable netCDF file.
+        DifferentModelError
+            When the file is not a bayes_sd LatencyModel posterior, has no ``fit_data`` group, or (with
+            ``check``) its id, version or levels differ from the rebuilt model's.
+
+        Examples
+        --------
+        >>> model = LatencyModel.load("posterior.nc")  # doctest: +SKIP
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such posterior file. Fix: run `bayes-sd fit ... --out {path}`")
@@ -362,7 +675,8 @@ class LatencyModel:
                              "Fix: pass a file written by `bayes-sd fit`") from exc
         attrs = idata.attrs
         if attrs.get("model_type") != cls.model_type or "config" not in attrs:
-            raise DifferentModelError(f"{path}: not a bayes_sd LatencyModel posterior. Fix: pass a file written by `bayes-sd fit`")
+            raise DifferentModelError(f"{path}: not a bayes_sd LatencyModel posterior. "
+                                      "Fix: pass a file written by `bayes-sd fit`")
         model = cls(json.loads(attrs["config"]))
         if check and (attrs.get("id") != model.id or attrs.get("model_version") != cls.version):
             raise DifferentModelError(
@@ -387,27 +701,6 @@ class LatencyModel:
 
 
 # ---------------------------------------------------------------------- helpers
-def _conditions(conditions: pd.DataFrame) -> pd.DataFrame:
-    """Validate a conditions table (canonical run columns describing what to predict)."""
-    need = ["verifier", "hardware", "k", "prompt_len", "output_len", "load_type"]
-    missing = [c for c in need if c not in conditions]
-    if missing:
-        raise ValueError(f"conditions: missing columns {missing}. Fix: give canonical run columns "
-                         "(verifier, drafter, hardware, dataset, k, prompt_len, output_len, load_type, rate_rps or concurrency)")
-    cond = conditions.copy()
-    for col, default in (("drafter", "none"), ("dataset", "unseen"), ("rate_rps", np.nan), ("concurrency", np.nan)):
-        if col not in cond:
-            cond[col] = default
-    bad = ~cond["load_type"].isin(["rate", "concurrency"])
-    if bad.any():
-        raise ValueError("conditions, column 'load_type': must be 'rate' or 'concurrency'")
-    no_load = ((cond["load_type"] == "rate") & cond["rate_rps"].isna()) | (
-        (cond["load_type"] == "concurrency") & cond["concurrency"].isna())
-    if no_load.any():
-        raise ValueError("conditions: rate_rps (for load_type 'rate') or concurrency (for 'concurrency') is missing")
-    return cond[CONDITION_COLUMNS].reset_index(drop=True)
-
-
 def _merge_models(fitted: pd.DataFrame | None, extra: pd.DataFrame) -> pd.DataFrame:
     """Fitted MODELS rows plus ``extra`` ones (validated; an extra row replaces a fitted one of the same name)."""
     extra = validate_models(extra, "models")

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_sd import acceptance, theory
+from bayes_sd import theory
+from bayes_sd._stats import quantile
 from bayes_sd.model.build import z_quantile
 from bayes_sd.model.fit_data import (
     COEFS,
@@ -30,14 +31,16 @@ from bayes_sd.model.fit_data import (
     VERIFIER_COEFS,
     drafter_predictor_matrix,
     fixed_scale,
-    model_free_keep,
     level_label,
+    model_free_keep,
     moe_log_q,
     pair_label,
 )
+from bayes_sd.theory import acceptance
 from bayes_sd.traces.schema import NO_DRAFTER
 
-__all__ = ["Draws", "acceptance_length", "acceptance_second_moment", "condition_draws", "latency_at", "summarise", "stack_posterior"]
+__all__ = ["Draws", "acceptance_length", "acceptance_second_moment", "condition_draws", "latency_at", "summarise",
+           "stack_posterior"]
 
 
 def stack_posterior(posterior: xr.Dataset, max_draws: int | None = None, seed: int = 0) -> dict[str, xr.DataArray]:
@@ -261,8 +264,8 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     conc = np.nan_to_num(cond["concurrency"].to_numpy(float), nan=1.0) if "concurrency" in cond else np.ones(len(cond))
 
     inputs = {"cost": c, "acceptance": a, "accept_decay": decay, "share": share, "log_q": log_q,
-              "knee_tokens": extras["knee_tokens"], "compute_share": extras["compute_share"], "prompt_len": P, "output_len": D,
-              "is_open": is_open, "rate": rate, "concurrency": conc}
+              "knee_tokens": extras["knee_tokens"], "compute_share": extras["compute_share"], "prompt_len": P,
+              "output_len": D, "is_open": is_open, "rate": rate, "concurrency": conc}
 
     costs, dem, lat, others = latency_at(inputs, k, tau, tau_sq)
     _, _, lat0, _ = latency_at(inputs, np.zeros_like(k), np.ones_like(tau), np.ones_like(tau))
@@ -358,11 +361,13 @@ def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
             finite = np.isfinite(lat_open)
             lat_open = np.where(finite, theory.latency_moe_open_newton(
                 dem.c1, dem.c2, saving, log_q, k, rate, start=np.where(finite, lat_open, 1.0)), np.inf)
-            lat_closed = theory.latency_closed(dem.c1, dem.c2, conc) - saving * theory.moe_untouched(log_q, k, conc - 1.0)
+            lat_closed = (theory.latency_closed(dem.c1, dem.c2, conc)
+                          - saving * theory.moe_untouched(log_q, k, conc - 1.0))
         lat = np.where(is_open, lat_open, lat_closed)
         others = np.where(is_open, rate * lat, conc - 1.0)
         busy = np.where(np.isfinite(others), others, 0.0)
-        v0_eff = costs.v0 * (1.0 - share * theory.moe_untouched(log_q, k, busy)) * (1.0 + r * theory.knee_excess(busy, k, knee))
+        v0_eff = (costs.v0 * (1.0 - share * theory.moe_untouched(log_q, k, busy))
+                  * (1.0 + r * theory.knee_excess(busy, k, knee)))
     return dataclasses.replace(costs, v0=v0_eff), dem, lat, others
 
 
@@ -374,7 +379,8 @@ def _moe_knee_latency(v0, dem, share, log_q, r, knee, k, D, tau, tau_sq, rate, c
     lat_open, lat_closed = lat_open.copy(), lat_closed.copy()
     cols = np.any(share > 0, axis=0)
     n_v0 = theory.iterations(D, tau, tau_sq) * v0
-    b = [np.broadcast_to(a, lat_open.shape)[:, cols] for a in (n_v0, dem.c1, dem.c2, share, log_q, r, knee, k, rate, conc)]
+    b = [np.broadcast_to(a, lat_open.shape)[:, cols]
+         for a in (n_v0, dem.c1, dem.c2, share, log_q, r, knee, k, rate, conc)]
     n_v0, c1, c2, share, log_q, r, knee, k, rate, conc = b
 
     def extra(others):
@@ -383,11 +389,6 @@ def _moe_knee_latency(v0, dem, share, log_q, r, knee, k, D, tau, tau_sq, rate, c
     lat_closed[:, cols] = theory.latency_at_load(c1, c2, conc - 1.0) + extra(conc - 1.0)
     lat_open[:, cols] = theory.latency_moe_knee_open(c1, c2, n_v0, share, log_q, r, knee, k, rate)
     return lat_open, lat_closed
-
-
-def _q(x: np.ndarray, q: float) -> np.ndarray:
-    # inverted_cdf: no interpolation, so draws past saturation (inf) give inf, never NaN
-    return np.quantile(x, q, axis=0, method="inverted_cdf")
 
 
 def summarise(draws: Draws, conditions: pd.DataFrame) -> xr.Dataset:
@@ -402,28 +403,28 @@ def summarise(draws: Draws, conditions: pd.DataFrame) -> xr.Dataset:
         speedup = draws.latency_k0 / draws.latency
         out = {
             "latency_mean_s": draws.latency.mean(0),
-            "latency_q05_s": _q(draws.latency, 0.05),
-            "latency_q50_s": _q(draws.latency, 0.5),
-            "latency_q95_s": _q(draws.latency, 0.95),
-            "latency_pred_q05_s": _q(draws.latency_pred, 0.05),
-            "latency_pred_q25_s": _q(draws.latency_pred, 0.25),
-            "latency_pred_q75_s": _q(draws.latency_pred, 0.75),
-            "latency_pred_q95_s": _q(draws.latency_pred, 0.95),
-            "latency_p50_s": _q(draws.latency_p50, 0.5),
-            "latency_p90_s": _q(draws.latency_p90, 0.5),
-            "latency_p99_s": _q(draws.latency_p99, 0.5),
-            "ttft_s": _q(draws.ttft, 0.5),
-            "tpot_s": _q(draws.tpot, 0.5),
-            "speedup_vs_k0": _q(speedup, 0.5),
-            "speedup_q05": _q(speedup, 0.05),
-            "speedup_q95": _q(speedup, 0.95),
+            "latency_q05_s": quantile(draws.latency, 0.05),
+            "latency_q50_s": quantile(draws.latency, 0.5),
+            "latency_q95_s": quantile(draws.latency, 0.95),
+            "latency_pred_q05_s": quantile(draws.latency_pred, 0.05),
+            "latency_pred_q25_s": quantile(draws.latency_pred, 0.25),
+            "latency_pred_q75_s": quantile(draws.latency_pred, 0.75),
+            "latency_pred_q95_s": quantile(draws.latency_pred, 0.95),
+            "latency_p50_s": quantile(draws.latency_p50, 0.5),
+            "latency_p90_s": quantile(draws.latency_p90, 0.5),
+            "latency_p99_s": quantile(draws.latency_p99, 0.5),
+            "ttft_s": quantile(draws.ttft, 0.5),
+            "tpot_s": quantile(draws.tpot, 0.5),
+            "speedup_vs_k0": quantile(speedup, 0.5),
+            "speedup_q05": quantile(speedup, 0.05),
+            "speedup_q95": quantile(speedup, 0.95),
             "p_slower_than_k0": (draws.latency > draws.latency_k0).mean(0),
-            "saturation_rps": _q(draws.saturation_rps, 0.5),
-            "saturation_q05_rps": _q(draws.saturation_rps, 0.05),
-            "saturation_q95_rps": _q(draws.saturation_rps, 0.95),
+            "saturation_rps": quantile(draws.saturation_rps, 0.5),
+            "saturation_q05_rps": quantile(draws.saturation_rps, 0.05),
+            "saturation_q95_rps": quantile(draws.saturation_rps, 0.95),
             "p_saturated": (~np.isfinite(draws.latency)).mean(0),
-            "batch_size": _q(draws.batch_size, 0.5),
-            "acceptance_length": _q(draws.acceptance_length, 0.5),
+            "batch_size": quantile(draws.batch_size, 0.5),
+            "acceptance_length": quantile(draws.acceptance_length, 0.5),
         }
     ds = xr.Dataset({name: ("condition", np.asarray(v, float)) for name, v in out.items()})
     cond = conditions.reset_index(drop=True)

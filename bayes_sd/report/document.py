@@ -14,8 +14,6 @@ import datetime as _dt
 import html
 import io
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayes_sd.baselines import LABELS, error_table, in_sample_comparison
+from bayes_sd._io import write_bytes, write_text
+from bayes_sd._progress import progress_bar
+from bayes_sd._stats import quantile
+from bayes_sd.evaluation.baselines import LABELS, error_table, in_sample_comparison
 from bayes_sd.model.fit_data import arrival_rate
 from bayes_sd.report import plots
-from bayes_sd.summary import data_kind
+from bayes_sd.report.plots.common import model_runs
+from bayes_sd.traces.summary import data_kind
 
 __all__ = ["SECTIONS", "Section", "build_sections", "write_report", "check_recommendations"]
 
@@ -42,11 +44,13 @@ REC_COLUMNS = ["rate_rps", "concurrency", "best_k", "p_best", "expected_regret",
                "latency_q95_s", "speedup_vs_k0", "speedup_q05", "speedup_q95", "p_slower_than_k0", "p_saturated",
                "batch_size"]
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1050px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
-h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;font-size:.82em;margin:.6em 0}th,td{border:1px solid #ddd;padding:.2em .5em;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;height:auto}
-.reading{background:#f7f9fc;border-left:4px solid #4a78b5;padding:.5em .8em}.meta{color:#555;font-size:.85em}"""
+CSS = ("body{font-family:system-ui,sans-serif;max-width:1050px;margin:2em auto;padding:0 1em;color:#222;"
+       "line-height:1.45}\n"
+       "h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}\n"
+       "table{border-collapse:collapse;font-size:.82em;margin:.6em 0}"
+       "th,td{border:1px solid #ddd;padding:.2em .5em;text-align:right}\n"
+       "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;height:auto}\n"
+       ".reading{background:#f7f9fc;border-left:4px solid #4a78b5;padding:.5em .8em}.meta{color:#555;font-size:.85em}")
 
 
 @dataclass
@@ -93,7 +97,7 @@ def _join(v: pd.Series) -> str:
 
 
 def _data(model, s: Section, ctx: dict) -> None:
-    runs = plots._runs(model)
+    runs = model_runs(model)
     exc = model.fit_data.excluded.merge(runs[["run_id", "kind"]].drop_duplicates("run_id"), on="run_id", how="left")
     n_syn, n_sat = int((runs.kind == "synthetic").sum()), int(exc.reason.str.startswith("saturated").sum())
     per = runs.groupby(["kind", "hardware", "verifier", "drafter"]).agg(
@@ -106,7 +110,8 @@ def _data(model, s: Section, ctx: dict) -> None:
               f"{len(exc) - n_sat} for other reasons; the table of excluded runs gives each reason."
               + (" Synthetic runs come from the bundled simulator, not from measurements." if n_syn else ""))
     s.tables = [("Runs per pair and hardware", per),
-                ("Excluded runs", exc[["run_id", "kind", "reason"]] if len(exc) else pd.DataFrame({"run_id": ["none"]}))]
+                ("Excluded runs",
+                 exc[["run_id", "kind", "reason"]] if len(exc) else pd.DataFrame({"run_id": ["none"]}))]
     s.figure = plots.plot_data_overview(model)
 
 
@@ -122,7 +127,8 @@ def _diagnostics(model, s: Section, ctx: dict) -> None:
     rows = [("max R-hat", d["max_rhat"], "<= 1.01", d["max_rhat"] <= 1.01),
             ("min bulk ESS", d["min_ess_bulk"], ">= 400", d["min_ess_bulk"] >= 400),
             ("min tail ESS", d["min_ess_tail"], ">= 400", d["min_ess_tail"] >= 400),
-            ("divergences", d["divergences"], "0", d["divergences"] == 0), ("verdict", verdict, "converged", d["converged"])]
+            ("divergences", d["divergences"], "0", d["divergences"] == 0),
+            ("verdict", verdict, "converged", d["converged"])]
     s.tables = [("Convergence", pd.DataFrame(rows, columns=["quantity", "value", "target", "pass"])),
                 ("Worst parameters by R-hat", tab.nlargest(8, "rhat"))]
     s.figure = plots.plot_diagnostics(model, data=tab)
@@ -145,8 +151,9 @@ def _latency(model, s: Section, ctx: dict) -> None:
     fit = model.fit_data.runs
     fit = fit[fit.latency_mean_s.notna()]
     fit = fit.assign(rate_rps=arrival_rate(fit, model.open_loop_rate))  # predicted where fitted, at the fit's rate
-    pred = np.quantile(model.predict_draws(fit, max_draws=400).latency, 0.5, axis=0, method="inverted_cdf")
-    err = pd.DataFrame({"kind": data_kind(fit.source).to_numpy(), "e": np.abs(pred / fit.latency_mean_s.to_numpy() - 1)})
+    pred = quantile(model.predict_draws(fit, max_draws=400).latency, 0.5)
+    err = pd.DataFrame({"kind": data_kind(fit.source).to_numpy(),
+                        "e": np.abs(pred / fit.latency_mean_s.to_numpy() - 1)})
     s.text = (f"Across the {len(err)} fitted runs with a mean latency, the posterior median latency is within "
               f"{err.e.median():.1%} of the observed value (median absolute relative error; 90th percentile "
               f"{err.e.quantile(0.9):.1%}; " + "; ".join(f"{k} runs {g.e.median():.1%}" for k, g in err.groupby("kind"))
@@ -163,7 +170,8 @@ def _speedup(model, s: Section, ctx: dict) -> None:
     for (p, k), c in cur[cur.k > 0].groupby(["panel", "k"]):
         a, b, g = c.iloc[0], c.iloc[-1], cur.attrs["groups"][p]
         rows.append({"group": plots.group_title(g, g["synthetic"]), "k": k, "load_type": a.load_type,
-                     "low load": a.load, "speedup low": a.speedup_med, "interval low": _interval(a.speedup_lo, a.speedup_hi),
+                     "low load": a.load, "speedup low": a.speedup_med,
+                     "interval low": _interval(a.speedup_lo, a.speedup_hi),
                      "high load": b.load, "speedup high": b.speedup_med,
                      "interval high": _interval(b.speedup_lo, b.speedup_hi), "P(slower) high": b.p_slower,
                      "P(slower) > 0.5 from": c.load[c.p_slower > 0.5].min()})
@@ -173,7 +181,8 @@ def _speedup(model, s: Section, ctx: dict) -> None:
     tab = pd.DataFrame(rows)
     best = tab.loc[tab["speedup low"].idxmax()]
     s.text = (f"Of {len(tab)} (group, k) curves, speculation is faster than k = 0 at the lowest load shown in "
-              f"{int((tab['speedup low'] > 1).sum())} (largest median speedup {best['speedup low']:.2f}x, {best.group}, "
+              f"{int((tab['speedup low'] > 1).sum())} (largest median speedup {best['speedup low']:.2f}x, "
+              f"{best.group}, "
               f"k={best.k}) and at the highest load in {int((tab['speedup high'] > 1).sum())}; P(slower than k = 0) "
               f"exceeds 0.5 somewhere in the load range in {int(tab['P(slower) > 0.5 from'].notna().sum())}. Speedup "
               "falls with load because speculation multiplies the per-sequence verify work while it saves iterations.")
@@ -243,8 +252,8 @@ def _baselines(model, s: Section, ctx: dict) -> None:
         "mape": "MAPE (%)", "mape_common": "MAPE common (%)", "median_ape": "median APE (%)",
         "median_bias": "median bias (%)", "cover": f"{ctx['hdi_prob']:.0%} coverage"})
     metrics = [c for c in shown.columns if c not in ("method", "runs", "scored")]
-    shown[metrics] = shown[metrics].astype(object).where(shown[metrics].notna() & (shown["scored"] > 0).to_numpy()[:, None],
-                                                         "n/a")
+    shown[metrics] = shown[metrics].astype(object).where(
+        shown[metrics].notna() & (shown["scored"] > 0).to_numpy()[:, None], "n/a")
     s.tables = [("Error per method (runs scored = runs the method could predict)", shown)]
     s.figure = plots.plot_baselines(model, data=tab, hdi_prob=ctx["hdi_prob"])
 
@@ -268,7 +277,8 @@ def _recommendations(model, s: Section, ctx: dict) -> None:
         col = "rate_rps" if "rate_rps" in g and g.rate_rps.notna().any() else "concurrency"
         name = " / ".join(map(str, key if isinstance(key, tuple) else (key,))) or "the given pair"
         parts.append(f"{name} ({'rate, requests/s' if col == 'rate_rps' else 'concurrency'}): {_segments(g, col)}")
-    s.text = f"Best draft length per load, chosen over the whole posterior ({len(rec)} loads). " + ". ".join(parts) + "."
+    s.text = (f"Best draft length per load, chosen over the whole posterior ({len(rec)} loads). "
+              + ". ".join(parts) + ".")
     if "p_best" in rec:
         s.text += f" P(best k is best) averages {rec.p_best.mean():.2f} (lowest {rec.p_best.min():.2f})"
         s.text += (f", and the largest expected regret is {rec.expected_regret.max():.3g} (objective units)."
@@ -284,11 +294,12 @@ _BUILDERS = {"data": _data, "diagnostics": _diagnostics, "ppc": _ppc, "latency":
 
 
 def build_sections(model, recommendations: pd.DataFrame | None = None, *, hdi_prob: float = 0.9,
-                   max_panels: int = 12) -> list[Section]:
-    """Compute every report section (reading, tables, figure) in :data:`SECTIONS` order."""
+                   max_panels: int = 12, progress: bool = False) -> list[Section]:
+    """Compute every report section (reading, tables, figure) in :data:`SECTIONS` order
+    (``progress``: a progress bar over the sections)."""
     ctx = {"hdi_prob": hdi_prob, "max_panels": max_panels, "recommendations": recommendations}
     out = []
-    for sid, title in SECTIONS:
+    for sid, title in progress_bar(SECTIONS, desc="report", enabled=progress, unit="section"):
         s = Section(sid, title)
         try:
             _BUILDERS[sid](model, s, ctx)
@@ -310,44 +321,66 @@ def check_recommendations(rec: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- writing
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be read
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _meta(model, hdi_prob: float) -> str:
     a, sampler = model.idata.attrs, json.loads(model.idata.attrs.get("sampler", "{}"))
     cfg = model.config
     return (f"model configuration '{cfg.get('name', '?')}' ({cfg.get('description', '').rstrip('.')}), "
             f"id {a.get('id', '?')} (bayes_sd {a.get('bayes_sd_version', '?')}), fitted {a.get('created', '?')}, "
             f"sampler {sampler.get('nuts_sampler', '?')}; intervals are central {hdi_prob:.0%} posterior intervals; "
-            f"report written {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}")
+            f"report written {_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')}")
 
 
 def write_report(model, out_dir, recommendations: pd.DataFrame | None = None, *,
                  title: str = "bayes_sd posterior report", hdi_prob: float = 0.9, max_panels: int = 12,
-                 dpi: int = 90) -> dict:
+                 dpi: int = 90, progress: bool = False) -> dict:
     """Write ``report.html`` (self-contained) and ``report.md`` (+ ``figures/*.png``) into ``out_dir``.
 
-    ``recommendations``: optional table from :func:`bayes_sd.recommend.recommend_k` (one row per
-    load; optional verifier/drafter/hardware/dataset columns). Returns
-    ``{"html": path, "markdown": path, "figures": {section id: path}}``.
+    A section that cannot be computed says so in its text (and warns) instead of sinking the report.
+
+    Parameters
+    ----------
+    model : LatencyModel
+        A fitted model.
+    out_dir : str or pathlib.Path
+        Output folder (created if needed).
+    recommendations : pandas.DataFrame, optional
+        Table from :func:`bayes_sd.recommend.recommend_k` (one row per load; optional
+        verifier/drafter/hardware/dataset columns).
+    title : str, default "bayes_sd posterior report"
+        Title of both documents.
+    hdi_prob : float, default 0.9
+        Mass of the central posterior intervals, in (0, 1).
+    max_panels : int, default 12
+        Most panels (pair/workload groups) per figure.
+    dpi : int, default 90
+        Resolution of the PNG figures.
+    progress : bool, default False
+        A progress bar over the sections.
+
+    Returns
+    -------
+    dict
+        ``{"html": path, "markdown": path, "figures": {section id: path}}`` (``pathlib.Path``).
+
+    Raises
+    ------
+    ValueError
+        When ``recommendations`` lacks ``best_k``, ``latency_mean_s`` or a load column.
+
+    Examples
+    --------
+    >>> paths = write_report(model, "report/", recommendations=recs)  # doctest: +SKIP
     """
     if recommendations is not None:
         check_recommendations(recommendations)
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    sections = build_sections(model, recommendations, hdi_prob=hdi_prob, max_panels=max_panels)
+    sections = build_sections(model, recommendations, hdi_prob=hdi_prob, max_panels=max_panels,
+                              progress=progress)
     meta = _meta(model, hdi_prob)
     figures: dict[str, Path] = {}
-    md = [f"# {title}\n", f"_{meta}_\n", "## Contents\n"] + [f"{i}. [{s.title}](#{s.id})" for i, s in enumerate(sections, 1)]
+    md = ([f"# {title}\n", f"_{meta}_\n", "## Contents\n"]
+          + [f"{i}. [{s.title}](#{s.id})" for i, s in enumerate(sections, 1)])
     body = [f"<h1>{html.escape(title)}</h1>", f"<p class='meta'>{html.escape(meta)}</p><ol>"]
     body += [f"<li><a href='#{s.id}'>{html.escape(s.title)}</a></li>" for s in sections] + ["</ol>"]
     for s in sections:
@@ -358,7 +391,7 @@ def write_report(model, out_dir, recommendations: pd.DataFrame | None = None, *,
             s.figure.savefig(buf, format="png", dpi=dpi)
             png = buf.getvalue()
             figures[s.id] = out / "figures" / f"{s.id}.png"
-            _atomic_write(figures[s.id], png)
+            write_bytes(png, figures[s.id])
             md += [f"![{s.title}](figures/{s.id}.png)", ""]
             body.append(f"<img alt='{html.escape(s.title)}' src='data:image/png;base64,"
                         f"{base64.b64encode(png).decode()}'>")
@@ -369,6 +402,6 @@ def write_report(model, out_dir, recommendations: pd.DataFrame | None = None, *,
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body>" + "\n".join(body) + "</body></html>")
     paths = {"html": out / "report.html", "markdown": out / "report.md", "figures": figures}
-    _atomic_write(paths["markdown"], ("\n".join(md) + "\n").encode())
-    _atomic_write(paths["html"], page.encode())
+    write_text("\n".join(md) + "\n", paths["markdown"])
+    write_text(page, paths["html"])
     return paths

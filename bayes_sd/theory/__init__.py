@@ -15,57 +15,71 @@ token), ``P`` prompt length, ``D`` output length, ``N`` iterations per request,
 ``C1`` load-independent demand (s), ``C2`` demand added per other in-flight request (s).
 
 Modules: :mod:`.dense` (service costs, acceptance moments, demand, open- and closed-loop
-latency, TTFT and TPOT, the batch-1 baselines of the papers) and :mod:`.verify_pass` (verify
+latency, TTFT and TPOT, the batch-1 baselines of the papers), :mod:`.verify_pass` (verify
 passes that are not flat in their tokens: MoE expert coverage and the roofline knee, and the
-speedup that dispatches between the two). Import from ``bayes_sd.theory``: the names below
-are its public API.
+speedup that dispatches between the two) and :mod:`.acceptance` (per-position acceptance that
+decays with draft position). Import from ``bayes_sd.theory``: the names below are its public API.
 """
 
 from __future__ import annotations
 
+from .acceptance import (
+    expit,
+    implied_a1,
+    logit,
+    per_position_from_sweep,
+    position_acceptance,
+    survival,
+    tau_decaying,
+    tau_sq_decaying,
+)
 from .dense import (
     COEFS,
-    ServiceCosts,
+    DRAFTER_COEFS,
+    VERIFIER_COEFS,
     Demand,
-    tau_constant,
-    tau_per_position,
-    implied_acceptance,
-    tau_sq_constant,
-    tau_sq_per_position,
-    iterations,
+    ServiceCosts,
+    busy_probability,
     demand,
+    implied_acceptance,
+    in_flight,
+    iterations,
     latency_at_load,
     latency_closed,
     latency_open,
-    saturation_rate,
-    in_flight,
-    step_time,
-    ttft,
-    busy_probability,
-    tpot,
     leviathan_speedup,
+    saturation_rate,
+    step_time,
+    tau_constant,
+    tau_per_position,
+    tau_sq_constant,
+    tau_sq_per_position,
+    tpot,
+    ttft,
     yan_throughput,
 )
 from .verify_pass import (
-    saturation_rate_at,
-    expert_coverage,
-    latency_moe_at_load,
-    latency_moe_open,
-    latency_moe_closed,
-    moe_untouched,
-    latency_moe_open_newton,
     KNEE_SOFTNESS,
+    expert_coverage,
     knee_excess,
-    latency_knee_open,
     latency_knee_closed,
-    verify_cost_multiplier,
-    moe_knee_scale,
+    latency_knee_open,
+    latency_moe_at_load,
+    latency_moe_closed,
     latency_moe_knee_open,
+    latency_moe_open,
+    latency_moe_open_newton,
+    moe_knee_scale,
+    moe_untouched,
+    saturation_rate_at,
     speedup,
+    verify_cost_multiplier,
 )
 
 __all__ = [
     "COEFS",
+    "VERIFIER_COEFS",
+    "DRAFTER_COEFS",
     "ServiceCosts",
     "Demand",
     "tau_constant",
@@ -101,4 +115,12 @@ __all__ = [
     "moe_knee_scale",
     "latency_moe_knee_open",
     "speedup",
+    "logit",
+    "expit",
+    "position_acceptance",
+    "survival",
+    "tau_decaying",
+    "tau_sq_decaying",
+    "implied_a1",
+    "per_position_from_sweep",
 ]

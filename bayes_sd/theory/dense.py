@@ -8,9 +8,13 @@ from typing import Any
 
 import numpy as np
 
-
-#: Names of the service-cost coefficients, in the order the model stacks them.
-COEFS = ("v0", "v1", "d0", "d1", "p0", "p1", "c1")
+#: The verifier's service-cost coefficients (verify pass, prefill, attention), in the one order
+#: every part of the package stacks them (model dims ``vcoef``/``coef``, baselines, recovery).
+VERIFIER_COEFS = ("v0", "v1", "p0", "p1", "c1")
+#: The drafter's service-cost coefficients (draft pass: fixed, per sequence-token).
+DRAFTER_COEFS = ("d0", "d1")
+#: Every pooled service-cost coefficient: the verifier's, then the drafter's.
+COEFS = VERIFIER_COEFS + DRAFTER_COEFS
 
 _NEAR_ONE = 1e-9
 
@@ -21,24 +25,39 @@ class ServiceCosts:
 
     Fields may be floats, numpy arrays or pytensor tensors (broadcastable together).
 
-    v0: s, fixed cost of one verifier forward pass (weights read, launch, scheduler).
-    v1: s per sequence-token in a verifier pass (each sequence carries k+1 tokens).
-    d0: s, fixed cost of one drafter forward pass.
-    d1: s per sequence-token in a drafter pass (k draft passes per iteration, 1 token each).
-    p0: s, fixed per-request overhead before its first token (front end, tokenisation,
+    Parameters
+    ----------
+    v0 : float or array-like
+        s, fixed cost of one verifier forward pass (weights read, launch, scheduler).
+    v1 : float or array-like
+        s per sequence-token in a verifier pass (each sequence carries k+1 tokens).
+    d0 : float or array-like
+        s, fixed cost of one drafter forward pass.
+    d1 : float or array-like
+        s per sequence-token in a drafter pass (k draft passes per iteration, 1 token each).
+    p0 : float or array-like
+        s, fixed per-request overhead before its first token (front end, tokenisation,
         scheduling, prefill launch); it delays the request itself, not the others.
-    p1: s per prompt token prefilled.
-    c1: s per sequence per pass per context token (attention over the KV cache);
+    p1 : float or array-like
+        s per prompt token prefilled.
+    c1 : float or array-like
+        s per sequence per pass per context token (attention over the KV cache);
         the mean context of a request is P + D/2 tokens.
-    s1: s per sequence per pass, whatever tokens it carries (sampler, scheduler bookkeeping,
+    s1 : float or array-like, default 0.0
+        s per sequence per pass, whatever tokens it carries (sampler, scheduler bookkeeping,
         per-sequence kernel work); 0 unless a model variant fits it (``[model] sequence_cost``).
-    knee_tokens: tokens in a verify pass at its roofline knee (None = no knee): past it the pass
+    knee_tokens : float or array-like, optional
+        Tokens in a verify pass at its roofline knee (None = no knee): past it the pass
         is compute-bound and its fixed cost grows as ``v0 * (1 + compute_share * knee_excess)``
         (:func:`knee_excess`); the ``roofline`` model variant fits it.
-    compute_share: dimensionless share of ``v0`` that one knee's worth of tokens adds past the knee.
-    experts: routed experts per layer E of an MoE verifier (None = dense).
-    experts_per_token: experts each token is routed to (top-k).
-    expert_share: fraction of v0 spent reading expert weights (scales with coverage).
+    compute_share : float or array-like, default 0.0
+        Dimensionless share of ``v0`` that one knee's worth of tokens adds past the knee.
+    experts : float, optional
+        Routed experts per layer E of an MoE verifier (None = dense).
+    experts_per_token : float, optional
+        Experts each token is routed to (top-k).
+    expert_share : float or array-like, default 0.0
+        Fraction of v0 spent reading expert weights (scales with coverage).
     """
 
     v0: Any
@@ -89,7 +108,25 @@ def tau_constant(a, k, xp=np):
     """Tokens per verify iteration (acceptance length, tokens) for constant acceptance.
 
     ``tau = (1 - a^(k+1)) / (1 - a)``; ``k = 0`` gives 1; the ``a -> 1`` limit is ``k + 1``.
-    ``a`` is the per-position acceptance probability in [0, 1], ``k`` the draft length.
+
+    Parameters
+    ----------
+    a : float or array-like
+        Per-position acceptance probability, in [0, 1].
+    k : float or array-like
+        Draft length, tokens.
+    xp : module, default numpy
+        Array namespace: :mod:`numpy`, or :mod:`pytensor.tensor` inside the model.
+
+    Returns
+    -------
+    float or array
+        ``tau``, tokens per verify iteration (bonus token included), broadcast over ``a`` and ``k``.
+
+    Examples
+    --------
+    >>> float(tau_constant(0.5, 2))
+    1.75
     """
     near = xp.abs(1.0 - a) < _NEAR_ONE
     den = xp.where(near, 1.0, 1.0 - a)  # safe denominator: finite gradients in both branches
@@ -100,6 +137,23 @@ def tau_per_position(a_pos, xp=np):
     """Acceptance length (tokens) from per-position acceptance ``a_pos`` of shape (..., k).
 
     ``tau = 1 + sum_j prod_{i<=j} a_i`` (a draft token counts only if all before it did).
+
+    Parameters
+    ----------
+    a_pos : array-like
+        Shape (..., k): acceptance probability of draft position j given positions 1..j-1 were accepted.
+    xp : module, default numpy
+        Array namespace: :mod:`numpy`, or :mod:`pytensor.tensor` inside the model.
+
+    Returns
+    -------
+    float or array
+        ``tau``, tokens per verify iteration, shape (...).
+
+    Examples
+    --------
+    >>> float(tau_per_position([0.8, 0.5]))
+    2.2
     """
     return 1.0 + xp.sum(xp.cumprod(a_pos, axis=-1), axis=-1)
 
@@ -148,15 +202,31 @@ def tau_sq_per_position(a_pos, xp=np):
 def iterations(output_len, tau, tau_sq=None):
     """Forward-pass iterations per request: ``N = (D - 1) / tau + 1 [+ overshoot]``.
 
-    The first output token comes from prefill, so ``N`` counts the prefill pass;
-    ``D`` in tokens, ``tau`` in tokens per iteration.
+    The first output token comes from prefill, so ``N`` counts the prefill pass.
 
-    ``tau_sq`` (``E[Y^2]``, tokens^2, e.g. :func:`tau_sq_constant`) adds the renewal-theory
-    boundary term ``(E[Y^2] / tau - 1) / (2 tau)``: the last iteration of a request usually
-    yields more tokens than the request still needs (the surplus is discarded at the length
-    cap or after EOS), so a request needs that many iterations more than ``(D - 1) / tau``
-    on average (exact as ``D`` grows; about +0.5 iteration at k = 4, a = 0.7). Without
-    ``tau_sq`` the surplus is ignored.
+    Parameters
+    ----------
+    output_len : float or array-like
+        ``D``, output tokens per request.
+    tau : float or array-like
+        Acceptance length, tokens per iteration.
+    tau_sq : float or array-like, optional
+        ``E[Y^2]`` (tokens^2, e.g. :func:`tau_sq_constant`): adds the renewal-theory
+        boundary term ``(E[Y^2] / tau - 1) / (2 tau)``: the last iteration of a request usually
+        yields more tokens than the request still needs (the surplus is discarded at the length
+        cap or after EOS), so a request needs that many iterations more than ``(D - 1) / tau``
+        on average (exact as ``D`` grows; about +0.5 iteration at k = 4, a = 0.7). Without
+        ``tau_sq`` the surplus is ignored.
+
+    Returns
+    -------
+    float or array
+        ``N``, iterations (forward passes of the verifier) per request.
+
+    Examples
+    --------
+    >>> float(iterations(101, 2.0))
+    51.0
     """
     n = (output_len - 1.0) / tau + 1.0
     if tau_sq is None:
@@ -186,6 +256,28 @@ def demand(costs, k, tau, prompt_len, output_len, xp=np, tau_sq=None):
     ``C1`` is the latency alone on the server; ``C2`` what each other in-flight request
     adds (its sequence-tokens in my passes, its prefill tokens in my steps; its fixed
     overhead ``p0`` is its own, not GPU time taken from me).
+
+    Parameters
+    ----------
+    costs : ServiceCosts
+        Service-cost coefficients, s.
+    k : float or array-like
+        Draft length, tokens (0 = no speculation).
+    tau : float or array-like
+        Acceptance length, tokens per iteration (1 when ``k = 0``).
+    prompt_len : float or array-like
+        ``P``, prompt tokens.
+    output_len : float or array-like
+        ``D``, output tokens.
+    xp : module, default numpy
+        Array namespace: :mod:`numpy`, or :mod:`pytensor.tensor` inside the model.
+    tau_sq : float or array-like, optional
+        ``E[Y^2]`` (tokens^2), for the last iteration's overshoot (:func:`iterations`).
+
+    Returns
+    -------
+    Demand
+        ``c1_*`` (s) and ``c2_*`` (s per other in-flight request) by phase; ``.c1`` and ``.c2`` their sums.
     """
     c = costs
     n = iterations(output_len, tau, tau_sq)
@@ -204,13 +296,45 @@ def demand(costs, k, tau, prompt_len, output_len, xp=np, tau_sq=None):
 def latency_at_load(c1, c2, others):
     """Mean request latency (s): ``L = C1 + others * C2``.
 
-    ``others`` is the mean number of OTHER requests in flight while this one is served.
+    Parameters
+    ----------
+    c1 : float or array-like
+        Load-independent demand, s.
+    c2 : float or array-like
+        Demand added per other in-flight request, s.
+    others : float or array-like
+        Mean number of OTHER requests in flight while this one is served.
+
+    Returns
+    -------
+    float or array
+        Mean latency, s.
     """
     return c1 + others * c2
 
 
 def latency_closed(c1, c2, concurrency):
-    """Mean latency (s) in a closed loop of ``concurrency`` streams: others = concurrency - 1."""
+    """Mean latency (s) in a closed loop of ``concurrency`` streams: others = concurrency - 1.
+
+    Parameters
+    ----------
+    c1 : float or array-like
+        Load-independent demand, s.
+    c2 : float or array-like
+        Demand added per other in-flight request, s.
+    concurrency : float or array-like
+        Streams in flight (each sends its next request when its previous one ends).
+
+    Returns
+    -------
+    float or array
+        Mean latency, s.
+
+    Examples
+    --------
+    >>> float(latency_closed(1.0, 0.1, 4))
+    1.3
+    """
     return latency_at_load(c1, c2, concurrency - 1.0)
 
 
@@ -218,7 +342,28 @@ def latency_open(c1, c2, rate, xp=np):
     """Mean latency (s) at open-loop arrival ``rate`` (requests/s).
 
     Arrivals see time averages (PASTA) and Little's law gives others = rate * L, so
-    ``L = C1 / (1 - rate C2)``; ``+inf`` where ``rate * C2 >= 1`` (saturated).
+    ``L = C1 / (1 - rate C2)``.
+
+    Parameters
+    ----------
+    c1 : float or array-like
+        Load-independent demand, s.
+    c2 : float or array-like
+        Demand added per other in-flight request, s.
+    rate : float or array-like
+        Arrival rate, requests/s.
+    xp : module, default numpy
+        Array namespace: :mod:`numpy`, or :mod:`pytensor.tensor` inside the model.
+
+    Returns
+    -------
+    float or array
+        Mean latency, s; ``+inf`` where ``rate * C2 >= 1`` (saturated).
+
+    Examples
+    --------
+    >>> latency_open(1.0, 0.1, np.array([5.0, 10.0]))
+    array([ 2., inf])
     """
     rho = rate * c2
     stable = rho < 1.0
@@ -227,7 +372,18 @@ def latency_open(c1, c2, rate, xp=np):
 
 
 def saturation_rate(c2):
-    """Arrival rate (requests/s) at which the open-loop latency diverges: ``1 / C2``."""
+    """Arrival rate (requests/s) at which the open-loop latency diverges: ``1 / C2``.
+
+    Parameters
+    ----------
+    c2 : float or array-like
+        Demand added per other in-flight request, s.
+
+    Returns
+    -------
+    float or array
+        Saturation rate, requests/s.
+    """
     return 1.0 / c2
 
 
@@ -264,6 +420,33 @@ def ttft(costs, k, tau, prompt_len, output_len, others, xp=np, tau_sq=None, p_bu
     request in flight with probability ``exp(-others)``); in closed loop pass
     :func:`busy_probability` (with one stream the server is idle whenever a request is sent).
     All requests are assumed alike (same P, D), and no queueing for KV-cache admission.
+
+    Parameters
+    ----------
+    costs : ServiceCosts
+        Service-cost coefficients, s.
+    k : float or array-like
+        Draft length, tokens.
+    tau : float or array-like
+        Acceptance length, tokens per iteration.
+    prompt_len, output_len : float or array-like
+        ``P`` and ``D``, tokens.
+    others : float or array-like
+        Mean number of other requests in flight.
+    xp : module, default numpy
+        Array namespace: :mod:`numpy`, or :mod:`pytensor.tensor` inside the model.
+    tau_sq : float or array-like, optional
+        ``E[Y^2]`` (tokens^2), for the last iteration's overshoot (:func:`iterations`).
+    p_busy : float or array-like, optional
+        Probability (0-1) that the server is busy when the request becomes admissible; default
+        ``1 - exp(-others)`` (Poisson arrivals: no other request in flight with probability
+        ``exp(-others)``); in closed loop pass :func:`busy_probability` (with one stream the server
+        is idle whenever a request is sent).
+
+    Returns
+    -------
+    float or array
+        Mean time to first token, s.
     """
     c = costs
     prefill = c.p1 * prompt_len
@@ -282,7 +465,22 @@ def busy_probability(others, is_open, xp=np):
 
 
 def tpot(latency, ttft, output_len):
-    """Mean time per output token after the first (s/token): ``(L - TTFT) / (D - 1)``; D > 1."""
+    """Mean time per output token after the first (s/token): ``(L - TTFT) / (D - 1)``; D > 1.
+
+    Parameters
+    ----------
+    latency : float or array-like
+        ``L``, mean request latency, s.
+    ttft : float or array-like
+        Mean time to first token, s.
+    output_len : float or array-like
+        ``D``, output tokens (> 1).
+
+    Returns
+    -------
+    float or array
+        TPOT, s/token.
+    """
     return (latency - ttft) / (output_len - 1.0)
 
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dense import demand, iterations, latency_at_load, latency_closed, latency_open, saturation_rate
+from .dense import (
+    demand,
+    iterations,
+    latency_at_load,
+    latency_closed,
+    latency_open,
+    saturation_rate,
+)
 
 
 def expert_coverage(tokens, experts, experts_per_token):
@@ -255,10 +262,37 @@ def latency_knee_open(c1, c2, compute, knee_tokens, k, rate, xp=np, softness=KNE
 def speedup(costs, k, tau, prompt_len, output_len, *, rate=None, concurrency=None, xp=np):
     """Latency ratio ``L(k=0, tau=1) / L(k, tau)`` under the given load (dimensionless).
 
-    Give ``rate`` (requests/s, open loop) or ``concurrency`` (streams, closed loop), or
-    neither for a request alone on the server. An MoE verifier (``experts`` set) or a roofline
-    knee (``knee_tokens`` set) uses :func:`latency_moe_open` / :func:`latency_moe_closed` (numpy
-    only). Saturated baseline with a stable speculative run gives inf; both saturated gives NaN.
+    An MoE verifier (``experts`` set) or a roofline knee (``knee_tokens`` set) uses
+    :func:`latency_moe_open` / :func:`latency_moe_closed` (numpy only).
+
+    Parameters
+    ----------
+    costs : ServiceCosts
+        Service-cost coefficients, s.
+    k : float or array-like
+        Draft length, tokens.
+    tau : float or array-like
+        Acceptance length at ``k``, tokens per iteration.
+    prompt_len, output_len : float or array-like
+        Mean prompt and output length, tokens.
+    rate : float or array-like, optional
+        Open-loop arrival rate, requests/s.
+    concurrency : float or array-like, optional
+        Closed-loop streams. Give ``rate`` or ``concurrency``, or neither for a request alone on the
+        server.
+    xp : module, default numpy
+        Array namespace: :mod:`numpy`, or :mod:`pytensor.tensor` (dense verifiers only).
+
+    Returns
+    -------
+    float or array
+        The speedup (> 1: speculation is faster). Saturated baseline with a stable speculative run
+        gives inf; both saturated gives NaN.
+
+    Raises
+    ------
+    ValueError
+        When both ``rate`` and ``concurrency`` are given.
     """
     if rate is not None and concurrency is not None:
         raise ValueError("give rate or concurrency, not both")

@@ -19,7 +19,17 @@ from .aggregate import aggregate_runs, detect_saturation, fill_saturation
 from .ingest import IngestResult, ingest_paths
 from .io import read_table, write_table
 from .real import read_real_long, real_long_to_runs
-from .schema import LOAD_TYPES, MODELS, NO_DRAFTER, REQUESTS, RUNS, TABLES, Column, TraceError, schema_help
+from .schema import (
+    LOAD_TYPES,
+    MODELS,
+    NO_DRAFTER,
+    REQUESTS,
+    RUNS,
+    TABLES,
+    Column,
+    TraceError,
+    schema_help,
+)
 from .validate import empty_table, validate_models, validate_requests, validate_runs
 
 __all__ = [

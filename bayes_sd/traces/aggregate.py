@@ -39,25 +39,48 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
 
     Per run (times in seconds): the run spans ``[t0, t1]`` = [first start, last end].
     Warm-up and cool-down are trimmed: requests that start before ``t0 + warmup_s`` or end
-    after ``t1 - cooldown_s`` are dropped (each defaults to ``trim_frac`` of the span). If
-    fewer than ``min(min_keep, n)`` requests remain, the run is kept untrimmed.
+    after ``t1 - cooldown_s`` are dropped. If fewer than ``min(min_keep, n)`` requests remain,
+    the run is kept untrimmed.
 
-    Statistics of the kept requests: ``n_requests``; latency (``end_s - start_s``) mean,
-    sd (ddof 1), p50/p90/p99 (linear interpolation, as numpy); TTFT (``first_token_s -
-    start_s``) mean and median; ``tpot_mean_s`` = mean over requests with more than one
-    output token of ``(end_s - first_token_s) / (output_tokens - 1)``; mean prompt and
-    output tokens; sums of draft/accepted tokens and drafts, ``acceptance_length = 1 +
-    accepted / num_drafts``. Rates over the measured window ``[t0 + warmup, t1 - cooldown]``:
-    ``achieved_rps`` = requests completing in it / its length (requests/s), ``output_tps``
-    = their output tokens / its length (tokens/s).
+    Parameters
+    ----------
+    requests : pandas.DataFrame
+        Canonical REQUESTS table (times in s, lengths in tokens).
+    runs_meta : pandas.DataFrame
+        The other run columns, one row per run (validated with ``require_stats=False``);
+        statistics it carries are replaced. Every request run_id needs a metadata row; metadata rows
+        without requests are left out.
+    warmup_s, cooldown_s : float, optional
+        Seconds trimmed at the start and the end of each run (each defaults to ``trim_frac`` of the span).
+    trim_frac : float, default 0.1
+        Default warm-up and cool-down, as a fraction of the run's span.
+    min_keep : int, default 20
+        Fewest requests a trimmed run keeps; below ``min(min_keep, n)`` it is kept untrimmed.
+    detect : bool, default True
+        Fill the ``saturated`` / ``saturation_reason`` columns where the metadata leaves them empty
+        (:func:`detect_saturation`, with the requests).
+    validate : bool, default True
+        False skips re-validating a requests table that :func:`validate_requests` already returned.
+    source, meta_source : str
+        Names of the two tables in errors (default ``"requests"``, ``"runs metadata"``).
 
-    ``runs_meta`` gives the other run columns (validated with ``require_stats=False``);
-    statistics it carries are replaced. Every request run_id needs a metadata row, else
-    TraceError; metadata rows without requests are left out. With ``detect`` the
-    ``saturated`` / ``saturation_reason`` columns are filled where the metadata leaves
-    them empty (:func:`detect_saturation`, with the requests). ``validate=False`` skips
-    re-validating a requests table that :func:`validate_requests` already returned.
-    ``source`` / ``meta_source`` name the tables in errors. Returns validated runs.
+    Returns
+    -------
+    pandas.DataFrame
+        Validated canonical runs table. Statistics of the kept requests: ``n_requests``; latency
+        (``end_s - start_s``) mean, sd (ddof 1), p50/p90/p99 (linear interpolation, as numpy):
+        ``latency_mean_s``, ``latency_sd_s``, ``latency_p50_s``, ... (s); TTFT (``first_token_s -
+        start_s``) mean and median (s); ``tpot_mean_s`` = mean over requests with more than one
+        output token of ``(end_s - first_token_s) / (output_tokens - 1)`` (s); mean prompt and
+        output tokens; sums of draft/accepted tokens and drafts, ``acceptance_length = 1 +
+        accepted / num_drafts``. Rates over the measured window ``[t0 + warmup, t1 - cooldown]``:
+        ``achieved_rps`` = requests completing in it / its length (requests/s), ``output_tps``
+        = their output tokens / its length (tokens/s).
+
+    Raises
+    ------
+    TraceError
+        When a table fails validation, or a request's run_id has no metadata row.
     """
     req = validate_requests(requests, source) if validate else requests
     meta = validate_runs(runs_meta, meta_source, require_stats=False)
@@ -159,8 +182,7 @@ def _run_trend(requests: pd.DataFrame, run_ids, min_n: int, ratio: float, corr: 
 def detect_saturation(runs: pd.DataFrame, requests: pd.DataFrame | None = None, *, rate_frac: float = 0.9,
                       ttft_frac: float = 0.2, rps_gain: float = 1.02, trend_ratio: float = 1.5,
                       trend_corr: float = 0.5, min_trend_requests: int = 20) -> tuple[pd.Series, pd.Series]:
-    """Flag runs past the server's capacity. Returns ``(saturated, reason)``, two Series
-    aligned with ``runs.index`` (bool; str, '' when not saturated, reasons joined by '; ').
+    """Flag runs past the server's capacity.
 
     Rules (any one flags the run):
 
@@ -175,6 +197,33 @@ def detect_saturation(runs: pd.DataFrame, requests: pd.DataFrame | None = None, 
     - closed loop: ``achieved_rps <= rps_gain`` x the achieved rate at the next lower
       concurrency of the same (source, hardware, verifier, drafter, k, dataset): more
       streams no longer buy throughput.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        Canonical runs table (``load_type``, ``rate_rps`` and ``achieved_rps`` in requests/s,
+        ``concurrency``, ``latency_mean_s``/``ttft_p50_s``/``ttft_mean_s`` in s).
+    requests : pandas.DataFrame, optional
+        Their REQUESTS rows, for the latency-trend rule.
+    rate_frac : float, default 0.9
+        Open loop: flagged when the achieved rate is below this fraction of the offered rate.
+    ttft_frac : float, default 0.2
+        Flagged when median TTFT exceeds this fraction of mean latency.
+    rps_gain : float, default 1.02
+        Closed loop: flagged when throughput is at most this factor above the next lower concurrency's.
+    trend_ratio : float, default 1.5
+        Trend rule: last third's over first third's mean latency.
+    trend_corr : float, default 0.5
+        Trend rule: rank correlation of latency with start time.
+    min_trend_requests : int, default 20
+        Trend rule: fewest requests a run needs.
+
+    Returns
+    -------
+    saturated : pandas.Series of bool
+        Aligned with ``runs.index``.
+    reason : pandas.Series of str
+        Aligned with ``runs.index``; '' when not saturated, reasons joined by '; '.
     """
     idx = runs.index
 
@@ -215,7 +264,22 @@ def detect_saturation(runs: pd.DataFrame, requests: pd.DataFrame | None = None, 
 
 def fill_saturation(runs: pd.DataFrame, requests: pd.DataFrame | None = None, **kw) -> pd.DataFrame:
     """Copy of ``runs`` with ``saturated`` / ``saturation_reason`` filled where ``saturated``
-    is missing (values already given are kept), using :func:`detect_saturation`."""
+    is missing (values already given are kept), using :func:`detect_saturation`.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        Canonical runs table; not modified.
+    requests : pandas.DataFrame, optional
+        Their REQUESTS rows, for the latency-trend rule.
+    **kw
+        Thresholds of :func:`detect_saturation` (``rate_frac``, ``ttft_frac``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The copy, with ``saturated`` (bool) and ``saturation_reason`` (str).
+    """
     out = runs.copy()
     sat, reason = detect_saturation(out, requests, **kw)
     given = out["saturated"] if "saturated" in out.columns else pd.Series(pd.NA, index=out.index, dtype="boolean")

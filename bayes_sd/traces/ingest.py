@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from bayes_sd._progress import progress_bar
+
 from .aggregate import aggregate_runs, fill_saturation
 from .formats import detect_format, read_format
 from .formats.assemble import assemble
@@ -47,11 +49,17 @@ _OBSERVED = ["latency_mean_s", "ttft_mean_s", "ttft_p50_s", "tpot_mean_s", "outp
 class IngestResult:
     """Result of :func:`ingest_paths`.
 
-    ``runs``: validated canonical runs table (sorted by source, run_id), saturation filled.
-    ``models``: validated canonical models table (no rows when no models file was given).
-    ``warnings``: one-line messages (file, field, fix) about usable but doubtful input, in
-    order; each was also issued as a :class:`~bayes_sd.traces.formats.TraceWarning`.
-    ``formats``: the detected format of each input path.
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        Validated canonical runs table (sorted by source, run_id), saturation filled.
+    models : pandas.DataFrame
+        Validated canonical models table (no rows when no models file was given).
+    warnings : list of str
+        One-line messages (file, field, fix) about usable but doubtful input, in
+        order; each was also issued as a :class:`~bayes_sd.traces.formats.TraceWarning`.
+    formats : dict of str to str
+        The detected format of each input path.
     """
 
     runs: pd.DataFrame
@@ -86,27 +94,51 @@ def _inputs(paths, labels, sidecar):
 
 
 def ingest_paths(paths, *, labels: dict | None = None, sidecar=None, warmup_s: float | None = None,
-                 cooldown_s: float | None = None, trim_frac: float = 0.1) -> IngestResult:
+                 cooldown_s: float | None = None, trim_frac: float = 0.1, progress: bool = False) -> IngestResult:
     """Read, validate, aggregate and combine trace files.
 
-    ``paths``: canonical tables (CSV or parquet) and/or benchmark outputs (GuideLLM JSON /
-    YAML / CSV, ``vllm bench serve`` JSON, SGLang JSONL, vLLM ``/metrics`` scrapes and
-    logs, a sidecar YAML), recognised from their content. ``labels``: the speculative
-    configuration from the command line, keys ``verifier``, ``drafter``, ``k``,
-    ``hardware``, ``dataset`` (None values ignored) and optionally ``attach_to`` (the run
-    that acceptance-only inputs belong to). ``sidecar``: path of a sidecar YAML (see
-    :mod:`bayes_sd.traces.formats.labels`). ``warmup_s`` / ``cooldown_s`` / ``trim_frac``
-    are passed to ``aggregate_runs`` for request rows (see
-    :mod:`bayes_sd.traces.formats.assemble` for benchmark outputs). Raises TraceError
-    naming the file and field on any problem; in particular a request file whose run_ids
-    have no metadata row in a runs table among ``paths``, a runs row with neither
-    statistics nor request rows, and a benchmark output whose speculative configuration
-    is given nowhere.
+    Parameters
+    ----------
+    paths : str, pathlib.Path or iterable of them
+        Canonical tables (CSV or parquet) and/or benchmark outputs (GuideLLM JSON /
+        YAML / CSV, ``vllm bench serve`` JSON, SGLang JSONL, vLLM ``/metrics`` scrapes and
+        logs, a sidecar YAML), recognised from their content; only read.
+    labels : dict, optional
+        The speculative configuration from the command line, keys ``verifier``, ``drafter``, ``k``,
+        ``hardware``, ``dataset`` (None values ignored) and optionally ``attach_to`` (the run
+        that acceptance-only inputs belong to).
+    sidecar : str or pathlib.Path, optional
+        Path of a sidecar YAML (see :mod:`bayes_sd.traces.formats.labels`).
+    warmup_s, cooldown_s : float, optional
+        Seconds trimmed at the start and end of each run; passed to ``aggregate_runs`` for request
+        rows (see :mod:`bayes_sd.traces.formats.assemble` for benchmark outputs).
+    trim_frac : float, default 0.1
+        Default warm-up and cool-down, as a fraction of each run's span.
+    progress : bool, default False
+        A progress bar over the files (when there are several).
+
+    Returns
+    -------
+    IngestResult
+        ``runs`` (canonical runs table: seconds, requests/s, tokens), ``models``, ``warnings`` and
+        ``formats``.
+
+    Raises
+    ------
+    TraceError
+        Naming the file and field on any problem; in particular no input file, more than one sidecar,
+        a request file whose run_ids have no metadata row in a runs table among ``paths``, a runs row
+        with neither statistics nor request rows, a run_id given twice, and a benchmark output whose
+        speculative configuration is given nowhere.
+
+    Examples
+    --------
+    >>> runs = ingest_paths(["runs.csv", "requests.parquet"]).runs  # doctest: +SKIP
     """
     paths, formats, flags, side, attach = _inputs(paths, labels, sidecar)
     sink: list = []
     metas, reqs, models, real, parsed = [], [], [], [], []
-    for p in paths:
+    for p in progress_bar(paths, desc="reading", enabled=progress and len(paths) > 1, unit="file"):
         fmt = formats[p]
         if fmt == "sidecar":
             continue

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import difflib
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+from bayes_sd._io import atomic_write
 
 from .schema import TABLES, TraceError
 
@@ -34,8 +35,9 @@ _PARQUET = (".parquet", ".pq")
 _CSV_KW = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
-def _fmt(path: Path) -> str | None:
-    name = path.name.lower()
+def table_format(path: Path) -> str | None:
+    """``"csv"`` or ``"parquet"`` from the file name's suffix (compressed CSV included), else None."""
+    name = Path(path).name.lower()
     if name.endswith(_CSV):
         return "csv"
     if name.endswith(_PARQUET):
@@ -84,14 +86,31 @@ def detect_kind(columns, source: str = "table") -> str:
 def read_table(path) -> tuple[str, pd.DataFrame]:
     """Read a CSV (optionally compressed) or parquet trace file.
 
-    Returns ``(kind, DataFrame)``, kind one of :data:`KINDS`, detected from the columns.
-    The DataFrame is as read (column names stripped of surrounding blanks), not validated.
-    Raises TraceError naming the file when it is missing, unreadable, empty, of an unknown
-    format, or of an unrecognisable kind.
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A ``.csv`` (``.csv.gz``, ``.csv.bz2``, ``.csv.zst``, ``.tsv``) or ``.parquet`` file; only read.
+
+    Returns
+    -------
+    kind : str
+        One of :data:`KINDS`, detected from the columns.
+    table : pandas.DataFrame
+        As read (column names stripped of surrounding blanks), not validated.
+
+    Raises
+    ------
+    TraceError
+        Naming the file, when it is missing, unreadable, empty, of an unknown format, or of an
+        unrecognisable kind.
+
+    Examples
+    --------
+    >>> kind, df = read_table("requests.csv")  # doctest: +SKIP
     """
     path = Path(path)
     src = str(path)
-    fmt = _fmt(path)
+    fmt = table_format(path)
     if fmt is None:
         raise TraceError(src, None, f"unknown file format '{path.suffix or path.name}'",
                          "give a .csv (or .csv.gz) or a .parquet file")
@@ -117,13 +136,30 @@ def read_table(path) -> tuple[str, pd.DataFrame]:
 def write_table(df: pd.DataFrame, path, *, protect=()) -> Path:
     """Write ``df`` to ``path`` as CSV or parquet (chosen by the suffix), atomically.
 
-    The table is written to a temporary file in the same folder and moved into place
-    with ``os.replace``, so a reader never sees a half-written file. Raises TraceError if
-    ``path`` is one of the ``protect`` paths (e.g. the input files) or its format is
-    unknown. Creates the parent folder if needed. Returns the path written.
+    Written with :func:`bayes_sd._io.atomic_write`: a reader never sees a half-written file.
+    Creates the parent folder if needed.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table (written without its index).
+    path : str or pathlib.Path
+        Output file: ``.csv`` (``.csv.gz``, ``.csv.bz2``, ``.csv.zst`` compressed) or ``.parquet``.
+    protect : str, pathlib.Path or iterable of them, default ()
+        Paths never to overwrite (e.g. the input files).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    TraceError
+        If ``path`` is one of the ``protect`` paths or its format is unknown.
     """
     path = Path(path)
-    fmt = _fmt(path)
+    fmt = table_format(path)
     if fmt is None or path.name.lower().endswith(".tsv"):
         raise TraceError(str(path), None, f"unknown output format '{path.suffix or path.name}'",
                          "name the output file .csv or .parquet")
@@ -133,19 +169,10 @@ def write_table(df: pd.DataFrame, path, *, protect=()) -> Path:
     if any(Path(p).resolve() == target for p in protect):
         raise TraceError(str(path), None, "refusing to overwrite an input file",
                          "choose another output path (inputs are never modified)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         if fmt == "csv":
             comp = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}.get(path.suffix.lower())
             df.to_csv(tmp, index=False, compression=comp)
         else:
             df.to_parquet(tmp, index=False)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; give the file ordinary permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path

@@ -179,9 +179,30 @@ def real_long_to_runs(long: pd.DataFrame, source: str = "real_long", *, saturati
     Tables where every run has a latency measurement are validated with
     ``require_stats=True``; tables with runs that lack one (batch-1 sweeps reporting only
     TPOT and acceptance length, e.g. ``vllm_eagle_bs1_k_sweeps.csv``) keep those runs with
-    ``latency_mean_s`` empty and are validated with ``require_stats=False``. With
-    ``saturation``, ``saturated`` / ``saturation_reason`` are filled by
-    :func:`~bayes_sd.traces.aggregate.detect_saturation` (run-level rules).
+    ``latency_mean_s`` empty and are validated with ``require_stats=False``.
+
+    Parameters
+    ----------
+    long : pandas.DataFrame
+        One row per (run, metric): the run attributes, then ``metric``, ``value``, ``unit``
+        (``value_kind``, ``note``).
+    source : str, default "real_long"
+        Name of the table, used in error messages.
+    saturation : bool, default True
+        Fill ``saturated`` / ``saturation_reason`` by
+        :func:`~bayes_sd.traces.aggregate.detect_saturation` (run-level rules).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Canonical runs table (units converted: ms -> s; rates in requests/s, lengths in tokens),
+        sorted by ``run_id``.
+
+    Raises
+    ------
+    TraceError
+        When a column of the long format is missing, a metric has an unexpected unit or is given
+        twice for a run, a load type is unknown, or the runs fail validation.
     """
     runs = long_to_runs(long, source)
     full = bool(runs[["latency_mean_s", "n_requests"]].notna().all(axis=None))
@@ -193,7 +214,26 @@ def real_long_to_runs(long: pd.DataFrame, source: str = "real_long", *, saturati
 
 def read_real_long(path, *, saturation: bool = True) -> pd.DataFrame:
     """Read a long-format real file (CSV or parquet) into a validated canonical ``runs``
-    table: :func:`real_long_to_runs` on the file's rows. The file is only read."""
+    table: :func:`real_long_to_runs` on the file's rows. The file is only read.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A long-format file (``data/real/*.csv``).
+    saturation : bool, default True
+        Fill ``saturated`` / ``saturation_reason`` (run-level rules).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Canonical runs table (seconds, requests/s, tokens), sorted by ``run_id``.
+
+    Raises
+    ------
+    TraceError
+        When the file cannot be read, is not in the long format, or its runs cannot be used
+        (see :func:`real_long_to_runs`).
+    """
     kind, long = read_table(path)
     if kind != "real_long":
         raise TraceError(str(path), None, f"this is a '{kind}' table, not the long real-data format",

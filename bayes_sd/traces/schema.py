@@ -13,8 +13,8 @@ Three tables, all pandas DataFrames with one row per record:
     Optional. One row per verifier or drafter named in ``runs``: the size
     predictors the hierarchy and the MoE variant use.
 
-The column lists below are the single source of truth: validation, the
-``bayes-sd ingest --help`` text and the README table are all generated from them.
+The column lists below are the single source of truth: validation and the
+``bayes-sd ingest --help`` text are generated from them.
 """
 
 from __future__ import annotations
@@ -42,7 +42,19 @@ LOAD_TYPES = ("rate", "concurrency")
 class TraceError(ValueError):
     """A trace file or table that bayes_sd cannot use as it is.
 
-    The message always names the file (or table), the column and the fix, in one line.
+    The message always names the file (or table), the column and the fix, in one line:
+    ``"<source>, column '<column>': <problem>. Fix: <fix>"``.
+
+    Parameters
+    ----------
+    source : str
+        The file (or table) with the problem.
+    column : str or None
+        The column with the problem (None: the whole table).
+    problem : str
+        What is wrong.
+    fix : str
+        What to do about it.
     """
 
     def __init__(self, source: str, column: str | None, problem: str, fix: str):
@@ -58,9 +70,20 @@ class TraceError(ValueError):
 class Column:
     """One column of a canonical table.
 
-    ``kind`` is one of ``"str"``, ``"int"``, ``"float"``, ``"bool"``.
-    ``unit`` is the physical unit ("s", "requests/s", "tokens", ...) or "" if none.
-    ``lo``/``hi`` bound valid values (inclusive) when not None.
+    Parameters
+    ----------
+    name : str
+        Column name.
+    kind : {"str", "int", "float", "bool"}
+        Value type.
+    unit : str
+        The physical unit ("s", "requests/s", "tokens", ...) or "" if none.
+    required : bool
+        Whether every table must have the column.
+    description : str
+        What the column holds.
+    lo, hi : float, optional
+        Bounds of valid values (inclusive) when not None.
     """
 
     name: str
@@ -114,7 +137,8 @@ RUNS: tuple[Column, ...] = (
     Column("draft_tokens", "float", "tokens", False, "draft tokens proposed in the run", lo=0),
     Column("accepted_tokens", "float", "tokens", False, "draft tokens accepted in the run", lo=0),
     Column("num_drafts", "float", "", False, "verify steps carrying drafts in the run", lo=0),
-    Column("acceptance_length", "float", "tokens", False, "mean tokens per verify step, bonus token included (tau)", lo=1),
+    Column("acceptance_length", "float", "tokens", False, "mean tokens per verify step, bonus token included (tau)",
+           lo=1),
     Column("saturated", "bool", "", False, "run is past the server's capacity: not steady state"),
     Column("saturation_reason", "str", "", False, "why the run was flagged saturated"),
 )
@@ -137,7 +161,28 @@ def column_names(table: str, required_only: bool = False) -> list[str]:
 
 
 def schema_help(table: str) -> str:
-    """Plain-text description of one table, as printed by ``bayes-sd ingest --help``."""
+    """Plain-text description of one table, as printed by ``bayes-sd ingest --help``.
+
+    Parameters
+    ----------
+    table : {"requests", "runs", "models"}
+        Which table.
+
+    Returns
+    -------
+    str
+        One line per column: name, kind, required or optional, ``[unit]`` and description.
+
+    Raises
+    ------
+    KeyError
+        For any other ``table``.
+
+    Examples
+    --------
+    >>> print(schema_help("models").splitlines()[1])
+      name               str   required model name as used in runs.verifier / runs.drafter
+    """
     lines = [f"{table} table:"]
     for c in TABLES[table]:
         flag = "required" if c.required else "optional"

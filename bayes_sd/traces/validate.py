@@ -48,7 +48,28 @@ _DTYPES = {"str": "str", "int": "Int64", "float": "float64", "bool": "boolean"}
 
 
 def empty_table(kind: str) -> pd.DataFrame:
-    """A canonical table (``'requests'``, ``'runs'`` or ``'models'``) with no rows."""
+    """A canonical table (``'requests'``, ``'runs'`` or ``'models'``) with no rows.
+
+    Parameters
+    ----------
+    kind : {"requests", "runs", "models"}
+        Which table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        No rows; the canonical columns in canonical order, with their dtypes.
+
+    Raises
+    ------
+    KeyError
+        For any other ``kind``.
+
+    Examples
+    --------
+    >>> list(empty_table("models").columns)
+    ['name', 'params_b', 'layers', 'hidden_size', 'experts', 'experts_per_token']
+    """
     spec = {"requests": REQUESTS, "runs": RUNS, "models": MODELS}[kind]
     return pd.DataFrame({c.name: pd.Series([], dtype=_DTYPES[c.kind]) for c in spec})
 
@@ -204,7 +225,24 @@ def validate_requests(df: pd.DataFrame, source: str = "requests") -> pd.DataFram
     Checks, besides the schema: ``(run_id, request_id)`` unique; ``0 <= start_s <=
     first_token_s <= end_s``; median latency ``end_s - start_s`` below 600 s (else the
     times are milliseconds); ``accepted_tokens <= draft_tokens``.
-    Returns a cleaned copy in canonical column order.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table, one row per request (:data:`~bayes_sd.traces.schema.REQUESTS`: times in s, lengths in
+        tokens); not modified.
+    source : str, default "requests"
+        Name of the file (or table) it came from, used in error messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A cleaned copy in canonical column order.
+
+    Raises
+    ------
+    TraceError
+        When the table cannot be used; the message names ``source``, the column and the fix.
     """
     required = {c.name for c in REQUESTS if c.required}
     clean = _clean(df, REQUESTS, source, required, "request_id")
@@ -238,16 +276,35 @@ def validate_runs(df: pd.DataFrame, source: str = "runs", require_stats: bool = 
                   check_units: bool = True) -> pd.DataFrame:
     """Validate and clean a ``runs`` table (one row per run; times in seconds, rates in requests/s).
 
-    ``require_stats=False`` accepts a run-metadata table whose latency statistics
-    (:data:`STAT_COLUMNS`) are absent or empty, e.g. the table joined to request files,
-    or batch-1 runs that report only TPOT. Checks, besides the schema: ``run_id`` unique;
+    Checks, besides the schema: ``run_id`` unique;
     ``drafter`` is ``'none'`` exactly when ``k == 0`` (missing -> ``'none'`` for k = 0);
     ``load_type`` in :data:`LOAD_TYPES` with ``rate_rps`` given for ``'rate'`` and
     ``concurrency`` for ``'concurrency'``; plausible units (median latency < 600 s,
     TPOT < 1 s, TTFT <= latency); latency percentiles ordered; ``accepted_tokens <=
-    draft_tokens``; ``acceptance_length <= k + 1``. ``check_units=False`` skips the
-    millisecond heuristics (median latency > 600 s, any TPOT > 1 s), for tables computed
-    from validated request times.
+    draft_tokens``; ``acceptance_length <= k + 1``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table, one row per run (:data:`~bayes_sd.traces.schema.RUNS`); not modified.
+    source : str, default "runs"
+        Name of the file (or table) it came from, used in error messages.
+    require_stats : bool, default True
+        False accepts a run-metadata table whose latency statistics (:data:`STAT_COLUMNS`) are
+        absent or empty, e.g. the table joined to request files, or batch-1 runs that report only TPOT.
+    check_units : bool, default True
+        False skips the millisecond heuristics (median latency > 600 s, any TPOT > 1 s), for tables
+        computed from validated request times.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A cleaned copy in canonical column order (absent optional columns added, empty).
+
+    Raises
+    ------
+    TraceError
+        When the table cannot be used; the message names ``source``, the column and the fix.
     """
     required = {c.name for c in RUNS if c.required and (require_stats or c.name not in STAT_COLUMNS)}
     clean = _clean(df, RUNS, source, required, "run_id")
@@ -279,8 +336,8 @@ def validate_runs(df: pd.DataFrame, source: str = "runs", require_stats: bool = 
             raise TraceError(source, "tpot_mean_s", f"time per output token above {MAX_PLAUSIBLE_TPOT_S:g} s in "
                              f"{_example(clean, bad, key)}: the values look like milliseconds",
                              "times are in seconds: divide by 1000")
-    for t, l in (("ttft_mean_s", "latency_mean_s"), ("ttft_p50_s", "latency_p50_s")):
-        _not_above(clean, t, l, source, key, f"{t} exceeds {l} (TTFT in milliseconds?)",
+    for ttft, lat in (("ttft_mean_s", "latency_mean_s"), ("ttft_p50_s", "latency_p50_s")):
+        _not_above(clean, ttft, lat, source, key, f"{ttft} exceeds {lat} (TTFT in milliseconds?)",
                    "times are in seconds: check the unit of both columns")
     for lo, hi in (("latency_p50_s", "latency_p90_s"), ("latency_p90_s", "latency_p99_s")):
         _not_above(clean, lo, hi, source, key, f"{lo} exceeds {hi}",
@@ -299,6 +356,23 @@ def validate_models(df: pd.DataFrame, source: str = "models") -> pd.DataFrame:
 
     Checks, besides the schema: ``name`` unique; ``params_b`` in billions (a median above
     10,000 is taken as a raw parameter count); ``experts_per_token <= experts``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table, one row per model (:data:`~bayes_sd.traces.schema.MODELS`); not modified.
+    source : str, default "models"
+        Name of the file (or table) it came from, used in error messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A cleaned copy in canonical column order.
+
+    Raises
+    ------
+    TraceError
+        When the table cannot be used; the message names ``source``, the column and the fix.
     """
     required = {c.name for c in MODELS if c.required}
     clean = _clean(df, MODELS, source, required, "name")

@@ -3,7 +3,7 @@
     python data/synthetic/make_fleet.py            # writes the two CSVs beside this file
 
 Every run is simulated by :func:`bayes_sd.simulate.simulate_runs` from the ILLUSTRATIVE
-presets in :mod:`bayes_sd.presets` (not measurements). Outputs:
+presets in :mod:`bayes_sd.simulate.presets` (not measurements). Outputs:
 
 - ``fleet_runs_synthetic.csv``: canonical RUNS table, ``source`` = 'synthetic:bayes_sd.simulate';
 - ``fleet_models_synthetic.csv``: canonical MODELS table of every verifier and drafter.
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_sd import theory
-from bayes_sd.presets import PRESETS, WORKLOADS, models_table, preset_name
+from bayes_sd.simulate.presets import PRESETS, WORKLOADS, models_table, preset_name
 
 SEED = 20240917
 HERE = Path(__file__).resolve().parent

@@ -150,7 +150,8 @@ def metrics_and_logs():
             "rate: 0.600, 0.400, 0.300, 0.200, Avg Draft acceptance rate: 37.5%"]
     (D / "vllm-0.33-serve.log").write_text("\n".join(["INFO starting vLLM API server"] + v033) + "\n")
     v010 = ["INFO 05-02 10:00:00 [metrics.py:80] SpecDecoding metrics: Draft acceptance rate: 38.8%, Mean acceptance "
-            "length: 2.16, Accepted: 150 tokens, Drafted: 387 tokens, Per-position acceptance rate: 0.543, 0.357, 0.264"]
+            "length: 2.16, Accepted: 150 tokens, Drafted: 387 tokens, "
+            "Per-position acceptance rate: 0.543, 0.357, 0.264"]
     (D / "vllm-0.10-serve.log").write_text("\n".join(v010) + "\n")
     v0 = ["INFO 10-01 12:00:00 metrics.py:400] Speculative metrics: Draft acceptance rate: 0.500, System efficiency: "
           "0.400, Number of speculative tokens: 3, Number of accepted tokens: 4000, Number of draft tokens: 9000, "
@@ -230,7 +231,8 @@ def bad():
     dump_json(dict(s, **{"mean_ttft_ms": math.nan}), B / "vllm-nan-aggregate.json")
     (B / "sglang-trace-rate.jsonl").write_text(json.dumps({"backend": "sglang", "request_rate": "trace",
                                                            "server_info": SGL_INFO, "completed": 3}) + "\n")
-    (B / "vllm-metrics-counter-reset.prom").write_text(prom(1000, 4000, 2000, [1, 1, 1, 1]) + prom(10, 40, 20, [1, 1, 1, 1]))
+    (B / "vllm-metrics-counter-reset.prom").write_text(prom(1000, 4000, 2000, [1, 1, 1, 1])
+                                                       + prom(10, 40, 20, [1, 1, 1, 1]))
     (B / "metrics-without-spec-decode.prom").write_text("# TYPE vllm:num_requests_running gauge\n"
                                                         "vllm:num_requests_running{engine=\"0\"} 3.0\n")
     (B / "vllm-log-accepted-gt-drafted.log").write_text(

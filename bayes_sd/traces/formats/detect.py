@@ -22,7 +22,7 @@ import gzip
 import re
 from pathlib import Path
 
-from ..io import _fmt as _table_suffix
+from ..io import table_format
 from ..schema import TraceError
 from .vllm_logs import LOG_MARKERS
 
@@ -110,6 +110,6 @@ def detect_format(path) -> str:
         return "table"
     if "\x00" not in text and _log_lines(path):
         return "vllm_log"
-    if _table_suffix(path) is not None:  # let the table reader say what is wrong with it
+    if table_format(path) is not None:  # let the table reader say what is wrong with it
         return "table"
     raise _unknown(src, "not JSON, YAML, CSV, parquet, a Prometheus scrape or a vLLM log")

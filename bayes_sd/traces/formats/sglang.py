@@ -19,8 +19,17 @@ from __future__ import annotations
 import math
 
 from ..schema import TraceError
-from .base import Parsed, RunData, get, load_json_objects, num, rates_from_duration, read_text, warn
-from .vllm_bench import _requests, _stats
+from .base import (
+    Parsed,
+    RunData,
+    get,
+    load_json_objects,
+    num,
+    rates_from_duration,
+    read_text,
+    warn,
+)
+from .vllm_bench import request_rows, summary_stats
 
 __all__ = ["read_sglang"]
 
@@ -75,14 +84,14 @@ def read_sglang(path) -> Parsed:
             out.recorded.setdefault("dataset", d["dataset_name"])
         run.labels = _server_labels(info)
         if "ttfts" in d:
-            run.requests, run.n_errored, run.clockless = _requests(d, source, key, out.warnings, e2e="e2e_latency")
+            run.requests, run.n_errored, run.clockless = request_rows(d, source, key, out.warnings, e2e="e2e_latency")
             run.stats = rates_from_duration(run.requests, num(d.get("duration"), source, "duration"))
             if len(run.requests) == 0:
                 warn(out.warnings, source, "errors", f"run {key} has no successful request: skipped",
                      "check the server and the errors list")
                 continue
         else:
-            run.stats = _stats(d, source, e2e="e2e_latency", sink=out.warnings)
+            run.stats = summary_stats(d, source, e2e="e2e_latency", sink=out.warnings)
             if not run.stats["n_requests"] >= 1:
                 warn(out.warnings, source, "completed", f"run {key} completed no request: skipped",
                      "check the server and the benchmark's errors")

@@ -28,7 +28,16 @@ import numpy as np
 import pandas as pd
 
 from ..schema import TraceError
-from .base import Parsed, RunData, finish_requests, load_json_objects, num, rates_from_duration, read_text, warn
+from .base import (
+    Parsed,
+    RunData,
+    finish_requests,
+    load_json_objects,
+    num,
+    rates_from_duration,
+    read_text,
+    warn,
+)
 
 __all__ = ["read_vllm_bench", "VLLM_KEYS"]
 
@@ -107,7 +116,9 @@ def _acceptance(d: dict, source: str, run: str, sink: list) -> dict:
     return {k: v for k, v in out.items() if not (isinstance(v, float) and math.isnan(v))}
 
 
-def _stats(d: dict, source: str, e2e: str = "e2el", sink: list | None = None) -> dict:
+def summary_stats(d: dict, source: str, e2e: str = "e2el", sink: list | None = None) -> dict:
+    """Run statistics (s, requests/s, tokens) from a benchmark result's aggregate fields in ms
+    (``mean_{e2e}_ms``, ``p90_{e2e}_ms``, ``mean_ttft_ms`` ...); shared with the SGLang reader."""
     def ms(key):
         v = num(d.get(key), source, key) / 1e3
         if key in d and math.isnan(v):
@@ -135,7 +146,9 @@ def _vec(d: dict, key: str, n: int, source: str, run: str) -> np.ndarray:
     return np.array([num(x, source, f"{key}[{i}]") for i, x in enumerate(v)], dtype="float64")
 
 
-def _requests(d: dict, source: str, run: str, sink: list, e2e: str = "e2el"):
+def request_rows(d: dict, source: str, run: str, sink: list, e2e: str = "e2el"):
+    """The per-request lists of a ``--save-detailed`` result (``ttfts``, ``itls``, ``{e2e}s`` ...) as
+    request rows; returns ``(requests, n_errored, clockless)``. Shared with the SGLang reader."""
     ttfts = d["ttfts"]
     n = len(ttfts) if isinstance(ttfts, list) else -1
     if n < 0:
@@ -194,7 +207,7 @@ def read_vllm_bench(path) -> Parsed:
             out.recorded.setdefault("verifier", d["model_id"])
         failed = num(d.get("failed"), source, "failed")
         if "ttfts" in d:
-            run.requests, run.n_errored, run.clockless = _requests(d, source, key, out.warnings)
+            run.requests, run.n_errored, run.clockless = request_rows(d, source, key, out.warnings)
             if math.isfinite(failed) and failed > run.n_errored:
                 run.n_errored = int(failed)
             if run.clockless:
@@ -204,7 +217,7 @@ def read_vllm_bench(path) -> Parsed:
                      "check the server and the errors list")
                 continue
         else:
-            run.stats = _stats(d, source, sink=out.warnings)
+            run.stats = summary_stats(d, source, sink=out.warnings)
             run.n_errored = int(failed) if math.isfinite(failed) else 0
             if not run.stats["n_requests"] >= 1:
                 warn(out.warnings, source, "completed", f"run {key} completed no request: skipped",

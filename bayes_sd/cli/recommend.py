@@ -1,0 +1,103 @@
+"""``bayes-sd recommend``: choose the draft length per load and export a vLLM config."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bayes_sd.cli.common import HelpFormatter, add_workload_flags, output_flags, say, workload_loads
+
+__all__ = ["add_parser", "run"]
+
+EPILOG = """\
+For every load, each k in 0..k_max is scored over posterior draws (never at the posterior
+mean) and the best is reported with its latency (90% interval), P(k is best), the expected
+regret of the choice, the speedup versus k = 0 and P(speculation is slower). best_k = 0
+means: do not enable speculation at that load.
+
+Objectives: mean (E[mean latency]), p90 (E[per-request p90]), cvar (CVaR over draws of the
+mean latency, risk-averse; --cvar-alpha), slo (E[fraction of requests within --slo-s]),
+goodput (E[requests/s within --slo-s]).
+
+--vllm-config writes {"speculative_config": ..., "max_num_seqs": ..., "serve_args": [...]}:
+a fixed num_speculative_tokens, or vLLM's num_speculative_tokens_per_batch_size ranges
+[start_bs, end_bs, k] covering batch sizes 1..--max-num-seqs when k changes with load
+(batch size = predicted requests in flight); speculative_config is null when k = 0 everywhere.
+
+Example:
+  bayes-sd recommend posterior.nc --verifier llama3.1-8b --drafter eagle3-small --hardware H100 \\
+      --dataset chat --prompt-len 512 --output-len 256 --rate-rps 5,20,40,60 \\
+      --out recs.csv --vllm-config vllm.json --method eagle3 --drafter-model org/eagle3-head
+"""
+
+def run(args: argparse.Namespace) -> int:
+    from bayes_sd._io import write_json
+    from bayes_sd.model import LatencyModel
+    from bayes_sd.recommend import guess_method, recommend_k, vllm_config
+    from bayes_sd.traces import write_table
+
+    rates, concs = workload_loads(args)
+    if args.objective in ("slo", "goodput") and args.slo_s is None:
+        raise ValueError(f"--objective {args.objective} needs --slo-s SECONDS")
+    inputs = [Path(args.posterior).resolve()]
+    for out in (args.out, args.vllm_config):
+        if out and Path(out).resolve() in inputs:
+            raise ValueError(f"refusing to overwrite an input file: {out}")
+    if args.out and args.vllm_config and Path(args.out).resolve() == Path(args.vllm_config).resolve():
+        raise ValueError("--out and --vllm-config name the same file")
+    model = LatencyModel.load(args.posterior)
+    recs = recommend_k(model, verifier=args.verifier, drafter=args.drafter, hardware=args.hardware,
+                       dataset=args.dataset, prompt_len=args.prompt_len, output_len=args.output_len,
+                       rates=rates, concurrencies=concs, k_max=args.k_max, objective=args.objective,
+                       slo_s=args.slo_s, cvar_alpha=args.cvar_alpha, max_draws=args.max_draws, seed=args.seed)
+    load_col = "rate_rps" if rates is not None else "concurrency"
+    show = [load_col, "best_k", "utility", "latency_mean_s", "latency_q05_s", "latency_q95_s", "p_best",
+            "expected_regret", "speedup_vs_k0", "speedup_q05", "speedup_q95", "p_slower_than_k0",
+            "p_saturated", "batch_size"]
+    print(f"objective: {recs['objective'].iloc[0]}; {args.verifier} + {args.drafter} on {args.hardware}, "
+          f"dataset {args.dataset}, prompt {args.prompt_len:g} / output {args.output_len:g} tokens")
+    print(recs[show].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.out:
+        write_table(recs, args.out, protect=[args.posterior])
+        say(args, f"wrote {len(recs)} recommendations to {args.out}")
+    if args.vllm_config:
+        method = args.method or guess_method(args.drafter)
+        drafter_model = args.drafter_model if args.drafter_model is not None else (
+            None if method in ("ngram", "mtp", "suffix") else args.drafter)
+        cfg = vllm_config(recs, method, drafter_model, max_num_seqs=args.max_num_seqs)
+        write_json(cfg, args.vllm_config)
+        what = "no speculation" if cfg["speculative_config"] is None else f"method {method}"
+        say(args, f"wrote vLLM config ({what}, {len(cfg['schedule'])} batch-size range(s)) to {args.vllm_config}")
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``recommend``; returns its parser."""
+    from bayes_sd.recommend.export import MAX_NUM_SEQS
+    from bayes_sd.recommend.utility import OBJECTIVES
+
+    p = subparsers.add_parser(
+        "recommend", parents=[output_flags()], help="choose the draft length k per load and export a vLLM config",
+        description="Recommend the draft length k in 0..k_max for each load by expected utility over "
+                    "the posterior, with intervals, P(k is best) and expected regret.",
+        epilog=EPILOG, formatter_class=HelpFormatter)
+    p.add_argument("posterior", help="posterior file written by `bayes-sd fit`")
+    p.add_argument("--verifier", required=True)
+    p.add_argument("--drafter", required=True, help="drafter used for k >= 1")
+    p.add_argument("--hardware", required=True)
+    add_workload_flags(p)
+    p.add_argument("--k-max", type=int, default=8, help="largest draft length considered (default 8)")
+    p.add_argument("--objective", default="mean", choices=OBJECTIVES, help="what to optimise (default mean)")
+    p.add_argument("--slo-s", type=float, help="latency SLO in seconds (objectives slo, goodput)")
+    p.add_argument("--cvar-alpha", type=float, default=0.9, help="CVaR level for --objective cvar (default 0.9)")
+    p.add_argument("--max-draws", type=int, default=1000, help="posterior draws used (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed for draw subsampling and unseen levels")
+    p.add_argument("--out", help="write the recommendations table here (.csv or .parquet)")
+    p.add_argument("--vllm-config", help="write vLLM serving settings here (.json)")
+    p.add_argument("--method", help="vLLM speculative method (default: guessed from --drafter, else draft_model)")
+    p.add_argument("--drafter-model", help="drafter model name/path for vLLM (default: --drafter; "
+                                           "none for ngram/mtp/suffix)")
+    p.add_argument("--max-num-seqs", type=int, default=MAX_NUM_SEQS,
+                   help=f"vLLM max_num_seqs: the batch-size map covers 1..this (default {MAX_NUM_SEQS})")
+    p.set_defaults(func=run)
+    return p

@@ -1,0 +1,74 @@
+"""Conditions to predict: the columns that describe one, and grids of them over k and load.
+
+A condition is one verifier/drafter pair on one hardware type, a workload (dataset, mean prompt
+and output tokens), a draft length ``k`` and a load: an open-loop request rate (``rate_rps``,
+requests/s) or a closed-loop number of streams (``concurrency``). Every function that takes
+"rates or concurrencies" checks them with :func:`load_axis`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["CONDITION_COLUMNS", "load_axis", "condition_grid", "validate_conditions"]
+
+#: the canonical run columns that describe a condition to predict
+CONDITION_COLUMNS = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type",
+                     "rate_rps", "concurrency"]
+
+
+def load_axis(rates=None, concurrencies=None) -> tuple[str, str, np.ndarray]:
+    """The load axis from exactly one of ``rates`` (requests/s) or ``concurrencies`` (streams).
+
+    Returns ``(column, load_type, loads)``: ``("rate_rps", "rate", ...)`` or
+    ``("concurrency", "concurrency", ...)`` and the loads as a float array. Raises ValueError
+    unless exactly one is given and every load is a positive finite number.
+    """
+    if (rates is None) == (concurrencies is None):
+        raise ValueError("give exactly one of rates= (requests/s, open loop) or concurrencies= (streams, closed loop)")
+    col, load_type, raw = ("rate_rps", "rate", rates) if rates is not None else ("concurrency", "concurrency",
+                                                                                  concurrencies)
+    loads = np.atleast_1d(np.asarray(raw, float)).ravel()
+    if loads.size == 0 or not np.all(np.isfinite(loads) & (loads > 0)):
+        raise ValueError(f"{col}: loads must be positive finite numbers, got {list(loads)}")
+    return col, load_type, loads
+
+
+def condition_grid(*, verifier: str, drafter: str, hardware: str, dataset: str, ks, prompt_len: float,
+                   output_len: float, rates=None, concurrencies=None) -> tuple[pd.DataFrame, str, np.ndarray]:
+    """Every (load, k) condition for one pair and workload, load-major (k varies fastest).
+
+    ``drafter`` is the pair's drafter; rows with ``k = 0`` get ``drafter = 'none'``. Lengths in
+    tokens. Returns ``(conditions, load column, loads)``; the conditions have
+    :data:`CONDITION_COLUMNS`.
+    """
+    col, load_type, loads = load_axis(rates, concurrencies)
+    rows = [{"verifier": verifier, "drafter": drafter if int(k) > 0 else "none", "hardware": hardware,
+             "dataset": dataset, "k": int(k), "prompt_len": float(prompt_len), "output_len": float(output_len),
+             "load_type": load_type, "rate_rps": np.nan, "concurrency": np.nan, col: float(x)}
+            for x in loads for k in ks]
+    return pd.DataFrame(rows, columns=CONDITION_COLUMNS), col, loads
+
+
+def validate_conditions(conditions: pd.DataFrame) -> pd.DataFrame:
+    """A conditions table with :data:`CONDITION_COLUMNS` (defaults: drafter 'none', dataset
+    'unseen'); raises ValueError naming the column and the fix when one cannot be used."""
+    need = ["verifier", "hardware", "k", "prompt_len", "output_len", "load_type"]
+    missing = [c for c in need if c not in conditions]
+    if missing:
+        raise ValueError(f"conditions: missing columns {missing}. Fix: give canonical run columns "
+                         "(verifier, drafter, hardware, dataset, k, prompt_len, output_len, load_type, rate_rps or "
+                         "concurrency)")
+    cond = conditions.copy()
+    for col, default in (("drafter", "none"), ("dataset", "unseen"), ("rate_rps", np.nan), ("concurrency", np.nan)):
+        if col not in cond:
+            cond[col] = default
+    bad = ~cond["load_type"].isin(["rate", "concurrency"])
+    if bad.any():
+        raise ValueError("conditions, column 'load_type': must be 'rate' or 'concurrency'")
+    no_load = ((cond["load_type"] == "rate") & cond["rate_rps"].isna()) | (
+        (cond["load_type"] == "concurrency") & cond["concurrency"].isna())
+    if no_load.any():
+        raise ValueError("conditions: rate_rps (for load_type 'rate') or concurrency (for 'concurrency') is missing")
+    return cond[CONDITION_COLUMNS].reset_index(drop=True)

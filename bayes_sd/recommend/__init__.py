@@ -1,0 +1,30 @@
+"""From a posterior to actions: which draft length at which load, and as engine configuration.
+
+- :mod:`.utility`: what a decision optimises (mean, p90, CVaR, SLO fraction, goodput) over draws;
+- :mod:`.draft_length`: :func:`recommend_k`, :func:`evaluate_k`, :func:`rank_drafters`, :func:`decide`;
+- :mod:`.export`: vLLM ``--speculative-config`` and its batch-size schedule;
+- :mod:`.drafter`: a drafter never measured (:func:`what_if_drafter`) and what it needs for
+  parity with the best measured one (:func:`parity`).
+"""
+
+from bayes_sd.recommend.draft_length import Decision, decide, evaluate_k, rank_drafters, recommend_k
+from bayes_sd.recommend.drafter import parity, what_if_drafter
+from bayes_sd.recommend.export import MAX_NUM_SEQS, batch_size_policy, guess_method, speculative_config, vllm_config
+from bayes_sd.recommend.utility import (
+    OBJECTIVES,
+    Objective,
+    cvar,
+    expected,
+    fraction_within_slo,
+    make_objective,
+    posterior_quantile,
+    prob_at_most,
+)
+
+__all__ = [
+    "expected", "posterior_quantile", "cvar", "prob_at_most", "fraction_within_slo",
+    "Objective", "make_objective", "OBJECTIVES", "Decision", "decide",
+    "evaluate_k", "recommend_k", "rank_drafters",
+    "speculative_config", "batch_size_policy", "vllm_config", "guess_method", "MAX_NUM_SEQS",
+    "what_if_drafter", "parity",
+]

@@ -1,0 +1,391 @@
+"""Choose the draft length k by expected utility over posterior draws (MODEL.md section 3).
+
+For a pair, a workload and each load, every k in ``0..k_max`` is scored over the posterior
+draws of the latency model, never at the posterior mean: the decision is the k with the best
+*expected* utility (or risk measure, :mod:`.utility`), and each answer carries P(k is best)
+over draws, the expected regret of the choice, the speedup versus k = 0 with its interval and
+P(speculation is slower). k = 0 (no speculation) is a legitimate answer.
+
+Saturation: among options tied on the objective (for example all ``inf``: every draw past
+saturation), the one with the lower P(saturated) wins, then the one with the higher
+saturation rate, then the smaller k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bayes_sd._stats import quantile
+from bayes_sd.model.conditions import condition_grid
+from bayes_sd.recommend.utility import Objective, expected, make_objective
+
+__all__ = ["Decision", "decide", "evaluate_k", "recommend_k", "rank_drafters"]
+
+
+# ---------------------------------------------------------------------- the decision
+@dataclass
+class Decision:
+    """A choice among options (columns) from per-draw values ``(sample, option)``.
+
+    Parameters
+    ----------
+    best : int
+        Index of the chosen option.
+    score : numpy.ndarray
+        ``(option,)`` aggregated objective.
+    p_best : numpy.ndarray
+        ``(option,)`` fraction of draws where the option is the per-draw best.
+    regret : numpy.ndarray
+        ``(option,)`` expected regret of choosing it (objective units, >= 0).
+    p_saturated : numpy.ndarray
+        ``(option,)`` fraction of draws in which the option is saturated.
+    """
+
+    best: int  # index of the chosen option
+    score: np.ndarray  # (option,) aggregated objective
+    p_best: np.ndarray  # (option,) fraction of draws where the option is the per-draw best
+    regret: np.ndarray  # (option,) expected regret of choosing it (objective units, >= 0)
+    p_saturated: np.ndarray  # (option,)
+
+
+def _lexbest(*keys: np.ndarray) -> np.ndarray:
+    """Index along the last axis minimising ``keys`` lexicographically (first on ties)."""
+    mask = np.ones(np.shape(keys[0]), bool)
+    for key in keys:
+        k = np.where(mask, np.nan_to_num(np.asarray(key, float), nan=np.inf), np.inf)
+        mask &= k == k.min(axis=-1, keepdims=True)
+    return mask.argmax(axis=-1)
+
+
+def decide(values, *, aggregate=expected, maximize: bool = False, saturated=None,
+           headroom=None) -> Decision:
+    """Choose among options by ``aggregate`` of per-draw ``values`` (sample, option).
+
+    Ties (e.g. all options ``inf``) go to the lowest P(saturated), then the largest median
+    ``headroom``, then the first option. P(best) and regret use the same rule per draw.
+
+    Parameters
+    ----------
+    values : array-like of float
+        Per-draw values ``(sample, option)``: losses when ``maximize`` is False (``inf`` = saturated).
+    aggregate : callable, default :func:`expected`
+        Reduces draws (axis 0) to a score per option.
+    maximize : bool, default False
+        Whether higher values are better.
+    saturated : array-like of bool, optional
+        ``(sample, option)``: the draw is saturated (default: the value is not finite).
+    headroom : array-like of float, optional
+        ``(sample, option)``, e.g. the saturation rate (requests/s); breaks ties.
+
+    Returns
+    -------
+    Decision
+        The chosen option, the scores, P(best), the expected regrets and P(saturated).
+
+    Raises
+    ------
+    ValueError
+        When ``values`` is not a non-empty 2-D ``(sample, option)`` array.
+
+    Examples
+    --------
+    >>> decide([[1.0, 2.0], [3.0, 1.0], [2.0, 1.5]]).best
+    1
+    """
+    v = np.asarray(values, float)
+    if v.ndim != 2 or v.shape[0] < 1 or v.shape[1] < 1:
+        raise ValueError("values must be a (sample, option) array")
+    sat = ~np.isfinite(v) if saturated is None else np.asarray(saturated, bool)
+    room = np.zeros_like(v) if headroom is None else np.asarray(headroom, float)
+    sign = -1.0 if maximize else 1.0
+    key = sign * np.where(np.isnan(v), np.inf * sign, v)
+    score = np.asarray(aggregate(v), float)
+    p_sat = sat.mean(axis=0)
+    best = int(_lexbest(sign * score, p_sat, -np.median(room, axis=0)))
+    per_draw = _lexbest(key, sat, -room)
+    p_best = np.bincount(per_draw, minlength=v.shape[1]) / v.shape[0]
+    kb = np.take_along_axis(key, per_draw[:, None], axis=1)
+    with np.errstate(invalid="ignore"):
+        reg = np.where(key == kb, 0.0, key - kb)  # inf - inf (both saturated) is no regret
+    return Decision(best, score, p_best, reg.mean(axis=0), p_sat)
+
+
+# ---------------------------------------------------------------------- model plumbing
+_FIELDS = ("latency", "latency_p50", "latency_p90", "latency_p99", "batch_size", "saturation_rps",
+           "acceptance_length")
+
+
+def _draws(model, conditions: pd.DataFrame, shape: tuple, max_draws: int, seed: int) -> dict:
+    """One ``predict_draws`` call (so draws align across conditions), reshaped to (sample, *shape)."""
+    d = model.predict_draws(conditions, max_draws=max_draws, seed=seed)
+    out = {f: np.asarray(getattr(d, f), float).reshape(-1, *shape) for f in _FIELDS}
+    bad = ~np.isfinite(out["latency"])
+    for f in ("latency", "latency_p50", "latency_p90", "latency_p99", "batch_size"):
+        out[f] = np.where(bad, np.inf, out[f])  # past saturation every latency is unbounded
+    return out
+
+
+def _check(k_max, prompt_len, output_len) -> None:
+    if int(k_max) != k_max or k_max < 1:
+        raise ValueError(f"k_max must be an integer >= 1, got {k_max}")
+    if not (prompt_len > 0 and output_len > 1):
+        raise ValueError("prompt_len must be > 0 and output_len > 1 (tokens)")
+
+
+def _q(x, q) -> float:
+    """The ``q`` quantile over draws as a float (NaN draws ignored; inf-safe)."""
+    return float(quantile(x, q, axis=None, skipna=True))
+
+
+def _speedup(lat0, lat):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isinf(lat0) & np.isinf(lat), np.nan, lat0 / lat)
+
+
+def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: str, prompt_len: float,
+               output_len: float, rates=None, concurrencies=None, k_max: int = 8,
+               objective: str | Objective = "mean", slo_s: float | None = None, cvar_alpha: float = 0.9,
+               max_draws: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Every (load, k): score, P(k is best), expected regret, latency and speedup summaries.
+
+    All k of all loads come from one ``predict_draws`` call, so draws align across k.
+
+    Parameters
+    ----------
+    model : LatencyModel
+        A fitted model.
+    verifier : str
+        The verifier model (levels never fitted, here and below, are drawn from their population).
+    drafter : str
+        The pair's drafter (rows with k = 0 have no drafter).
+    hardware, dataset : str
+        The accelerator and the workload.
+    prompt_len : float
+        Mean prompt length, tokens (> 0).
+    output_len : float
+        Mean output length, tokens (> 1).
+    rates : array-like of float, optional
+        Open-loop request rates, requests/s.
+    concurrencies : array-like of float, optional
+        Closed-loop streams in flight; give exactly one of ``rates`` and ``concurrencies``.
+    k_max : int, default 8
+        Largest draft length considered (k in ``0..k_max``).
+    objective : str or Objective, default "mean"
+        ``mean | p90 | cvar | slo | goodput`` or an :class:`Objective` (:func:`make_objective`).
+    slo_s : float, optional
+        Latency objective, s (needed by ``slo`` and ``goodput``).
+    cvar_alpha : float, default 0.9
+        Level of the ``cvar`` objective.
+    max_draws : int, default 1000
+        Posterior draws used.
+    seed : int, default 0
+        Seed of the draws.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per load and k in ``0..k_max``: the condition columns (``rate_rps`` in requests/s or
+        ``concurrency``), ``k``, ``chosen`` (the recommended k per load; :func:`recommend_k` keeps those
+        rows), ``objective``, ``utility`` with ``utility_q05``/``utility_q95``, ``p_best``,
+        ``expected_regret``, ``latency_mean_s``, ``latency_q05_s``/``latency_q50_s``/``latency_q95_s``,
+        ``latency_p90_s`` (s), ``speedup_vs_k0`` with ``speedup_q05``/``speedup_q95``,
+        ``p_slower_than_k0``, ``p_saturated``, ``p_saturated_k0``, ``batch_size``, ``saturation_rps``
+        (requests/s) and ``acceptance_length`` (tokens per verify step).
+
+    Raises
+    ------
+    ValueError
+        For ``k_max`` not an integer >= 1, lengths out of range, not exactly one of ``rates`` and
+        ``concurrencies`` (or a load that is not positive), or an unknown objective or missing ``slo_s``.
+    """
+    _check(k_max, prompt_len, output_len)
+    obj = make_objective(objective, slo_s=slo_s, cvar_alpha=cvar_alpha)
+    ks = np.arange(int(k_max) + 1)
+    grid, col, loads = condition_grid(verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
+                                      ks=ks, prompt_len=prompt_len, output_len=output_len, rates=rates,
+                                      concurrencies=concurrencies)
+    lt = grid["load_type"].iloc[0]
+    d = _draws(model, grid, (len(loads), len(ks)), max_draws, seed)
+    vals = obj.values(d, loads, lt == "rate")
+    out = []
+    for i, x in enumerate(loads):
+        dec = decide(vals[:, i], aggregate=obj.aggregate, maximize=obj.maximize,
+                     saturated=~np.isfinite(d["latency"][:, i]), headroom=d["saturation_rps"][:, i])
+        lat, lat0 = d["latency"][:, i], d["latency"][:, i, 0]
+        for k in ks:
+            sp = _speedup(lat0, lat[:, k])
+            out.append({
+                "verifier": verifier, "drafter": drafter, "hardware": hardware, "dataset": dataset,
+                "prompt_len": float(prompt_len), "output_len": float(output_len), "load_type": lt, col: float(x),
+                "k": int(k), "chosen": bool(k == dec.best), "objective": obj.name, "utility": float(dec.score[k]),
+                "utility_q05": _q(vals[:, i, k], 0.05), "utility_q95": _q(vals[:, i, k], 0.95),
+                "p_best": float(dec.p_best[k]), "expected_regret": float(dec.regret[k]),
+                "latency_mean_s": float(lat[:, k].mean()), "latency_q05_s": _q(lat[:, k], 0.05),
+                "latency_q50_s": _q(lat[:, k], 0.5), "latency_q95_s": _q(lat[:, k], 0.95),
+                "latency_p90_s": _q(d["latency_p90"][:, i, k], 0.5),
+                "speedup_vs_k0": _q(sp, 0.5), "speedup_q05": _q(sp, 0.05), "speedup_q95": _q(sp, 0.95),
+                "p_slower_than_k0": float((lat[:, k] > lat0).mean()), "p_saturated": float(dec.p_saturated[k]),
+                "p_saturated_k0": float(dec.p_saturated[0]), "batch_size": _q(d["batch_size"][:, i, k], 0.5),
+                "saturation_rps": _q(d["saturation_rps"][:, i, k], 0.5),
+                "acceptance_length": _q(d["acceptance_length"][:, i, k], 0.5),
+            })
+    return pd.DataFrame(out)
+
+
+def recommend_k(model, *, verifier: str, drafter: str, hardware: str, dataset: str, prompt_len: float,
+                output_len: float, rates=None, concurrencies=None, k_max: int = 8,
+                objective: str | Objective = "mean", slo_s: float | None = None, cvar_alpha: float = 0.9,
+                max_draws: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """The recommended draft length per load: one row per rate (or concurrency).
+
+    Parameters
+    ----------
+    model : LatencyModel
+        A fitted model.
+    verifier : str
+        The verifier model (levels never fitted, here and below, are drawn from their population).
+    drafter : str
+        The pair's drafter (rows with k = 0 have no drafter).
+    hardware, dataset : str
+        The accelerator and the workload.
+    prompt_len : float
+        Mean prompt length, tokens (> 0).
+    output_len : float
+        Mean output length, tokens (> 1).
+    rates : array-like of float, optional
+        Open-loop request rates, requests/s.
+    concurrencies : array-like of float, optional
+        Closed-loop streams in flight; give exactly one of ``rates`` and ``concurrencies``.
+    k_max : int, default 8
+        Largest draft length considered (k in ``0..k_max``).
+    objective : str or Objective, default "mean"
+        ``mean | p90 | cvar | slo | goodput`` or an :class:`Objective` (:func:`make_objective`).
+    slo_s : float, optional
+        Latency objective, s (needed by ``slo`` and ``goodput``).
+    cvar_alpha : float, default 0.9
+        Level of the ``cvar`` objective.
+    max_draws : int, default 1000
+        Posterior draws used.
+    seed : int, default 0
+        Seed of the draws.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per load; the columns of :func:`evaluate_k` at the chosen k, among them ``best_k``
+        (0 = do not speculate), ``utility`` (the objective's score), ``latency_mean_s`` with its 90%
+        interval ``latency_q05_s``/``latency_q95_s`` (mean request latency at best_k, s), ``p_best``
+        (P(best_k is the per-draw best)), ``expected_regret`` (objective units), ``speedup_vs_k0``
+        (median; ``speedup_q05``, ``speedup_q95``), ``p_slower_than_k0``, ``p_saturated`` and
+        ``batch_size`` (median requests in flight at best_k: Little's law in open loop, the
+        concurrency in closed loop).
+
+    Raises
+    ------
+    ValueError
+        For ``k_max`` not an integer >= 1, lengths out of range, not exactly one of ``rates`` and
+        ``concurrencies`` (or a load that is not positive), or an unknown objective or missing ``slo_s``.
+
+    Examples
+    --------
+    >>> recommend_k(model, verifier="llama3.1-8b", drafter="eagle3-small", hardware="H100",
+    ...             dataset="chat", prompt_len=512, output_len=256, rates=[5, 20, 40])  # doctest: +SKIP
+    """
+    table = evaluate_k(model, verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
+                       prompt_len=prompt_len, output_len=output_len, rates=rates, concurrencies=concurrencies,
+                       k_max=k_max, objective=objective, slo_s=slo_s, cvar_alpha=cvar_alpha,
+                       max_draws=max_draws, seed=seed)
+    recs = table[table["chosen"]].drop(columns="chosen").rename(columns={"k": "best_k"})
+    return recs.reset_index(drop=True)
+
+
+def rank_drafters(model, *, verifier: str, drafters: list, hardware: str, dataset: str, prompt_len: float,
+                  output_len: float, load: float, load_type: str = "rate", k_max: int = 8,
+                  objective: str | Objective = "mean", slo_s: float | None = None, cvar_alpha: float = 0.9,
+                  max_draws: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Rank candidate drafters at one load: each one's best k, utility (90% interval) and P(best).
+
+    Options are k = 0 (row ``drafter = 'none'``) and every (drafter, k >= 1), all from one
+    ``predict_draws`` call.
+
+    Parameters
+    ----------
+    model : LatencyModel
+        A fitted model.
+    verifier : str
+        The verifier model.
+    drafters : list of str
+        Candidate drafters (duplicates dropped).
+    hardware, dataset : str
+        The accelerator and the workload.
+    prompt_len : float
+        Mean prompt length, tokens (> 0).
+    output_len : float
+        Mean output length, tokens (> 1).
+    load : float
+        The load: requests/s for ``load_type = "rate"``, streams for ``"concurrency"``.
+    load_type : {"rate", "concurrency"}, default "rate"
+        Open loop (offered rate) or closed loop (streams in flight).
+    k_max : int, default 8
+        Largest draft length considered.
+    objective : str or Objective, default "mean"
+        ``mean | p90 | cvar | slo | goodput`` or an :class:`Objective` (:func:`make_objective`).
+    slo_s : float, optional
+        Latency objective, s (needed by ``slo`` and ``goodput``).
+    cvar_alpha : float, default 0.9
+        Level of the ``cvar`` objective.
+    max_draws : int, default 1000
+        Posterior draws used.
+    seed : int, default 0
+        Seed of the draws.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per drafter and one for ``'none'``, best first: ``drafter``, ``best_k`` (the drafter's
+        best k in 0..k_max by the objective; 0: it does not pay), ``objective``, ``utility`` with
+        ``utility_q05``/``utility_q95``, ``p_best`` (fraction of draws in which that drafter, at any
+        k >= 1, or no speculation, is the per-draw best option; it sums to 1 over the rows),
+        ``latency_mean_s`` with ``latency_q05_s``/``latency_q95_s`` (s), ``p_saturated``,
+        ``speedup_vs_k0``, ``load_type`` and ``rate_rps`` (requests/s) or ``concurrency``.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``load_type`` or ``load``, no drafter, ``k_max`` not an integer >= 1, lengths out of
+        range, or an unknown objective or missing ``slo_s``.
+    """
+    if load_type not in ("rate", "concurrency") or not (np.isfinite(load) and load > 0):
+        raise ValueError("load_type must be 'rate' or 'concurrency' and load a positive number")
+    drafters = list(dict.fromkeys(drafters))
+    if not drafters:
+        raise ValueError("drafters: give at least one candidate drafter")
+    _check(k_max, prompt_len, output_len)
+    obj = make_objective(objective, slo_s=slo_s, cvar_alpha=cvar_alpha)
+    col = "rate_rps" if load_type == "rate" else "concurrency"
+    opts = [("none", 0)] + [(dr, k) for dr in drafters for k in range(1, int(k_max) + 1)]
+    rows = [{"verifier": verifier, "drafter": dr, "hardware": hardware, "dataset": dataset, "k": k,
+             "prompt_len": float(prompt_len), "output_len": float(output_len), "load_type": load_type,
+             col: float(load)} for dr, k in opts]
+    d = _draws(model, pd.DataFrame(rows), (1, len(opts)), max_draws, seed)
+    vals = obj.values(d, np.array([float(load)]), load_type == "rate")[:, 0]
+    sat, room = ~np.isfinite(d["latency"][:, 0]), d["saturation_rps"][:, 0]
+    overall = decide(vals, aggregate=obj.aggregate, maximize=obj.maximize, saturated=sat, headroom=room)
+    out = []
+    for name in ["none"] + drafters:
+        idx = [0] + ([j for j, (dr, _) in enumerate(opts) if dr == name] if name != "none" else [])
+        own = decide(vals[:, idx], aggregate=obj.aggregate, maximize=obj.maximize, saturated=sat[:, idx],
+                     headroom=room[:, idx])
+        j = idx[own.best]
+        lat = d["latency"][:, 0, j]
+        out.append({"drafter": name, "best_k": opts[j][1], "objective": obj.name, "utility": float(own.score[own.best]),
+                    "utility_q05": _q(vals[:, j], 0.05), "utility_q95": _q(vals[:, j], 0.95),
+                    "p_best": float(sum(overall.p_best[i] for i in idx if name == "none" or i > 0)),
+                    "latency_mean_s": float(lat.mean()), "latency_q05_s": _q(lat, 0.05),
+                    "latency_q95_s": _q(lat, 0.95), "p_saturated": float(own.p_saturated[own.best]),
+                    "speedup_vs_k0": _q(_speedup(d["latency"][:, 0, 0], lat), 0.5)})
+    table = pd.DataFrame(out).sort_values("utility", ascending=not obj.maximize, kind="stable")
+    return table.assign(load_type=load_type, **{col: float(load)}).reset_index(drop=True)

@@ -1,0 +1,83 @@
+"""The bayes-sd command line: help texts, one-line errors, fit / predict plumbing."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from bayes_sd.cli import main
+
+
+def test_ingest_help_documents_every_run_column(capsys):
+    from bayes_sd.traces.schema import RUNS
+
+    with pytest.raises(SystemExit) as exc:
+        main(["ingest", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for col in RUNS:
+        assert col.name in out
+
+
+def test_errors_are_one_line_without_traceback(capsys, tmp_path):
+    code = main(["ingest", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "missing.csv" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_fit_cli_writes_a_loadable_posterior(mock_pymc_sample, b200_runs, tmp_path, capsys):
+    """Plumbing only (mocked sampler): runs file -> fit -> netCDF that loads back."""
+    from bayes_sd.model import LatencyModel
+
+    runs_path = tmp_path / "runs.csv"
+    b200_runs.to_csv(runs_path, index=False)
+    out = tmp_path / "post.nc"
+    assert main(["fit", str(runs_path), "--out", str(out), "--sampler", "pymc", "--draws", "10",
+                 "--tune", "0", "--chains", "1", "--no-progress"]) == 0
+    assert "wrote posterior" in capsys.readouterr().out
+    assert LatencyModel.load(out).fit_data.n_runs == 46
+
+
+def test_predict_cli_single_and_batch(fitted_b200, tmp_path, capsys):
+    _, post = fitted_b200
+    args = ["predict", str(post), "--verifier", "Qwen/Qwen3.8-27B", "--drafter", "dspark", "--hardware", "B200",
+            "--dataset", "HumanEval", "--k", "7", "--concurrency", "16", "--prompt-len", "190", "--output-len", "760"]
+    assert main(args) == 0
+    assert "mean latency" in capsys.readouterr().out
+    assert main(args + ["--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    model, _ = fitted_b200
+    expected = model.predict_table(pd.DataFrame([{
+        "verifier": "Qwen/Qwen3.8-27B", "drafter": "dspark", "hardware": "B200", "dataset": "HumanEval", "k": 7,
+        "prompt_len": 190.0, "output_len": 760.0, "load_type": "concurrency", "rate_rps": None,
+        "concurrency": 16.0}])).iloc[0]
+    for key in ("latency_mean_s", "latency_q05_s", "latency_q95_s", "latency_p90_s", "speedup_vs_k0"):
+        assert row[key] == pytest.approx(float(expected[key]), rel=1e-9), key
+    cond = pd.DataFrame({"verifier": "Qwen/Qwen3.8-27B", "drafter": ["none", "mtp"], "hardware": "B200",
+                         "dataset": "math_reasoning", "k": [0, 2], "prompt_len": 112, "output_len": 280,
+                         "load_type": "concurrency", "concurrency": 32})
+    cond.to_csv(tmp_path / "cond.csv", index=False)
+    assert main(["predict", str(post), "--conditions", str(tmp_path / "cond.csv"),
+                 "--out", str(tmp_path / "p.csv")]) == 0
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert len(pred) == 2
+    assert {"latency_mean_s", "latency_q05_s", "latency_q95_s", "latency_p90_s", "latency_p99_s"} <= set(pred.columns)
+
+
+def test_predict_cli_needs_a_load(fitted_b200, capsys):
+    _, post = fitted_b200
+    code = main(["predict", str(post), "--verifier", "Qwen/Qwen3.8-27B", "--hardware", "B200",
+                 "--prompt-len", "100", "--output-len", "100"])
+    assert code == 2 and "--rate-rps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["ingest", "summary", "fit", "predict", "recommend", "what-if-drafter", "report",
+                                     "demo"])
+def test_every_help_documents_its_command_with_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "Example" in out and f"bayes-sd {command}" in out.split("Example")[-1]
+    assert "--quiet" in out and "--verbose" in out

@@ -1,0 +1,276 @@
+"""Model variants in ``models/``: MoE verifiers, roofline knee and drafter-design predictors.
+
+The central check: for every variant, the numpy predictor (``model/predict.py``, used for
+every prediction and decision) computes the same run latencies as the PyMC graph
+(``model/build.py``, used for fitting) at the same parameter draws.
+"""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+from bayes_sd import theory
+from bayes_sd.datasets import load_fleet_models, load_fleet_runs
+from bayes_sd.model import LatencyModel
+from bayes_sd.model.build import build_model
+from bayes_sd.model.config import load_config
+from bayes_sd.model.fit_data import prepare_fit_data
+from bayes_sd.model.predict import condition_draws
+from bayes_sd.simulate.presets import PRESETS
+
+COND = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type", "rate_rps",
+        "concurrency"]
+
+
+@pytest.fixture(scope="module")
+def fleet_subset():
+    """SYNTHETIC fleet runs: the MoE verifier and one dense verifier, H100, with every drafter."""
+    runs = load_fleet_runs()
+    keep = runs["verifier"].isin(["qwen3-30b-a3b", "llama3.1-8b"]) & (runs["hardware"] == "H100")
+    return runs[keep].reset_index(drop=True), load_fleet_models()
+
+
+def test_variant_files_extend_the_default():
+    base, moe, design = load_config("default"), load_config("moe"), load_config("drafter_design")
+    assert moe["model"]["verifier_form"] == "moe" and "expert_share" in moe["priors"]
+    assert design["model"]["drafter_predictors"] == ["log_layers", "log_params_b"]
+    assert set(base["priors"]) < set(moe["priors"]) and set(base["priors"]) < set(design["priors"])
+    assert moe["priors"]["mu_v0"] == base["priors"]["mu_v0"]
+    assert all("why" in spec for spec in {**moe["priors"], **design["priors"]}.values())
+    assert "extends" not in moe
+
+
+def test_newton_fixed_point_matches_bisection_and_has_finite_gradients():
+    pre = PRESETS["qwen3-30b-a3b+eagle3-small@H100"]
+    c, log_q = dataclasses.replace(pre.costs, knee_tokens=None), np.log1p(-8 / 128)  # the MoE part alone
+    for k, tau in ((0, 1.0), (4, 2.8)):
+        dem = theory.demand(c, k, tau, 512.0, 256.0)
+        rates = np.array([0.2, 0.5, 0.9]) * theory.saturation_rate(dem.c2)
+        saving = theory.iterations(256.0, tau) * c.v0 * c.expert_share
+        newton = theory.latency_moe_open_newton(dem.c1, dem.c2, saving, log_q, k, rates)
+        bisect = theory.latency_moe_open(c, k, tau, 512.0, 256.0, rates)
+        np.testing.assert_allclose(newton, bisect, rtol=1e-9)
+        dense = theory.latency_open(dem.c1, dem.c2, rates)
+        assert np.all(newton <= dense * (1 + 1e-12))
+        if k == 0:  # few tokens per pass at low load: few experts touched, a visible saving
+            assert newton[0] < 0.99 * dense[0]
+    share = pt.dscalar("share")
+    lat = theory.latency_moe_open_newton(1.0, 0.02, 0.5 * share, log_q, 3.0, 20.0, xp=pt)
+    grad = pytensor.function([share], pytensor.grad(lat, share))(0.6)
+    assert np.isfinite(grad) and grad < 0  # a larger coverage-dependent share lowers latency
+
+
+def test_fit_data_reads_experts_and_drafter_sizes(fleet_subset):
+    runs, models = fleet_subset
+    fd = prepare_fit_data(runs, models, ["log_layers", "log_params_b"])
+    assert fd.coords["moe_verifier"] == ["qwen3-30b-a3b"]
+    moe = fd.runs["verifier"].eq("qwen3-30b-a3b").to_numpy()
+    assert np.all(fd.x["moe_on"][moe] == 1) and np.all(fd.x["moe_on"][~moe] == 0)
+    np.testing.assert_allclose(fd.x["moe_log_q"][moe], np.log1p(-8 / 128))
+    z = pd.DataFrame(fd.x["drafter_z"], index=fd.coords["drafter"], columns=fd.coords["drafter_predictor"])
+    assert z.loc["draft-1b", "log_layers"] == pytest.approx(np.log(16 / 4))
+    assert z.loc["eagle3-small", "log_layers"] < z.loc["draft-1b", "log_layers"]
+
+
+def test_missing_drafter_sizes_name_the_fix(fleet_subset):
+    runs, models = fleet_subset
+    with pytest.raises(ValueError, match="no row for drafter.*Fix: add them to the models table"):
+        prepare_fit_data(runs, models[models["name"] != "draft-1b"], ["log_layers"])
+    with pytest.raises(ValueError, match="unknown.*Fix"):
+        prepare_fit_data(runs, models, ["hidden_width"])
+
+
+@pytest.mark.parametrize("config", ["default", "moe", "drafter_design", "per_position", "roofline", "moe_roofline"])
+def test_numpy_predictor_reproduces_the_pymc_graph(fleet_subset, config):
+    runs, models = fleet_subset
+    cfg = load_config(config)
+    fd = prepare_fit_data(runs, models, cfg["model"].get("drafter_predictors", []))
+    model = build_model(fd, cfg)
+    if config == "moe":
+        assert "expert_share" in model.named_vars
+    prior = pm.sample_prior_predictive(draws=200, model=model, random_seed=3).prior
+    post = {name: da.stack(sample=("chain", "draw")).transpose("sample", ...) for name, da in prior.data_vars.items()}
+    cond = fd.runs[COND].assign(rate_rps=np.where(fd.x["is_open"] > 0, fd.x["rate"], np.nan))  # achieved rate
+    dr = condition_draws(post, cfg, fd.coords, cond, seed=0, models=models)
+    graph = post["latency_s"].values
+    ok = np.isfinite(dr.latency) & (dr.batch_size < 0.5 * np.where(fd.x["is_open"] > 0,
+                                                                     dr.saturation_rps * dr.latency, np.inf))
+    ok &= np.isfinite(graph) & (graph < 1e4)
+    if config in ("roofline", "moe_roofline"):  # open loop, the graph counts tokens at the measured batch (build.py)
+        ok &= fd.x["is_open"] == 0
+    assert ok.mean() > 0.3  # enough prior draws away from saturation to compare
+    np.testing.assert_allclose(dr.latency[ok], graph[ok], rtol=1e-6)
+
+
+@pytest.mark.parametrize("config", ["moe", "moe_roofline"])
+def test_moe_variant_saves_and_loads_with_its_models_table(fleet_subset, mock_pymc_sample, tmp_path, config):
+    runs, models = fleet_subset
+    runs = runs[runs["verifier"] == "qwen3-30b-a3b"]  # with the n-gram drafter (model-free in moe_roofline)
+    m = LatencyModel(config).fit(runs, models=models, draws=20, tune=0, chains=1, nuts_sampler="pymc",
+                                 progressbar=False)
+    assert "expert_share" in m.idata.posterior
+    path = m.save(tmp_path / f"{config}.nc")
+    back = LatencyModel.load(path)
+    pd.testing.assert_frame_equal(back.models.reset_index(drop=True), m.models.reset_index(drop=True),
+                                  check_dtype=False)
+    cond = runs[COND].groupby("drafter").head(2)  # every drafter, the n-gram one included
+    assert "ngram" in set(cond["drafter"])
+    pd.testing.assert_frame_equal(back.predict_table(cond), m.predict_table(cond))
+
+
+def _knee_fixed_point_by_scan(c1, c2, compute, knee, k, rate):
+    """Smallest L with g(L) <= L on a fine grid (inf when none): the reference for the closed form."""
+    grid = np.geomspace(c1, 1e4 * c1, 400_001)
+    f = c1 + rate * grid * c2 + compute * theory.knee_excess(rate * grid, k, knee) - grid
+    below = np.flatnonzero(f <= 0)
+    return grid[below[0]] if below.size else np.inf
+
+
+def test_roofline_open_loop_closed_form_matches_a_scan_and_detects_saturation():
+    rng = np.random.default_rng(0)
+    for _ in range(60):  # random costs, knees and loads up to 120% of 1 / C2
+        c1, c2, compute = rng.uniform(0.5, 5), rng.uniform(0.005, 0.05), rng.choice([0.0, rng.uniform(0, 3)])
+        knee, k, rate = rng.uniform(50, 500), int(rng.integers(0, 8)), rng.uniform(0.05, 1.2) / c2
+        lat, ok = theory.latency_knee_open(c1, c2, compute, knee, k, rate)
+        ref = _knee_fixed_point_by_scan(c1, c2, compute, knee, k, rate)
+        if np.isinf(ref):
+            assert not ok
+        else:
+            assert ok and lat == pytest.approx(ref, rel=1e-4)
+            assert lat >= c1 / (1 - rate * c2) * (1 - 1e-12)  # the knee only adds time
+    # the knee saturates the server below 1 / C2 = 100 requests/s
+    c1, c2, compute, knee, k = 2.0, 0.01, 0.5, 200.0, 7
+    assert np.isfinite(_knee_fixed_point_by_scan(c1, c2, compute, knee, k, 30.0))
+    assert theory.latency_knee_open(c1, c2, compute, knee, k, 30.0)[1]
+    assert not theory.latency_knee_open(c1, c2, compute, knee, k, 40.0)[1]
+    # no compute share: the dense open-loop latency
+    assert theory.latency_knee_open(c1, c2, 0.0, knee, k, 30.0)[0] == pytest.approx(c1 / (1 - 30 * c2))
+    share = pt.dscalar("share")
+    lat = theory.latency_knee_open(1.0, 0.02, 0.5 * share, 150.0, 3.0, 20.0, xp=pt)[0]
+    grad = pytensor.function([share], pytensor.grad(lat, share))(0.6)
+    assert np.isfinite(grad) and grad > 0  # a steeper compute slope raises latency
+
+
+def test_knee_excess_is_flat_below_and_linear_above_the_knee():
+    below = theory.knee_excess(np.array([0.0, 10.0]), 3, 400.0)  # 4 and 44 tokens per pass
+    assert np.all(below < 0.03) and below[1] - below[0] < 0.01
+    far = theory.knee_excess(np.array([399.0, 799.0]), 3, 400.0)  # 4x and 8x the knee
+    assert far[1] - far[0] == pytest.approx(4.0, rel=1e-2)
+    # speculation reaches the knee at a batch k + 1 times smaller
+    assert theory.knee_excess(49.0, 7, 400.0) == pytest.approx(theory.knee_excess(399.0, 0, 400.0))
+
+
+def test_roofline_variant_predicts_past_the_knee_from_its_prior(mock_pymc_sample):
+    from bayes_sd.datasets import load_b200_runs
+
+    runs = load_b200_runs()
+    m = LatencyModel("roofline").fit(runs[runs["concurrency"] <= 16], draws=30, tune=0, chains=1,
+                                     nuts_sampler="pymc", progressbar=False)
+    assert {"knee_tokens", "knee_compute_share"} <= set(m.idata.posterior)
+    cond = runs[runs["concurrency"].isin([16, 64])][COND]
+    pred = m.predict_table(cond)
+    assert np.all(np.isfinite(pred["latency_mean_s"])) and np.all(pred["latency_mean_s"] > 0)
+
+
+def test_pooled_sequence_cost_gives_an_unseen_verifier_a_draw_from_the_fitted_population():
+    """moe_roofline pools s1 across verifier x hardware: a level seen in the fit keeps its posterior,
+    one never fitted gets exp(centre + spread * z) per posterior sample, not the wide prior."""
+    from bayes_sd.model.predict import _verifier_extras
+
+    cfg = load_config("moe_roofline")
+    n = 4000
+    rng = np.random.default_rng(0)
+    post = {"log_sequence_cost_centre": _da(np.full(n, np.log(0.02))), "sequence_cost_spread": _da(np.full(n, 0.1)),
+            "sequence_cost_ms": _da(rng.lognormal(np.log(0.05), 0.01, size=(n, 1))),
+            "knee_tokens": _da(np.full((n, 1), 200.0)), "knee_compute_share": _da(np.full((n, 1), 0.5))}
+    out = _verifier_extras(post, cfg, {"verifier_hw": ["seen @ B200"]}, ["seen @ B200", "unseen @ H100"],
+                           np.array([np.nan, np.nan]), rng)
+    s1_ms = out["s1"] * 1000.0
+    np.testing.assert_allclose(s1_ms[:, 0], post["sequence_cost_ms"].values[:, 0])
+    assert np.median(s1_ms[:, 1]) == pytest.approx(0.02, rel=0.02)  # the population centre, not the seen level
+    assert np.std(np.log(s1_ms[:, 1])) == pytest.approx(0.1, rel=0.1)  # the fitted spread, not the prior's 1.0
+
+
+def _da(values):
+    import xarray as xr
+
+    return xr.DataArray(values, dims=("sample",) + tuple(f"d{i}" for i in range(values.ndim - 1)))
+
+
+@pytest.mark.parametrize("config, verifier", [("roofline", "llama3.1-8b"), ("moe_roofline", "qwen3-30b-a3b")])
+def test_roofline_likelihood_at_the_measured_batch_agrees_with_the_fixed_point(fleet_subset, config, verifier):
+    """Open loop, the roofline graphs count the pass's tokens at each run's measured batch (rate x
+    observed latency). Where the observed latency is the predictor's fixed point at the parameter
+    values, the graph gives back that latency: the fit and the predictions are one model. For the
+    MoE verifier the predictor's fixed point is iterated (no closed form with coverage and knee)."""
+    runs, models = fleet_subset
+    runs = runs[runs["verifier"] == verifier].reset_index(drop=True)
+    cfg = load_config(config)
+    fd = prepare_fit_data(runs, models)
+    model = build_model(fd, cfg)
+    prior = pm.sample_prior_predictive(draws=40, model=model, random_seed=5).prior
+    post = {name: da.stack(sample=("chain", "draw")).transpose("sample", ...) for name, da in prior.data_vars.items()}
+    cond = fd.runs[COND].assign(rate_rps=np.where(fd.x["is_open"] > 0, fd.x["rate"], np.nan))
+    dr = condition_draws(post, cfg, fd.coords, cond, seed=0, models=models)
+    is_open = fd.x["is_open"] > 0
+    # a draw whose fixed points are finite and well short of 1 / C2 (the graph's soft floor is exact there)
+    usable = np.isfinite(dr.latency).all(axis=1) & (
+        np.where(is_open, fd.x["rate"] / dr.saturation_rps, 0.0) < 0.9).all(axis=1)
+    assert usable.any()
+    i = int(np.flatnonzero(usable)[0])
+    fixed_point = dr.latency[i]
+    runs_at_fp = fd.runs.assign(latency_mean_s=fixed_point)  # "observed" latency := the fixed point
+    model_fp = build_model(prepare_fit_data(runs_at_fp, models), cfg)
+    values = {rv.name: post[rv.name].values[i] for rv in model_fp.free_RVs}
+    graph = pm.draw(pm.do(model_fp, values)["latency_s"])
+    np.testing.assert_allclose(graph[is_open], fixed_point[is_open], rtol=1e-6)
+    np.testing.assert_allclose(graph[~is_open], fixed_point[~is_open], rtol=1e-6)
+    # the knee is in play, not a dense special case: a smaller measured batch gives a shorter latency
+    model_half = build_model(prepare_fit_data(runs_at_fp.assign(latency_mean_s=0.5 * fixed_point), models), cfg)
+    half = pm.draw(pm.do(model_half, values)["latency_s"])
+    assert np.all(half[is_open] < graph[is_open])
+
+
+def test_sequence_cost_spread_is_fixed_unless_listed_in_learned_scales():
+    """The s1 spread follows the other scales' policy: fixed at its prior's scale (learned, with the
+    seven verifier x hardware levels of the bundled data, it was the fit's slowest parameter)."""
+    runs, models = load_fleet_runs(), load_fleet_models()  # SYNTHETIC fleet: six verifier x hardware levels
+    fixed = LatencyModel("moe_roofline").build(runs, models=models)
+    assert "z_sequence_cost" in fixed.named_vars and "sequence_cost_spread" not in fixed.named_vars
+    learned_scales = [*load_config("moe_roofline")["model"]["learned_scales"], "sequence_cost"]
+    learned = LatencyModel("moe_roofline", overrides={"model": {"learned_scales": learned_scales}}).build(
+        runs, models=models)
+    assert "sequence_cost_spread" in learned.named_vars
+
+
+@pytest.mark.parametrize("config, free", [("moe_roofline", True), ("roofline", False)])
+def test_model_free_drafter_has_no_per_token_draft_cost(fleet_subset, config, free):
+    """moe_roofline lists ngram in model_free_drafters: its d1 is 0 in the likelihood's latency and in
+    the stored costs (the predictor's side is checked by test_numpy_predictor_reproduces_the_pymc_graph)."""
+    runs, models = fleet_subset
+    model = LatencyModel(config).build(runs, models=models)
+    drafters = list(model.coords["drafter"])  # one hardware: the drafter effects are the levels
+    assert list(model.coords["drafter_hw"]) == [f"{d} @ H100" for d in drafters]
+    ngram, eagle = drafters.index("ngram"), drafters.index("eagle3-small")
+    total = model.replace_rvs_by_values([model["latency_s"].sum()])[0]  # at the model's initial point
+    value = model.rvs_to_values[model["effect_drafter"]]
+    point = model.initial_point()
+    grad = pytensor.function(model.value_vars, pt.grad(total, value), on_unused_input="ignore")(
+        **{v.name: point[v.name] for v in model.value_vars})
+    d1 = list(model.coords["dcoef"]).index("d1")
+    assert grad[eagle, d1] > 0 and grad[ngram, 0] > 0  # the per-step cost d0 stays
+    assert (grad[ngram, d1] == 0) == free
+    stored = pm.draw(model["drafter_cost_ms"], random_seed=1)
+    assert (stored[ngram, d1] == 0) == free and stored[eagle, d1] > 0
+
+
+def test_model_free_drafters_must_be_a_list_of_names():
+    from bayes_sd.model.config import ModelConfigError, merge_config
+
+    with pytest.raises(ModelConfigError, match="model_free_drafters = 'ngram'.*Fix: a list"):
+        merge_config(load_config("default"), {"model": {"model_free_drafters": "ngram"}})

@@ -1,0 +1,223 @@
+"""Choosing the draft length: utilities, the decision rule, vLLM export and the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+
+from bayes_sd import recommend as R
+
+B200 = dict(verifier="Qwen/Qwen3.8-27B", drafter="dspark", hardware="B200", dataset="HumanEval",
+            prompt_len=190.0, output_len=760.0)
+
+
+# ---------------------------------------------------------------------- utilities on hand-made arrays
+def test_cvar_averages_the_worst_tail_and_propagates_saturation():
+    x = np.arange(1.0, 11.0)[:, None] * np.array([1.0, 2.0])  # (10 draws, 2 options)
+    np.testing.assert_allclose(R.cvar(0.9)(x), [10.0, 20.0])
+    np.testing.assert_allclose(R.cvar(0.8)(x), [9.5, 19.0])
+    np.testing.assert_allclose(R.cvar(0.0)(x), x.mean(0))
+    y = x.copy()
+    y[0, 1] = np.inf
+    assert np.isinf(R.cvar(0.9)(y)[1]) and R.cvar(0.9)(y)[0] == 10.0
+    with pytest.raises(ValueError):
+        R.cvar(1.0)
+
+
+def test_quantile_and_probability_utilities():
+    x = np.arange(1.0, 101.0)[:, None]
+    assert R.posterior_quantile(0.9)(x)[0] == 90.0
+    assert R.prob_at_most(25.0)(x)[0] == 0.25
+    assert np.isinf(R.posterior_quantile(0.99)(np.r_[x[:-5], np.full((5, 1), np.inf)])[0])
+    assert R.expected(np.array([[1.0], [np.inf]]))[0] == np.inf
+
+
+def test_fraction_within_slo_uses_the_lognormal_tail():
+    p50, shape = 2.0, 0.5
+    p90 = p50 * np.exp(norm.ppf(0.9) * shape)
+    np.testing.assert_allclose(R.fraction_within_slo(p50, p90, 2.0), 0.5)
+    np.testing.assert_allclose(R.fraction_within_slo(p50, p90, p90), 0.9)
+    assert R.fraction_within_slo(np.inf, np.inf, 100.0) == 0.0  # saturated: nobody meets the SLO
+
+
+# ---------------------------------------------------------------------- the decision rule
+def test_decide_chooses_k0_when_speculation_is_slower(rng):
+    base = 2.0 + 0.1 * rng.standard_normal(500)
+    lat = np.column_stack([base, base * 1.10, base * 1.25, base * 1.4])  # every k > 0 is slower
+    lat[:20, 1] = base[:20] * 0.98  # ... except in a few draws
+    dec = R.decide(lat)
+    assert dec.best == 0
+    assert dec.p_best[0] == pytest.approx(0.96) and dec.p_best.sum() == pytest.approx(1.0)
+    assert dec.regret[0] >= 0 and dec.regret[0] < dec.regret[1] < dec.regret[3]
+
+
+def test_regret_is_zero_and_p_best_one_when_one_option_dominates(rng):
+    lat = 1.0 + rng.random((300, 4))
+    lat[:, 2] = lat.min(axis=1) - 0.1  # option 2 is best in every draw
+    dec = R.decide(lat)
+    assert dec.best == 2 and dec.p_best[2] == 1.0 and dec.regret[2] == 0.0
+    assert np.all(dec.regret >= 0) and np.all(dec.regret[[0, 1, 3]] > 0)
+
+
+def test_decision_uses_the_posterior_not_its_mean():
+    # B is faster on average but sometimes much slower: mean picks B, CVaR_0.9 picks the safe A
+    a = np.full(100, 1.0)
+    b = np.r_[np.full(90, 0.5), np.full(10, 5.0)]
+    lat = np.column_stack([a, b])
+    assert R.decide(lat).best == 1
+    assert R.decide(lat, aggregate=R.cvar(0.9)).best == 0
+    assert R.decide(-lat, maximize=True).best == 1  # maximising -latency is the same as minimising it
+
+
+def test_saturated_draws_prefer_the_stable_option():
+    lat = np.ones((100, 3))
+    lat[:10, 0] = np.inf  # k=0 saturated in 10% of draws, k=1 in 40%, k=2 always
+    lat[:40, 1] = np.inf
+    lat[:, 2] = np.inf
+    dec = R.decide(lat)
+    assert np.all(np.isinf(dec.score)) and dec.best == 0
+    np.testing.assert_allclose(dec.p_saturated, [0.1, 0.4, 1.0])
+    assert dec.p_best.sum() == pytest.approx(1.0) and np.all(dec.regret >= 0)
+    # all saturated in every draw: the larger saturation rate (headroom) wins
+    room = np.tile([1.0, 3.0, 2.0], (100, 1))
+    assert R.decide(np.full((100, 3), np.inf), headroom=room).best == 1
+
+
+def test_objectives_validate_their_options():
+    with pytest.raises(ValueError, match="slo_s"):
+        R.make_objective("slo")
+    with pytest.raises(ValueError, match="unknown objective"):
+        R.make_objective("fastest")
+    assert R.make_objective("goodput", slo_s=3.0).maximize
+
+
+# ---------------------------------------------------------------------- on the fitted B200 model
+def test_recommend_k_columns_p_best_and_regret(fitted_b200):
+    model, _ = fitted_b200
+    table = R.evaluate_k(model, **B200, concurrencies=[1, 32, 128], k_max=6, max_draws=200)
+    assert len(table) == 3 * 7
+    sums = table.groupby("concurrency")["p_best"].sum()
+    np.testing.assert_allclose(sums.to_numpy(), 1.0)
+    assert (table["expected_regret"] >= 0).all()
+    assert table.groupby("concurrency")["chosen"].sum().eq(1).all()
+    recs = R.recommend_k(model, **B200, concurrencies=[1, 32, 128], k_max=6, max_draws=200)
+    need = ["concurrency", "best_k", "latency_mean_s", "latency_q05_s", "latency_q95_s", "p_best",
+            "expected_regret", "speedup_vs_k0", "speedup_q05", "speedup_q95", "p_slower_than_k0",
+            "p_saturated", "batch_size"]
+    assert set(need) <= set(recs.columns) and len(recs) == 3
+    assert (recs["latency_q05_s"] <= recs["latency_mean_s"]).all()
+    assert (recs["latency_mean_s"] <= recs["latency_q95_s"]).all()
+    assert recs["best_k"].iloc[0] > 0  # alone on the server, DSpark pays off clearly (data: 2.4x)
+
+
+def test_recommend_k0_near_the_baseline_saturation_rate(fitted_b200):
+    """Open loop just under k = 0's saturation: speculation saturates first, so k = 0 wins."""
+    model, _ = fitted_b200
+    probe = R.evaluate_k(model, **B200, rates=[1.0], k_max=4, max_draws=200)
+    sat = probe.set_index("k")["saturation_rps"]
+    assert (sat.iloc[1:] < sat.loc[0]).all()  # speculation lowers the saturation rate
+    rate = 0.5 * (sat.loc[0] + sat.loc[1])
+    recs = R.recommend_k(model, **B200, rates=[rate], k_max=4, max_draws=200)
+    row = recs.iloc[0]
+    assert row["best_k"] == 0 and row["p_saturated"] <= row["p_saturated_k0"]
+    assert row["speedup_vs_k0"] == 1.0 and row["p_slower_than_k0"] == 0.0
+
+
+def test_rank_drafters_p_best_sums_to_one(fitted_b200):
+    model, _ = fitted_b200
+    ranked = R.rank_drafters(model, verifier=B200["verifier"], drafters=["dspark", "mtp"], hardware="B200",
+                             dataset="HumanEval", prompt_len=190, output_len=760, load=8,
+                             load_type="concurrency", k_max=4, max_draws=200)
+    assert set(ranked["drafter"]) == {"dspark", "mtp", "none"}
+    assert ranked["p_best"].sum() == pytest.approx(1.0)
+    assert (ranked["utility_q05"] <= ranked["utility_q95"]).all()
+    assert ranked["utility"].is_monotonic_increasing  # sorted best first (mean latency)
+
+
+# ---------------------------------------------------------------------- vLLM export
+def test_speculative_config_and_k0():
+    assert R.speculative_config("eagle3", "org/head", 0) is None
+    assert R.speculative_config("eagle3", "org/head", 3) == {"method": "eagle3", "model": "org/head",
+                                                             "num_speculative_tokens": 3}
+    assert "model" not in R.speculative_config("ngram", None, 4)
+
+
+def _covers(ranges, n):
+    """Every batch size 1..n in exactly one range; vLLM's rules: sorted, first starts at 1."""
+    hits = np.zeros(n + 1, int)
+    for start, end, k in ranges:
+        assert 1 <= start <= end <= n and k >= 0
+        hits[start:end + 1] += 1
+    return bool(np.all(hits[1:] == 1)) and ranges[0][0] == 1 and [r[0] for r in ranges] == sorted(r[0] for r in ranges)
+
+
+def test_vllm_config_maps_every_batch_size_to_one_k(tmp_path):
+    recs = pd.DataFrame({"rate_rps": [1, 5, 20, 40, 60], "best_k": [5, 4, 2, 0, 0],
+                         "batch_size": [1.2, 7.0, 45.0, 180.0, np.inf]})
+    cfg = R.vllm_config(recs, "eagle3", "org/head")
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(cfg))
+    back = json.loads(path.read_text())
+    spec = back["speculative_config"]
+    ranges = spec["num_speculative_tokens_per_batch_size"]
+    assert _covers(ranges, 256) and ranges[-1][1] == 256
+    assert spec["num_speculative_tokens"] == 5 and all(k <= 5 for *_, k in ranges)
+    lookup = {b: k for s, e, k in ranges for b in range(s, e + 1)}
+    assert lookup[1] == 5 and lookup[7] == 4 and lookup[45] == 2 and lookup[200] == 0 and lookup[256] == 0
+    assert json.loads(back["serve_args"][back["serve_args"].index("--speculative-config") + 1]) == spec
+    # speculation never pays: no speculative config at all
+    none = R.vllm_config(recs.assign(best_k=0), "eagle3", "org/head")
+    assert none["speculative_config"] is None and "--speculative-config" not in none["serve_args"]
+    # one k everywhere: a plain fixed-k config
+    fixed = R.vllm_config(recs.assign(best_k=3), "eagle3", "org/head", max_num_seqs=64)
+    assert fixed["speculative_config"] == R.speculative_config("eagle3", "org/head", 3)
+    assert _covers(R.batch_size_policy(recs, 64)["num_speculative_tokens_per_batch_size"], 64)
+
+
+# ---------------------------------------------------------------------- CLI
+def _parser():
+    from bayes_sd.cli.recommend import add_parser
+
+    parser = argparse.ArgumentParser(prog="bayes-sd")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def test_cli_writes_csv_and_vllm_json(fitted_b200, tmp_path, capsys):
+    _, post = fitted_b200
+    out, vj = tmp_path / "recs.csv", tmp_path / "vllm.json"
+    args = _parser().parse_args([
+        "recommend", str(post), "--verifier", B200["verifier"], "--drafter", "dspark", "--hardware", "B200",
+        "--dataset", "HumanEval", "--prompt-len", "190", "--output-len", "760", "--concurrency", "1,16,128",
+        "--k-max", "5", "--max-draws", "200", "--out", str(out), "--vllm-config", str(vj)])
+    assert args.func(args) == 0
+    recs = pd.read_csv(out)
+    assert {"concurrency", "best_k", "latency_mean_s", "latency_q05_s", "latency_q95_s", "p_best",
+            "expected_regret", "speedup_vs_k0", "speedup_q05", "speedup_q95", "p_slower_than_k0",
+            "p_saturated", "batch_size"} <= set(recs.columns)
+    assert len(recs) == 3
+    cfg = json.loads(vj.read_text())
+    assert len(cfg["schedule"]) >= 1 and cfg["schedule"][-1]["max_batch_size"] == 256
+    if cfg["speculative_config"] is not None:
+        assert cfg["speculative_config"]["method"] == "dspark"
+    assert "best_k" in capsys.readouterr().out
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--rate-rps", "1,2", "--concurrency", "4"], "exactly one"),
+    ([], "exactly one"),
+    (["--rate-rps", "1,x"], "comma-separated"),
+    (["--rate-rps", "1", "--objective", "slo"], "--slo-s"),
+])
+def test_cli_bad_options_raise_one_line_value_errors(extra, match, tmp_path):
+    args = _parser().parse_args(["recommend", str(tmp_path / "p.nc"), "--verifier", "v", "--drafter", "d",
+                                 "--hardware", "h", "--prompt-len", "10", "--output-len", "10", *extra])
+    with pytest.raises(ValueError, match=match) as exc:
+        args.func(args)
+    assert "\n" not in str(exc.value)
