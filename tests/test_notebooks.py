@@ -9,6 +9,7 @@ Quick runs take well under two minutes per notebook on two cores (numba compile 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -46,6 +47,26 @@ EXPECTED = {
     "08_drafter_design.ipynb": (2, [
         "SYNTHETIC runs; held-out drafter", "DIAGNOSTICS:", "beta_drafter_design", "WHAT-IF draft-L12-0.8b",
         "90% interval coverage", "WHAT-IF WITH ACCEPTANCE GIVEN", "PARITY draft-L1-0.25b vs draft-L24-2b"]),
+}
+
+
+#: notebook -> (pattern with one number, a bound it must meet, what it is): the conclusions each notebook
+#: prints must hold in the quick run too, generously: a broken model misses them, sampling noise does not
+NUMBERS = {
+    "01_quickstart_b200.ipynb": [(r"PPC: (\d+)% of \d+ fitted runs inside", lambda v: v >= 60,
+                                  "in-sample runs inside their 90% predictive interval (%)")],
+    "02_partial_pooling_unseen_pair.ipynb": [(r"90% interval coverage: (\d+)%", lambda v: v >= 50,
+                                              "held-out 90% coverage of the unseen pair (%)")],
+    "04_per_position_acceptance.ipynb": [(r"decaying : mean \|error\| ([\d.]+) tokens", lambda v: v < 0.2,
+                                          "held-out k = 7 acceptance-length error, decaying form (tokens)")],
+    "05_pyramid_cascade.ipynb": [(r"held-out prediction error: largest ([\d.]+)%", lambda v: v < 25,
+                                  "largest held-out cascade latency error (%)")],
+    "06_what_the_bayesian_model_buys.ipynb": [(r"MAPE Bayes \(posterior mean\) ([\d.]+)%", lambda v: v < 25,
+                                               "held-out MAPE of the Bayesian model on the real runs (%)")],
+    "07_moe_verifiers.ipynb": [(r"held-out MAPE: dense [\d.]+%, moe ([\d.]+)%", lambda v: v < 30,
+                                "held-out MAPE of the MoE variant (%)")],
+    "08_drafter_design.ipynb": [(r"90% interval coverage (\d+)% over", lambda v: v >= 50,
+                                 "held-out 90% coverage of the drafter never measured (%)")],
 }
 
 
@@ -100,4 +121,8 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     text = _texts(nb)
     missing = [s for s in needles if s not in text]
     assert not missing, f"{name}: expected output not found: {missing}"
+    for pattern, ok, what in NUMBERS.get(name, []):
+        found = re.search(pattern, text)
+        assert found, f"{name}: no line matching {pattern!r}"
+        assert ok(float(found.group(1))), f"{name}: {what} is {found.group(1)}"
     assert sorted(p.name for p in tmp_path.iterdir()) == [name], f"{name} left files behind: {list(tmp_path.iterdir())}"

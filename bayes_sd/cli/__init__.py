@@ -15,14 +15,14 @@ import sys
 import warnings
 
 from bayes_sd import __version__
-from bayes_sd.cli import demo, fit, ingest, predict, recommend, report, summary, what_if_drafter
+from bayes_sd.cli import demo, fit, ingest, predict, recommend, report, summary, sweep, what_if_drafter
 from bayes_sd.cli.common import CHATTY_LOGGERS, CLIError, HelpFormatter, configure_output
 from bayes_sd.traces.schema import TraceError
 
 __all__ = ["main", "build_parser", "CLIError"]
 
 #: the subcommands, in the order ``bayes-sd --help`` lists them
-SUBCOMMANDS = (ingest, summary, fit, predict, recommend, what_if_drafter, report, demo)
+SUBCOMMANDS = (sweep, ingest, summary, fit, predict, recommend, what_if_drafter, report, demo)
 
 DESCRIPTION = """\
 Bayesian models of speculative-decoding latency under load: should speculation be on, with which
@@ -32,7 +32,8 @@ uncertainty, choose the draft length and export it as vLLM configuration."""
 
 EPILOG = """\
 Typical use:
-  bayes-sd ingest sweep.json --out runs.csv
+  bayes-sd sweep plan.toml --out sweep/       # drive a server through configurations x loads
+  bayes-sd ingest sweep/ --out runs.csv
   bayes-sd fit runs.csv --out posterior.nc
   bayes-sd recommend posterior.nc --verifier V --drafter D --hardware H --prompt-len 300 \\
       --output-len 250 --rate-rps 1,4,8 --vllm-config vllm.json

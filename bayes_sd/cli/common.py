@@ -15,8 +15,8 @@ import textwrap
 import warnings
 
 __all__ = ["HelpFormatter", "CLIError", "CHATTY_LOGGERS", "output_flags", "configure_output", "show_progress",
-           "add_label_flags", "labels", "add_workload_flags", "workload_loads", "add_sampler_flags", "floats", "say",
-           "warn"]
+           "add_label_flags", "labels", "saturation_options", "add_workload_flags", "workload_loads",
+           "add_sampler_flags", "floats", "say", "warn"]
 
 #: loggers of the libraries underneath, silenced below WARNING unless --verbose
 CHATTY_LOGGERS = ("pymc", "pytensor", "arviz", "numba", "nutpie", "matplotlib", "h5py")
@@ -99,6 +99,15 @@ def warn(command: str, message: str) -> None:
     print(f"bayes-sd {command}: warning: {message}", file=sys.stderr, flush=True)
 
 
+def warn_if_unconverged(command: str, model) -> None:
+    """Say first, on stderr, when the posterior a command answers from has not converged."""
+    d = model.diagnostics()
+    if not d["converged"]:
+        warn(command, f"the posterior has NOT converged (max R-hat {d['max_rhat']:.3f}, min ESS bulk "
+                      f"{d['min_ess_bulk']:.0f} / tail {d['min_ess_tail']:.0f}, {d['divergences']} divergences): "
+                      "these numbers are provisional; refit with more --draws/--tune")
+
+
 def floats(text: str, name: str) -> list[float]:
     """Comma-separated numbers of the flag ``name``; ValueError with a one-line message otherwise."""
     try:
@@ -111,7 +120,8 @@ def floats(text: str, name: str) -> list[float]:
 
 
 def add_label_flags(p: argparse.ArgumentParser) -> None:
-    """The speculative configuration of benchmark files that do not record it."""
+    """The speculative configuration of benchmark files that do not record it, and the overrides of
+    the saturation check (``--no-saturation-check``, ``--keep-run``, ``--drop-run``)."""
     g = p.add_argument_group("speculative configuration (when the files do not record it)")
     g.add_argument("--verifier", help="target model served")
     g.add_argument("--drafter", help="draft model or method ('none' without speculation)")
@@ -120,12 +130,26 @@ def add_label_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset", help="workload name")
     g.add_argument("--sidecar", help="YAML with verifier, drafter, k, hardware, dataset (and per-run overrides)")
     g.add_argument("--attach-to", help="run id that acceptance-only files (Prometheus, logs) belong to")
+    s = p.add_argument_group("saturation check (bayes_sd.traces.aggregate.detect_saturation)")
+    s.add_argument("--no-saturation-check", action="store_true",
+                   help="flag nothing (saturated values given in the inputs are kept)")
+    s.add_argument("--keep-run", action="append", default=[], metavar="ID",
+                   help="never flag this run saturated (repeatable); reported if a rule would have")
+    s.add_argument("--drop-run", action="append", default=[], metavar="ID",
+                   help="leave this run out of the output (repeatable); reported as a warning")
 
 
 def labels(args: argparse.Namespace) -> dict:
     """The flags of :func:`add_label_flags` as ``ingest_paths``' ``labels``."""
     return {"verifier": args.verifier, "drafter": args.drafter, "k": args.k, "hardware": args.hardware,
             "dataset": args.dataset, "attach_to": args.attach_to}
+
+
+def saturation_options(args: argparse.Namespace) -> dict:
+    """The saturation flags of :func:`add_label_flags` as ``ingest_paths`` keyword arguments."""
+    return {"saturation_check": not getattr(args, "no_saturation_check", False),
+            "keep_runs": list(getattr(args, "keep_run", None) or []),
+            "drop_runs": list(getattr(args, "drop_run", None) or [])}
 
 
 def add_workload_flags(p: argparse.ArgumentParser) -> None:

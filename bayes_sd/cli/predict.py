@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bayes_sd.cli.common import CLIError, HelpFormatter, output_flags, say
+from bayes_sd.cli.common import CLIError, HelpFormatter, output_flags, say, warn_if_unconverged
 
 __all__ = ["add_parser", "run"]
 
@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from bayes_sd.model import LatencyModel
 
     model = LatencyModel.load(args.posterior)
+    warn_if_unconverged(args.command, model)
     if args.conditions:
         from bayes_sd.traces import read_table, write_table
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bayes_sd.cli.common import HelpFormatter, add_workload_flags, output_flags, say, workload_loads
+from bayes_sd.cli.common import (
+    HelpFormatter,
+    add_workload_flags,
+    floats,
+    output_flags,
+    say,
+    warn,
+    warn_if_unconverged,
+    workload_loads,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -46,17 +55,22 @@ def run(args: argparse.Namespace) -> int:
     if args.out and args.vllm_config and Path(args.out).resolve() == Path(args.vllm_config).resolve():
         raise ValueError("--out and --vllm-config name the same file")
     model = LatencyModel.load(args.posterior)
+    warn_if_unconverged(args.command, model)
     recs = recommend_k(model, verifier=args.verifier, drafter=args.drafter, hardware=args.hardware,
                        dataset=args.dataset, prompt_len=args.prompt_len, output_len=args.output_len,
-                       rates=rates, concurrencies=concs, k_max=args.k_max, objective=args.objective,
+                       rates=rates, concurrencies=concs, k_max=args.k_max,
+                       ks=None if args.ks is None else floats(args.ks, "--ks"), objective=args.objective,
                        slo_s=args.slo_s, cvar_alpha=args.cvar_alpha, max_draws=args.max_draws, seed=args.seed)
     load_col = "rate_rps" if rates is not None else "concurrency"
-    show = [load_col, "best_k", "utility", "latency_mean_s", "latency_q05_s", "latency_q95_s", "p_best",
+    show = [load_col, "best_k", "k_measured", "utility", "latency_mean_s", "latency_q05_s", "latency_q95_s", "p_best",
             "expected_regret", "speedup_vs_k0", "speedup_q05", "speedup_q95", "p_slower_than_k0",
             "p_saturated", "batch_size"]
     print(f"objective: {recs['objective'].iloc[0]}; {args.verifier} + {args.drafter} on {args.hardware}, "
           f"dataset {args.dataset}, prompt {args.prompt_len:g} / output {args.output_len:g} tokens")
     print(recs[show].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for _, r in recs[~recs["k_measured"]].iterrows():
+        warn(args.command, f"k = {int(r['best_k'])} at {load_col} {r[load_col]:g} was never measured for this pair "
+                           "on this hardware: the answer extrapolates in k (pass --ks to compare only measured k)")
     if args.out:
         write_table(recs, args.out, protect=[args.posterior])
         say(args, f"wrote {len(recs)} recommendations to {args.out}")
@@ -87,6 +101,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--hardware", required=True)
     add_workload_flags(p)
     p.add_argument("--k-max", type=int, default=8, help="largest draft length considered (default 8)")
+    p.add_argument("--ks", help="the draft lengths to compare instead of 0..k-max, comma-separated (e.g. the "
+                                "ones measured: 0,2,4,6); 0 is always included")
     p.add_argument("--objective", default="mean", choices=OBJECTIVES, help="what to optimise (default mean)")
     p.add_argument("--slo-s", type=float, help="latency SLO in seconds (objectives slo, goodput)")
     p.add_argument("--cvar-alpha", type=float, default=0.9, help="CVaR level for --objective cvar (default 0.9)")

@@ -42,6 +42,7 @@ from bayes_sd.model.fit_data import (
     EFFECTS,
     KNEE_FORMS,
     MOE_FORMS,
+    OPEN_LOOP_BATCHES,
     TAIL_QUANTILES,
     VERIFIER_COEFS,
     FitData,
@@ -200,8 +201,13 @@ def _acceptance(eff: _Effects, fd: FitData):
     return a[fd.idx["run_pd"]]
 
 
-def build_model(fd: FitData, cfg: dict) -> pm.Model:
-    """The PyMC model of run-level latency (and TTFT, TPOT, acceptance, tails) for ``fd``."""
+def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm.Model:
+    """The PyMC model of run-level latency (and TTFT, TPOT, acceptance, tails) for ``fd``.
+
+    ``observed_as_data``: hold each observed array in a ``pm.Data`` container named
+    ``<variable>_data`` (e.g. ``latency_obs_data``), so a compiled model can be refitted to other
+    observations of the same runs without recompiling (simulation-based calibration does).
+    """
     opts = cfg.get("model", {})
     nu = float(opts.get("student_t_nu", 4.0))
     soft = float(opts.get("saturation_softness", 0.01))
@@ -209,6 +215,10 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
     for name, (rows, _) in fd.obs.items():
         coords[f"{name}_run"] = [fd.coords["run"][r] for r in rows]
     x = fd.x
+
+    def observed(name: str, values: np.ndarray):
+        return pm.Data(f"{name}_data", values, dims=f"{name[:-4]}_run") if observed_as_data else values
+
     with pm.Model(coords=coords) as model:
         eff = _Effects(cfg, fd)
         mu = pt.stack([make_prior(cfg, f"mu_{c}") for c in COEFS])
@@ -253,12 +263,7 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
                                                      knee_tokens, k, others_in_flight, xp=pt)
                 return n_v0 * (mult - 1.0)
 
-            # Open loop: the pass's tokens are counted at the run's measured batch (rate x observed
-            # mean latency, Little's law), so L = (C1 + extra) / (1 - rate C2) stays explicit and
-            # smooth. The exact fixed point (predict.latency_at) has no root where the knee saturates
-            # the server, a cliff in the log density that a draw near a high-load run falls off
-            # (570 divergences in 2 x (300 tune + 300) draws).
-            lat_open = (c1 + verify_extra(x["rate"] * _observed_or(fd, "latency", lat_open))) / headroom
+            lat_open = _knee_open_latency(opts, fd, c1, headroom, lat_open, x["rate"], verify_extra)
             lat_closed = theory.latency_at_load(c1, c2, x["concurrency"] - 1.0) + verify_extra(x["concurrency"] - 1.0)
         elif share is not None:  # MoE verifiers: the verify pass reads only the experts its tokens touch
             saving = theory.iterations(D, tau, tau_sq) * costs.v0 * share
@@ -286,7 +291,7 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
                 var = var + (make_prior(cfg, "sigma_c2") * load_share[rows]) ** 2
             scale = pt.sqrt(var)
             pm.StudentT("latency_obs", nu=nu, mu=pt.log(latency[rows]), sigma=scale,
-                        observed=np.log(vals), dims="latency_run")
+                        observed=observed("latency_obs", np.log(vals)), dims="latency_run")
         ttft = theory.ttft(costs, k, tau, P, D, others, xp=pt, tau_sq=tau_sq,
                            p_busy=theory.busy_probability(others, x["is_open"] > 0, xp=pt))
         if "ttft" in fd.obs:
@@ -294,17 +299,20 @@ def build_model(fd: FitData, cfg: dict) -> pm.Model:
             s_ttft = make_prior(cfg, "sigma_ttft")
             if "sigma_ttft_load" in cfg["priors"]:  # admission queueing the closed form leaves out grows with load
                 s_ttft = pt.sqrt(s_ttft**2 + (make_prior(cfg, "sigma_ttft_load") * load_share[rows]) ** 2)
-            pm.StudentT("ttft_obs", nu=nu, mu=pt.log(ttft[rows]), sigma=s_ttft, observed=np.log(vals), dims="ttft_run")
+            pm.StudentT("ttft_obs", nu=nu, mu=pt.log(ttft[rows]), sigma=s_ttft,
+                        observed=observed("ttft_obs", np.log(vals)), dims="ttft_run")
         if "tpot" in fd.obs:
             rows, vals = fd.obs["tpot"]
             tp = theory.tpot(latency, ttft, D)
             pm.StudentT("tpot_obs", nu=nu, mu=pt.log(pt.maximum(tp[rows], 1e-9)),
-                        sigma=make_prior(cfg, "sigma_tpot"), observed=np.log(vals), dims="tpot_run")
+                        sigma=make_prior(cfg, "sigma_tpot"), observed=observed("tpot_obs", np.log(vals)),
+                        dims="tpot_run")
         if "tau" in fd.obs and fd.has_drafters:
             rows, vals = fd.obs["tau"]
             s_tau = make_prior(cfg, "sigma_tau_obs")
-            pm.Normal("tau_obs", mu=tau[rows], sigma=s_tau * tau[rows], observed=vals, dims="tau_run")
-        _tails(eff, fd, others)
+            pm.Normal("tau_obs", mu=tau[rows], sigma=s_tau * tau[rows], observed=observed("tau_obs", vals),
+                      dims="tau_run")
+        _tails(eff, fd, others, observed)
     return model
 
 
@@ -348,6 +356,29 @@ def _expert_share(cfg: dict, fd: FitData):
         return None
     share = make_prior(cfg, "expert_share", dims="moe_verifier")
     return share[fd.idx["run_moe"]] * fd.x["moe_on"]
+
+
+def _knee_open_latency(opts: dict, fd: FitData, c1, headroom, dense, rate, verify_extra):
+    """Open-loop latency (s) with a roofline knee: ``L = (C1 + extra(rate L)) / headroom``.
+
+    The exact fixed point (``predict.latency_at``) has no root where the knee saturates the server, a
+    cliff in the log density that a draw near a high-load run falls off (570 divergences in
+    2 x (300 tune + 300) draws). ``open_loop_batch`` says how the pass's tokens are counted instead:
+
+    - ``"iterated"``: a fixed number (``open_loop_iterations``, default 4) of fixed-point steps from the
+      dense latency ``dense``: smooth, finite where no root exists (the steps grow instead), and a
+      function of the parameters alone, so the model is generative (simulation-based calibration and
+      PSIS-LOO are valid for it);
+    - ``"measured"``: at the run's measured batch, ``rate`` x its observed mean latency (Little's law):
+      explicit and smooth, but the observed latency then sits inside its own mean, so the likelihood
+      is not a generative model of it.
+    """
+    if opts.get("open_loop_batch", OPEN_LOOP_BATCHES[0]) == "measured":
+        return (c1 + verify_extra(rate * _observed_or(fd, "latency", dense))) / headroom
+    lat = dense
+    for _ in range(int(opts.get("open_loop_iterations", 4))):
+        lat = (c1 + verify_extra(rate * lat)) / headroom
+    return lat
 
 
 def _observed_or(fd: FitData, name: str, fallback):
@@ -406,7 +437,7 @@ def _roofline_knee(cfg: dict, fd: FitData):
     return knee, share[fd.idx["run_vh"]]
 
 
-def _tails(eff: _Effects, fd: FitData, others):
+def _tails(eff: _Effects, fd: FitData, others, observed):
     """Per-request latency ~ lognormal around the run mean with shape s (pooled by pair, load-dependent)."""
     cfg = eff.cfg
     mu_t = make_prior(cfg, "mu_tail")
@@ -425,4 +456,5 @@ def _tails(eff: _Effects, fd: FitData, others):
             mu = 0.5 * pt.log(pt.expm1(s**2))
         else:
             mu = -0.5 * s**2 + z_quantile(TAIL_QUANTILES[name]) * s
-        pm.Normal(f"{name}_obs", mu=mu, sigma=s_obs, observed=np.log(vals), dims=f"{name}_run")
+        pm.Normal(f"{name}_obs", mu=mu, sigma=s_obs, observed=observed(f"{name}_obs", np.log(vals)),
+                  dims=f"{name}_run")

@@ -28,6 +28,7 @@ from bayes_sd.model.fit_data import (
     EFFECTS,
     KNEE_FORMS,
     MOE_FORMS,
+    OPEN_LOOP_BATCHES,
     OPEN_LOOP_RATES,
     OTHER_POOLED_LEVELS,
     VERIFIER_FORMS,
@@ -170,6 +171,13 @@ def _check(cfg: dict[str, Any]) -> None:
     rate = cfg.get("model", {}).get("open_loop_rate", OPEN_LOOP_RATES[0])
     if rate not in OPEN_LOOP_RATES:
         raise ModelConfigError(f"model option open_loop_rate = {rate!r}. Fix: use one of {', '.join(OPEN_LOOP_RATES)}")
+    batch = cfg.get("model", {}).get("open_loop_batch", OPEN_LOOP_BATCHES[0])
+    if batch not in OPEN_LOOP_BATCHES:
+        raise ModelConfigError(f"model option open_loop_batch = {batch!r}. "
+                               f"Fix: use one of {', '.join(OPEN_LOOP_BATCHES)}")
+    iterations = cfg.get("model", {}).get("open_loop_iterations", 4)
+    if not isinstance(iterations, int) or not 1 <= iterations <= 20:
+        raise ModelConfigError(f"model option open_loop_iterations = {iterations!r}. Fix: an integer from 1 to 20")
     form = cfg.get("model", {}).get("verifier_form", VERIFIER_FORMS[0])
     if form not in VERIFIER_FORMS:
         raise ModelConfigError(f"model option verifier_form = {form!r}. Fix: use one of {', '.join(VERIFIER_FORMS)}")

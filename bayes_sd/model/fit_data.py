@@ -15,8 +15,8 @@ import pandas as pd
 from bayes_sd.theory import COEFS, DRAFTER_COEFS, VERIFIER_COEFS
 from bayes_sd.traces.schema import NO_DRAFTER
 
-__all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "VERIFIER_FORMS", "MOE_FORMS",
-           "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS",
+__all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OPEN_LOOP_BATCHES", "VERIFIER_FORMS",
+           "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS",
            "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "OTHER_POOLED_LEVELS", "pair_label", "level_label",
            "fixed_scale"]
 
@@ -181,6 +181,9 @@ class FitData:
 
 #: ``[model] open_loop_rate``: which rate of an open-loop run the model takes as its arrival rate
 OPEN_LOOP_RATES = ("offered", "achieved")  # the first is the default everywhere
+#: how a roofline form counts an open-loop run's tokens per pass in the likelihood (model.build:
+#: _knee_open_latency); the first is the default
+OPEN_LOOP_BATCHES = ("measured", "iterated")
 #: Verify-pass forms (``[model] verifier_form``): every pass reads all weights ("dense"), an MoE
 #: pass reads the experts its tokens touch ("moe"), a pass turns compute-bound past a knee in its
 #: tokens ("roofline"), or both ("moe_roofline": an MoE verifier's knee sits ``E / top_k`` times

@@ -288,7 +288,8 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
             ratio = np.where(is_open, (1.0 - rate * dem.c2) / (1.0 - rate * c2_new),
                              (dem.c1 + (conc - 1.0) * c2_new) / (dem.c1 + (conc - 1.0) * dem.c2))
             ratio = np.where(is_open & (rate * c2_new >= 1.0), np.inf, ratio)
-            lat_pred = lat_pred * ratio
+            # a draw saturated in the mean stays saturated (inf times the ratio's sign would not)
+            lat_pred = np.where(np.isfinite(lat), lat_pred * ratio, np.inf)
     return Draws(
         latency=lat, latency_pred=lat_pred, latency_p50=quant[0.5], latency_p90=quant[0.9],
         latency_p99=quant[0.99], ttft=ttft, tpot=theory.tpot(lat, ttft, D), latency_k0=lat0,

@@ -22,18 +22,34 @@ import pymc as pm
 import xarray as xr
 from pymc.backends.arviz import coords_and_dims_for_inferencedata, dict_to_dataset, find_observations
 
-__all__ = ["SAMPLERS", "sample_posterior"]
+__all__ = ["SAMPLERS", "sample_posterior", "compile_nutpie", "sample_compiled"]
+
+
+def compile_nutpie(model: pm.Model):
+    """``model``'s log density compiled by nutpie (numba), free variables only. A model built with
+    ``pm.Data`` containers can then be refitted to other data without recompiling
+    (``compiled.with_data(name=values)``)."""
+    import nutpie
+
+    return nutpie.compile_pymc_model(model, var_names=[v.name for v in model.free_RVs])
+
+
+def sample_compiled(compiled, *, draws, tune, chains, cores, seed, target_accept, progressbar=False,
+                    low_rank_mass_matrix=False, max_tree_depth=10) -> az.InferenceData:
+    """NUTS on a :func:`compile_nutpie` model (the free variables' draws only)."""
+    import nutpie
+
+    return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
+                         target_accept=target_accept, progress_bar=progressbar,
+                         low_rank_modified_mass_matrix=low_rank_mass_matrix, maxdepth=max_tree_depth)
 
 
 def _sample_nutpie(model: pm.Model, *, draws, tune, chains, cores, seed, target_accept, progressbar,
                    low_rank_mass_matrix, max_tree_depth, var_names) -> az.InferenceData:
-    import nutpie
-
     free = [v.name for v in model.free_RVs]
-    compiled = nutpie.compile_pymc_model(model, var_names=free)
-    idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
-                          target_accept=target_accept, progress_bar=progressbar,
-                          low_rank_modified_mass_matrix=low_rank_mass_matrix, maxdepth=max_tree_depth)
+    idata = sample_compiled(compile_nutpie(model), draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
+                            target_accept=target_accept, progressbar=progressbar,
+                            low_rank_mass_matrix=low_rank_mass_matrix, max_tree_depth=max_tree_depth)
     wanted = [d.name for d in model.deterministics] if var_names is None else var_names
     dets = [n for n in wanted if n not in free]
     if dets:

@@ -22,7 +22,7 @@ from bayes_sd._stats import quantile
 from bayes_sd.model.conditions import condition_grid
 from bayes_sd.recommend.utility import Objective, expected, make_objective
 
-__all__ = ["Decision", "decide", "evaluate_k", "recommend_k", "rank_drafters"]
+__all__ = ["Decision", "decide", "candidate_ks", "measured_ks", "evaluate_k", "recommend_k", "rank_drafters"]
 
 
 # ---------------------------------------------------------------------- the decision
@@ -145,8 +145,30 @@ def _speedup(lat0, lat):
         return np.where(np.isinf(lat0) & np.isinf(lat), np.nan, lat0 / lat)
 
 
+def candidate_ks(k_max: int = 8, ks=None) -> np.ndarray:
+    """The draft lengths a decision compares: ``ks`` (sorted, unique, 0 added: no speculation is
+    always a candidate) or ``0..k_max``. ValueError for a negative or non-integer k."""
+    if ks is None:
+        if int(k_max) != k_max or k_max < 1:
+            raise ValueError(f"k_max must be an integer >= 1, got {k_max}")
+        return np.arange(int(k_max) + 1)
+    values = [float(k) for k in np.atleast_1d(ks)]
+    if not values or any(k < 0 or k != int(k) for k in values):
+        raise ValueError(f"ks: draft lengths must be integers >= 0, got {values}")
+    return np.array(sorted({0, *(int(k) for k in values)}))
+
+
+def measured_ks(model, verifier: str, drafter: str, hardware: str) -> set[int]:
+    """The draft lengths the model's training runs measured for this pair on this hardware (0: the
+    verifier alone)."""
+    runs = model.runs
+    mine = (runs["verifier"] == verifier) & (runs["hardware"] == hardware)
+    spec = mine & (runs["drafter"] == drafter) & (runs["k"] > 0)
+    return {int(k) for k in runs.loc[spec, "k"].unique()} | ({0} if (mine & (runs["k"] == 0)).any() else set())
+
+
 def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: str, prompt_len: float,
-               output_len: float, rates=None, concurrencies=None, k_max: int = 8,
+               output_len: float, rates=None, concurrencies=None, k_max: int = 8, ks=None,
                objective: str | Objective = "mean", slo_s: float | None = None, cvar_alpha: float = 0.9,
                max_draws: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Every (load, k): score, P(k is best), expected regret, latency and speedup summaries.
@@ -172,7 +194,9 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
     concurrencies : array-like of float, optional
         Closed-loop streams in flight; give exactly one of ``rates`` and ``concurrencies``.
     k_max : int, default 8
-        Largest draft length considered (k in ``0..k_max``).
+        Largest draft length considered (k in ``0..k_max``) when ``ks`` is not given.
+    ks : sequence of int, optional
+        The draft lengths to compare instead (0 is always added), e.g. the ones an engine offers.
     objective : str or Objective, default "mean"
         ``mean | p90 | cvar | slo | goodput`` or an :class:`Objective` (:func:`make_objective`).
     slo_s : float, optional
@@ -187,10 +211,12 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
     Returns
     -------
     pandas.DataFrame
-        One row per load and k in ``0..k_max``: the condition columns (``rate_rps`` in requests/s or
-        ``concurrency``), ``k``, ``chosen`` (the recommended k per load; :func:`recommend_k` keeps those
-        rows), ``objective``, ``utility`` with ``utility_q05``/``utility_q95``, ``p_best``,
-        ``expected_regret``, ``latency_mean_s``, ``latency_q05_s``/``latency_q50_s``/``latency_q95_s``,
+        One row per load and candidate k: the condition columns (``rate_rps`` in requests/s or
+        ``concurrency``), ``k``, ``k_measured`` (whether the training runs measured this k for the pair
+        on this hardware: False means the answer extrapolates in k), ``chosen`` (the recommended k per
+        load; :func:`recommend_k` keeps those rows), ``objective``, ``utility`` with
+        ``utility_q05``/``utility_q95``, ``p_best``, ``expected_regret``, ``latency_mean_s``,
+        ``latency_q05_s``/``latency_q50_s``/``latency_q95_s``,
         ``latency_p90_s`` (s), ``speedup_vs_k0`` with ``speedup_q05``/``speedup_q95``,
         ``p_slower_than_k0``, ``p_saturated``, ``p_saturated_k0``, ``batch_size``, ``saturation_rps``
         (requests/s) and ``acceptance_length`` (tokens per verify step).
@@ -201,9 +227,10 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
         For ``k_max`` not an integer >= 1, lengths out of range, not exactly one of ``rates`` and
         ``concurrencies`` (or a load that is not positive), or an unknown objective or missing ``slo_s``.
     """
-    _check(k_max, prompt_len, output_len)
+    ks = candidate_ks(k_max, ks)
+    _check(max(int(ks[-1]), 1), prompt_len, output_len)
     obj = make_objective(objective, slo_s=slo_s, cvar_alpha=cvar_alpha)
-    ks = np.arange(int(k_max) + 1)
+    measured = measured_ks(model, verifier, drafter, hardware)
     grid, col, loads = condition_grid(verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
                                       ks=ks, prompt_len=prompt_len, output_len=output_len, rates=rates,
                                       concurrencies=concurrencies)
@@ -215,28 +242,29 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
         dec = decide(vals[:, i], aggregate=obj.aggregate, maximize=obj.maximize,
                      saturated=~np.isfinite(d["latency"][:, i]), headroom=d["saturation_rps"][:, i])
         lat, lat0 = d["latency"][:, i], d["latency"][:, i, 0]
-        for k in ks:
-            sp = _speedup(lat0, lat[:, k])
+        for j, k in enumerate(ks):
+            sp = _speedup(lat0, lat[:, j])
             out.append({
                 "verifier": verifier, "drafter": drafter, "hardware": hardware, "dataset": dataset,
                 "prompt_len": float(prompt_len), "output_len": float(output_len), "load_type": lt, col: float(x),
-                "k": int(k), "chosen": bool(k == dec.best), "objective": obj.name, "utility": float(dec.score[k]),
-                "utility_q05": _q(vals[:, i, k], 0.05), "utility_q95": _q(vals[:, i, k], 0.95),
-                "p_best": float(dec.p_best[k]), "expected_regret": float(dec.regret[k]),
-                "latency_mean_s": float(lat[:, k].mean()), "latency_q05_s": _q(lat[:, k], 0.05),
-                "latency_q50_s": _q(lat[:, k], 0.5), "latency_q95_s": _q(lat[:, k], 0.95),
-                "latency_p90_s": _q(d["latency_p90"][:, i, k], 0.5),
+                "k": int(k), "k_measured": int(k) in measured, "chosen": bool(j == dec.best),
+                "objective": obj.name, "utility": float(dec.score[j]),
+                "utility_q05": _q(vals[:, i, j], 0.05), "utility_q95": _q(vals[:, i, j], 0.95),
+                "p_best": float(dec.p_best[j]), "expected_regret": float(dec.regret[j]),
+                "latency_mean_s": float(lat[:, j].mean()), "latency_q05_s": _q(lat[:, j], 0.05),
+                "latency_q50_s": _q(lat[:, j], 0.5), "latency_q95_s": _q(lat[:, j], 0.95),
+                "latency_p90_s": _q(d["latency_p90"][:, i, j], 0.5),
                 "speedup_vs_k0": _q(sp, 0.5), "speedup_q05": _q(sp, 0.05), "speedup_q95": _q(sp, 0.95),
-                "p_slower_than_k0": float((lat[:, k] > lat0).mean()), "p_saturated": float(dec.p_saturated[k]),
-                "p_saturated_k0": float(dec.p_saturated[0]), "batch_size": _q(d["batch_size"][:, i, k], 0.5),
-                "saturation_rps": _q(d["saturation_rps"][:, i, k], 0.5),
-                "acceptance_length": _q(d["acceptance_length"][:, i, k], 0.5),
+                "p_slower_than_k0": float((lat[:, j] > lat0).mean()), "p_saturated": float(dec.p_saturated[j]),
+                "p_saturated_k0": float(dec.p_saturated[0]), "batch_size": _q(d["batch_size"][:, i, j], 0.5),
+                "saturation_rps": _q(d["saturation_rps"][:, i, j], 0.5),
+                "acceptance_length": _q(d["acceptance_length"][:, i, j], 0.5),
             })
     return pd.DataFrame(out)
 
 
 def recommend_k(model, *, verifier: str, drafter: str, hardware: str, dataset: str, prompt_len: float,
-                output_len: float, rates=None, concurrencies=None, k_max: int = 8,
+                output_len: float, rates=None, concurrencies=None, k_max: int = 8, ks=None,
                 objective: str | Objective = "mean", slo_s: float | None = None, cvar_alpha: float = 0.9,
                 max_draws: int = 1000, seed: int = 0) -> pd.DataFrame:
     """The recommended draft length per load: one row per rate (or concurrency).
@@ -260,7 +288,9 @@ def recommend_k(model, *, verifier: str, drafter: str, hardware: str, dataset: s
     concurrencies : array-like of float, optional
         Closed-loop streams in flight; give exactly one of ``rates`` and ``concurrencies``.
     k_max : int, default 8
-        Largest draft length considered (k in ``0..k_max``).
+        Largest draft length considered (k in ``0..k_max``) when ``ks`` is not given.
+    ks : sequence of int, optional
+        The draft lengths to compare instead (0 is always added).
     objective : str or Objective, default "mean"
         ``mean | p90 | cvar | slo | goodput`` or an :class:`Objective` (:func:`make_objective`).
     slo_s : float, optional
@@ -276,7 +306,8 @@ def recommend_k(model, *, verifier: str, drafter: str, hardware: str, dataset: s
     -------
     pandas.DataFrame
         One row per load; the columns of :func:`evaluate_k` at the chosen k, among them ``best_k``
-        (0 = do not speculate), ``utility`` (the objective's score), ``latency_mean_s`` with its 90%
+        (0 = do not speculate), ``k_measured`` (False: best_k was never measured for the pair, the
+        answer extrapolates in k), ``utility`` (the objective's score), ``latency_mean_s`` with its 90%
         interval ``latency_q05_s``/``latency_q95_s`` (mean request latency at best_k, s), ``p_best``
         (P(best_k is the per-draw best)), ``expected_regret`` (objective units), ``speedup_vs_k0``
         (median; ``speedup_q05``, ``speedup_q95``), ``p_slower_than_k0``, ``p_saturated`` and
@@ -296,7 +327,7 @@ def recommend_k(model, *, verifier: str, drafter: str, hardware: str, dataset: s
     """
     table = evaluate_k(model, verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
                        prompt_len=prompt_len, output_len=output_len, rates=rates, concurrencies=concurrencies,
-                       k_max=k_max, objective=objective, slo_s=slo_s, cvar_alpha=cvar_alpha,
+                       k_max=k_max, ks=ks, objective=objective, slo_s=slo_s, cvar_alpha=cvar_alpha,
                        max_draws=max_draws, seed=seed)
     recs = table[table["chosen"]].drop(columns="chosen").rename(columns={"k": "best_k"})
     return recs.reset_index(drop=True)

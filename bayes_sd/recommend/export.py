@@ -152,7 +152,9 @@ def vllm_config(recs: pd.DataFrame, method: str, drafter_model: str | None,
         ``num_speculative_tokens_per_batch_size`` (vLLM Dynamic SD; ``num_speculative_tokens`` is
         the largest k, as vLLM requires every range's K <= it). ``max_num_seqs``; ``serve_args``: the
         matching ``vllm serve`` arguments; ``schedule``: the batch-size ranges as dicts
-        (``min_batch_size``, ``max_batch_size``, ``num_speculative_tokens``).
+        (``min_batch_size``, ``max_batch_size``, ``num_speculative_tokens``); ``unmeasured_k``: the
+        scheduled draft lengths the pair was never measured at (``k_measured`` False in ``recs``:
+        the recommendation extrapolates in k there; empty when every k was measured).
 
     Raises
     ------
@@ -168,5 +170,9 @@ def vllm_config(recs: pd.DataFrame, method: str, drafter_model: str | None,
     args = ["--max-num-seqs", str(int(max_num_seqs))]
     if spec is not None:
         args += ["--speculative-config", json.dumps(spec, separators=(",", ":"))]
+    scheduled = {r[2] for r in ranges}
+    unmeasured = (sorted(int(k) for k in recs.loc[~recs["k_measured"].astype(bool), "best_k"] if k in scheduled)
+                  if "k_measured" in recs else [])
     return {"speculative_config": spec, "max_num_seqs": int(max_num_seqs), "serve_args": args,
-            "schedule": [{"min_batch_size": a, "max_batch_size": z, "num_speculative_tokens": k} for a, z, k in ranges]}
+            "schedule": [{"min_batch_size": a, "max_batch_size": z, "num_speculative_tokens": k} for a, z, k in ranges],
+            "unmeasured_k": sorted(set(unmeasured))}

@@ -25,6 +25,7 @@ from bayes_sd._io import write_bytes, write_text
 from bayes_sd._progress import progress_bar
 from bayes_sd._stats import quantile
 from bayes_sd.evaluation.baselines import LABELS, error_table, in_sample_comparison
+from bayes_sd.evaluation.trust import trust_reading, trust_table
 from bayes_sd.model.fit_data import arrival_rate
 from bayes_sd.report import plots
 from bayes_sd.report.plots.common import model_runs
@@ -37,7 +38,7 @@ SECTIONS: list[tuple[str, str]] = [
     ("data", "Data overview"), ("diagnostics", "Sampler diagnostics"), ("ppc", "Posterior predictive check"),
     ("latency", "Latency versus load"), ("speedup", "Speedup versus k = 0"), ("saturation", "Saturation rate"),
     ("pooling", "Partial pooling"), ("baselines", "Baselines: what the Bayesian model buys"),
-    ("recommendations", "Recommendations")]
+    ("trust", "How much to trust this"), ("recommendations", "Recommendations")]
 MAX_TABLE_ROWS = 40
 #: columns of a recommendation table shown in the report (others are kept out of the table)
 REC_COLUMNS = ["rate_rps", "concurrency", "best_k", "p_best", "expected_regret", "latency_mean_s", "latency_q05_s",
@@ -50,7 +51,8 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:1050px;margin:2em auto;p
        "table{border-collapse:collapse;font-size:.82em;margin:.6em 0}"
        "th,td{border:1px solid #ddd;padding:.2em .5em;text-align:right}\n"
        "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;height:auto}\n"
-       ".reading{background:#f7f9fc;border-left:4px solid #4a78b5;padding:.5em .8em}.meta{color:#555;font-size:.85em}")
+       ".reading{background:#f7f9fc;border-left:4px solid #4a78b5;padding:.5em .8em}.meta{color:#555;font-size:.85em}"
+       ".alarm{background:#fdecea;border-left:4px solid #c62828;padding:.5em .8em}")
 
 
 @dataclass
@@ -258,6 +260,14 @@ def _baselines(model, s: Section, ctx: dict) -> None:
     s.figure = plots.plot_baselines(model, data=tab, hdi_prob=ctx["hdi_prob"])
 
 
+def _trust(model, s: Section, ctx: dict) -> None:
+    name = model.config.get("name", "?")
+    s.text = trust_reading(name)
+    table = trust_table(name)
+    if table is not None:
+        s.tables = [("Held out on the frozen out-of-family test set (90% cluster-bootstrap intervals)", table)]
+
+
 def _segments(g: pd.DataFrame, col: str) -> str:
     g = g.sort_values(col)
     runs = (g.best_k != g.best_k.shift()).cumsum()
@@ -289,7 +299,7 @@ def _recommendations(model, s: Section, ctx: dict) -> None:
 
 
 _BUILDERS = {"data": _data, "diagnostics": _diagnostics, "ppc": _ppc, "latency": _latency, "speedup": _speedup,
-             "saturation": _saturation, "pooling": _pooling, "baselines": _baselines,
+             "saturation": _saturation, "pooling": _pooling, "baselines": _baselines, "trust": _trust,
              "recommendations": _recommendations}
 
 
@@ -321,6 +331,16 @@ def check_recommendations(rec: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- writing
+def _convergence_alarm(model) -> str:
+    """The sentence the report opens with when the posterior has not converged ('' when it has)."""
+    d = model.diagnostics()
+    if d["converged"]:
+        return ""
+    return (f"Warning: the posterior has NOT converged (max R-hat {d['max_rhat']:.3f}, min ESS bulk "
+            f"{d['min_ess_bulk']:.0f} / tail {d['min_ess_tail']:.0f}, {d['divergences']} divergences). Every number "
+            "below is provisional: refit with more draws and tuning before acting on it.")
+
+
 def _meta(model, hdi_prob: float) -> str:
     a, sampler = model.idata.attrs, json.loads(model.idata.attrs.get("sampler", "{}"))
     cfg = model.config
@@ -379,9 +399,12 @@ def write_report(model, out_dir, recommendations: pd.DataFrame | None = None, *,
                               progress=progress)
     meta = _meta(model, hdi_prob)
     figures: dict[str, Path] = {}
-    md = ([f"# {title}\n", f"_{meta}_\n", "## Contents\n"]
+    alarm = _convergence_alarm(model)
+    md = ([f"# {title}\n", f"_{meta}_\n"] + ([f"**{alarm}**\n"] if alarm else []) + ["## Contents\n"]
           + [f"{i}. [{s.title}](#{s.id})" for i, s in enumerate(sections, 1)])
-    body = [f"<h1>{html.escape(title)}</h1>", f"<p class='meta'>{html.escape(meta)}</p><ol>"]
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p class='meta'>{html.escape(meta)}</p>"]
+    body += [f"<p class='alarm'><strong>{html.escape(alarm)}</strong></p>"] if alarm else []
+    body += ["<ol>"]
     body += [f"<li><a href='#{s.id}'>{html.escape(s.title)}</a></li>" for s in sections] + ["</ol>"]
     for s in sections:
         md += ["", f"<a id=\"{s.id}\"></a>", f"## {s.title}", "", s.text, ""]

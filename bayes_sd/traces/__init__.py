@@ -8,9 +8,12 @@
 - :mod:`~bayes_sd.traces.aggregate`: ``aggregate_runs`` (requests -> run statistics) and
   ``detect_saturation``;
 - :mod:`~bayes_sd.traces.real`: ``read_real_long`` for the long-format real measurements;
-- :mod:`~bayes_sd.traces.formats`: readers of GuideLLM, `vllm bench serve`, SGLang, vLLM Prometheus
-  scrapes and logs, detected from content;
-- :mod:`~bayes_sd.traces.ingest`: ``ingest_paths``, what ``bayes-sd ingest`` runs.
+- :mod:`~bayes_sd.traces.formats`: readers of GuideLLM, `vllm bench serve`, SGLang, AIPerf,
+  ``/metrics`` scrapes (vLLM, llama.cpp, SGLang) and vLLM logs, detected from content;
+- :mod:`~bayes_sd.traces.manifest`: the sweep manifest (which file holds which run);
+- :mod:`~bayes_sd.traces.catalogue`: sizes of common verifiers and drafters (a models table);
+- :mod:`~bayes_sd.traces.ingest`: ``ingest_paths``, what ``bayes-sd ingest`` runs (files, folders,
+  manifests; saturation overrides).
 
 Units everywhere: seconds, requests/s, tokens.
 """

@@ -11,16 +11,17 @@ codes): a million request rows aggregate in about a second.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from .schema import RUNS, TraceError
 from .validate import STAT_COLUMNS, validate_requests, validate_runs
 
-__all__ = ["aggregate_runs", "detect_saturation", "fill_saturation"]
+__all__ = ["aggregate_runs", "detect_saturation", "fill_saturation", "keep_runs", "check_run_ids", "configurations"]
 
 _RUN_COLS = [c.name for c in RUNS]
-_GROUP = ["source", "hardware", "verifier", "drafter", "k", "dataset"]
 
 
 def _per_run(codes: np.ndarray, n_runs: int, values, mask=None) -> np.ndarray:
@@ -154,69 +155,148 @@ def _ranks(codes: np.ndarray, values: np.ndarray, n: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def _spearman(codes: np.ndarray, m: int, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per run code: rank correlation of ``y`` with ``x``, the ranks of ``x`` and the counts."""
+    n = np.bincount(codes, minlength=m).astype("float64")
+    rx, ry = _ranks(codes, x, n), _ranks(codes, y, n)
+    sx, sy = _per_run(codes, m, rx), _per_run(codes, m, ry)
+    sxy, sxx, syy = _per_run(codes, m, rx * ry), _per_run(codes, m, rx * rx), _per_run(codes, m, ry * ry)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cov = sxy / n - sx * sy / n**2
+        rho = cov / np.sqrt((sxx / n - (sx / n) ** 2) * (syy / n - (sy / n) ** 2))
+    return rho, rx, n
+
+
 def _run_trend(requests: pd.DataFrame, run_ids, min_n: int, ratio: float, corr: float) -> dict:
-    """Per run_id, a reason string when latency trends up over the run (start order)."""
+    """Per run_id, a reason string when latency trends up over the run and is still rising at its end."""
     r = requests[requests["run_id"].isin(set(run_ids))]
     if len(r) == 0:
         return {}
     codes, ids = pd.factorize(r["run_id"])
     m = len(ids)
     lat = (r["end_s"] - r["start_s"]).to_numpy("float64")
-    n = np.bincount(codes, minlength=m).astype("float64")
-    x = _ranks(codes, r["start_s"].to_numpy("float64"), n)
-    y = _ranks(codes, lat, n)
-    sx, sy = _per_run(codes, m, x), _per_run(codes, m, y)
-    sxy, sxx, syy = _per_run(codes, m, x * y), _per_run(codes, m, x * x), _per_run(codes, m, y * y)
+    start = r["start_s"].to_numpy("float64")
+    rho, x, n = _spearman(codes, m, start, lat)
+    late = x > n[codes] / 2  # requests sent in the second half of the run
+    rho_late, _, _ = _spearman(codes[late], m, start[late], lat[late])
     with np.errstate(divide="ignore", invalid="ignore"):
-        cov = sxy / n - sx * sy / n**2
-        rho = cov / np.sqrt((sxx / n - (sx / n) ** 2) * (syy / n - (sy / n) ** 2))
         third = np.floor(3 * (x - 1) / n[codes])
         first = _per_run(codes, m, lat, third == 0) / np.bincount(codes, weights=third == 0, minlength=m)
         last = _per_run(codes, m, lat, third == 2) / np.bincount(codes, weights=third == 2, minlength=m)
-        hit = (n >= min_n) & (last > ratio * first) & (rho > corr)
-    return {ids[i]: (f"latency grows over the run (last third {last[i]:.3g} s vs first third "
-                     f"{first[i]:.3g} s, rank correlation with start time {rho[i]:.2f})")
+        hit = (n >= min_n) & (last > ratio * first) & (rho > corr) & (rho_late > corr)
+    return {ids[i]: (f"latency trend: last third {last[i]:.3g} s = {_x(last[i] / first[i])}x the first third "
+                     f"{first[i]:.3g} s (rank correlation with start time {rho[i]:.2f}, still rising over the last "
+                     f"half: {rho_late[i]:.2f})")
             for i in np.flatnonzero(hit)}
 
 
+#: Source names that are files (their folder, not the file, is the sweep: one file per rate is common).
+_FILE_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml", ".csv", ".tsv", ".parquet", ".pq", ".prom", ".txt", ".log",
+                  ".gz", ".bz2", ".zst")
+#: Run columns that make a configuration, with the sweep.
+_CONFIG = ("hardware", "verifier", "drafter", "k", "dataset", "load_type")
+
+
+def _x(v: float) -> str:
+    """A growth factor as printed in reasons: 240, 12, 4.0."""
+    return f"{v:.0f}" if v >= 9.95 else f"{v:.1f}"
+
+
+def _sweep(source) -> str:
+    s = str(source)
+    if "/" in s or "\\" in s or s.lower().endswith(_FILE_SUFFIXES):
+        return str(Path(s).parent)
+    return s
+
+
+def configurations(runs: pd.DataFrame) -> pd.Series:
+    """The configuration of each run, as judged by :func:`detect_saturation`: same sweep (the ``source``,
+    or its folder when it is a file), hardware, verifier, drafter, k, dataset and load type. Returns
+    integer codes aligned with ``runs``."""
+    parts = [runs["source"].map(_sweep) if "source" in runs.columns else pd.Series("", index=runs.index)]
+    for c in _CONFIG:
+        if c in runs.columns:
+            parts.append(runs[c].astype("str").fillna(""))
+    key = pd.Series(["\x1f".join(v) for v in zip(*parts)], index=runs.index)
+    return pd.Series(pd.factorize(key)[0], index=runs.index)
+
+
 def detect_saturation(runs: pd.DataFrame, requests: pd.DataFrame | None = None, *, rate_frac: float = 0.9,
-                      ttft_frac: float = 0.2, rps_gain: float = 1.02, trend_ratio: float = 1.5,
-                      trend_corr: float = 0.5, min_trend_requests: int = 20) -> tuple[pd.Series, pd.Series]:
-    """Flag runs past the server's capacity.
+                      trend_ratio: float = 1.5, trend_corr: float = 0.5, min_trend_requests: int = 20,
+                      rps_gain: float = 1.02, light_frac: float = 1 / 3, queue_margin: float = 3.0,
+                      ttft_spread: float = 5.0, material_frac: float = 0.1,
+                      notes: list | None = None) -> tuple[pd.Series, pd.Series]:
+    """Flag runs past the server's capacity, judging each configuration against its own light load.
 
-    Rules (any one flags the run):
+    A configuration is the runs of one sweep (same ``source``, or the same folder for file sources, so
+    that one file per rate is judged together), hardware, verifier, drafter, k, dataset and load type.
+    Its capacity ``C`` is the highest throughput any of its runs achieved (``achieved_rps``), a run's
+    load fraction ``rho = achieved_rps / C``, and its light-load reference is the run with the lowest
+    load (offered rate or concurrency). Rules (any one flags the run; each names itself and its numbers
+    in the reason):
 
-    - open loop (``load_type == 'rate'``): ``achieved_rps < rate_frac * rate_rps``;
-    - with ``requests`` (any load type): latency trends up over the run: the mean latency
-      of the last third of its requests by start time exceeds ``trend_ratio`` x the first
-      third's, and the rank (Spearman) correlation of latency with start time exceeds
-      ``trend_corr`` (runs with at least ``min_trend_requests`` requests);
-    - median TTFT (``ttft_p50_s``, else ``ttft_mean_s``) above ``ttft_frac`` x
-      ``latency_mean_s``: requests wait for admission. Caveat: long prompts with very short
-      outputs can trip this legitimately; raise ``ttft_frac`` for such workloads;
-    - closed loop: ``achieved_rps <= rps_gain`` x the achieved rate at the next lower
-      concurrency of the same (source, hardware, verifier, drafter, k, dataset): more
-      streams no longer buy throughput.
+    - **rate shortfall** (open loop): ``achieved_rps < rate_frac * rate_rps``: the server did not keep
+      up with the offered rate;
+    - **latency trend** (with ``requests``): the mean latency of the last third of the run's requests by
+      start time exceeds ``trend_ratio`` x the first third's, the rank (Spearman) correlation of latency
+      with start time exceeds ``trend_corr``, and it still exceeds ``trend_corr`` over the requests sent
+      in the second half: a queue that keeps growing. A step up that levels off (a change in conditions
+      during the run, not overload) is not a trend (runs of at least ``min_trend_requests`` requests);
+    - **queueing** and **admission wait** (relative): mean latency, or median TTFT, over the light-load
+      run's exceeds ``queue_margin / (1 - rho)``. In an M/G/1 processor-sharing queue the mean sojourn
+      time grows as ``1 / (1 - rho)`` of its no-load value whatever the service-time distribution, and
+      a first-come-first-served queue with less variable service than exponential grows more slowly;
+      a batching server grows more slowly still while batches have room. ``C`` is at most the true
+      capacity, so ``rho`` is overestimated and the allowance is generous. The margin (3) covers what
+      a batching server adds to processor sharing: prefill chunks slowing every decode step, batch
+      composition varying with the load (the simulator's prefill-heavy server at 85 % of capacity,
+      prompts of 4000 tokens, runs at 14x its light-load latency where ``1 / (1 - rho)`` says 6.7x;
+      a margin of 2 would flag that steady run). The run with the highest throughput has
+      ``rho = 1`` and an unlimited allowance. TTFT counts only when the extra wait is material: more
+      than ``material_frac`` of the run's mean latency;
+    - **admission wait** (relative, without ``rho``): TTFT grew more than ``ttft_spread`` times faster
+      than TPOT from the light-load run (and the excess wait is material, as above). Under batching,
+      first-token and per-token times scale together with the step time; TTFT running ahead of TPOT
+      means requests wait before they are admitted. For a first-come-first-served prefill queue a
+      factor of 5 needs the admission path more than 80 % busy (M/M/1) or 89 % (M/D/1). This is the
+      rule that catches the highest-throughput run of a closed-loop sweep, where ``rho = 1``;
+    - **throughput plateau** (closed loop): ``achieved_rps <= rps_gain`` x the achieved rate at the
+      next lower concurrency of the configuration: more streams no longer buy throughput.
+
+    Guards: a run at ``light_frac`` (a third) of its configuration's capacity or less is never flagged
+    (load fraction ``max(achieved, offered) / C`` in open loop, ``achieved / C`` in closed loop), not
+    even by the rate-shortfall or trend rules: at that load the server cannot be saturated, and a rule
+    that fires there measures something else (a short or disturbed run); each such case is reported in
+    ``notes``. A configuration with a single run has no capacity estimate and no reference: only the
+    rate-shortfall and trend rules can flag it. Why not "TTFT above a share of the latency": with long
+    prompts, short outputs or speculative decoding (which shortens decode) prefill is a large share of
+    every request even on an idle server.
 
     Parameters
     ----------
     runs : pandas.DataFrame
         Canonical runs table (``load_type``, ``rate_rps`` and ``achieved_rps`` in requests/s,
-        ``concurrency``, ``latency_mean_s``/``ttft_p50_s``/``ttft_mean_s`` in s).
+        ``concurrency``, ``latency_mean_s``, ``ttft_p50_s`` / ``ttft_mean_s``, ``tpot_mean_s`` in s).
     requests : pandas.DataFrame, optional
         Their REQUESTS rows, for the latency-trend rule.
     rate_frac : float, default 0.9
-        Open loop: flagged when the achieved rate is below this fraction of the offered rate.
-    ttft_frac : float, default 0.2
-        Flagged when median TTFT exceeds this fraction of mean latency.
-    rps_gain : float, default 1.02
-        Closed loop: flagged when throughput is at most this factor above the next lower concurrency's.
-    trend_ratio : float, default 1.5
-        Trend rule: last third's over first third's mean latency.
-    trend_corr : float, default 0.5
-        Trend rule: rank correlation of latency with start time.
+        Rate shortfall: flagged below this fraction of the offered rate.
+    trend_ratio, trend_corr : float, default 1.5 and 0.5
+        Latency trend: last third's over first third's mean latency; rank correlation with start time.
     min_trend_requests : int, default 20
-        Trend rule: fewest requests a run needs.
+        Latency trend: fewest requests a run needs.
+    rps_gain : float, default 1.02
+        Throughput plateau: flagged when throughput is at most this factor above the next lower concurrency's.
+    light_frac : float, default 1/3
+        Guard: runs at this fraction of their configuration's capacity or less are never flagged.
+    queue_margin : float, default 3.0
+        Queueing: latency / TTFT may grow up to ``queue_margin / (1 - rho)`` over the light-load run.
+    ttft_spread : float, default 5.0
+        Admission wait: TTFT may grow up to this factor faster than TPOT.
+    material_frac : float, default 0.1
+        TTFT rules: the extra wait must exceed this fraction of the run's mean latency.
+    notes : list, optional
+        Receives one line per rule suppressed by the light-load guard.
 
     Returns
     -------
@@ -226,43 +306,97 @@ def detect_saturation(runs: pd.DataFrame, requests: pd.DataFrame | None = None, 
         Aligned with ``runs.index``; '' when not saturated, reasons joined by '; '.
     """
     idx = runs.index
+    n = len(runs)
 
     def col(name):
-        return runs[name].astype("float64") if name in runs.columns else pd.Series(np.nan, index=idx)
+        return (runs[name].astype("float64") if name in runs.columns else pd.Series(np.nan, index=idx)).to_numpy()
 
-    reasons = [[] for _ in range(len(runs))]
+    lt = (runs["load_type"].astype("str") if "load_type" in runs.columns else pd.Series("", index=idx)).to_numpy()
+    ids = runs["run_id"].astype("str").to_numpy() if "run_id" in runs.columns else np.array([str(i) for i in idx])
+    rps, rate, lat, conc = col("achieved_rps"), col("rate_rps"), col("latency_mean_s"), col("concurrency")
+    p50, mean_ttft, tpot = col("ttft_p50_s"), col("ttft_mean_s"), col("tpot_mean_s")
+    ttft = np.where(np.isnan(p50), mean_ttft, p50)
+    ttft_name = np.where(np.isnan(p50), "mean", "median")
+    absolute: list[list[str]] = [[] for _ in range(n)]
+    relative: list[list[str]] = [[] for _ in range(n)]
+    is_open = lt == "rate"
 
-    def add(mask, text):
-        for i in np.flatnonzero(np.asarray(mask.fillna(False), dtype=bool)):
-            reasons[i].append(text(i))
-
-    lt = runs["load_type"].astype("str") if "load_type" in runs.columns else pd.Series("", index=idx)
-    rps, rate, lat = col("achieved_rps"), col("rate_rps"), col("latency_mean_s")
-    add((lt == "rate") & (rps < rate_frac * rate),
-        lambda i: f"achieved {rps.iloc[i]:.3g} req/s < {rate_frac:g} x offered {rate.iloc[i]:.3g} req/s")
+    with np.errstate(invalid="ignore"):
+        short = is_open & (rps < rate_frac * rate)
+    for i in np.flatnonzero(short):
+        absolute[i].append(f"rate shortfall: achieved {rps[i]:.3g} req/s < {rate_frac:g} x offered {rate[i]:.3g} req/s")
     if requests is not None and "run_id" in runs.columns:
         trend = _run_trend(requests, runs["run_id"], min_trend_requests, trend_ratio, trend_corr)
-        add(runs["run_id"].isin(list(trend)), lambda i: trend[runs["run_id"].iloc[i]])
-    ttft = col("ttft_p50_s").fillna(col("ttft_mean_s"))
-    add(ttft > ttft_frac * lat, lambda i: f"median TTFT {ttft.iloc[i]:.3g} s > {ttft_frac:g} x mean latency "
-        f"{lat.iloc[i]:.3g} s (requests wait for admission)")
-    conc = col("concurrency")
-    closed = (lt == "concurrency") & conc.notna() & rps.notna()
-    if closed.any() and all(c in runs.columns for c in _GROUP):
-        cl = runs.loc[closed, _GROUP].astype("str").assign(_c=conc[closed], _r=rps[closed], _i=np.flatnonzero(closed))
-        cl = cl.sort_values(_GROUP + ["_c"], kind="stable")
-        grp = cl.groupby(_GROUP, sort=False, dropna=False)
-        prev_c, prev_r = grp["_c"].shift(1), grp["_r"].shift(1)
-        hit = (cl["_c"] > prev_c) & (cl["_r"] <= rps_gain * prev_r)
+        for i in np.flatnonzero(runs["run_id"].isin(list(trend)).to_numpy()):
+            absolute[i].append(trend[runs["run_id"].iloc[i]])
+
+    codes = configurations(runs).to_numpy()
+    load = np.where(is_open, np.where(np.isnan(rate), rps, rate), conc)
+    cap = pd.Series(rps).groupby(codes).transform("max").to_numpy()
+    count = pd.Series(~np.isnan(rps)).groupby(codes).transform("sum").to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.where(count >= 2, rps / cap, np.nan)
+        fraction = np.where(is_open, np.fmax(rps, rate), rps) / cap
+        fraction = np.where(count >= 2, fraction, np.nan)
+    guard = fraction <= light_frac  # NaN compares False: no estimate, no guard
+    ref = np.full(n, -1)
+    order = np.lexsort((np.nan_to_num(rps, nan=np.inf), np.nan_to_num(load, nan=np.inf), codes))
+    first_of = {}
+    for j in order:
+        if np.isfinite(load[j]) and codes[j] not in first_of:
+            first_of[codes[j]] = j
+    for i in range(n):
+        ref[i] = first_of.get(codes[i], -1)
+
+    for i in np.flatnonzero((count >= 2) & (ref >= 0) & (ref != np.arange(n))):
+        r = ref[i]
+        allow = queue_margin / (1.0 - rho[i]) if rho[i] < 1.0 else np.inf
+        where = f"at the lightest load (rho {rho[i]:.2f}); queueing allows at most {_x(allow)}x"
+        if lat[r] > 0 and lat[i] > allow * lat[r]:
+            relative[i].append(f"queueing: mean latency {lat[i]:.3g} s = {_x(lat[i] / lat[r])}x the {lat[r]:.3g} s "
+                               + where)
+        if not (ttft[r] > 0 and np.isfinite(ttft[i])):
+            continue
+        grow = ttft[i] / ttft[r]
+        if grow > allow and ttft[i] - ttft[r] > material_frac * lat[i]:
+            relative[i].append(f"admission wait: {ttft_name[i]} TTFT {ttft[i]:.3g} s = {_x(grow)}x the {ttft[r]:.3g} s "
+                               + where)
+            continue
+        step = tpot[i] / tpot[r] if tpot[r] > 0 and np.isfinite(tpot[i]) else np.nan
+        if np.isfinite(step):
+            base = max(step, 1.0)
+            if grow > ttft_spread * base and ttft[i] - ttft[r] * base > material_frac * lat[i]:
+                relative[i].append(f"admission wait: {ttft_name[i]} TTFT {ttft[i]:.3g} s = {_x(grow)}x the "
+                                   f"{ttft[r]:.3g} s at the lightest load while TPOT grew {_x(step)}x (TTFT may "
+                                   f"grow at most {ttft_spread:g}x faster than TPOT)")
+
+    closed = np.flatnonzero((lt == "concurrency") & ~np.isnan(conc) & ~np.isnan(rps))
+    if len(closed):
+        cl = pd.DataFrame({"g": codes[closed], "c": conc[closed], "r": rps[closed], "i": closed})
+        cl = cl.sort_values(["g", "c"], kind="stable")
+        prev_c, prev_r = cl.groupby("g")["c"].shift(1), cl.groupby("g")["r"].shift(1)
+        hit = (cl["c"] > prev_c) & (cl["r"] <= rps_gain * prev_r)
         for j in np.flatnonzero(hit.to_numpy()):
-            i = int(cl["_i"].iloc[j])
-            reasons[i].append(f"throughput {rps.iloc[i]:.3g} req/s at concurrency {conc.iloc[i]:g} not above "
-                              f"{rps_gain:g} x {prev_r.iloc[j]:.3g} req/s at concurrency {prev_c.iloc[j]:g}")
-    reason = pd.Series(["; ".join(r) for r in reasons], index=idx, dtype="str")
+            i = int(cl["i"].iloc[j])
+            relative[i].append(f"throughput plateau: {rps[i]:.3g} req/s at concurrency {conc[i]:g} not above "
+                               f"{rps_gain:g} x {prev_r.iloc[j]:.3g} req/s at concurrency {prev_c.iloc[j]:g}")
+
+    out = []
+    for i in range(n):
+        found = absolute[i] + relative[i]
+        if guard[i] and found:
+            if notes is not None:
+                notes.append(f"run {ids[i]}: not flagged saturated at {fraction[i]:.0%} of its configuration's "
+                             f"capacity (light-load guard), although: {'; '.join(found)}. Fix: check the run "
+                             "(too short, disturbed?), or drop it with --drop-run")
+            found = []
+        out.append("; ".join(found))
+    reason = pd.Series(out, index=idx, dtype="str")
     return (reason != "").astype(bool), reason
 
 
-def fill_saturation(runs: pd.DataFrame, requests: pd.DataFrame | None = None, **kw) -> pd.DataFrame:
+def fill_saturation(runs: pd.DataFrame, requests: pd.DataFrame | None = None, *, keep=(),
+                    notes: list | None = None, **kw) -> pd.DataFrame:
     """Copy of ``runs`` with ``saturated`` / ``saturation_reason`` filled where ``saturated``
     is missing (values already given are kept), using :func:`detect_saturation`.
 
@@ -272,8 +406,13 @@ def fill_saturation(runs: pd.DataFrame, requests: pd.DataFrame | None = None, **
         Canonical runs table; not modified.
     requests : pandas.DataFrame, optional
         Their REQUESTS rows, for the latency-trend rule.
+    keep : iterable of str, default ()
+        Run ids never flagged (``bayes-sd ingest --keep-run``): ``saturated`` false whatever the rules
+        or the input say; a run so unflagged is reported in ``notes`` with the reason it loses.
+    notes : list, optional
+        Receives one line per run the light-load guard or ``keep`` kept from being flagged.
     **kw
-        Thresholds of :func:`detect_saturation` (``rate_frac``, ``ttft_frac``, ...).
+        Thresholds of :func:`detect_saturation` (``rate_frac``, ``queue_margin``, ...).
 
     Returns
     -------
@@ -281,10 +420,39 @@ def fill_saturation(runs: pd.DataFrame, requests: pd.DataFrame | None = None, **
         The copy, with ``saturated`` (bool) and ``saturation_reason`` (str).
     """
     out = runs.copy()
-    sat, reason = detect_saturation(out, requests, **kw)
+    sat, reason = detect_saturation(out, requests, notes=notes, **kw)
     given = out["saturated"] if "saturated" in out.columns else pd.Series(pd.NA, index=out.index, dtype="boolean")
     todo = given.isna()
     out["saturated"] = given.astype("boolean").mask(todo, sat).astype(bool)
     old = out["saturation_reason"] if "saturation_reason" in out.columns else pd.Series("", index=out.index)
     out["saturation_reason"] = old.astype("str").fillna("").mask(todo, reason)
+    return keep_runs(out, keep, notes)
+
+
+def check_run_ids(runs: pd.DataFrame, named: list[str], option: str) -> pd.Series:
+    """``runs.run_id`` as strings; TraceError naming ``option`` when a name in ``named`` is no run's id."""
+    ids = runs["run_id"].astype("str")
+    unknown = [n for n in named if n not in set(ids)]
+    if unknown:
+        raise TraceError(option, "run_id", f"no run {unknown[0]!r} among the inputs",
+                         f"use a run id of the output table (e.g. {', '.join(ids.head(3))})")
+    return ids
+
+
+def keep_runs(runs: pd.DataFrame, keep=(), notes: list | None = None) -> pd.DataFrame:
+    """``runs`` with the runs named in ``keep`` unflagged (``saturated`` false, reason ''); each that
+    was flagged is reported in ``notes``. Raises TraceError for an id that names no run."""
+    keep = [str(k) for k in keep]
+    if not keep:
+        return runs
+    ids = check_run_ids(runs, keep, "--keep-run")
+    out = runs.copy()
+    hit = ids.isin(keep).to_numpy()
+    was = out["saturated"].fillna(False).astype(bool).to_numpy() & hit
+    if notes is not None:
+        for rid, why in zip(ids[was], out.loc[was, "saturation_reason"]):
+            notes.append(f"run {rid}: kept as steady state by --keep-run, although flagged: {why}")
+    out.loc[hit, "saturated"] = False
+    out.loc[hit, "saturation_reason"] = ""
+    out["saturated"] = out["saturated"].astype(bool)
     return out

@@ -29,6 +29,7 @@ __all__ = [
     "TABLES",
     "LOAD_TYPES",
     "NO_DRAFTER",
+    "TEXT_DEFAULTS",
     "TraceError",
     "schema_help",
 ]
@@ -139,9 +140,20 @@ RUNS: tuple[Column, ...] = (
     Column("num_drafts", "float", "", False, "verify steps carrying drafts in the run", lo=0),
     Column("acceptance_length", "float", "tokens", False, "mean tokens per verify step, bonus token included (tau)",
            lo=1),
+    Column("acceptance_pinned", "bool", "", False, "the engine pinned the acceptance (vLLM rejection_sample_method "
+           "'synthetic', SGLang SGLANG_SIMULATE_ACC_LEN): cost-only data, never acceptance evidence (default false)"),
+    Column("pinned_acceptance_length", "float", "tokens", False, "acceptance length measured on a pinned run, kept "
+           "as information only (acceptance_length and the counts are left empty)", lo=1),
     Column("saturated", "bool", "", False, "run is past the server's capacity: not steady state"),
-    Column("saturation_reason", "str", "", False, "why the run was flagged saturated"),
+    Column("saturation_reason", "str", "", False, "why the run was flagged saturated (rule and numbers)"),
+    Column("tool", "str", "", False, "load generator that measured the run, e.g. 'guidellm', 'vllm-bench'"),
+    Column("tool_version", "str", "", False, "its version, e.g. '0.8.1'"),
+    Column("engine", "str", "", False, "serving engine, e.g. 'vllm', 'llama.cpp', 'sglang'"),
+    Column("engine_version", "str", "", False, "its version or build, e.g. '0.11.0', 'b6500'"),
 )
+
+#: Optional text columns of ``runs`` that hold '' (not missing) when unknown.
+TEXT_DEFAULTS = ("saturation_reason", "tool", "tool_version", "engine", "engine_version")
 
 MODELS: tuple[Column, ...] = (
     Column("name", "str", "", True, "model name as used in runs.verifier / runs.drafter"),

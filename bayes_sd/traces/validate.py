@@ -22,9 +22,10 @@ import difflib
 import numpy as np
 import pandas as pd
 
-from .schema import LOAD_TYPES, MODELS, NO_DRAFTER, REQUESTS, RUNS, Column, TraceError
+from .schema import LOAD_TYPES, MODELS, NO_DRAFTER, REQUESTS, RUNS, TEXT_DEFAULTS, Column, TraceError
 
-__all__ = ["validate_requests", "validate_runs", "validate_models", "empty_table", "STAT_COLUMNS"]
+__all__ = ["validate_requests", "validate_runs", "validate_models", "empty_table", "unpin", "STAT_COLUMNS",
+           "ACCEPTANCE_COLUMNS"]
 
 #: Run columns computed from request rows by ``aggregate_runs``: with
 #: ``require_stats=False`` they may be absent or empty (run-metadata tables).
@@ -197,8 +198,11 @@ def _clean(df: pd.DataFrame, spec: tuple[Column, ...], source: str, required: se
                 unit = f" {c.unit}" if c.unit else ""
                 raise TraceError(source, c.name, f"values outside {rng}{unit} in {_example(clean, bad, key)}",
                                  f"check the unit ({c.unit or 'none'}) and the values")
-    if "saturation_reason" in clean.columns:
-        clean["saturation_reason"] = clean["saturation_reason"].fillna("")
+    for name in TEXT_DEFAULTS:
+        if name in clean.columns:
+            clean[name] = clean[name].fillna("")
+    if "acceptance_pinned" in clean.columns:
+        clean["acceptance_pinned"] = clean["acceptance_pinned"].fillna(False).astype(bool)
     return clean
 
 
@@ -281,7 +285,9 @@ def validate_runs(df: pd.DataFrame, source: str = "runs", require_stats: bool = 
     ``load_type`` in :data:`LOAD_TYPES` with ``rate_rps`` given for ``'rate'`` and
     ``concurrency`` for ``'concurrency'``; plausible units (median latency < 600 s,
     TPOT < 1 s, TTFT <= latency); latency percentiles ordered; ``accepted_tokens <=
-    draft_tokens``; ``acceptance_length <= k + 1``.
+    draft_tokens``; ``acceptance_length <= k + 1``. Cleaning: optional text columns (``saturation_reason``,
+    ``tool``, ...) are '' when unknown, ``acceptance_pinned`` is false when not given, and pinned runs
+    lose their acceptance evidence (:func:`unpin`).
 
     Parameters
     ----------
@@ -344,11 +350,41 @@ def validate_runs(df: pd.DataFrame, source: str = "runs", require_stats: bool = 
                    "check that the percentile columns are not swapped")
     _not_above(clean, "accepted_tokens", "draft_tokens", source, key,
                "more tokens accepted than drafted", "check accepted_tokens and draft_tokens")
-    kp1 = pd.DataFrame({"acceptance_length": clean["acceptance_length"], "kp1": clean["k"].astype("float64") + 1})
-    _not_above(kp1.assign(run_id=clean["run_id"]), "acceptance_length", "kp1", source, key,
-               "acceptance_length exceeds k + 1", "acceptance_length is tokens per verify step (bonus token "
-               "included), at most k + 1: check the column and k")
-    return clean
+    kp1 = clean["k"].astype("float64") + 1
+    for col in ("acceptance_length", "pinned_acceptance_length"):
+        _not_above(pd.DataFrame({col: clean[col], "kp1": kp1, "run_id": clean["run_id"]}), col, "kp1", source, key,
+                   f"{col} exceeds k + 1", "the acceptance length is tokens per verify step (bonus token "
+                   "included), at most k + 1: check the column and k")
+    return unpin(clean)
+
+
+#: Run columns that are acceptance evidence: left empty on runs whose acceptance was pinned.
+ACCEPTANCE_COLUMNS = ("acceptance_length", "draft_tokens", "accepted_tokens", "num_drafts")
+
+
+def unpin(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs whose acceptance the engine pinned (``acceptance_pinned``) carry no acceptance evidence.
+
+    Their measured ``acceptance_length`` moves to ``pinned_acceptance_length`` (unless that is
+    already given) and ``acceptance_length``, ``draft_tokens``, ``accepted_tokens`` and ``num_drafts``
+    are emptied, so that no model reads a pinned value as a measurement of the drafter. Other runs
+    are unchanged. Idempotent; returns a copy only when something moves.
+    """
+    if "acceptance_pinned" not in runs.columns:
+        return runs
+    pinned = runs["acceptance_pinned"].fillna(False).astype(bool).to_numpy()
+    if not pinned.any():
+        return runs
+    out = runs.copy()
+    if "pinned_acceptance_length" not in out.columns:
+        out["pinned_acceptance_length"] = np.nan
+    if "acceptance_length" in out.columns:
+        keep = out["pinned_acceptance_length"].astype("float64")
+        out["pinned_acceptance_length"] = keep.where(~pinned | keep.notna(), out["acceptance_length"].astype("float64"))
+    for col in ACCEPTANCE_COLUMNS:
+        if col in out.columns:
+            out[col] = out[col].astype("float64").where(~pinned)
+    return out
 
 
 def validate_models(df: pd.DataFrame, source: str = "models") -> pd.DataFrame:

@@ -21,8 +21,14 @@ def test_prior_predictive_latency_is_plausible(b200_runs, config):
     lat = lat[np.isfinite(lat)]
     share = np.mean((lat > 1e-3) & (lat < 600))
     assert share > 0.95, f"only {share:.2%} of prior latencies within 1 ms - 10 min"
-    # and the priors are not so tight that they already decide the answer
-    assert np.quantile(lat, 0.95) / np.quantile(lat, 0.05) > 10
+    # and the priors do not decide the answer: per run (not pooled over runs whose latencies
+    # already span 12x), the prior's 90% interval spans at least 3x, and holds the measured latency
+    per_run = prior.prior["latency_s"].stack(sample=("chain", "draw")).transpose("run", "sample")
+    lo, hi = np.nanquantile(per_run.values, [0.05, 0.95], axis=-1)
+    assert np.min(hi / lo) > 3, f"prior 90% interval of a run spans only {np.min(hi / lo):.2f}x"
+    measured = b200_runs.set_index("run_id").loc[per_run["run"].values, "latency_mean_s"].to_numpy()
+    inside = np.mean((measured >= lo) & (measured <= hi))
+    assert inside > 0.9, f"prior 90% intervals hold only {inside:.0%} of the measured run latencies"
 
 
 def test_fit_reports_diagnostics_and_excluded_runs(fitted_b200):
@@ -43,11 +49,9 @@ def test_in_sample_latency_tracks_the_real_runs(fitted_b200, b200_runs):
     pred = model.predict_table(runs[COND_COLS])
     err = np.abs(pred["latency_q50_s"].to_numpy() / runs["latency_mean_s"].to_numpy() - 1)
     assert np.median(err) < 0.08, f"median in-sample error {np.median(err):.1%}"
-    # ordering of the summaries
-    assert ((pred["latency_q05_s"] <= pred["latency_q50_s"]).all()
-            and (pred["latency_q50_s"] <= pred["latency_q95_s"]).all())
-    assert ((pred["latency_p50_s"] <= pred["latency_p90_s"]).all()
-            and (pred["latency_p90_s"] <= pred["latency_p99_s"]).all())
+    # not only the run mean: the time per output token, a second observed quantity, is tracked too
+    tpot_err = np.abs(pred["tpot_s"].to_numpy() / runs["tpot_mean_s"].to_numpy() - 1)
+    assert np.median(tpot_err) < 0.15, f"median in-sample TPOT error {np.median(tpot_err):.1%}"
 
 
 def test_speculation_pays_at_batch_one_on_b200(fitted_b200):

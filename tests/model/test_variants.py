@@ -166,15 +166,23 @@ def test_knee_excess_is_flat_below_and_linear_above_the_knee():
 
 
 def test_roofline_variant_predicts_past_the_knee_from_its_prior(mock_pymc_sample):
+    """Fitted below the knee, the prediction at 64 streams (k = 7: 512 tokens per pass) pays the knee:
+    the same draws with the knee's compute share set to 0 predict less there, and about the same at one
+    stream (8 tokens per pass, below every plausible knee)."""
     from bayes_sd.datasets import load_b200_runs
 
     runs = load_b200_runs()
-    m = LatencyModel("roofline").fit(runs[runs["concurrency"] <= 16], draws=30, tune=0, chains=1,
+    m = LatencyModel("roofline").fit(runs[runs["concurrency"] <= 16], draws=60, tune=0, chains=1,
                                      nuts_sampler="pymc", progressbar=False)
     assert {"knee_tokens", "knee_compute_share"} <= set(m.idata.posterior)
-    cond = runs[runs["concurrency"].isin([16, 64])][COND]
-    pred = m.predict_table(cond)
-    assert np.all(np.isfinite(pred["latency_mean_s"])) and np.all(pred["latency_mean_s"] > 0)
+    cond = runs[runs["concurrency"].isin([1, 64]) & (runs["k"] == 7)][COND].reset_index(drop=True)
+    with_knee = m.predict_draws(cond, max_draws=60, seed=0).latency
+    m.idata.posterior["knee_compute_share"] = m.idata.posterior["knee_compute_share"] * 0.0
+    flat = m.predict_draws(cond, max_draws=60, seed=0).latency
+    ratio = with_knee / flat
+    far, near = (cond["concurrency"] == 64).to_numpy(), (cond["concurrency"] == 1).to_numpy()
+    assert np.median(ratio[:, far]) > 1.05 and np.mean(ratio[:, far] > 1.0) > 0.8
+    assert np.median(ratio[:, near]) < 1.02
 
 
 def test_pooled_sequence_cost_gives_an_unseen_verifier_a_draw_from_the_fitted_population():

@@ -345,8 +345,8 @@ def test_moe_knee_in_the_model_parameterisation_equals_the_simulator_form(costs,
     if np.isfinite(reference):
         assert ours == pytest.approx(reference, rel=1e-7)
         assert th.latency_moe_at_load(costs, k, tau, P, D, rate * ours) == pytest.approx(ours, rel=1e-9)
-    else:  # no root: the knee (or 1 / C2) saturates the server
-        assert ours == np.inf
+    else:  # no root: the knee (or 1 / C2) saturates the server; exactly at capacity rounding decides
+        assert ours == np.inf or ours > 1e9 * dem.c1
 
 
 def test_speedup_counts_the_roofline_knee():

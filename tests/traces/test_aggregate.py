@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bayes_sd.traces.aggregate import aggregate_runs, detect_saturation, fill_saturation
+from bayes_sd.traces.aggregate import aggregate_runs
 from bayes_sd.traces.schema import RUNS, TraceError
 
 
@@ -128,55 +128,3 @@ def test_million_row_scale_is_vectorised():
     out = aggregate_runs(req, meta([f"r{i}" for i in range(runs)]))
     assert time.perf_counter() - t < 4.0  # about 0.4 s here; ~1.3 s for 1e6 rows
     assert len(out) == runs and out["n_requests"].sum() < n
-
-
-# --- saturation -------------------------------------------------------------------------
-
-def _runs(**cols) -> pd.DataFrame:
-    n = max(len(v) for v in cols.values() if isinstance(v, list))
-    base = dict(run_id=[f"r{i}" for i in range(n)], source="s", hardware="h", verifier="v", drafter="d",
-                dataset="x", k=3, load_type="concurrency", latency_mean_s=2.0)
-    base.update(cols)
-    return pd.DataFrame(base)
-
-
-def test_open_loop_rate_shortfall():
-    runs = _runs(load_type="rate", rate_rps=[10.0, 10.0], achieved_rps=[8.0, 9.5])
-    sat, why = detect_saturation(runs)
-    assert sat.tolist() == [True, False] and "offered" in why[0] and why[1] == ""
-
-
-def test_ttft_share_of_latency():
-    runs = _runs(concurrency=[1.0, 2.0], ttft_p50_s=[0.1, 0.5], ttft_mean_s=[0.1, 0.1], achieved_rps=[1.0, 2.0])
-    sat, why = detect_saturation(runs)
-    assert sat.tolist() == [False, True] and "TTFT" in why[1]
-    # ttft_mean_s is used when the median is missing
-    sat, _ = detect_saturation(runs.drop(columns="ttft_p50_s").assign(ttft_mean_s=[0.1, 0.9]))
-    assert sat.tolist() == [False, True]
-
-
-def test_closed_loop_throughput_plateau_within_group():
-    runs = _runs(concurrency=[1.0, 2.0, 4.0, 8.0, 4.0], achieved_rps=[1.0, 2.0, 2.03, 3.0, 2.03],
-                 drafter=["d", "d", "d", "d", "other"])
-    sat, why = detect_saturation(runs)
-    assert sat.tolist() == [False, False, True, False, False]
-    assert "concurrency 4" in why[2] and "concurrency 2" in why[2]
-
-
-def test_latency_trend_from_requests():
-    rng = np.random.default_rng(0)
-    start = np.sort(rng.uniform(0, 100, 200))
-    growing = requests(start, 1 + 0.1 * start + rng.uniform(0, 0.5, 200), run="grow")
-    steady = requests(start, 2 + rng.uniform(0, 0.5, 200), ttft=np.full(200, 0.05), run="flat")
-    req = pd.concat([growing, steady], ignore_index=True)
-    runs = aggregate_runs(req, meta(["grow", "flat"])).set_index("run_id")
-    assert runs.loc["grow", "saturated"] and "latency grows" in runs.loc["grow", "saturation_reason"]
-    assert not runs.loc["flat", "saturated"]
-
-
-def test_fill_saturation_keeps_given_flags():
-    runs = _runs(load_type="rate", rate_rps=[10.0, 10.0], achieved_rps=[5.0, 5.0])
-    runs["saturated"] = pd.array([False, pd.NA], dtype="boolean")
-    out = fill_saturation(runs)
-    assert out["saturated"].tolist() == [False, True]
-    assert out["saturated"].dtype == bool

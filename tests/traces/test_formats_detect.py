@@ -127,7 +127,7 @@ def test_k_inferred_from_acceptance_positions():
 def test_warnings_are_collected_once_per_message():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = ingest_paths([DER / "vllm-0.32.0-summary.json"], labels=FLAGS)
+        res = ingest_paths([DER / "vllm-0.32.0-summary.json"], labels={**FLAGS, "verifier": "Qwen/Qwen3-8B"})
     assert len(res.warnings) == len(set(res.warnings)) == 1 and "'dataset'" in res.warnings[0]
     assert res.formats == {str(DER / "vllm-0.32.0-summary.json"): "vllm_bench"}
 

@@ -190,3 +190,27 @@ def test_bool_and_string_parsing():
     out = validate_runs(df, SRC)
     assert out["saturated"].dtype == "boolean" and out["saturated"].isna().iloc[2]
     assert out["saturated"].iloc[0] and out["k"].tolist() == [0, 3, 3]
+
+
+def test_pinned_runs_lose_their_acceptance_evidence():
+    nan = np.nan
+    df = make_runs().assign(acceptance_pinned=["", "true", "false"], acceptance_length=[nan, 2.5, 2.0],
+                            draft_tokens=[nan, 400.0, 400.0], accepted_tokens=[nan, 150.0, 100.0],
+                            num_drafts=[nan, 100.0, 100.0])
+    out = validate_runs(df, SRC)
+    assert out["acceptance_pinned"].tolist() == [False, True, False] and out["acceptance_pinned"].dtype == bool
+    assert out["pinned_acceptance_length"].tolist()[1] == 2.5 and out["pinned_acceptance_length"][[0, 2]].isna().all()
+    for col in ("acceptance_length", "draft_tokens", "accepted_tokens", "num_drafts"):
+        assert np.isnan(out[col].iloc[1]) and out[col].iloc[2] > 0, col
+    pd.testing.assert_frame_equal(validate_runs(out, SRC), out)  # idempotent
+    # a given pinned value is kept; like acceptance_length it is at most k + 1
+    kept = validate_runs(df.assign(pinned_acceptance_length=[nan, 3.0, nan]), SRC)
+    assert kept["pinned_acceptance_length"].iloc[1] == 3.0
+    expect_error(validate_runs, df.assign(pinned_acceptance_length=[nan, 9.0, nan]), "pinned_acceptance_length")
+
+
+def test_tool_and_engine_columns_default_to_empty_text():
+    out = validate_runs(make_runs(), SRC)
+    for col in ("tool", "tool_version", "engine", "engine_version", "saturation_reason"):
+        assert (out[col] == "").all(), col
+    assert not out["acceptance_pinned"].any()

@@ -5,7 +5,8 @@
   generation; CSV run-level rows);
 - :mod:`.vllm_bench`: ``vllm bench serve`` result JSON / JSONL;
 - :mod:`.sglang`: SGLang ``bench_serving`` JSONL;
-- :mod:`.prometheus`: vLLM ``/metrics`` scrapes (speculative-decoding counters);
+- :mod:`.aiperf`: NVIDIA AIPerf ``profile_export.jsonl`` (per-request records);
+- :mod:`.prometheus`: ``/metrics`` scrapes of vLLM, llama.cpp and SGLang (speculative decoding);
 - :mod:`.vllm_logs`: vLLM server logs (``SpecDecoding metrics:`` lines);
 - :mod:`.labels`: the speculative configuration from labels, flags and a sidecar YAML;
 - :mod:`.assemble`: parsed files -> canonical runs (requests aggregated with
@@ -43,6 +44,17 @@ def _reader(fmt: str):
         from .sglang import read_sglang
 
         return read_sglang
+    if fmt == "aiperf":
+        from .aiperf import read_aiperf
+
+        return read_aiperf
+    if fmt == "aiperf_summary":
+        def refuse(p):
+            raise TraceError(str(p), None, "this is AIPerf's aggregate file (profile_export_aiperf.json): it has no "
+                             "per-request records", "give profile_export.jsonl (the aggregate file beside it is "
+                             "read with it for the load setting)")
+
+        return refuse
     if fmt == "prometheus":
         from .prometheus import read_prometheus
 

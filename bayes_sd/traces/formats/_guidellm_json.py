@@ -28,7 +28,13 @@ __all__ = ["FIELDS", "BATCH_KEY", "stream_report", "records_to_columns", "parse_
 
 MARK = b'{"type_": "generative_request_stats"'
 BATCH_KEY = "__bayes_sd_batch__"
+#: vLLM's per-request speculative-decoding object as GuideLLM 0.8 keeps it (``response_metrics`` is the
+#: response's ``metrics``): the response-level ``speculative_decoding`` (vLLM >= 0.29, list histogram),
+#: or the per-choice ``speculative_decoding_stats`` (vLLM PR 48915 shape, dict histogram ``{"0": 39}``)
+#: should a client keep it there. The counts have the same names in both.
 _SD = ("response_metrics", "speculative_decoding")
+_SD_CHOICE = ("response_metrics", "speculative_decoding_stats")
+_HIST = "acceptance_histogram"
 #: flat column name -> path in a request record (v1/v2 and legacy fields; absent -> NaN).
 FIELDS = {
     "request_id": ("request_id",),
@@ -51,7 +57,12 @@ FIELDS = {
     "sd_draft_tokens": _SD + ("num_draft_tokens",),
     "sd_accepted_tokens": _SD + ("num_accepted_draft_tokens",),
     "sd_num_drafts": _SD + ("num_spec_steps",),
+    "sdc_draft_tokens": _SD_CHOICE + ("num_draft_tokens",),
+    "sdc_accepted_tokens": _SD_CHOICE + ("num_accepted_draft_tokens",),
+    "sdc_num_drafts": _SD_CHOICE + ("num_spec_steps",),
 }
+_SD_COLS = {"sd_draft_tokens": "sdc_draft_tokens", "sd_accepted_tokens": "sdc_accepted_tokens",
+            "sd_num_drafts": "sdc_num_drafts"}
 _STR = {"request_id", "status"}
 
 
@@ -85,6 +96,48 @@ def _num(v, source, name):
                      "the report was edited or is not GuideLLM output: restore the numeric value")
 
 
+def histogram_counts(hist, source: str) -> tuple[float, float]:
+    """(verify steps, accepted draft tokens) of an acceptance histogram: a list (index j = steps that
+    accepted exactly j drafts) or a dict with the same meaning keyed by j as a string or integer."""
+    items = enumerate(hist) if isinstance(hist, list) else hist.items() if isinstance(hist, dict) else None
+    if items is None:
+        raise TraceError(source, _HIST, f"expected a list or an object, found {type(hist).__name__}",
+                         "restore the server's acceptance histogram unchanged")
+    steps = accepted = 0.0
+    for j, c in items:
+        try:
+            j, c = int(j), float(c)
+        except (TypeError, ValueError):
+            raise TraceError(source, _HIST, f"entry {j!r}: {c!r} is not a count",
+                             "restore the server's acceptance histogram unchanged") from None
+        steps += c
+        accepted += j * c
+    return steps, accepted
+
+
+def _from_histogram(r: dict, cols: dict, source: str) -> None:
+    """Fill missing step / accepted counts of one record from its acceptance histogram."""
+    for path in (_SD, _SD_CHOICE):
+        sd = get(r, *path)
+        if isinstance(sd, dict) and sd.get(_HIST) is not None and sd.get("num_spec_steps") is None:
+            steps, accepted = histogram_counts(sd[_HIST], source)
+            cols["sd_num_drafts"][-1] = steps
+            cols["sd_accepted_tokens"][-1] = accepted
+            k = _num(sd.get("num_spec_tokens"), source, "sd_draft_tokens")
+            if np.isnan(cols["sd_draft_tokens"][-1]) and k > 0:
+                cols["sd_draft_tokens"][-1] = k * steps  # at most k per step: the configured budget
+            return
+
+
+def _merge_shapes(cols: dict) -> dict:
+    """One set of speculative columns: the response-level object, else the per-choice one."""
+    for main, alt in _SD_COLS.items():
+        miss = np.isnan(cols[main])
+        if miss.any():
+            cols[main] = np.where(miss, cols[alt], cols[main])
+    return cols
+
+
 def records_to_columns(records: list, source: str, offset: int = 0) -> dict:
     """Flat columns (:data:`FIELDS`) of request records given as Python dicts."""
     cols = {k: [] for k in FIELDS}
@@ -98,7 +151,9 @@ def records_to_columns(records: list, source: str, offset: int = 0) -> dict:
                 cols[name].append(None if v is None else str(v))
             else:
                 cols[name].append(_num(v, source, name))
-    return {k: np.array(v, dtype=object if k in _STR else "float64") for k, v in cols.items()}
+        if np.isnan(cols["sd_num_drafts"][-1]) and np.isnan(cols["sdc_num_drafts"][-1]):
+            _from_histogram(r, cols, source)
+    return _merge_shapes({k: np.array(v, dtype=object if k in _STR else "float64") for k, v in cols.items()})
 
 
 def _split(data: bytes) -> list:
@@ -132,6 +187,9 @@ def parse_batch(data: bytes, n: int, source: str, strict: bool = False) -> dict 
             col = flat.column(".".join(path))
             out[name] = col.to_numpy(zero_copy_only=False)
             out[name] = out[name].astype(object) if name in _STR else out[name].astype("float64")
+        out = _merge_shapes(out)
+        if np.isnan(out["sd_num_drafts"]).any() and _HIST.encode() in data:
+            raise ValueError("histogram without counts")  # derive the counts in Python
         return out
     except Exception:  # any arrow complaint: redo this run of records with Python's json
         if strict:

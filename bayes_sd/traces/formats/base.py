@@ -48,7 +48,13 @@ class RunData:
     on the request clock, or None. ``clockless``: request rows have no send times (all
     ``start_s`` = 0): their statistics are kept but rates come from ``stats`` and they
     are left out of the latency-trend check. ``labels``: speculative configuration
-    recorded for this run only. ``acceptance``: run-level acceptance counts.
+    recorded for this run only. ``acceptance``: run-level acceptance counts. ``span``: the
+    run's first send and last token as epoch seconds, when the tool's clock is the wall clock
+    (used to match ``/metrics`` scrapes by time), else None. ``run_id``: the run id to use
+    (a manifest point's id) instead of ``<file stem>:<key>``. ``forced``: configuration that
+    overrides every other layer (a manifest point's). ``info``: what the file records about the
+    run beyond the configuration (``tool``, ``tool_version``, ``engine``, ``engine_version``,
+    ``acceptance``: 'pinned' when the engine fixed it).
     """
 
     key: str
@@ -66,11 +72,20 @@ class RunData:
     saturation_reason: str = ""
     labels: dict = field(default_factory=dict)
     acceptance: dict = field(default_factory=dict)
+    span: tuple | None = None
+    run_id: str | None = None
+    forced: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
 
 
 @dataclass
 class Parsed:
-    """One file read by a format reader."""
+    """One file read by a format reader.
+
+    ``info``: tool / engine name and version and pinned acceptance the file records for all its
+    runs (see :class:`RunData`). ``scrapes``: for ``/metrics`` files, one ``(time, totals)`` per
+    scrape in the file (time in epoch seconds from the samples' timestamps, or None).
+    """
 
     path: str
     fmt: str
@@ -79,6 +94,8 @@ class Parsed:
     recorded: dict = field(default_factory=dict)    # fallbacks the file records (model name, data set)
     acceptance: dict | None = None                  # acceptance-only sources
     warnings: list = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+    scrapes: list = field(default_factory=list)
 
 
 def warn(sink: list | None, source: str, fld: str | None, problem: str, fix: str) -> str:

@@ -7,7 +7,11 @@
 - ``'guidellm_json'``, ``'guidellm_yaml'``, ``'guidellm_csv'``: GuideLLM reports;
 - ``'vllm_bench'``: ``vllm bench serve`` result JSON / JSONL;
 - ``'sglang'``: SGLang ``bench_serving`` JSONL;
-- ``'prometheus'``: a vLLM ``/metrics`` text scrape;
+- ``'aiperf'``: NVIDIA AIPerf ``profile_export.jsonl`` (one record per request);
+  ``'aiperf_summary'``: its ``profile_export_aiperf.json`` (aggregates and the load settings, read
+  with the JSONL beside it);
+- ``'manifest'``: a sweep's ``manifest.json`` (:mod:`bayes_sd.traces.manifest`);
+- ``'prometheus'``: a ``/metrics`` text scrape of vLLM, llama.cpp or SGLang;
 - ``'vllm_log'``: a vLLM server log with speculative-decoding metric lines;
 - ``'sidecar'``: a small YAML with the speculative configuration (verifier, drafter, k,
   hardware, dataset, optional per-run / per-file overrides).
@@ -28,13 +32,13 @@ from .vllm_logs import LOG_MARKERS
 
 __all__ = ["detect_format", "FORMATS"]
 
-FORMATS = ("table", "guidellm_json", "guidellm_yaml", "guidellm_csv", "vllm_bench", "sglang", "prometheus",
-           "vllm_log", "sidecar")
+FORMATS = ("table", "guidellm_json", "guidellm_yaml", "guidellm_csv", "vllm_bench", "sglang", "aiperf",
+           "aiperf_summary", "manifest", "prometheus", "vllm_log", "sidecar")
 _HEAD = 1 << 16
 _SIDECAR_KEYS = {"verifier", "drafter", "k", "hardware", "dataset", "runs", "files", "attach_to",
-                 "speculative_config"}
+                 "speculative_config", "acceptance", "tool", "tool_version", "engine", "engine_version"}
 _YAML_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:", re.M)
-_PROM = re.compile(r"^(# (HELP|TYPE) vllm:|vllm:[a-z_:]+(\{|\s))", re.M)
+_PROM = re.compile(r"^(# (HELP|TYPE) (vllm|llamacpp|sglang):|(vllm|llamacpp|sglang):[a-zA-Z_:]+(\{|\s))", re.M)
 _SGLANG = (b'"server_info"', b'"accept_length"', b'_e2e_latency_ms"', b'"sharegpt_output_len"',
            b'"random_range_ratio"')
 _VLLM = (b'"endpoint_type"', b'"tokenizer_id"', b'"burstiness"', b'_e2el_ms"', b'"request_goodput')
@@ -68,8 +72,9 @@ def _log_lines(path: Path) -> bool:
 def _unknown(src: str, what: str) -> TraceError:
     return TraceError(src, None, f"cannot tell what this file is from its content ({what})",
                       "give a GuideLLM report (JSON/YAML/CSV), a `vllm bench serve` result JSON, an SGLang "
-                      "bench_serving JSONL, a vLLM /metrics scrape or log, a sidecar YAML, or a canonical "
-                      "CSV/parquet table (see `bayes-sd ingest --help`)")
+                      "bench_serving JSONL, an AIPerf profile_export.jsonl, a /metrics scrape (vLLM, llama.cpp, "
+                      "SGLang), a vLLM log, a sidecar YAML, a sweep manifest.json, or a canonical CSV/parquet table "
+                      "(see `bayes-sd ingest --help`)")
 
 
 def detect_format(path) -> str:
@@ -85,6 +90,12 @@ def detect_format(path) -> str:
         return "table"
     body = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if body[:1] in (b"{", b"["):
+        if b'"bayes_sd_manifest"' in head:
+            return "manifest"
+        if b'"record_processor_id"' in head or (b'"metadata"' in head and b'"request_start_ns"' in head):
+            return "aiperf"
+        if b'"input_config"' in head and b'"records"' in head:
+            return "aiperf_summary"
         if b'"benchmarks"' in head:
             return "guidellm_json"
         if any(m in head for m in _SGLANG):
@@ -104,7 +115,8 @@ def detect_format(path) -> str:
     keys = set(_YAML_KEY.findall(text))
     if "benchmarks" in keys and ("metadata" in keys or "args" in keys or "config" in keys or "type_" in text):
         return "guidellm_yaml"
-    if "," not in first and "benchmarks" not in keys and keys & (_SIDECAR_KEYS - {"runs", "files", "attach_to"}):
+    if "," not in first and "benchmarks" not in keys and (keys & (_SIDECAR_KEYS - {"runs", "files", "attach_to"})
+                                                          or (keys and keys <= _SIDECAR_KEYS)):
         return "sidecar"
     if "\x00" not in text and ("," in first or "\t" in first):
         return "table"

@@ -27,10 +27,15 @@ Request times: ``info.timings`` (epoch seconds; ``first_token_iteration``,
 ``last_token_time``; when timings are absent, ``request_start_time`` +
 ``time_to_first_token_ms`` / 1000 and ``request_latency`` (s). Per-request speculative
 counts come from ``response_metrics.speculative_decoding`` (GuideLLM 0.8 passing
-vLLM's per-request metrics through). Errored and incomplete requests are counted, never
-used in latency statistics. The tool's own warm-up / cool-down window
-(``scheduler_metrics.measure_start_time`` / ``measure_end_time``) is kept when the
-report sets one. The CSV (:mod:`.guidellm_csv`) has run-level rows only.
+vLLM's per-request metrics through; vLLM >= 0.29 ``--per-request-spec-decode-metrics``, with a list
+histogram) or ``response_metrics.speculative_decoding_stats`` (the per-choice shape of vLLM PR 48915,
+with a dict histogram ``{"0": 39, ...}``); both carry ``num_spec_steps``,
+``num_accepted_draft_tokens`` and ``num_draft_tokens``, and when the counts are missing the
+histogram gives the steps and the accepted tokens (and ``num_spec_tokens`` x steps the drafted
+ones). Errored and incomplete requests are counted, never used in latency statistics.
+``metadata.guidellm_version`` (0.5 on) is recorded as the run's ``tool_version``.
+The tool's own warm-up / cool-down window (``scheduler_metrics.measure_start_time`` /
+``measure_end_time``) is kept when the report sets one. The CSV (:mod:`.guidellm_csv`) has run-level rows only.
 """
 
 from __future__ import annotations
@@ -276,7 +281,8 @@ def _benchmark(b, i: int, gen: str, batches, source: str, sink: list) -> RunData
     return RunData(key=key, load_type=load_type, rate_rps=rate, concurrency=conc,
                    aliases=[str(i), label, str(strat.get("type_", "")), str(get(b, "config", "id_") or b.get("id_"))],
                    requests=req, window=window, n_errored=n_err, n_incomplete=n_inc, saturated=sat,
-                   saturation_reason=reason)
+                   saturation_reason=reason,
+                   span=(float(req["start_s"].min()), float(req["end_s"].max())))  # epoch seconds
 
 
 def _recorded(tree, gen: str) -> dict:
@@ -301,7 +307,10 @@ def read_guidellm(path, fmt: str = "guidellm_json") -> Parsed:
     source = str(path)
     tree, batches = _load(path, fmt, source)
     gen = _generation(tree, source)
-    out = Parsed(path=source, fmt=f"guidellm {gen}")
+    out = Parsed(path=source, fmt=f"guidellm {gen}", info={"tool": "guidellm"})
+    version = get(tree, "metadata", "guidellm_version")
+    if isinstance(version, str) and version.strip():
+        out.info["tool_version"] = version.strip()
     labels = get(tree, "config", "metadata", "labels")
     if isinstance(labels, dict):
         out.labels = {str(k): v for k, v in labels.items()}

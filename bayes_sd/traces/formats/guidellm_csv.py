@@ -34,7 +34,7 @@ def read_guidellm_csv(path) -> Parsed:
         raise TraceError(source, None, "a GuideLLM CSV needs 3 header rows and one row per benchmark",
                          "give the CSV as GuideLLM wrote it (or the JSON report, which has per-request data)")
     head = [(a.strip(), b.strip(), c.strip()) for a, b, c in zip(*rows[:3])]
-    out = Parsed(path=source, fmt="guidellm csv")
+    out = Parsed(path=source, fmt="guidellm csv", info={"tool": "guidellm"})
 
     def cell(row, group, name, stat=""):
         for j, h in enumerate(head):

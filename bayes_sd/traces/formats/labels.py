@@ -3,9 +3,12 @@
 Benchmark outputs do not record how the server speculated. The configuration of each
 run is assembled from, most specific first:
 
+0. a sweep manifest's configuration for the point (:mod:`bayes_sd.traces.manifest`);
 1. a sidecar YAML's per-run override (``runs:`` keyed by run id, benchmark index or
    strategy label such as ``constant@4``), then its per-file override (``files:`` keyed
-   by file name, path or stem);
+   by file name, path or stem, or by a glob pattern matched against the file's name and its
+   path relative to the sidecar's folder, e.g. ``"eagle-k4/*.json"``; exact names first, then
+   the first pattern that matches, in file order);
 2. the flags (``ingest_paths(labels=...)``: ``--verifier --drafter --k --hardware --dataset``);
 3. the sidecar's top-level keys;
 4. what the file records: GuideLLM ``--label key=value`` (``config.metadata.labels``),
@@ -21,6 +24,12 @@ Label keys are matched loosely (case, ``-``/``_``) with aliases: ``draft_model``
 drafter ``'none'`` and vice versa. Whatever is still missing raises one TraceError naming
 the file, the missing fields and the fix.
 
+Besides the five fields, the same layers (and, last, what the reader found in the file) give
+``acceptance`` (``measured`` or ``pinned``: the engine fixed the acceptance, e.g. vLLM
+``speculative_config.rejection_sample_method = "synthetic"`` or SGLang
+``SGLANG_SIMULATE_ACC_LEN``; a ``speculative_config`` with the synthetic method means pinned),
+``tool``, ``tool_version``, ``engine`` and ``engine_version`` (:data:`EXTRA_FIELDS`).
+
 Sidecar example::
 
     verifier: meta-llama/Llama-3.1-8B-Instruct
@@ -30,13 +39,17 @@ Sidecar example::
     dataset: sharegpt
     runs:                      # optional, per run (id, benchmark index or strategy)
       "0": {k: 0, drafter: none}
-    files:                     # optional, per input file
+    files:                     # optional, per input file (name, path, stem or glob pattern)
       sweep_k2.json: {k: 2}
+      "pinned/*.json": {acceptance: pinned}
+    acceptance: measured       # or pinned (cost-only data)
+    engine: vllm               # tool, tool_version, engine, engine_version: when the files do not say
     attach_to: sweep:2:constant@18.08   # run that a Prometheus scrape / vLLM log belongs to
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 from dataclasses import dataclass, field
@@ -45,9 +58,12 @@ from pathlib import Path
 from ..schema import NO_DRAFTER, TraceError
 from .base import read_text, warn
 
-__all__ = ["SPEC_FIELDS", "Sidecar", "load_sidecar", "normalize", "resolve", "FIX"]
+__all__ = ["SPEC_FIELDS", "EXTRA_FIELDS", "Sidecar", "load_sidecar", "normalize", "resolve", "file_override", "FIX"]
 
 SPEC_FIELDS = ("verifier", "drafter", "k", "hardware", "dataset")
+#: Optional fields resolved like the configuration: pinned acceptance, tool and engine names and versions.
+EXTRA_FIELDS = ("acceptance", "tool", "tool_version", "engine", "engine_version")
+ACCEPTANCE_VALUES = ("measured", "pinned")
 FIX = ("pass --verifier/--drafter/--k/--hardware (and --dataset) or a sidecar YAML (--sidecar spec.yaml with keys "
        "verifier, drafter, k, hardware, dataset), or label the benchmark (GuideLLM --label k=4, vLLM --metadata k=4)")
 _ALIASES = {
@@ -58,6 +74,11 @@ _ALIASES = {
           "speculative_tokens"),
     "hardware": ("hardware", "gpu", "accelerator", "device", "hw"),
     "dataset": ("dataset", "workload", "dataset_name"),
+    "acceptance": ("acceptance", "acceptance_mode"),
+    "tool": ("tool", "load_generator", "benchmark_tool"),
+    "tool_version": ("tool_version", "load_generator_version"),
+    "engine": ("engine", "serving_engine", "server"),
+    "engine_version": ("engine_version", "server_version"),
 }
 _LOOKUP = {a: f for f, al in _ALIASES.items() for a in al}
 _SPEC_CONFIG = ("speculative_config", "spec_config")
@@ -102,17 +123,37 @@ def normalize(d, source: str, where: str, strict: bool = False) -> dict:
                     out.setdefault("drafter", str(dm))
                 if cfg.get("num_speculative_tokens") is not None:
                     out.setdefault("k", _k(cfg["num_speculative_tokens"], source, f"{where} {key}"))
+                if str(cfg.get("rejection_sample_method", "")).lower() == "synthetic":
+                    out["acceptance"] = "pinned"
             continue
         f = _LOOKUP.get(nk)
         if f is None:
             if strict:
-                raise TraceError(source, str(key), f"{where}: unknown key", f"use {', '.join(SPEC_FIELDS)} "
-                                 "(and in a sidecar: runs, files, attach_to, speculative_config)")
+                raise TraceError(source, str(key), f"{where}: unknown key", f"use {', '.join(SPEC_FIELDS)}, "
+                                 f"{', '.join(EXTRA_FIELDS)} (and in a sidecar: runs, files, attach_to, "
+                                 "speculative_config)")
             continue
         if v is None or (isinstance(v, str) and not v.strip()):
             continue
+        if f == "acceptance":
+            out[f] = _acceptance(v, source, f"{where} {key}", strict)
+            if out[f] is None:
+                del out[f]
+            continue
         out[f] = _k(v, source, f"{where} {key}") if f == "k" else str(v).strip()
     return out
+
+
+def _acceptance(v, source: str, where: str, strict: bool) -> str | None:
+    val = str(v).strip().lower()
+    if val in ("synthetic", "simulated", "fixed"):
+        val = "pinned"
+    if val in ACCEPTANCE_VALUES:
+        return val
+    if strict:
+        raise TraceError(source, "acceptance", f"{where}: acceptance = {v!r}",
+                         "use 'measured' or 'pinned' (the engine fixed the acceptance: cost-only data)")
+    return None
 
 
 @dataclass
@@ -148,16 +189,43 @@ def load_sidecar(path) -> Sidecar:
                    attach_to=attach)
 
 
-def resolve(*, source: str, run_id: str, names: list, file_labels: dict, run_labels: dict, recorded: dict,
-            inferred: dict, flags: dict, sidecar: Sidecar | None, sink: list) -> dict:
-    """The five configuration fields of one run (see the module docstring for the order)."""
-    side = sidecar or Sidecar()
+def file_override(side: Sidecar, source: str) -> dict:
+    """The sidecar's ``files:`` entry for ``source``: by full path, name or stem, else the first glob
+    pattern (in file order) matching its name, its path relative to the sidecar's folder or its path."""
+    if not side.files:
+        return {}
     p = Path(source)
-    file_over = next((side.files[n] for n in (source, p.name, p.stem) if n in side.files), {})
+    for n in (source, p.name, p.stem):
+        if n in side.files:
+            return side.files[n]
+    paths = [p.name, p.as_posix()]
+    if side.path:
+        try:
+            paths.insert(1, p.resolve().relative_to(Path(side.path).resolve().parent).as_posix())
+        except ValueError:
+            pass
+    for pattern, over in side.files.items():
+        if any(ch in pattern for ch in "*?[") and any(fnmatch.fnmatchcase(q, pattern) for q in paths):
+            return over
+    return {}
+
+
+def resolve(*, source: str, run_id: str, names: list, file_labels: dict, run_labels: dict, recorded: dict,
+            inferred: dict, flags: dict, sidecar: Sidecar | None, sink: list, forced: dict | None = None,
+            info: dict | None = None) -> dict:
+    """The five configuration fields of one run (see the module docstring for the order), and
+    those of :data:`EXTRA_FIELDS` that some layer gives."""
+    side = sidecar or Sidecar()
+    file_over = file_override(side, source)
     run_over = next((side.runs[n] for n in [run_id] + list(names) if n in side.runs), {})
     file_own = {**normalize(file_labels, source, "label"), **normalize(run_labels, source, "metadata")}
-    layers = [run_over, file_over, flags, side.defaults, file_own]
+    layers = [forced or {}, run_over, file_over, flags, side.defaults, file_own]
     out = {}
+    for f in EXTRA_FIELDS:
+        for layer in layers + [info or {}]:
+            if layer.get(f) is not None:
+                out[f] = layer[f]
+                break
     for f in SPEC_FIELDS:
         for layer in layers:
             if layer.get(f) is not None:

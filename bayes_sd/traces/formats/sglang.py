@@ -11,7 +11,10 @@ aggregates (``*_ms``; note ``e2e_latency``, not vLLM's ``e2el``) are used.
 ``accept_length`` is read from the server's ``/get_server_info``: it is cumulative since
 the server started, not limited to this run, so it is recorded with a warning.
 ``server_info`` gives the verifier (``model_path``) and the speculative configuration
-(``speculative_algorithm``, ``speculative_draft_model_path``, ``speculative_num_steps``).
+(``speculative_algorithm``, ``speculative_draft_model_path``, ``speculative_num_steps``), and its
+``version`` the engine version (tool ``sglang-bench``, engine ``sglang``). A server started with
+``SGLANG_SIMULATE_ACC_LEN`` (pinned acceptance) does not say so in ``server_info``: mark such runs
+``acceptance: pinned`` in a sidecar or the manifest.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def _server_labels(info) -> dict:
 def read_sglang(path) -> Parsed:
     """Read an SGLang ``bench_serving`` JSONL file."""
     source = str(path)
-    out = Parsed(path=source, fmt="sglang bench_serving")
+    out = Parsed(path=source, fmt="sglang bench_serving", info={"tool": "sglang-bench", "engine": "sglang"})
     objs = load_json_objects(read_text(path), source)
     for j, d in enumerate(objs):
         if not isinstance(d, dict):
@@ -83,6 +86,9 @@ def read_sglang(path) -> Parsed:
         if isinstance(d.get("dataset_name"), str) and d["dataset_name"]:
             out.recorded.setdefault("dataset", d["dataset_name"])
         run.labels = _server_labels(info)
+        version = get(info, "version")
+        if isinstance(version, str) and version.strip():
+            run.info["engine_version"] = version.strip()
         if "ttfts" in d:
             run.requests, run.n_errored, run.clockless = request_rows(d, source, key, out.warnings, e2e="e2e_latency")
             run.stats = rates_from_duration(run.requests, num(d.get("duration"), source, "duration"))

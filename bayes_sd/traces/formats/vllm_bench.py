@@ -17,6 +17,12 @@ seconds. ``spec_decode_*`` keys (vLLM 0.14+: deltas of the server's counters ove
 run) give the run's acceptance; ``spec_decode_acceptance_rate`` is a PERCENT and
 ``spec_decode_acceptance_length`` includes the bonus token. ``--metadata KEY=VALUE``
 keys (top-level, not vLLM's own) are read as labels (e.g. ``hardware=H100``).
+
+Per-request speculative-decoding metrics never reach these files: of the server's per-request
+``metrics`` object ``vllm bench serve`` (0.33, ``vllm/benchmarks/serve.py``) keeps only
+``server_queue_times`` and ``server_ttfts``, so acceptance comes from ``spec_decode_*`` (or a
+scrape / log). The file records neither the client's nor the server's version: the tool is
+recorded as ``vllm-bench`` without a version (give it in a sidecar or manifest).
 """
 
 from __future__ import annotations
@@ -193,7 +199,7 @@ def read_vllm_bench(path) -> Parsed:
     """Read a ``vllm bench serve`` result file (JSON or JSON Lines)."""
     source = str(path)
     objs = load_json_objects(read_text(path), source)
-    out = Parsed(path=source, fmt="vllm bench serve")
+    out = Parsed(path=source, fmt="vllm bench serve", info={"tool": "vllm-bench"})
     for j, d in enumerate(objs):
         if not isinstance(d, dict):
             raise TraceError(source, None, f"object {j} is a {type(d).__name__}, not a result object",

@@ -25,6 +25,11 @@ nothing was accepted. V0 lines are cumulative: the last one is used; drafts = dr
 k, and since V0's "accepted" also counts matching tokens after a rejection, the accepted
 prefix is emitted - drafts (each step emits its accepted prefix + 1 token). The last
 interval before a shutdown is usually never logged.
+
+The startup lines say more: ``LLM engine (v0.11.0)`` gives the engine version, and a
+``rejection_sample_method`` of ``synthetic`` in the logged arguments or configuration (vLLM's
+synthetic acceptance for testing, ``synthetic_acceptance_rates`` / ``synthetic_acceptance_length``)
+marks the run's acceptance as pinned: cost-only data, never acceptance evidence.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ _V1 = {"mal": re.compile(r"Mean acceptance length:\s*" + _NUM),
        "acc": re.compile(r"Accepted:\s*(\d+) tokens"),
        "draft": re.compile(r"Drafted:\s*(\d+) tokens"),
        "pos": re.compile(r"Per-position acceptance rate:\s*((?:[\d.]+|nan)(?:\s*,\s*(?:[\d.]+|nan))*)")}
+_VERSION = re.compile(r"LLM engine \(v(\d[\w.+-]*)\)")
+_SYNTHETIC = re.compile(r"rejection_sample_method['\"]?\s*[:=]\s*['\"]?synthetic", re.I)
 _V0 = {"k": re.compile(r"Number of speculative tokens:\s*(\d+)"),
        "acc": re.compile(r"Number of accepted tokens:\s*(\d+)"),
        "draft": re.compile(r"Number of draft tokens:\s*(\d+)"),
@@ -92,13 +99,17 @@ def _v1(lines, source, sink) -> dict:
 def read_vllm_log(path) -> Parsed:
     """Read a vLLM server log; ``Parsed.acceptance`` holds the summed acceptance."""
     source = str(path)
-    out = Parsed(path=source, fmt="vllm log")
+    out = Parsed(path=source, fmt="vllm log", info={"engine": "vllm"})
     v0, v1 = [], []
     for n, line in enumerate(read_text(path).splitlines(), 1):
         if "SpecDecoding metrics:" in line:
             v1.append((n, line))
         elif "Speculative metrics:" in line:
             v0.append((n, line))
+        elif "engine_version" not in out.info and (m := _VERSION.search(line)):
+            out.info["engine_version"] = m.group(1)
+        if "rejection_sample_method" in line and _SYNTHETIC.search(line):
+            out.info["acceptance"] = "pinned"
     if not v0 and not v1:
         raise TraceError(source, "SpecDecoding metrics", "no speculative-decoding metric line in the log",
                          "log the server with speculative decoding on and stats logging enabled "

@@ -1,0 +1,205 @@
+"""How far the model can be trusted, on data it was not shaped on: out-of-family fleets (and, rarely,
+the frozen test set), held-out splits, scores that cannot flatter, and the decisions it makes.
+
+    python bench/calibration.py [--configs default,moe_roofline] [--fleets 1-5 | --frozen]
+                                [--splits highest_loads,leave_one_pair_out,leave_one_k_out,one_k_measured]
+                                [--max-splits 2] [--draws 500] [--tune 500] [--chains 2]
+                                [--decisions] [--decision-seeds 5] [--out DIR]
+
+Data: SYNTHETIC fleets of bayes_sd.evaluation.fleets, a simulator written independently of the
+model's closed form (roofline pass costs, FIFO admission, chunked prefill, MoE routing imbalance,
+per-request acceptance decaying with position, EOS lengths, per-run systematic factors). The frozen
+set (data/frozen, `--frozen`) is scored only when a change is ready: say so wherever its figures go.
+
+Scores (bayes_sd.evaluation.scoring), per split kind, with 90% cluster-bootstrap intervals (cluster:
+fleet x configuration): MAPE of the predictive median and of the predictive mean (and the share of
+finite runs whose predictive mean is infinite), coverage of the 50/80/90/95% predictive intervals,
+CRPS (saturated draws and runs capped at 10x the largest finite latency), Brier score of
+P(saturated), PIT's distance from uniform, per-request p90/p99 error. Each held-out run is predicted
+twice: at the workload's training mean lengths and at the run's own realised lengths.
+
+`--decisions`: fitted on each whole fleet, `recommend_k` (mean latency, k in 0..7) per (pair, load)
+of the fleet's ground truth: mean regret against the simulated best k, the share of conditions where
+speculation was chosen while at least 5% slower than k = 0, and the share where the chosen k is the
+same across `--decision-seeds` fits with different sampling seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_line  # noqa: E402
+
+from bayes_sd.evaluation.fleets import load_frozen, random_fleet  # noqa: E402
+from bayes_sd.evaluation.scoring import score_runs, summarise_scores  # noqa: E402
+from bayes_sd.evaluation.splits import SPLITS, configuration_label  # noqa: E402
+from bayes_sd.model import ConvergenceWarning, LatencyModel  # noqa: E402
+from bayes_sd.model.conditions import CONDITION_COLUMNS  # noqa: E402
+from bayes_sd.recommend import recommend_k  # noqa: E402
+from bayes_sd.traces import write_table  # noqa: E402
+
+
+def seeds(text: str) -> list[int]:
+    """``1-5`` or ``1,3,7`` -> list of ints."""
+    if "-" in text and "," not in text:
+        a, b = (int(x) for x in text.split("-"))
+        return list(range(a, b + 1))
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def fit(config: str, runs: pd.DataFrame, models: pd.DataFrame, args, seed: int) -> LatencyModel:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return LatencyModel(config).fit(runs, models=models, draws=args.draws, tune=args.tune, chains=args.chains,
+                                        random_seed=seed, progressbar=False)
+
+
+def training_lengths(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """The test conditions at their workload's training mean lengths (the run's own where the
+    workload was not trained on)."""
+    means = train.groupby(["verifier", "dataset"])[["prompt_len", "output_len"]].mean()
+    cond = test[CONDITION_COLUMNS].copy()
+    key = pd.MultiIndex.from_frame(test[["verifier", "dataset"]])
+    for col in ("prompt_len", "output_len"):
+        cond[col] = means[col].reindex(key).to_numpy()
+        cond[col] = cond[col].fillna(test[col])
+    return cond
+
+
+def score_split(model: LatencyModel, train: pd.DataFrame, test: pd.DataFrame, seed: int) -> pd.DataFrame:
+    test = test.reset_index(drop=True)
+    out = []
+    for lengths, cond in (("realised", test[CONDITION_COLUMNS]), ("training", training_lengths(train, test))):
+        d = model.predict_draws(cond.reset_index(drop=True), max_draws=1000, seed=seed)
+        s = score_runs(d.latency_pred, test["latency_mean_s"], saturated=test["saturated"],
+                       p90_draws=d.latency_p90, p90_observed=test.get("latency_p90_s"),
+                       p99_draws=d.latency_p99, p99_observed=test.get("latency_p99_s"), seed=seed)
+        out.append(s.assign(lengths=lengths, run_id=test["run_id"].to_numpy(),
+                            cluster=(test["source"].astype(str) + "|" + configuration_label(test)).to_numpy()))
+    return pd.concat(out, ignore_index=True)
+
+
+def decisions(config: str, runs, models, truth, args, fleet: int) -> pd.DataFrame:
+    """Per (pair, load) of the truth table: the recommended k of each fit, its true regret."""
+    rows = []
+    spec = truth[truth["drafter"] != "none"]
+    for s in range(args.decision_seeds):
+        model = fit(config, runs, models, args, seed=1000 * fleet + s)
+        for (cond, verifier, drafter, hardware, dataset, lt), g in spec.groupby(
+                ["condition", "verifier", "drafter", "hardware", "dataset", "load_type"], sort=False):
+            mine = runs[(runs["verifier"] == verifier) & (runs["hardware"] == hardware) & (runs["dataset"] == dataset)]
+            if mine.empty:
+                continue
+            col = "rate_rps" if lt == "rate" else "concurrency"
+            loads = sorted(g[col].unique())
+            recs = recommend_k(model, verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
+                               prompt_len=float(mine["prompt_len"].mean()), output_len=float(mine["output_len"].mean()),
+                               k_max=int(g["k"].max()), max_draws=500, seed=s,
+                               **({"rates": loads} if lt == "rate" else {"concurrencies": loads}))
+            for _, r in recs.iterrows():
+                t = g[g[col] == r[col]].set_index("k")["latency_mean_s"]
+                best = t.min()
+                chosen = t.get(int(r["best_k"]), np.nan)
+                rows.append({"fleet": fleet, "seed": s, "condition": f"{cond}|{drafter}|{r[col]:g}",
+                             "best_k": int(r["best_k"]), "true_best_k": int(t.idxmin()), "regret": chosen / best - 1,
+                             "slower_speculation": bool(r["best_k"] > 0 and chosen >= 1.05 * t.loc[0]),
+                             "k0_best": bool(t.idxmin() == 0)})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default="default,moe_roofline")
+    ap.add_argument("--fleets", default="1-5", help="out-of-family fleet seeds: 1-5 or 1,4,9 (default 1-5)")
+    ap.add_argument("--frozen", action="store_true", help="score the FROZEN test set instead (rarely)")
+    ap.add_argument("--splits", default=",".join(SPLITS))
+    ap.add_argument("--max-splits", type=int, default=2, help="splits of each kind per fleet (default 2)")
+    ap.add_argument("--draws", type=int, default=500)
+    ap.add_argument("--tune", type=int, default=500)
+    ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--decisions", action="store_true", help="also the decision benchmark")
+    ap.add_argument("--decision-seeds", type=int, default=5)
+    ap.add_argument("--out", default="calibration_out", help="folder for the per-run and per-decision CSVs")
+    ap.add_argument("--summary-out", help="also write the summary (config, kind, lengths, figure, estimate, low, "
+                                          "high, runs, measured, commit) here, e.g. data/frozen/results.csv")
+    args = ap.parse_args()
+    print(machine_line("calibration"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.frozen:
+        runs_all, models_all, truth_all = load_frozen()
+        print("FROZEN TEST SET (data/frozen): scored only when a change is ready")
+        fleets = {i: s for i, s in enumerate(sorted(runs_all["source"].unique()))}
+    else:
+        fleets = dict.fromkeys(seeds(args.fleets))
+    rng = np.random.default_rng(0)
+    per_run, per_decision, fits = [], [], []
+    for fleet, source in fleets.items():
+        t0 = time.perf_counter()
+        if args.frozen:
+            runs, truth = runs_all[runs_all["source"] == source], truth_all[truth_all["source"] == source]
+            models = models_all
+        else:
+            runs, models, truth = random_fleet(fleet)
+        print(f"fleet {fleet}: {len(runs)} runs ({time.perf_counter() - t0:.0f} s to make)", flush=True)
+        runs = runs.reset_index(drop=True)
+        for config in args.configs.split(","):
+            for kind in args.splits.split(","):
+                splits = SPLITS[kind](runs)
+                if len(splits) > args.max_splits:
+                    splits = [splits[i] for i in sorted(rng.choice(len(splits), args.max_splits, replace=False))]
+                for sp in splits:
+                    if sp.test.empty:
+                        continue
+                    t1 = time.perf_counter()
+                    model = fit(config, sp.train, models, args, seed=fleet)
+                    d = model.diagnostics()
+                    fits.append({"config": config, "fleet": fleet, "kind": kind, "split": sp.label,
+                                 "seconds": time.perf_counter() - t1, **d})
+                    s = score_split(model, sp.train, sp.test, seed=fleet)
+                    per_run.append(s.assign(config=config, fleet=fleet, kind=kind, split=sp.label))
+                    print(f"  {config} {kind} [{sp.label}]: {len(sp.test)} runs held out, fit "
+                          f"{time.perf_counter() - t1:.0f} s, R-hat {d['max_rhat']:.3f}", flush=True)
+            if args.decisions:
+                per_decision.append(decisions(config, runs, models, truth, args, fleet).assign(config=config))
+    scores = pd.concat(per_run, ignore_index=True)
+    scores.to_csv(out / "scores.csv", index=False)
+    pd.DataFrame(fits).to_csv(out / "fits.csv", index=False)
+    print(f"\nfits: {len(fits)}, converged {sum(f['converged'] for f in fits)}, max R-hat "
+          f"{max(f['max_rhat'] for f in fits):.3f}, median {np.median([f['seconds'] for f in fits]):.0f} s each")
+    summaries = []
+    for (config, kind, lengths), g in scores.groupby(["config", "kind", "lengths"], sort=False):
+        table = summarise_scores(g.reset_index(drop=True), g["cluster"].to_numpy())
+        print(f"\n{config} | {kind} | {lengths} lengths | {len(g)} runs, {g['saturated'].sum()} measured saturated")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        summaries.append(table.assign(config=config, kind=kind, lengths=lengths))
+    if args.summary_out:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+        summary = pd.concat(summaries, ignore_index=True).assign(measured=f"{dt.date.today():%Y-%m-%d}", commit=commit)
+        cols = ["config", "kind", "lengths", "figure", "estimate", "low", "high", "runs", "measured", "commit"]
+        write_table(summary[cols], args.summary_out)
+        print(f"summary -> {args.summary_out}")
+    if per_decision:
+        dec = pd.concat(per_decision, ignore_index=True)
+        dec.to_csv(out / "decisions.csv", index=False)
+        for config, g in dec.groupby("config"):
+            stable = g.groupby(["fleet", "condition"])["best_k"].nunique().eq(1).mean()
+            print(f"\ndecisions, {config}: {g['condition'].nunique()} conditions x {g['seed'].nunique()} seeds; "
+                  f"no speculation truly best in {g.drop_duplicates(['fleet', 'condition'])['k0_best'].mean():.0%}; "
+                  f"mean regret {g['regret'].mean():.2%} (max {g['regret'].max():.1%}); speculation chosen while "
+                  f">= 5% slower in {g['slower_speculation'].mean():.1%}; same k across seeds in {stable:.0%}")
+
+
+if __name__ == "__main__":
+    main()

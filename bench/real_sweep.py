@@ -1,0 +1,118 @@
+"""The bundled REAL CPU-engine sweep (llama.cpp, data/real/llamacpp_cpu_sweep): held-out accuracy at
+the highest unsaturated load, and the recommended draft length per load against the measured best.
+
+    python bench/real_sweep.py [--config default] [--draws 1000] [--tune 1000] [--chains 2] [--seed 1]
+
+1. `bayes-sd ingest` of the raw sweep folder (its manifest, GuideLLM reports and /metrics scrapes):
+   runs, flagged runs with their reasons, acceptance per drafter (from the llama.cpp counters).
+2. Per configuration (drafter, k), its highest load that is not flagged saturated is held out; the
+   model is fitted on the rest (flagged runs included as the ingest marks them) and predicts the
+   held-out runs: MAPE of the posterior-predictive median, central 90% interval coverage, CRPS.
+3. Fitted on every run: the recommended k per load and drafter (candidates: the measured k) against
+   the measured best (lowest mean latency among the measured k at that load; a flagged run counts as
+   slower than any unflagged one).
+Data: REAL, measured on a 2-core CPU (see data/real/SOURCES.md); not GPU figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_line  # noqa: E402
+
+from bayes_sd.datasets import data_dir  # noqa: E402
+from bayes_sd.evaluation.scoring import score_runs, summarise_scores  # noqa: E402
+from bayes_sd.evaluation.splits import configuration_label  # noqa: E402
+from bayes_sd.model import ConvergenceWarning, LatencyModel  # noqa: E402
+from bayes_sd.model.conditions import CONDITION_COLUMNS  # noqa: E402
+from bayes_sd.recommend import recommend_k  # noqa: E402
+from bayes_sd.traces import ingest_paths  # noqa: E402
+
+SWEEP = "real/llamacpp_cpu_sweep"
+
+
+def measured_best(runs: pd.DataFrame, drafter: str) -> pd.Series:
+    """Per rate: the measured k with the lowest mean latency among k = 0 and the drafter's runs
+    (a run flagged saturated counts as slower than every unflagged one)."""
+    mine = runs[(runs["k"] == 0) | (runs["drafter"] == drafter)].copy()
+    mine["key"] = np.where(mine["saturated"], np.inf, mine["latency_mean_s"])
+    mine["tiebreak"] = mine["latency_mean_s"]
+    best = mine.sort_values(["rate_rps", "key", "tiebreak"]).groupby("rate_rps").first()
+    return best["k"].astype(int)
+
+
+def fit(config: str, runs: pd.DataFrame, args) -> LatencyModel:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return LatencyModel(config).fit(runs, draws=args.draws, tune=args.tune, chains=args.chains,
+                                        random_seed=args.seed, progressbar=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="default", help="model configuration (default: default)")
+    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--tune", type=int, default=1000)
+    ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    print(machine_line("real_sweep"))
+    runs = ingest_paths([data_dir() / SWEEP]).runs
+    spec = runs[runs["k"] > 0]
+    print(f"REAL llama.cpp CPU sweep: {len(runs)} runs, k {sorted(runs['k'].unique())}, rates "
+          f"{sorted(runs['rate_rps'].unique())} req/s; flagged {int(runs['saturated'].sum())}")
+    for _, r in runs[runs["saturated"]].iterrows():
+        print(f"  flagged {r['run_id']}: {r['saturation_reason']}")
+    acc = spec.groupby(["drafter", "k"])["acceptance_length"].agg(["min", "max"])
+    print("acceptance length (tokens per verify step) by drafter and k:\n" + acc.round(2).to_string())
+
+    # 2. held out: each configuration's highest unsaturated load
+    cfg = configuration_label(runs)
+    ok = ~runs["saturated"]
+    top = runs["rate_rps"] == runs[ok].groupby(cfg[ok])["rate_rps"].transform("max").reindex(runs.index)
+    test = ok & top & (cfg.map(cfg[ok].value_counts()) >= 2)
+    t0 = time.perf_counter()
+    model = fit(args.config, runs[~test], args)
+    print(f"\nfit on {int((~test).sum())} runs ({args.config}, {args.chains} x ({args.tune} + {args.draws})) in "
+          f"{time.perf_counter() - t0:.0f} s: {model.diagnostics_text()}")
+    held = runs[test].reset_index(drop=True)
+    draws = model.predict_draws(held[CONDITION_COLUMNS], max_draws=2000, seed=args.seed)
+    scores = score_runs(draws.latency_pred, held["latency_mean_s"], saturated=held["saturated"])
+    summary = summarise_scores(scores, configuration_label(held))
+    print(f"held out: the highest unsaturated load of {len(held)} configurations")
+    print(pd.concat([held[["run_id", "rate_rps", "latency_mean_s"]], scores[["median_s", "ape_median",
+                                                                              "covered_90"]]], axis=1)
+          .to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+
+    # 3. recommendations on all runs against the measured best
+    model = fit(args.config, runs, args)
+    print(f"\nfit on all {len(runs)} runs: {model.diagnostics_text()}")
+    prompt, output = float(runs["prompt_len"].mean()), float(runs["output_len"].mean())
+    rates = sorted(runs["rate_rps"].unique())
+    rows = []
+    for drafter in sorted(spec["drafter"].unique()):
+        ks = sorted(runs.loc[runs["drafter"] == drafter, "k"].unique())
+        recs = recommend_k(model, verifier=runs["verifier"].iloc[0], drafter=drafter,
+                           hardware=runs["hardware"].iloc[0], dataset=runs["dataset"].iloc[0], prompt_len=prompt,
+                           output_len=output, rates=rates, ks=ks)
+        best = measured_best(runs, drafter)
+        for _, r in recs.iterrows():
+            rows.append({"drafter": drafter, "rate_rps": r["rate_rps"], "recommended_k": int(r["best_k"]),
+                         "p_best": r["p_best"], "measured_best_k": int(best.loc[r["rate_rps"]]),
+                         "agree": int(r["best_k"]) == int(best.loc[r["rate_rps"]])})
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"recommended = measured best at {int(table['agree'].sum())} of {len(table)} (drafter, rate)")
+
+
+if __name__ == "__main__":
+    main()

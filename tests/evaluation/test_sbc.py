@@ -1,0 +1,43 @@
+"""Simulation-based calibration, smoke size: the main job's model on its own generative model.
+
+Ten replications cannot show a subtle miscalibration; they do catch a gross one (a posterior
+systematically on one side of the truth, or far too narrow), which is what these bounds test.
+`python bench/sbc.py` runs the full check (200 replications).
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_sd.evaluation.sbc import rank_uniformity, run_sbc, sbc_design
+
+
+def test_rank_uniformity_flags_biased_ranks():
+    rng = np.random.default_rng(0)
+    fair = pd.DataFrame({"param": "a", "rank": rng.integers(0, 100, 200), "L": 99})
+    biased = pd.DataFrame({"param": "b", "rank": rng.integers(80, 100, 200), "L": 99})
+    table = rank_uniformity(pd.concat([fair, biased])).set_index("param")
+    assert table.loc["a", "p_value"] > 0.01 and table.loc["b", "p_value"] < 1e-6
+    assert table.loc["b", "mean_rank_fraction"] > 0.8
+
+
+@pytest.fixture(scope="module")
+def ranks():
+    runs = sbc_design("moe_roofline", n_requests=40)
+    runs = runs[runs["dataset"] == "short"].reset_index(drop=True)  # half the design: a smoke-sized fit
+    return run_sbc("moe_roofline", runs=runs, n_reps=10, draws=150, tune=250, chains=2, thin_to=49, seed=7,
+                   params=("mu_log_cost", "sigma_latency", "knee_tokens"))
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="not yet calibrated: 4-6 of 10 prior draws saturate the design (skipped), and "
+                   "fits of the rest reach R-hat 1.03-3.0 at smoke settings (bench/README.md, sbc)")
+def test_main_jobs_model_is_calibrated_on_its_own_generative_model(ranks):
+    fits = ranks.drop_duplicates("rep")
+    assert len(fits) + ranks.attrs["skipped"] == 10 and len(fits) >= 8
+    frac = ranks["rank"] / (ranks["L"] + 1)
+    # pooled over every parameter element (10 reps x 9 elements), ranks are near uniform
+    assert 0.35 < frac.mean() < 0.65
+    assert ((frac < 0.05) | (frac > 0.95)).mean() < 0.3  # not piled at the ends (too narrow a posterior)
+    per_param = rank_uniformity(ranks)
+    assert per_param["mean_rank_fraction"].between(0.1, 0.9).all(), per_param.to_string()

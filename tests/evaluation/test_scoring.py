@@ -1,0 +1,73 @@
+"""Held-out scores against known answers: CRPS of a normal, calibrated and overconfident forecasts,
+saturated draws and runs counted (not dropped), the cluster bootstrap's width."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bayes_sd.evaluation.scoring import cluster_bootstrap, coverage, crps, pit, score_runs, summarise_scores
+
+
+def test_crps_matches_the_closed_form_of_a_normal():
+    rng = np.random.default_rng(0)
+    draws = rng.normal(10.0, 2.0, size=(40_000, 3))
+    y = np.array([10.0, 12.0, 5.0])
+    z = (y - 10.0) / 2.0
+    exact = 2.0 * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
+    np.testing.assert_allclose(crps(draws, y, cap=1e6), exact, rtol=0.02)
+
+
+def test_calibrated_forecasts_cover_at_their_level_and_overconfident_ones_do_not():
+    rng = np.random.default_rng(1)
+    n_runs = 2000
+    truth_sd = 1.0
+    y = rng.normal(0.0, truth_sd, n_runs) + 50.0
+    right = rng.normal(50.0, truth_sd, size=(1000, n_runs))
+    narrow = rng.normal(50.0, 0.4 * truth_sd, size=(1000, n_runs))
+    assert coverage(right, y, 0.9).mean() == pytest.approx(0.9, abs=0.025)
+    assert coverage(narrow, y, 0.9).mean() < 0.5
+    # PIT: uniform for the calibrated forecast, U-shaped (mass at the ends) for the narrow one
+    assert stats.kstest(pit(right, y), "uniform").pvalue > 0.01
+    ends = lambda p: np.mean((p < 0.05) | (p > 0.95))  # noqa: E731
+    assert ends(pit(narrow, y)) > 3 * ends(pit(right, y))
+
+
+def test_saturated_runs_and_draws_are_scored_not_dropped():
+    draws = np.array([[1.0, 1.0, np.inf], [2.0, np.inf, np.inf], [3.0, np.inf, np.inf], [4.0, 2.0, np.inf]])
+    observed = np.array([2.5, np.nan, 3.0])  # run 1 measured saturated; run 2 finite but every draw saturated
+    s = score_runs(draws, observed, saturated=[False, True, False])
+    assert len(s) == 3 and s["saturated"].tolist() == [False, True, False]
+    assert s.loc[1, "p_saturated"] == 0.5 and s.loc[1, "brier"] == pytest.approx(0.25)
+    assert s.loc[2, "brier"] == pytest.approx(1.0)  # certain of saturation, measured finite: the worst score
+    assert np.isinf(s.loc[2, "mean_s"]) and np.isinf(s.loc[2, "ape_mean"])  # an error, not a footnote
+    assert np.isfinite(s["crps_s"]).all() and s.loc[2, "crps_s"] > s.loc[0, "crps_s"]
+    # an interval whose upper end is infinite covers a saturated run, not every large finite value
+    assert bool(s.loc[1, "covered_50"]) and not bool(s.loc[2, "covered_50"])
+
+
+def test_negative_or_nan_draws_are_refused():
+    with pytest.raises(ValueError, match="negative"):
+        score_runs(np.array([[-np.inf], [1.0]]), np.array([1.0]))
+    with pytest.raises(ValueError, match="NaN"):
+        score_runs(np.array([[np.nan], [1.0]]), np.array([1.0]))
+
+
+def test_the_cluster_bootstrap_is_wider_when_runs_are_clustered():
+    rng = np.random.default_rng(2)
+    clusters = np.repeat(np.arange(10), 20)
+    shared = rng.normal(0, 1, 10)[clusters]  # runs of one configuration err together
+    values = shared + rng.normal(0, 0.1, clusters.size)
+    est, lo, hi = cluster_bootstrap(values, clusters.astype(str), n_boot=1000, seed=0)
+    _, lo_iid, hi_iid = cluster_bootstrap(values, np.arange(clusters.size).astype(str), n_boot=1000, seed=0)
+    assert lo <= est <= hi and (hi - lo) > 2.5 * (hi_iid - lo_iid)
+
+
+def test_summary_counts_every_run_and_names_each_figure():
+    rng = np.random.default_rng(3)
+    draws = rng.lognormal(0.0, 0.1, size=(500, 12))
+    observed = np.exp(rng.normal(0.0, 0.1, 12))
+    table = summarise_scores(score_runs(draws, observed), np.repeat(list("abcd"), 3), n_boot=200).set_index("figure")
+    assert {"mape_median", "mape_mean", "coverage_90", "crps_s", "brier", "pit_ks"} <= set(table.index)
+    assert (table["runs"] == 12).all()
+    assert isinstance(table, pd.DataFrame) and table.loc["mape_median", "estimate"] < 0.2

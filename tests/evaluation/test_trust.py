@@ -1,0 +1,28 @@
+"""The report's "How much to trust this": it states the frozen set's figures, or says they are missing."""
+
+import pandas as pd
+
+from bayes_sd.evaluation.trust import trust_reading, trust_table
+
+
+def _results():
+    rows = []
+    for kind, cov in (("highest_loads", 0.62), ("leave_one_pair_out", 0.81)):
+        for fig, est in (("coverage_90", cov), ("mape_median", 0.12), ("brier", 0.05)):
+            rows.append({"config": "moe_roofline", "kind": kind, "lengths": "training", "figure": fig,
+                         "estimate": est, "low": est - 0.05, "high": est + 0.05, "runs": 40,
+                         "measured": "2026-12-05", "commit": "abc1234"})
+    return pd.DataFrame(rows)
+
+
+def test_trust_table_states_each_split_with_its_interval():
+    table = trust_table("moe_roofline", _results()).set_index("held out")
+    assert table.loc["highest_loads", "90% interval coverage"] == "62% [57%, 67%]"
+    assert table.loc["leave_one_pair_out", "Brier score of P(saturated)"] == "0.050 [0.000, 0.100]"
+    assert trust_table("default", _results()) is None
+
+
+def test_trust_reading_names_the_range_and_the_worst_split_or_the_gap():
+    text = trust_reading("moe_roofline", _results())
+    assert "62-81%" in text and "highest loads" in text and "abc1234" in text
+    assert "has not been scored" in trust_reading("default", _results())

@@ -1,0 +1,41 @@
+"""The main job's model (moe_roofline), sampled for real at small settings, on the REAL B200 runs:
+fitted on up to 16 streams, it must predict 32 and 64 streams (past the roofline knee of DSpark's
+k = 7 passes), which the dense closed form alone misses."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from bayes_sd.demo import MAIN_MODEL
+from bayes_sd.evaluation.scoring import score_runs
+from bayes_sd.model import ConvergenceWarning, LatencyModel
+from bayes_sd.model.conditions import CONDITION_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def held_out(b200_runs):
+    train = b200_runs[b200_runs["concurrency"] <= 16]
+    test = b200_runs[b200_runs["concurrency"].isin([32, 64]) & ~b200_runs["saturated"]].reset_index(drop=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LatencyModel(MAIN_MODEL).fit(train, draws=300, tune=400, chains=2, random_seed=11,
+                                             progressbar=False, max_tree_depth=6)
+    draws = model.predict_draws(test[CONDITION_COLUMNS], max_draws=600, seed=0)
+    return model, test, score_runs(draws.latency_pred, test["latency_mean_s"])
+
+
+def test_main_model_predicts_the_real_runs_past_the_measured_streams(held_out):
+    model, test, scores = held_out
+    assert model.config["name"] == MAIN_MODEL
+    assert len(test) == 12
+    # measured at 2 x (1000 + 4000): 4.3% median error, 12 of 12 inside the 90% intervals
+    assert scores["ape_median"].mean() < 0.10, scores["ape_median"].describe()
+    assert scores["covered_90"].mean() >= 0.75
+    assert np.isfinite(scores["mean_s"]).all()  # no posterior draw past saturation at these runs
+
+
+def test_main_model_sampler_diagnostics_are_reported(held_out):
+    model, _, _ = held_out
+    d = model.diagnostics()
+    assert d["divergences"] < 10 and d["max_rhat"] < 1.1  # short chains: near, not at, the 1.01 target

@@ -1,0 +1,100 @@
+"""The README's workflow on the bundled REAL llama.cpp CPU sweep, from its raw files:
+`bayes-sd ingest DIR` -> `fit` (small settings) -> `predict` -> `recommend`.
+
+The sweep (data/real/llamacpp_cpu_sweep, made with `bayes-sd sweep bench/llamacpp/sweep.toml`):
+plain decoding and two drafters (the target's first 1 and 2 blocks) at k = 2, 4, 6, five constant
+rates from light load to past capacity; GuideLLM reports and llama-server /metrics scrapes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_sd.cli import main
+from bayes_sd.datasets import data_dir
+from bayes_sd.evaluation.splits import configuration_label
+
+SWEEP = data_dir() / "real" / "llamacpp_cpu_sweep"
+pytestmark = pytest.mark.skipif(not SWEEP.is_dir(), reason="the bundled llama.cpp sweep is not in data/real")
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "runs.csv"
+    assert main(["ingest", str(SWEEP), "--out", str(out), "--quiet"]) == 0
+    return out, pd.read_csv(out)
+
+
+@pytest.fixture(scope="module")
+def posterior(ingested, tmp_path_factory):
+    runs_csv, _ = ingested
+    post = tmp_path_factory.mktemp("fit") / "posterior.nc"
+    assert main(["fit", str(runs_csv), "--out", str(post), "--draws", "300", "--tune", "400", "--chains", "2",
+                 "--seed", "3", "--quiet"]) == 0
+    return post
+
+
+def test_ingest_reads_every_point_and_flags_no_light_load_run(ingested):
+    _, runs = ingested
+    manifest = json.loads((SWEEP / "manifest.json").read_text())
+    done = [p for p in manifest["points"] if p["status"] == "done"]
+    assert len(runs) == len(done) >= 20
+    assert set(runs["k"]) >= {0, 2, 4, 6} and runs["rate_rps"].nunique() >= 4
+    cfg = configuration_label(runs)
+    lightest = runs["rate_rps"] == runs.groupby(cfg)["rate_rps"].transform("min")
+    assert not runs.loc[lightest, "saturated"].any(), runs.loc[lightest & runs["saturated"], "saturation_reason"]
+    assert runs.loc[runs["saturated"], "saturation_reason"].str.len().gt(0).all()  # every flag says why
+    assert (runs["tool"] == "guidellm").all() and (runs["engine"] == "llama.cpp").all()
+
+
+def test_every_speculative_run_has_its_acceptance(ingested):
+    _, runs = ingested
+    from bayes_sd.traces import ingest_paths
+
+    # the plain-decoding points' scrapes carry no drafts, and that is not worth a warning
+    assert not [w for w in ingest_paths([SWEEP]).warnings if "no speculative step" in w]
+    spec = runs[runs["k"] > 0]
+    assert spec["acceptance_length"].notna().all()
+    assert spec["acceptance_length"].between(1.0, spec["k"] + 1.0).all()
+    # the two-block drafter agrees with the target more often than the one-block drafter, at every k
+    by = spec.groupby(["k", "drafter"])["acceptance_length"].mean().unstack()
+    assert (by["draft-L2"] > by["draft-L1"]).all()
+
+
+def test_predict_gives_a_finite_interval_at_a_measured_condition(posterior, ingested, capsys):
+    _, runs = ingested
+    row = runs[(runs["k"] == 4) & (runs["drafter"] == "draft-L2")].sort_values("rate_rps").iloc[0]
+    assert main(["predict", str(posterior), "--verifier", row["verifier"], "--drafter", row["drafter"],
+                 "--hardware", row["hardware"], "--dataset", row["dataset"], "--k", "4", "--rate-rps",
+                 str(row["rate_rps"]), "--prompt-len", str(row["prompt_len"]), "--output-len",
+                 str(row["output_len"]), "--json"]) == 0
+    pred = json.loads(capsys.readouterr().out)
+    assert pred["latency_q05_s"] < pred["latency_q50_s"] < pred["latency_q95_s"] < np.inf
+
+
+@pytest.mark.parametrize("drafter", [
+    "draft-L1",
+    # measured best k = 4 (1.12 s against 1.20 s at k = 2); the fitted load law, pulled by the
+    # constant-rate runs near capacity, recommends k = 2 with P(best) ~0.9: a known failure
+    # (bench/README.md, real_sweep), kept strict so that it reports when a model change fixes it
+    pytest.param("draft-L2", marks=pytest.mark.xfail(strict=True, reason="the model picks k = 2; measured best k = 4")),
+])
+def test_the_recommended_k_at_the_lightest_load_is_the_measured_best(posterior, ingested, drafter, tmp_path):
+    _, runs = ingested
+    light = runs["rate_rps"].min()
+    mine = runs[(runs["rate_rps"] == light) & ((runs["k"] == 0) | (runs["drafter"] == drafter))]
+    measured_best = int(mine.loc[mine["latency_mean_s"].idxmin(), "k"])
+    ks = ",".join(str(int(k)) for k in sorted(mine["k"].unique()))
+    out = tmp_path / "recs.csv"
+    r = runs.iloc[0]
+    assert main(["recommend", str(posterior), "--verifier", r["verifier"], "--drafter", drafter, "--hardware",
+                 r["hardware"], "--dataset", r["dataset"], "--prompt-len", str(runs["prompt_len"].mean()),
+                 "--output-len", str(runs["output_len"].mean()), "--rate-rps", str(light), "--ks", ks,
+                 "--out", str(out), "--quiet"]) == 0
+    recs = pd.read_csv(out)
+    assert int(recs["best_k"].iloc[0]) == measured_best
+    assert bool(recs["k_measured"].iloc[0])
