@@ -11,6 +11,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["RESULTS_FILE", "frozen_results", "trust_table", "trust_reading"]
@@ -43,7 +44,9 @@ def trust_table(config: str, results: pd.DataFrame | None = None) -> pd.DataFram
     def cell(r):
         pct = r.figure != "brier"
         f = (lambda v: f"{100 * v:.0f}%") if pct else (lambda v: f"{v:.3f}")
-        return f"{f(r.estimate)} [{f(r.low)}, {f(r.high)}]" if pd.notna(r.low) else f(r.estimate)
+        if not np.isfinite(r.estimate):  # a finite run whose predictive median is infinite (saturated)
+            return "infinite"
+        return f"{f(r.estimate)} [{f(r.low)}, {f(r.high)}]" if np.isfinite([r.low, r.high]).all() else f(r.estimate)
 
     table = mine.assign(value=[cell(r) for r in mine.itertuples()]).pivot_table(
         index="kind", columns="figure", values="value", aggfunc="first")

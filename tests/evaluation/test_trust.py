@@ -26,3 +26,11 @@ def test_trust_reading_names_the_range_and_the_worst_split_or_the_gap():
     text = trust_reading("moe_roofline", _results())
     assert "62-81%" in text and "highest loads" in text and "abc1234" in text
     assert "has not been scored" in trust_reading("default", _results())
+
+
+def test_an_infinite_figure_reads_as_such():
+    res = _results()
+    res.loc[(res["kind"] == "highest_loads") & (res["figure"] == "mape_median"), ["estimate", "high"]] = float("inf")
+    table = trust_table("moe_roofline", res).set_index("held out")
+    assert table.loc["highest_loads", "MAPE of the median"] == "infinite"
+    assert table.loc["leave_one_pair_out", "MAPE of the median"] == "12% [7%, 17%]"
