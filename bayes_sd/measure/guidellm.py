@@ -59,7 +59,7 @@ def option_value(fields: dict) -> str:
 def guidellm_command(*, target: str, load_type: str, load_value: float, max_requests: int, max_seconds: float,
                      data, output: str, seed: int = 42, executable: str = "guidellm", model: str = "",
                      request_format: str = "", backend: dict | None = None, labels: dict | None = None,
-                     extra_args: Sequence[str] = ()) -> list[str]:
+                     extra_args: Sequence[str] = (), arrivals: str = "constant") -> list[str]:
     """The ``guidellm run`` arguments of one point (GuideLLM 0.8).
 
     Parameters
@@ -89,14 +89,19 @@ def guidellm_command(*, target: str, load_type: str, load_value: float, max_requ
         ``--label key=value`` pairs recorded in the report.
     extra_args : sequence of str
         Appended as given.
+    arrivals : str, default "constant"
+        Rate loads: ``"constant"`` (GuideLLM ``kind=constant``, evenly spaced) or ``"poisson"``
+        (``kind=poisson``, exponential gaps).
 
     Raises
     ------
     ValueError
         On an unknown load type or a non-positive bound.
     """
+    if arrivals not in ("constant", "poisson"):
+        raise ValueError(f"arrivals {arrivals!r}: use 'constant' or 'poisson'")
     if load_type == "rate":
-        profile = {"kind": "constant", "rate": float(load_value)}
+        profile = {"kind": arrivals, "rate": float(load_value)}
     elif load_type == "concurrency":
         profile = {"kind": "concurrent", "streams": int(load_value)}
     else:

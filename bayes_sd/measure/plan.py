@@ -232,6 +232,9 @@ class Plan:
         Requests per point at most.
     max_seconds : float
         Seconds per point at most.
+    arrivals : str
+        ``"constant"`` (evenly spaced requests at each rate) or ``"poisson"`` (exponential gaps with the
+        rate as mean): rate loads only, GuideLLM clients only.
     raw : dict
         The TOML as read (stored in the manifest).
     source : str
@@ -244,6 +247,7 @@ class Plan:
     loads: tuple
     max_requests: int
     max_seconds: float
+    arrivals: str = "constant"
     raw: dict = field(default_factory=dict)
     source: str = "plan"
 
@@ -265,7 +269,9 @@ class Plan:
                            "command": list(c.command), "output_ext": c.output_ext, "seed": c.seed,
                            "env": dict(c.env)},
                 "loads": {"type": self.load_type, "max_requests": self.max_requests,
-                          "max_seconds": self.max_seconds}}
+                          "max_seconds": self.max_seconds,
+                          # constant arrivals leave the hash of plans written before the option as it was
+                          **({"arrivals": self.arrivals} if self.arrivals != "constant" else {})}}
 
     def hash(self) -> str:
         """``sha256:...`` of :meth:`shared`: equal hashes, comparable points. The list of
@@ -280,7 +286,8 @@ _SERVER_KEYS = {"command", "host", "port", "health_path", "startup_timeout_s", "
                 "warmup_tokens", "env", "engine", "version_command"}
 _CLIENT_KEYS = {"kind", "executable", "data", "model", "request_format", "backend", "args", "command", "output_ext",
                 "tool", "version_command", "seed", "timeout_grace_s", "env"}
-_LOADS_KEYS = {"type", "values", "max_requests", "max_seconds"}
+_LOADS_KEYS = {"type", "values", "max_requests", "max_seconds", "arrivals"}
+_ARRIVALS = ("constant", "poisson")
 _CONFIG_KEYS = {"name", "verifier", "drafter", "k", "hardware", "dataset", "acceptance", "vars", "server_command",
                 "env"}
 
@@ -393,7 +400,7 @@ def _client(d: dict, src: str) -> ClientSpec:
         timeout_grace_s=_number(t, "timeout_grace_s", "client", src, 120.0), env=_env(t, "client", src))
 
 
-def _loads(d: dict, src: str) -> tuple[tuple, int, float]:
+def _loads(d: dict, src: str) -> tuple[tuple, int, float, str]:
     t = _table(d, "loads", src)
     _known(t, _LOADS_KEYS, "loads", src)
     kind = _string(t, "type", "loads", src)
@@ -409,8 +416,14 @@ def _loads(d: dict, src: str) -> tuple[tuple, int, float]:
     labels = [x.label for x in loads]
     if len(set(labels)) != len(labels):
         raise PlanError(f"{src}: loads.values repeats a value ({values}); give each load once")
+    arrivals = _string(t, "arrivals", "loads", src, default="constant")
+    if arrivals not in _ARRIVALS:
+        raise PlanError(f"{src}: loads.arrivals = {arrivals!r}; use 'constant' (evenly spaced) or 'poisson'")
+    if arrivals == "poisson" and kind != "rate":
+        raise PlanError(f"{src}: loads.arrivals = 'poisson' needs loads.type = 'rate' (a concurrency has no "
+                        "arrival process)")
     return (tuple(loads), _number(t, "max_requests", "loads", src, integer=True),
-            _number(t, "max_seconds", "loads", src))
+            _number(t, "max_seconds", "loads", src), arrivals)
 
 
 def _configuration(t: Any, i: int, src: str) -> Configuration:
@@ -459,7 +472,7 @@ def parse_plan(data: dict, source: str = "plan") -> Plan:
         raise PlanError(f"{src}: a plan is a TOML document with [server], [client], [loads] and [[configurations]]")
     _known(data, {"server", "client", "loads", "configurations"}, "plan", src)
     server, client = _server(data, src), _client(data, src)
-    loads, max_requests, max_seconds = _loads(data, src)
+    loads, max_requests, max_seconds, arrivals = _loads(data, src)
     raw = data.get("configurations")
     if not isinstance(raw, list) or not raw:
         raise PlanError(f"{src}: no [[configurations]]; give at least one (name, verifier, drafter, k, hardware, "
@@ -469,8 +482,11 @@ def parse_plan(data: dict, source: str = "plan") -> Plan:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise PlanError(f"{src}: configuration name {dup[0]!r} is used twice; give each its own name")
+    if arrivals != "constant" and client.kind != "guidellm":
+        raise PlanError(f"{src}: loads.arrivals applies to the GuideLLM client; with client.command, set the "
+                        "arrival process in the command itself")
     plan = Plan(server=server, client=client, configurations=configurations, loads=loads,
-                max_requests=max_requests, max_seconds=max_seconds, raw=data, source=src)
+                max_requests=max_requests, max_seconds=max_seconds, arrivals=arrivals, raw=data, source=src)
     _check_templates(plan)
     return plan
 

@@ -65,7 +65,8 @@ Plan file (TOML; docs/sweep.md has SGLang and llama.cpp examples and every key):
 More keys: [server] stop_timeout_s, warmup_tokens, engine, version_command; [client] model,
 request_format, backend (more GuideLLM backend keys), args, seed, timeout_grace_s (the hard
 time-out is max_seconds + this), env; kind = "command": command, output_ext, tool, version_command;
-a configuration's env. Placeholders, in server and client templates: {{host}} {{port}} {{name}}
+[loads] arrivals ("constant", or "poisson": exponential gaps); a configuration's env.
+Placeholders, in server and client templates: {{host}} {{port}} {{name}}
 {{verifier}} {{drafter}} {{k}} {{k_plus_1}} {{hardware}} {{dataset}} {{acceptance}} and the
 configuration's vars; in client templates also {{url}} {{rate}} or {{concurrency}} {{max_requests}}
 {{max_seconds}} {{output}} {{seed}} {{model}} {{point}}."""

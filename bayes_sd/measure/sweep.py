@@ -157,7 +157,7 @@ def point_commands(plan: Plan, point: PlannedPoint, out: Path, model: str = "") 
                             max_requests=plan.max_requests, max_seconds=plan.max_seconds, data=c.data,
                             output=str(report), seed=c.seed, executable=c.executable, model=c.model,
                             request_format=c.request_format, backend=c.backend, labels=labels,
-                            extra_args=render(c.args, v, "client.args")), env
+                            extra_args=render(c.args, v, "client.args"), arrivals=plan.arrivals), env
 
 
 def count_requests(report: Path) -> int:

@@ -143,3 +143,16 @@ def test_the_help_shows_the_example_and_every_documented_plan_parses():
         if "server" in data and "configurations" in data:
             names.append(parse_plan(data, "docs/sweep.md").configurations[0].name)
     assert len(names) >= 3, "the vLLM, SGLang and llama.cpp examples are whole plans"
+
+
+def test_poisson_arrivals_reach_guidellm_and_leave_constant_plans_hash_alone():
+    constant = parse_plan(_plan())
+    assert constant.arrivals == "constant" and constant.hash() == parse_plan(_plan(loads__arrivals="constant")).hash()
+    poisson = parse_plan(_plan(loads__arrivals="poisson"))
+    assert poisson.hash() != constant.hash()  # a different arrival process: points that do not compare
+    client, _ = point_commands(poisson, poisson.points()[4], Path("/sweep"))
+    assert "kind=poisson,rate=2" in client
+    with pytest.raises(PlanError, match="loads.arrivals = 'bursty'"):
+        parse_plan(_plan(loads__arrivals="bursty"))
+    with pytest.raises(PlanError, match="needs loads.type = 'rate'"):
+        parse_plan(_plan(loads__arrivals="poisson", loads__type="concurrency", loads__values=[1, 2]))
