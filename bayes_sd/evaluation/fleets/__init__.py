@@ -23,8 +23,9 @@ are illustrative. Design and measurements: ``docs/fleets.md``.
 from .costs import PassCost, pass_breakdown, pass_cost, pass_seconds
 from .fleet import GENERATOR_VERSION, TRUTH_COLUMNS, fleet_summary, fleets, no_speculation_share, random_fleet
 from .hardware import DEVICES, Device
+from .models import STANDALONE_DRAFTERS, VERIFIERS, eagle_head, ngram_drafter
 from .server import RunResult, ServerSettings, simulate_run
-from .shapes import STANDALONE_DRAFTERS, VERIFIERS, ExpertRouting, ModelShape, eagle_head, ngram_drafter
+from .shapes import ExpertRouting, ModelShape
 from .workloads import WORKLOADS, AcceptanceProfile, Workload
 
 __all__ = [

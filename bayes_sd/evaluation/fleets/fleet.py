@@ -41,16 +41,9 @@ from bayes_sd.traces.schema import NO_DRAFTER
 
 from .costs import PassCost, kv_capacity_tokens, pass_cost, tensor_parallel_degree
 from .hardware import DEVICES, Device
+from .models import FAMILY_DRAFTERS, STANDALONE_DRAFTERS, VERIFIERS, eagle_head, ngram_drafter
 from .server import ServerSettings, request_stream, simulate_arrays
-from .shapes import (
-    FAMILY_DRAFTERS,
-    STANDALONE_DRAFTERS,
-    VERIFIERS,
-    ExpertRouting,
-    ModelShape,
-    eagle_head,
-    ngram_drafter,
-)
+from .shapes import ExpertRouting, ModelShape
 from .workloads import WORKLOADS, AcceptanceProfile, Workload
 
 __all__ = ["GENERATOR_VERSION", "random_fleet", "fleets", "TRUTH_COLUMNS", "no_speculation_share", "fleet_summary"]

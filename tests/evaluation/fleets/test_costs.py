@@ -10,7 +10,8 @@ from scipy.stats import binom
 
 from bayes_sd.evaluation.fleets.costs import attention_query_rows, pass_breakdown, pass_cost
 from bayes_sd.evaluation.fleets.hardware import DEVICES, padded_tokens, roofline_seconds
-from bayes_sd.evaluation.fleets.shapes import VERIFIERS, ExpertRouting, eagle_head, ngram_drafter
+from bayes_sd.evaluation.fleets.models import VERIFIERS, eagle_head, ngram_drafter
+from bayes_sd.evaluation.fleets.shapes import ExpertRouting
 
 H100 = DEVICES["H100"]
 LLAMA8 = VERIFIERS["llama3.1-8b"]

@@ -10,8 +10,8 @@ import pytest
 
 from bayes_sd.evaluation.fleets.costs import kv_capacity_tokens, pass_cost
 from bayes_sd.evaluation.fleets.hardware import DEVICES
+from bayes_sd.evaluation.fleets.models import VERIFIERS, eagle_head, ngram_drafter
 from bayes_sd.evaluation.fleets.server import ServerSettings, request_stream, simulate_arrays, simulate_run
-from bayes_sd.evaluation.fleets.shapes import VERIFIERS, eagle_head, ngram_drafter
 from bayes_sd.evaluation.fleets.workloads import (
     WORKLOADS,
     AcceptanceProfile,
