@@ -24,7 +24,6 @@ from scipy import stats
 
 from bayes_sd._stats import convergence
 from bayes_sd.model import LatencyModel
-from bayes_sd.model.build import build_model
 from bayes_sd.model.fit_data import KNEE_FORMS
 from bayes_sd.model.sampling import compile_nutpie, sample_compiled
 from bayes_sd.simulate.designs import TRUE_COSTS, TRUE_ROOFLINE_COSTS, recovery_runs
@@ -79,9 +78,7 @@ def run_sbc(config: str | dict = "default", *, runs: pd.DataFrame | None = None,
     """
     lm = LatencyModel(config)
     runs = sbc_design(lm.config) if runs is None else runs
-    lm.build(runs)
-    fd = lm.fit_data
-    model = build_model(fd, lm.config, observed_as_data=True)
+    model = lm.build(runs, observed_as_data=True)  # one graph: fit data and model together
     obs_names = [v.name for v in model.observed_RVs]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -108,7 +108,8 @@ class LatencyModel:
         (``[model] open_loop_rate``; see :func:`bayes_sd.model.fit_data.arrival_rate`)."""
         return self.config.get("model", {}).get("open_loop_rate", OPEN_LOOP_RATES[0])
 
-    def build(self, runs: pd.DataFrame, models: pd.DataFrame | None = None) -> pm.Model:
+    def build(self, runs: pd.DataFrame, models: pd.DataFrame | None = None, *,
+              observed_as_data: bool = False) -> pm.Model:
         """Validate ``runs`` (and ``models``), select the steady-state runs and build the PyMC model.
 
         Parameters
@@ -118,6 +119,9 @@ class LatencyModel:
         models : pandas.DataFrame, optional
             Canonical MODELS table (:data:`bayes_sd.traces.MODELS`): sizes of verifiers and drafters,
             experts of MoE verifiers.
+        observed_as_data : bool, default False
+            Hold the observations in ``pm.Data`` containers (``<variable>_data``), so a compiled
+            model can be refitted to other observations of the same runs (simulation-based calibration).
 
         Returns
         -------
@@ -135,7 +139,7 @@ class LatencyModel:
         self.runs = validate_runs(runs, "runs")
         self.models = None if models is None else validate_models(models, "models")
         self.fit_data = self._prepare(self.runs, self.models)
-        self.model = build_model(self.fit_data, self.config)
+        self.model = build_model(self.fit_data, self.config, observed_as_data=observed_as_data)
         return self.model
 
     def _prepare(self, runs: pd.DataFrame, models: pd.DataFrame | None) -> FitData:

@@ -41,3 +41,15 @@ def test_main_jobs_model_is_calibrated_on_its_own_generative_model(ranks):
     assert ((frac < 0.05) | (frac > 0.95)).mean() < 0.3  # not piled at the ends (too narrow a posterior)
     per_param = rank_uniformity(ranks)
     assert per_param["mean_rank_fraction"].between(0.1, 0.9).all(), per_param.to_string()
+
+
+def test_sbc_plumbing_refits_one_compiled_model_and_accounts_for_every_replication():
+    """Tiny settings, not a calibration claim: every replication is either fitted (one rank per
+    parameter element, within 0..L) or counted as skipped."""
+    runs = sbc_design("default", n_requests=40)
+    runs = runs[runs["dataset"] == "short"].reset_index(drop=True)
+    ranks = run_sbc("default", runs=runs, n_reps=4, draws=30, tune=30, chains=1, thin_to=9, seed=7,
+                    params=("sigma_latency",))
+    assert ranks["rep"].nunique() >= 1 and ranks["rep"].nunique() + ranks.attrs["skipped"] == 4
+    assert ranks["rank"].between(0, 9).all() and (ranks["L"] == 9).all()
+    assert ranks.groupby("rep").size().eq(1).all()  # one scalar parameter: one rank per fitted replication
