@@ -53,7 +53,9 @@ MAIN_MODEL = "moe_roofline"
 #: 3500 draws at target acceptance 0.9 converge the default model in ten seeds of ten. Trees are
 #: capped at depth 6 (63 leapfrog steps): only the first warm-up draws, before the mass matrix is
 #: adapted, ran deeper (to depth 8-10), and no posterior draw goes past depth 5.
-DEMO_SAMPLING = {"full": {"draws": 3500, "tune": 700, "chains": 2, "target_accept": 0.9, "max_tree_depth": 6},
+#: An unconverged full fit samples once more (``retries``: twice the warm-up, target acceptance 0.95).
+DEMO_SAMPLING = {"full": {"draws": 3500, "tune": 700, "chains": 2, "target_accept": 0.9, "max_tree_depth": 6,
+                          "retries": 1},
                  "quick": {"draws": 150, "tune": 200, "chains": 2}}
 
 

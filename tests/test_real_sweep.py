@@ -76,13 +76,10 @@ def test_predict_gives_a_finite_interval_at_a_measured_condition(posterior, inge
     assert pred["latency_q05_s"] < pred["latency_q50_s"] < pred["latency_q95_s"] < np.inf
 
 
-@pytest.mark.parametrize("drafter", [
-    "draft-L1",
-    # measured best k = 4 (1.12 s against 1.20 s at k = 2); the fitted load law, pulled by the
-    # constant-rate runs near capacity, recommends k = 2 with P(best) ~0.9: a known failure
-    # (bench/README.md, real_sweep), kept strict so that it reports when a model change fixes it
-    pytest.param("draft-L2", marks=pytest.mark.xfail(strict=True, reason="the model picks k = 2; measured best k = 4")),
-])
+# measured best at 0.15 req/s: k = 2 for draft-L1 (1.20 s), k = 4 for draft-L2 (1.12 s against 1.20 s at
+# k = 2). The cost law alone puts draft-L2's k = 2 and 4 within a few % of each other (its step costs are
+# not linear in k); each configuration's departure from the law, fitted across its loads, ranks them.
+@pytest.mark.parametrize("drafter", ["draft-L1", "draft-L2"])
 def test_the_recommended_k_at_the_lightest_load_is_the_measured_best(posterior, ingested, drafter, tmp_path):
     _, runs = ingested
     light = runs["rate_rps"].min()

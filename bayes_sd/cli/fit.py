@@ -12,8 +12,10 @@ EPILOG = """\
 The posterior file (netCDF, ArviZ) holds the posterior draws, the training runs (group
 fit_data), the models table (fit_models) and the configuration, so `bayes-sd predict`,
 `recommend` and `report` need nothing else. The line printed after sampling says whether the
-posterior converged (R-hat <= 1.01, bulk and tail ESS >= 400, no divergences); if not, sample
-longer (--draws, --tune) before trusting it.
+posterior converged (R-hat <= 1.01, bulk and tail ESS >= 400, no divergences). When it has not,
+fit has already sampled again (--retries, default once: twice the warm-up, target acceptance 0.95,
+the next seed) and the line lists what it tried; if it still has not, sample longer (--draws,
+--tune) before trusting it: predict, recommend and report say so first until then.
 
 Configurations: default (dense verifiers), moe_roofline (the main job's: roofline knee,
 per-sequence cost, MoE expert coverage; pass --models so it knows the MoE verifiers), moe,
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     say(args, f"fitting {model.config['name']} to {len(runs)} runs: {args.chains} chains x "
               f"({args.tune} tune + {args.draws} draws)")
     model.fit(runs, models=models, draws=args.draws, tune=args.tune, chains=args.chains,
-              nuts_sampler=args.sampler, random_seed=args.seed, progressbar=progress)
+              nuts_sampler=args.sampler, random_seed=args.seed, progressbar=progress, retries=args.retries)
     print(model.diagnostics_text())
     path = model.save(args.out)
     print(f"wrote posterior to {path}")
@@ -59,5 +61,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--chains", type=int, default=4, help="chains (default 4)")
     add_sampler_flags(p)
     p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--retries", type=int, default=1,
+                   help="when the posterior has not converged, sample again up to this many times with twice the "
+                        "warm-up, a higher target acceptance (0.95, then 0.98) and the next seed, keeping the best "
+                        "attempt (default 1; 0: sample once)")
     p.set_defaults(func=run)
     return p

@@ -37,6 +37,7 @@ from bayes_sd import theory
 from bayes_sd.model.config import make_prior
 from bayes_sd.model.fit_data import (
     COEFS,
+    CONFIGURATION_EFFECTS,
     DEFAULT_LEARNED_SCALES,
     DRAFTER_COEFS,
     EFFECTS,
@@ -63,7 +64,8 @@ def z_quantile(q: float) -> float:
 
 #: lowest-level deviations, whose scale is often near zero: non-centred avoids the funnel there
 #: (in the sum form; in the centred configuration HIERARCHICALLY_CENTRED below takes precedence)
-ALWAYS_NON_CENTERED = frozenset({"verifier_hw", "drafter_hw", "spec_pair", "tail_pair"})
+ALWAYS_NON_CENTERED = frozenset({"verifier_hw", "drafter_hw", "spec_pair", "tail_pair", "config_level",
+                                 "config_load"})
 #: lowest levels the data pin tightly, sampled as the level's own value (hierarchical centring,
 #: Gelfand, Sahu & Carlin 1995): ``logit a[pair, dataset] ~ N(mu_a + drafter + dataset, sigma)``
 #: instead of ``mu_a + drafter + dataset + effect``. With the sum form, every pinned cell ties its
@@ -245,7 +247,8 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
                                     s1=_sequence_cost(cfg, fd))
         P, D = x["prompt_len"], x["output_len"]
         dem = theory.demand(costs, k, tau, P, D, xp=pt, tau_sq=tau_sq)
-        c1, c2 = dem.c1, dem.c2
+        c1_factor, c2_factor = _configuration_factors(eff, fd)
+        c1, c2 = dem.c1 * c1_factor, dem.c2 * c2_factor
         # Open loop: L = C1 / (1 - rate C2), with a smooth positive floor on the denominator so
         # the log-density stays finite (and differentiable) if a draw crosses saturation.
         headroom = soft * pt.softplus((1.0 - x["rate"] * c2) / soft)
@@ -314,6 +317,15 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
                       dims="tau_run")
         _tails(eff, fd, others, observed)
     return model
+
+
+def _configuration_factors(eff: _Effects, fd: FitData):
+    """``(exp(config_level), exp(config_load))`` per run: how each configuration's load-independent
+    demand C1 and per-request load cost C2 depart from the cost law, shared by its runs at every
+    load (1 for a departure the model configuration's ``configuration_effects`` does not list)."""
+    wanted = eff.cfg.get("model", {}).get("configuration_effects", [])
+    idx = fd.idx["run_configuration"]
+    return tuple(pt.exp(_at(eff(name), idx)) if name in wanted else 1.0 for name in CONFIGURATION_EFFECTS)
 
 
 def _tau(cfg: dict, fd: FitData, a, k: np.ndarray):

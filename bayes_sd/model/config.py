@@ -25,6 +25,7 @@ from typing import Any
 import pymc as pm
 
 from bayes_sd.model.fit_data import (
+    CONFIGURATION_EFFECTS,
     EFFECTS,
     KNEE_FORMS,
     MOE_FORMS,
@@ -197,6 +198,14 @@ def _check(cfg: dict[str, Any]) -> None:
         if pname in cfg["priors"] and cfg["priors"][pname].get("dist") != "LogNormal":
             raise ModelConfigError(f"prior '{pname}' must be LogNormal (a positive quantity per verifier x hardware). "
                                    "Fix: set dist = \"LogNormal\" with mu and sigma on the log scale")
+    departures = cfg.get("model", {}).get("configuration_effects", [])
+    if not isinstance(departures, list) or not set(departures) <= set(CONFIGURATION_EFFECTS):
+        raise ModelConfigError(f"model option configuration_effects = {departures!r}. Fix: a list drawn from "
+                               f"{list(CONFIGURATION_EFFECTS)} ([] for none)")
+    for name in departures:
+        if EFFECTS[name][1] not in cfg["priors"]:
+            raise ModelConfigError(f"configuration_effects lists {name!r}, which needs the prior {EFFECTS[name][1]!r}. "
+                                   "Fix: extend models/default.toml, which has it")
     learnable = (*EFFECTS, *OTHER_POOLED_LEVELS)
     unknown = sorted(set(cfg.get("model", {}).get("learned_scales", ())) - set(learnable))
     if unknown:

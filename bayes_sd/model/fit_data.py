@@ -17,8 +17,8 @@ from bayes_sd.traces.schema import NO_DRAFTER
 
 __all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OPEN_LOOP_BATCHES", "VERIFIER_FORMS",
            "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS",
-           "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "OTHER_POOLED_LEVELS", "pair_label", "level_label",
-           "fixed_scale"]
+           "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "CONFIGURATION_EFFECTS", "OTHER_POOLED_LEVELS",
+           "pair_label", "level_label", "configuration_level_label", "fixed_scale"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,14 @@ EFFECTS: dict[str, tuple[str, str, str | None, tuple[str, ...] | None]] = {
     "accept_dataset": ("dataset", "sigma_accept_dataset", None, None),
     "accept_pair": ("pair_dataset", "sigma_accept_pair", None, None),
     "tail_pair": ("pair", "sigma_tail_pair", None, None),
+    # a configuration's departure from the cost law, shared by its runs at every load: on its
+    # load-independent demand C1 and on its per-request load cost C2 (models with these priors)
+    "config_level": ("configuration", "sigma_config_level", None, None),
+    "config_load": ("configuration", "sigma_config_load", None, None),
 }
+#: a configuration's departures from the cost law: the model has those its ``[model]
+#: configuration_effects`` lists (each needs its scale's prior)
+CONFIGURATION_EFFECTS = ("config_level", "config_load")
 #: partially pooled levels built outside ``EFFECTS`` (by their own code in build.py) whose scale
 #: follows the same policy (``FitData.learns_scale``): name -> grouping dim
 OTHER_POOLED_LEVELS = {"sequence_cost": "verifier_hw"}
@@ -124,6 +131,11 @@ def level_label(name: str, hardware: str) -> str:
     return f"{name} @ {hardware}"
 
 
+def configuration_level_label(verifier: str, drafter: str, hardware: str, dataset: str, k) -> str:
+    """One server configuration: pair, hardware, workload and draft length (open and closed loop alike)."""
+    return f"{pair_label(verifier, drafter)} @ {hardware} | {dataset} | k={int(k)}"
+
+
 @dataclass
 class FitData:
     """Run-level arrays (one entry per fitted run) plus level indices and coords."""
@@ -175,6 +187,8 @@ class FitData:
             "accept_dataset": n["dataset"] > 1,
             "accept_pair": n["pair_dataset"] > max(n["drafter"], n["dataset"]),
             "tail_pair": n["pair"] > 1,
+            "config_level": n["configuration"] > 1,
+            "config_load": n["configuration"] > 1,
         }
         return rules[effect]
 
@@ -267,6 +281,9 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     pairs = sorted(fit["_pair"].unique())  # all pairs, k = 0 baselines included (tails)
     spec_pairs = sorted(fit.loc[spec, "_pair"].unique())
     pds = sorted(fit.loc[spec, "_pd"].unique())
+    fit["_cfg"] = [configuration_level_label(*row) for row in
+                   zip(fit["verifier"], fit["drafter"], fit["hardware"], fit["dataset"], fit["k"])]
+    configurations = sorted(fit["_cfg"].unique())
 
     first = lambda col, key, levels: fit.drop_duplicates(key).set_index(key).loc[levels, col]  # noqa: E731
     idx = {
@@ -274,6 +291,7 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
         "verifier_hw_verifier": _codes(first("verifier", "_vh", vh), verifiers),
         "verifier_hw_hardware": _codes(first("hardware", "_vh", vh), hardware),
         "run_pair": _codes(fit["_pair"], pairs),
+        "run_configuration": _codes(fit["_cfg"], configurations),
     }
     # Runs without speculation point at level 0 of the drafter arrays; k = 0 zeroes every
     # drafter term, so those levels receive no information from them.
@@ -349,11 +367,12 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
         "pair": pairs,
         "spec_pair": spec_pairs,
         "pair_dataset": pds,
+        "configuration": configurations,
         "coef": list(COEFS),
         "vcoef": list(VERIFIER_COEFS),
         "dcoef": list(DRAFTER_COEFS),
         "moe_verifier": moe_verifiers,
         "drafter_predictor": list(drafter_predictors),
     }
-    return FitData(runs=fit.drop(columns=["_vh", "_dh", "_pair", "_pd"]), excluded=excluded,
+    return FitData(runs=fit.drop(columns=["_vh", "_dh", "_pair", "_pd", "_cfg"]), excluded=excluded,
                    coords=coords, idx=idx, x=x, obs=obs)

@@ -57,6 +57,10 @@ class DifferentModelError(ValueError):
     """A saved posterior does not match the model that tries to load it."""
 
 
+#: target acceptance of the first and later retries of an unconverged fit (``LatencyModel.fit(retries=...)``)
+RETRY_TARGET_ACCEPT = (0.95, 0.98)
+
+
 class ConvergenceWarning(UserWarning):
     """R-hat, effective sample size or divergences say the posterior is not to be trusted yet."""
 
@@ -182,7 +186,7 @@ class LatencyModel:
     def fit(self, runs: pd.DataFrame, *, models: pd.DataFrame | None = None, draws: int = 1000,
             tune: int = 1000, chains: int = 4, cores: int | None = None, nuts_sampler: str = "nutpie",
             target_accept: float = 0.9, random_seed: int | None = None, progressbar: bool = True,
-            low_rank_mass_matrix: bool = True, max_tree_depth: int = 10) -> LatencyModel:
+            low_rank_mass_matrix: bool = True, max_tree_depth: int = 10, retries: int = 0) -> LatencyModel:
         """Fit the model to a canonical run table by NUTS; returns ``self``.
 
         Saturated runs are excluded from the likelihood (see ``fit_data.excluded``).
@@ -219,6 +223,12 @@ class LatencyModel:
             NUTS trees stop at ``2**max_tree_depth - 1`` leapfrog steps (10, the samplers' default).
             A lower cap mostly trims the early warm-up, before the mass matrix is adapted, where trees
             run to the cap (``bench/fit_speed.py --max-tree-depth``).
+        retries : int, default 0
+            When the posterior has not converged, sample again up to this many times as a careful
+            analyst would: each retry doubles the warm-up (at least 200 steps), raises the target acceptance (0.95, then
+            0.98), lifts the tree cap to 10 and takes the next seed. The best attempt is kept (the
+            first that converges, else the lowest max R-hat); every attempt is listed in
+            :attr:`fit_attempts` and ``idata.attrs["fit_attempts"]``. ``bayes-sd fit`` retries once.
 
         Returns
         -------
@@ -241,16 +251,42 @@ class LatencyModel:
         --------
         >>> model = LatencyModel().fit(load_b200_runs(), draws=500, tune=500, random_seed=1)  # doctest: +SKIP
         """
+        if int(retries) != retries or retries < 0:
+            raise ValueError(f"retries must be a whole number >= 0, got {retries}")
         model = self.build(runs, models)
-        self.idata = sample_posterior(model, draws=draws, tune=tune, chains=chains, cores=cores,
-                                      nuts_sampler=nuts_sampler, target_accept=target_accept,
-                                      random_seed=random_seed, progressbar=progressbar,
-                                      low_rank_mass_matrix=low_rank_mass_matrix, max_tree_depth=max_tree_depth,
-                                      var_names=self._stored_var_names(model), groups=self._data_groups(),
-                                      attrs=self._attrs())
+        settings = {"tune": int(tune), "target_accept": float(target_accept), "max_tree_depth": int(max_tree_depth),
+                    "random_seed": random_seed}
+        attempts, best = [], None
+        for attempt in range(int(retries) + 1):
+            if attempt:  # what a careful analyst tries next
+                settings = {"tune": max(2 * settings["tune"], 200),
+                            "target_accept": max(settings["target_accept"], RETRY_TARGET_ACCEPT[min(attempt, 2) - 1]),
+                            "max_tree_depth": max(settings["max_tree_depth"], 10),
+                            "random_seed": None if random_seed is None else int(random_seed) + attempt}
+            self.idata = sample_posterior(model, draws=draws, chains=chains, cores=cores, nuts_sampler=nuts_sampler,
+                                          progressbar=progressbar, low_rank_mass_matrix=low_rank_mass_matrix,
+                                          var_names=self._stored_var_names(model), groups=self._data_groups(),
+                                          attrs=self._attrs(), **settings)
+            d = self.diagnostics()
+            attempts.append({**settings, "random_seed": json.loads(self.idata.attrs["sampler"]).get("random_seed"),
+                             "converged": d["converged"], "max_rhat": d["max_rhat"],
+                             "min_ess_bulk": d["min_ess_bulk"], "divergences": d["divergences"]})
+            if best is None or d["converged"] or d["max_rhat"] < best[1]["max_rhat"]:
+                best = (self.idata, d)
+            if d["converged"]:
+                break
+        self.idata = best[0]
+        self.idata.attrs["fit_attempts"] = json.dumps(attempts, default=float)
         self.sampler_settings = json.loads(self.idata.attrs["sampler"])
         self.check_convergence()
         return self
+
+    @property
+    def fit_attempts(self) -> list[dict]:
+        """The sampling attempts of :meth:`fit` (one unless ``retries`` was used): per attempt its
+        ``tune``, ``target_accept``, ``max_tree_depth``, ``random_seed`` and diagnostics."""
+        self._require_fit()
+        return json.loads(self.idata.attrs.get("fit_attempts", "[]"))
 
     @staticmethod
     def _stored_var_names(model: pm.Model) -> list[str]:
@@ -380,8 +416,14 @@ class LatencyModel:
         ValueError
             When the model is not fitted.
         """
-        return (f"{convergence_text(self.diagnostics())}; "
+        text = (f"{convergence_text(self.diagnostics())}; "
                 f"{self.fit_data.n_runs} runs fitted, {len(self.fit_data.excluded)} excluded")
+        tried = self.fit_attempts
+        if len(tried) > 1:
+            text += "; tried " + ", then ".join(
+                f"tune {a['tune']} at target acceptance {a['target_accept']:g} (max R-hat {a['max_rhat']:.3f})"
+                for a in tried)
+        return text
 
     # ------------------------------------------------------------------ prediction
     def predict_draws(self, conditions: pd.DataFrame, *, max_draws: int | None = 1000, seed: int = 0,

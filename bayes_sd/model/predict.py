@@ -13,6 +13,7 @@ form (infinite past saturation).
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,11 +25,13 @@ from bayes_sd._stats import quantile
 from bayes_sd.model.build import z_quantile
 from bayes_sd.model.fit_data import (
     COEFS,
+    CONFIGURATION_EFFECTS,
     DRAFTER_COEFS,
     EFFECTS,
     KNEE_FORMS,
     MOE_FORMS,
     VERIFIER_COEFS,
+    configuration_level_label,
     drafter_predictor_matrix,
     fixed_scale,
     level_label,
@@ -61,15 +64,22 @@ def _labels(cond: pd.DataFrame) -> dict[str, list[str]]:
         "verifier_hw": [level_label(a, b) for a, b in zip(v, h)],
         "drafter_hw": [level_label(a, b) for a, b in zip(d, h)],
         "pair_dataset": [f"{p} | {x}" for p, x in zip(pair, s)],
+        "configuration": [configuration_level_label(*row) for row in zip(v, d, h, s, cond["k"])],
     }
 
 
 class _EffectSampler:
     """Effect values (sample, condition[, coef]) for known or unseen levels."""
 
-    def __init__(self, post: dict, cfg: dict, fit_coords: dict, labels: dict, rng: np.random.Generator):
-        self.post, self.cfg, self.fit_coords, self.labels, self.rng = post, cfg, fit_coords, labels, rng
+    def __init__(self, post: dict, cfg: dict, fit_coords: dict, labels: dict, seed: int):
+        self.post, self.cfg, self.fit_coords, self.labels, self.seed = post, cfg, fit_coords, labels, seed
         self.n_samples = next(iter(post.values())).shape[0]
+
+    def _fresh_normal(self, name: str, label: str, width: int) -> np.ndarray:
+        """Standard-normal draws (sample, width) for an unseen level: seeded by the seed, the effect
+        and the level, so a level gets the same draw whatever else a call predicts."""
+        key = [self.seed, zlib.crc32(name.encode()), zlib.crc32(label.encode())]
+        return np.random.default_rng(key).standard_normal((self.n_samples, width))
 
     def _scale(self, prior: str, prior_dims: str | None, coefs) -> np.ndarray:
         if prior in self.post:
@@ -82,10 +92,11 @@ class _EffectSampler:
         width = 1 if coefs is None else len(coefs)
         return np.full((self.n_samples, width), fixed_scale(self.cfg, prior))
 
-    def __call__(self, name: str) -> np.ndarray:
+    def __call__(self, name: str, query: list[str] | None = None) -> np.ndarray:
+        """Effect ``name`` for the conditions' levels (or for the levels ``query`` of its group)."""
         group, prior, prior_dims, coefs = EFFECTS[name]
         width = 1 if coefs is None else len(coefs)
-        query = self.labels[group]
+        query = self.labels[group] if query is None else query
         out = np.zeros((self.n_samples, len(query), width))
         da = self.post.get(f"effect_{name}")
         known = list(da.coords[group].values) if da is not None else []
@@ -100,7 +111,7 @@ class _EffectSampler:
             else:
                 if label not in fresh:
                     scale = self._scale(prior, prior_dims, coefs) if scale is None else scale
-                    fresh[label] = scale * self.rng.standard_normal((self.n_samples, width))
+                    fresh[label] = scale * self._fresh_normal(name, label, width)
                 out[:, j] = fresh[label]
         return out if coefs is not None else out[..., 0]
 
@@ -240,7 +251,7 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     cond["dataset"] = cond.get("dataset", pd.Series("unseen", index=cond.index)).fillna("unseen")
     rng = np.random.default_rng(seed)
     labels = _labels(cond)
-    eff = _EffectSampler(post, cfg, fit_coords, labels, rng)
+    eff = _EffectSampler(post, cfg, fit_coords, labels, seed)
     k = cond["k"].to_numpy(float)
     design = _drafter_design(post, fit_coords, labels["drafter"], k, models)
     cost = np.exp(_costs(eff, post, design)) / 1000.0  # seconds
@@ -263,12 +274,14 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     rate = np.nan_to_num(cond["rate_rps"].to_numpy(float)) if "rate_rps" in cond else np.zeros(len(cond))
     conc = np.nan_to_num(cond["concurrency"].to_numpy(float), nan=1.0) if "concurrency" in cond else np.ones(len(cond))
 
+    factors, factors_k0 = _configuration_factors(eff, cfg, cond)
     inputs = {"cost": c, "acceptance": a, "accept_decay": decay, "share": share, "log_q": log_q,
               "knee_tokens": extras["knee_tokens"], "compute_share": extras["compute_share"], "prompt_len": P,
-              "output_len": D, "is_open": is_open, "rate": rate, "concurrency": conc}
+              "output_len": D, "is_open": is_open, "rate": rate, "concurrency": conc, "configuration": factors}
 
     costs, dem, lat, others = latency_at(inputs, k, tau, tau_sq)
-    _, _, lat0, _ = latency_at(inputs, np.zeros_like(k), np.ones_like(tau), np.ones_like(tau))
+    _, _, lat0, _ = latency_at({**inputs, "configuration": factors_k0}, np.zeros_like(k), np.ones_like(tau),
+                               np.ones_like(tau))
     with np.errstate(over="ignore", invalid="ignore"):  # past saturation: infinite latency, by design
         others_ok = np.where(np.isfinite(others), others, np.nan)
         ttft = theory.ttft(costs, k, tau, P, D, others_ok, tau_sq=tau_sq,
@@ -296,6 +309,21 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
         saturation_rps=theory.saturation_rate(dem.c2), batch_size=np.where(is_open, rate * lat, conc),
         acceptance_length=np.broadcast_to(tau, lat.shape), inputs=inputs,
     )
+
+
+def _configuration_factors(eff: _EffectSampler, cfg: dict, cond: pd.DataFrame):
+    """``((c1_factor, c2_factor), same for k = 0)``, each (sample, condition): how the conditions'
+    configurations (and the same server without speculation) depart from the cost law, the fitted
+    departure for a configuration seen in the fit, a fresh draw from its population (one per
+    configuration) otherwise; 1.0 for a departure the model configuration does not have."""
+    wanted = cfg.get("model", {}).get("configuration_effects", [])
+    n = len(cond)
+    k0 = [configuration_level_label(v, NO_DRAFTER, h, s, 0) for v, h, s in
+          zip(*(cond[c].astype(str) for c in ("verifier", "hardware", "dataset")))]
+    query = eff.labels["configuration"] + k0
+    both = [np.exp(eff(name, query)) if name in wanted else None for name in CONFIGURATION_EFFECTS]
+    return (tuple(1.0 if f is None else f[:, :n] for f in both),
+            tuple(1.0 if f is None else f[:, n:] for f in both))
 
 
 def _accept_decay(post: dict, cfg: dict, fit_coords: dict, drafters: list[str], rng) -> np.ndarray | None:
@@ -345,7 +373,7 @@ def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
     rate, conc = inputs["rate"], inputs["concurrency"]
     costs = theory.ServiceCosts(**{n: (c[n] if n[0] != "d" else c[n] * drafter_scale * (k > 0)) for n in COEFS},
                                 s1=c["s1"])
-    dem = theory.demand(costs, k, tau, P, D, tau_sq=tau_sq)
+    dem = theory.demand(costs, k, tau, P, D, tau_sq=tau_sq).scaled(*inputs.get("configuration", (1.0, 1.0)))
     knee, r = inputs["knee_tokens"], inputs["compute_share"]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if np.any(r > 0):  # roofline variants: a pass past its knee grows with its tokens

@@ -312,7 +312,8 @@ def recommend_k(model, *, verifier: str, drafter: str, hardware: str, dataset: s
         (P(best_k is the per-draw best)), ``expected_regret`` (objective units), ``speedup_vs_k0``
         (median; ``speedup_q05``, ``speedup_q95``), ``p_slower_than_k0``, ``p_saturated`` and
         ``batch_size`` (median requests in flight at best_k: Little's law in open loop, the
-        concurrency in closed loop).
+        concurrency in closed loop). ``attrs["posterior"]``: whether the posterior converged and its
+        diagnostics line (the exports carry it).
 
     Raises
     ------
@@ -329,8 +330,10 @@ def recommend_k(model, *, verifier: str, drafter: str, hardware: str, dataset: s
                        prompt_len=prompt_len, output_len=output_len, rates=rates, concurrencies=concurrencies,
                        k_max=k_max, ks=ks, objective=objective, slo_s=slo_s, cvar_alpha=cvar_alpha,
                        max_draws=max_draws, seed=seed)
-    recs = table[table["chosen"]].drop(columns="chosen").rename(columns={"k": "best_k"})
-    return recs.reset_index(drop=True)
+    recs = table[table["chosen"]].drop(columns="chosen").rename(columns={"k": "best_k"}).reset_index(drop=True)
+    recs.attrs["posterior"] = {"converged": bool(model.diagnostics()["converged"]),
+                               "diagnostics": model.diagnostics_text()}
+    return recs
 
 
 def rank_drafters(model, *, verifier: str, drafters: list, hardware: str, dataset: str, prompt_len: float,

@@ -109,14 +109,20 @@ def _columns(inputs: dict, cols: slice) -> dict:
             return None
         if isinstance(v, dict):
             return {name: pick(x) for name, x in v.items()}
-        return v[:, cols] if v.ndim == 2 else v[cols]
+        if isinstance(v, tuple):
+            return tuple(pick(x) for x in v)
+        v = np.asarray(v)
+        return v if v.ndim == 0 else v[:, cols] if v.ndim == 2 else v[cols]
     return {key: pick(v) for key, v in inputs.items()}
 
 
-def _best_over_k(inputs, ks, a, scale):
-    """(sample, load) min over ``ks`` of mean latency with acceptance ``a`` and drafter cost x ``scale``."""
+def _best_over_k(inputs_by_k, ks, a, scale):
+    """(sample, load) min over ``ks`` of mean latency with acceptance ``a`` and drafter cost x ``scale``;
+    ``inputs_by_k``: per k the prediction inputs of that k's conditions (its configuration's own
+    departure from the cost law)."""
     best = None
     for k in ks:
+        inputs = inputs_by_k[k]
         kk = np.full(inputs["prompt_len"].shape, float(k))
         tau = acceptance_length(a, kk, inputs["accept_decay"])
         tau_sq = acceptance_second_moment(a, kk, inputs["accept_decay"])
@@ -191,17 +197,18 @@ def parity(model, *, candidate: str, reference: str, verifier: str, hardware: st
     ValueError
         When not exactly one of ``rates`` and ``concurrencies`` is given, or a load is not positive.
     """
-    ks = range(0, k_max + 1)
-    pair = dict(verifier=verifier, hardware=hardware, dataset=dataset, ks=[1], prompt_len=prompt_len,
+    ks = list(range(0, k_max + 1))
+    pair = dict(verifier=verifier, hardware=hardware, dataset=dataset, ks=ks, prompt_len=prompt_len,
                 output_len=output_len, rates=rates, concurrencies=concurrencies)
     rows_r, col, loads = condition_grid(drafter=reference, **pair)
     rows_c, _, _ = condition_grid(drafter=candidate, **pair)
     both = pd.concat([rows_r, rows_c], ignore_index=True)
     dr = model.predict_draws(both, max_draws=max_draws, seed=seed, models=candidate_models)
-    n = len(loads)
-    ref, cand = _columns(dr.inputs, slice(0, n)), _columns(dr.inputs, slice(n, 2 * n))
-    target = _best_over_k(ref, ks, ref["acceptance"], 1.0)
-    a_c = cand["acceptance"]
+    n = len(rows_r)  # load-major, k fastest: the columns of k = ks[i] start at i with step len(ks)
+    ref, cand = ({k: _columns(dr.inputs, slice(start + i, start + n, len(ks))) for i, k in enumerate(ks)}
+                 for start in (0, n))
+    target = _best_over_k(ref, ks, ref[1]["acceptance"], 1.0)
+    a_c = cand[1]["acceptance"]
     current = _best_over_k(cand, range(1, k_max + 1), a_c, 1.0)
     a_need = _bisect(lambda a: _best_over_k(cand, range(1, k_max + 1), a, 1.0) <= target,
                      np.full_like(a_c, 1e-3), np.full_like(a_c, 0.999))

@@ -154,7 +154,9 @@ def vllm_config(recs: pd.DataFrame, method: str, drafter_model: str | None,
         matching ``vllm serve`` arguments; ``schedule``: the batch-size ranges as dicts
         (``min_batch_size``, ``max_batch_size``, ``num_speculative_tokens``); ``unmeasured_k``: the
         scheduled draft lengths the pair was never measured at (``k_measured`` False in ``recs``:
-        the recommendation extrapolates in k there; empty when every k was measured).
+        the recommendation extrapolates in k there; empty when every k was measured);
+        ``posterior_converged`` and, when False, ``warning`` (from ``recs.attrs["posterior"]``, which
+        :func:`recommend_k` sets): a schedule from an unconverged posterior says so.
 
     Raises
     ------
@@ -173,6 +175,13 @@ def vllm_config(recs: pd.DataFrame, method: str, drafter_model: str | None,
     scheduled = {r[2] for r in ranges}
     unmeasured = (sorted(int(k) for k in recs.loc[~recs["k_measured"].astype(bool), "best_k"] if k in scheduled)
                   if "k_measured" in recs else [])
-    return {"speculative_config": spec, "max_num_seqs": int(max_num_seqs), "serve_args": args,
-            "schedule": [{"min_batch_size": a, "max_batch_size": z, "num_speculative_tokens": k} for a, z, k in ranges],
-            "unmeasured_k": sorted(set(unmeasured))}
+    out = {"speculative_config": spec, "max_num_seqs": int(max_num_seqs), "serve_args": args,
+           "schedule": [{"min_batch_size": a, "max_batch_size": z, "num_speculative_tokens": k} for a, z, k in ranges],
+           "unmeasured_k": sorted(set(unmeasured))}
+    posterior = recs.attrs.get("posterior")
+    if posterior is not None:
+        out["posterior_converged"] = bool(posterior["converged"])
+        if not posterior["converged"]:
+            out["warning"] = (f"the posterior behind this schedule has NOT converged ({posterior['diagnostics']}). "
+                              "Fix: refit with more tuning and draws (bayes-sd fit --help) before serving it")
+    return out

@@ -100,6 +100,12 @@ class Demand:
         """C2 (s per other in-flight request)."""
         return self.c2_prefill + self.c2_draft + self.c2_verify
 
+    def scaled(self, c1_factor=1.0, c2_factor=1.0) -> Demand:
+        """This demand with every load-independent part times ``c1_factor`` and every per-request
+        load part times ``c2_factor`` (a configuration's departure from the cost law)."""
+        return Demand(self.c1_prefill * c1_factor, self.c1_draft * c1_factor, self.c1_verify * c1_factor,
+                      self.c2_prefill * c2_factor, self.c2_draft * c2_factor, self.c2_verify * c2_factor)
+
 
 # --------------------------------------------------------------------------- acceptance
 

@@ -35,8 +35,14 @@ def test_fit_cli_writes_a_loadable_posterior(mock_pymc_sample, b200_runs, tmp_pa
     out = tmp_path / "post.nc"
     assert main(["fit", str(runs_path), "--out", str(out), "--sampler", "pymc", "--draws", "10",
                  "--tune", "0", "--chains", "1", "--no-progress"]) == 0
-    assert "wrote posterior" in capsys.readouterr().out
-    assert LatencyModel.load(out).fit_data.n_runs == 46
+    printed = capsys.readouterr().out
+    assert "wrote posterior" in printed
+    model = LatencyModel.load(out)
+    assert model.fit_data.n_runs == 46
+    # ten prior draws never converge: fit sampled again (its default --retries 1) and says what it tried
+    tried = model.fit_attempts
+    assert [a["tune"] for a in tried] == [0, 200] and [a["target_accept"] for a in tried] == [0.9, 0.95]
+    assert not tried[1]["converged"] and "tried tune 0 at target acceptance 0.9" in printed
 
 
 def test_predict_cli_single_and_batch(fitted_b200, tmp_path, capsys):

@@ -215,6 +215,11 @@ def test_cli_writes_csv_and_vllm_json(fitted_b200, tmp_path, capsys):
     assert len(cfg["schedule"]) >= 1 and cfg["schedule"][-1]["max_batch_size"] == 256
     if cfg["speculative_config"] is not None:
         assert cfg["speculative_config"]["method"] == "dspark"
+    # the export says whether the posterior behind it converged (the session's short fit: usually not)
+    converged = fitted_b200[0].diagnostics()["converged"]
+    assert cfg["posterior_converged"] is converged and ("warning" in cfg) is (not converged)
+    if not converged:
+        assert "NOT converged" in cfg["warning"] and "R-hat" in cfg["warning"]
     assert "best_k" in capsys.readouterr().out
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
 

@@ -100,7 +100,8 @@ def test_parity_solves_the_closed_form(family, mock_pymc_sample, seed):
         tau = theory.tau_constant(a[:, k], k)
         factor = row["draft_cost_factor"] if matchable else 1e-3
         costs = theory.ServiceCosts(**{n: c[n][:, k] * (factor if n[0] == "d" else 1.0) for n in c})
-        dem = theory.demand(costs, k, tau, 512.0, 256.0, tau_sq=theory.tau_sq_constant(a[:, k], k))
+        dem = theory.demand(costs, k, tau, 512.0, 256.0, tau_sq=theory.tau_sq_constant(a[:, k], k)).scaled(
+            *(f[:, 4 + k] for f in dr.inputs["configuration"]))  # the configuration's departure from the law
         lat.append(theory.latency_closed(dem.c1, dem.c2, 4.0))
     cand_at_parity = np.median(np.min(lat, axis=0))
     if matchable:
