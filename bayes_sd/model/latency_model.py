@@ -42,7 +42,7 @@ from bayes_sd.model.fit_data import (
     prepare_fit_data,
 )
 from bayes_sd.model.predict import condition_draws, stack_posterior, summarise
-from bayes_sd.model.sampling import sample_posterior
+from bayes_sd.model.sampling import sample_until_converged
 from bayes_sd.traces.validate import validate_models, validate_runs
 
 __all__ = ["LatencyModel", "DifferentModelError", "ConvergenceWarning", "CONDITION_COLUMNS"]
@@ -55,10 +55,6 @@ _RUN_LEVEL = ("latency_s", "saturation_rps", "tail_shape")
 
 class DifferentModelError(ValueError):
     """A saved posterior does not match the model that tries to load it."""
-
-
-#: target acceptance of the first and later retries of an unconverged fit (``LatencyModel.fit(retries=...)``)
-RETRY_TARGET_ACCEPT = (0.95, 0.98)
 
 
 class ConvergenceWarning(UserWarning):
@@ -227,8 +223,9 @@ class LatencyModel:
             When the posterior has not converged, sample again up to this many times as a careful
             analyst would: each retry doubles the warm-up (at least 200 steps), raises the target acceptance (0.95, then
             0.98), lifts the tree cap to 10 and takes the next seed. The best attempt is kept (the
-            first that converges, else the lowest max R-hat); every attempt is listed in
-            :attr:`fit_attempts` and ``idata.attrs["fit_attempts"]``. ``bayes-sd fit`` retries once.
+            first that converges, else the lowest max R-hat; ``model.sampling.sample_until_converged``);
+            every attempt is listed in :attr:`fit_attempts` and ``idata.attrs["fit_attempts"]``.
+            ``bayes-sd fit`` retries once.
 
         Returns
         -------
@@ -251,31 +248,12 @@ class LatencyModel:
         --------
         >>> model = LatencyModel().fit(load_b200_runs(), draws=500, tune=500, random_seed=1)  # doctest: +SKIP
         """
-        if int(retries) != retries or retries < 0:
-            raise ValueError(f"retries must be a whole number >= 0, got {retries}")
         model = self.build(runs, models)
-        settings = {"tune": int(tune), "target_accept": float(target_accept), "max_tree_depth": int(max_tree_depth),
-                    "random_seed": random_seed}
-        attempts, best = [], None
-        for attempt in range(int(retries) + 1):
-            if attempt:  # what a careful analyst tries next
-                settings = {"tune": max(2 * settings["tune"], 200),
-                            "target_accept": max(settings["target_accept"], RETRY_TARGET_ACCEPT[min(attempt, 2) - 1]),
-                            "max_tree_depth": max(settings["max_tree_depth"], 10),
-                            "random_seed": None if random_seed is None else int(random_seed) + attempt}
-            self.idata = sample_posterior(model, draws=draws, chains=chains, cores=cores, nuts_sampler=nuts_sampler,
-                                          progressbar=progressbar, low_rank_mass_matrix=low_rank_mass_matrix,
-                                          var_names=self._stored_var_names(model), groups=self._data_groups(),
-                                          attrs=self._attrs(), **settings)
-            d = self.diagnostics()
-            attempts.append({**settings, "random_seed": json.loads(self.idata.attrs["sampler"]).get("random_seed"),
-                             "converged": d["converged"], "max_rhat": d["max_rhat"],
-                             "min_ess_bulk": d["min_ess_bulk"], "divergences": d["divergences"]})
-            if best is None or d["converged"] or d["max_rhat"] < best[1]["max_rhat"]:
-                best = (self.idata, d)
-            if d["converged"]:
-                break
-        self.idata = best[0]
+        self.idata, attempts = sample_until_converged(
+            model, retries=retries, draws=draws, tune=tune, chains=chains, cores=cores, nuts_sampler=nuts_sampler,
+            target_accept=target_accept, random_seed=random_seed, progressbar=progressbar,
+            low_rank_mass_matrix=low_rank_mass_matrix, max_tree_depth=max_tree_depth,
+            var_names=self._stored_var_names(model), groups=self._data_groups(), attrs=self._attrs())
         self.idata.attrs["fit_attempts"] = json.dumps(attempts, default=float)
         self.sampler_settings = json.loads(self.idata.attrs["sampler"])
         self.check_convergence()

@@ -22,7 +22,13 @@ import pymc as pm
 import xarray as xr
 from pymc.backends.arviz import coords_and_dims_for_inferencedata, dict_to_dataset, find_observations
 
-__all__ = ["SAMPLERS", "sample_posterior", "compile_nutpie", "sample_compiled"]
+from bayes_sd._stats import convergence
+
+__all__ = ["SAMPLERS", "sample_posterior", "sample_until_converged", "RETRY_TARGET_ACCEPT", "compile_nutpie",
+           "sample_compiled"]
+
+#: target acceptance of the first and later retries of an unconverged fit (:func:`sample_until_converged`)
+RETRY_TARGET_ACCEPT = (0.95, 0.98)
 
 
 def compile_nutpie(model: pm.Model):
@@ -108,3 +114,36 @@ def sample_posterior(model: pm.Model, *, draws: int = 1000, tune: int = 1000, ch
         idata.add_groups(groups, warn_on_custom_groups=False)
     idata.attrs.update({"sampler": json.dumps(settings), **(attrs or {})})
     return idata
+
+
+def sample_until_converged(model: pm.Model, *, retries: int = 0, tune: int = 1000, target_accept: float = 0.9,
+                           max_tree_depth: int = 10, random_seed: int | None = None,
+                           **kwargs) -> tuple[az.InferenceData, list[dict]]:
+    """:func:`sample_posterior`, then up to ``retries`` more times while the posterior has not converged
+    (``bayes_sd._stats.convergence``), as an analyst would: each retry doubles the warm-up (at least
+    200 steps), raises the target acceptance (:data:`RETRY_TARGET_ACCEPT`), lifts the tree cap to 10
+    and takes the next seed. Returns the best attempt (the first that converges, else the lowest max
+    R-hat) and every attempt's settings and diagnostics, in order. ``kwargs`` go to
+    :func:`sample_posterior`.
+    """
+    if int(retries) != retries or retries < 0:
+        raise ValueError(f"retries must be a whole number >= 0, got {retries}")
+    settings = {"tune": int(tune), "target_accept": float(target_accept), "max_tree_depth": int(max_tree_depth),
+                "random_seed": random_seed}
+    attempts, best = [], None
+    for attempt in range(int(retries) + 1):
+        if attempt:
+            settings = {"tune": max(2 * settings["tune"], 200),
+                        "target_accept": max(settings["target_accept"], RETRY_TARGET_ACCEPT[min(attempt, 2) - 1]),
+                        "max_tree_depth": max(settings["max_tree_depth"], 10),
+                        "random_seed": None if random_seed is None else int(random_seed) + attempt}
+        idata = sample_posterior(model, **settings, **kwargs)
+        d = convergence(idata)
+        attempts.append({**settings, "random_seed": json.loads(idata.attrs["sampler"])["random_seed"],
+                         "converged": d["converged"], "max_rhat": d["max_rhat"], "min_ess_bulk": d["min_ess_bulk"],
+                         "divergences": d["divergences"]})
+        if best is None or d["converged"] or d["max_rhat"] < best[1]["max_rhat"]:
+            best = (idata, d)
+        if d["converged"]:
+            break
+    return best[0], attempts
