@@ -41,9 +41,9 @@ SECTIONS: list[tuple[str, str]] = [
     ("trust", "How much to trust this"), ("recommendations", "Recommendations")]
 MAX_TABLE_ROWS = 40
 #: columns of a recommendation table shown in the report (others are kept out of the table)
-REC_COLUMNS = ["rate_rps", "concurrency", "best_k", "p_best", "expected_regret", "latency_mean_s", "latency_q05_s",
-               "latency_q95_s", "speedup_vs_k0", "speedup_q05", "speedup_q95", "p_slower_than_k0", "p_saturated",
-               "batch_size"]
+REC_COLUMNS = ["rate_rps", "concurrency", "best_k", "k_measured", "p_best", "expected_regret", "latency_mean_s",
+               "latency_q05_s", "latency_q95_s", "speedup_vs_k0", "speedup_q05", "speedup_q95", "p_slower_than_k0",
+               "p_saturated", "batch_size"]
 
 CSS = ("body{font-family:system-ui,sans-serif;max-width:1050px;margin:2em auto;padding:0 1em;color:#222;"
        "line-height:1.45}\n"
@@ -275,6 +275,25 @@ def _segments(g: pd.DataFrame, col: str) -> str:
                      for _, r in g.groupby(runs)).replace(", k=", "; k=")
 
 
+def _measured_k_note(model, rec: pd.DataFrame) -> str:
+    """'; measured at k = ...' for the pair of ``rec`` (one verifier, drafter, hardware), and which
+    recommended k were never measured for it (the answer extrapolates in k there)."""
+    if not {"verifier", "drafter", "hardware"} <= set(rec) or model.runs is None:
+        return ""
+    first = rec.iloc[0]
+    runs = model.runs
+    mine = runs[(runs["verifier"] == first["verifier"]) & (runs["hardware"] == first["hardware"])
+                & (runs["drafter"] == first["drafter"]) & (runs["k"] > 0)]
+    measured = sorted(int(k) for k in mine["k"].unique())
+    if not measured:
+        return "; the pair was never measured: every k > 0 extrapolates"
+    unmeasured = sorted({int(k) for k in rec["best_k"] if k > 0} - set(measured))
+    note = f"; measured at k = {', '.join(map(str, measured))}"
+    if unmeasured:
+        note += f"; not at k = {', '.join(map(str, unmeasured))} (extrapolated in k)"
+    return note
+
+
 def _recommendations(model, s: Section, ctx: dict) -> None:
     rec = ctx["recommendations"]
     if rec is None or len(rec) == 0:
@@ -286,7 +305,8 @@ def _recommendations(model, s: Section, ctx: dict) -> None:
     for key, g in (rec.groupby(keys, sort=False) if keys else [((), rec)]):
         col = "rate_rps" if "rate_rps" in g and g.rate_rps.notna().any() else "concurrency"
         name = " / ".join(map(str, key if isinstance(key, tuple) else (key,))) or "the given pair"
-        parts.append(f"{name} ({'rate, requests/s' if col == 'rate_rps' else 'concurrency'}): {_segments(g, col)}")
+        parts.append(f"{name} ({'rate, requests/s' if col == 'rate_rps' else 'concurrency'}): {_segments(g, col)}"
+                     + _measured_k_note(model, g))
     s.text = (f"Best draft length per load, chosen over the whole posterior ({len(rec)} loads). "
               + ". ".join(parts) + ".")
     if "p_best" in rec:

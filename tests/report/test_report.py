@@ -113,10 +113,17 @@ def test_speedup_and_saturation_readings_count_the_curves(model, report, curves)
     assert f"ranges from {sat.median_rps.min():.3g} to {sat.median_rps.max():.3g} requests/s" in md
 
 
-def test_recommendation_reading_names_the_policy(report, recs):
+def test_recommendation_reading_names_the_policy(report, recs, model):
     _, _, md = report
     assert f"({len(recs)} loads)" in md and f"k={int(recs.best_k.iloc[0])} at" in md
     assert f"averages {recs.p_best.mean():.2f}" in md
+    # it says at which k the pair was measured, and which recommended k were not (extrapolated in k)
+    r, runs = recs.iloc[0], model.runs
+    mine = (runs.verifier == r.verifier) & (runs.drafter == r.drafter) & (runs.hardware == r.hardware)
+    measured = sorted(runs.loc[mine & (runs.k > 0), "k"].unique())
+    assert measured and f"measured at k = {', '.join(str(int(k)) for k in measured)}" in md
+    unmeasured = sorted({int(k) for k in recs.best_k if k > 0} - {int(k) for k in measured})
+    assert (f"not at k = {', '.join(map(str, unmeasured))} (extrapolated in k)" in md) is bool(unmeasured)
 
 
 def test_baselines_reading_matches_a_recomputation(model, report):
