@@ -47,6 +47,7 @@ from bayes_sd.model.fit_data import (
     TAIL_QUANTILES,
     VERIFIER_COEFS,
     FitData,
+    configuration_effects,
     fixed_scale,
     model_free_keep,
 )
@@ -323,7 +324,7 @@ def _configuration_factors(eff: _Effects, fd: FitData):
     """``(exp(config_level), exp(config_load))`` per run: how each configuration's load-independent
     demand C1 and per-request load cost C2 depart from the cost law, shared by its runs at every
     load (1 for a departure the model configuration's ``configuration_effects`` does not list)."""
-    wanted = eff.cfg.get("model", {}).get("configuration_effects", [])
+    wanted = configuration_effects(eff.cfg)
     idx = fd.idx["run_configuration"]
     return tuple(pt.exp(_at(eff(name), idx)) if name in wanted else 1.0 for name in CONFIGURATION_EFFECTS)
 

@@ -18,7 +18,7 @@ from bayes_sd.traces.schema import NO_DRAFTER
 __all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OPEN_LOOP_BATCHES", "VERIFIER_FORMS",
            "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS",
            "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "CONFIGURATION_EFFECTS", "OTHER_POOLED_LEVELS",
-           "pair_label", "level_label", "configuration_level_label", "fixed_scale"]
+           "pair_label", "level_label", "configuration_effects", "configuration_level_label", "fixed_scale"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ EFFECTS: dict[str, tuple[str, str, str | None, tuple[str, ...] | None]] = {
     "accept_pair": ("pair_dataset", "sigma_accept_pair", None, None),
     "tail_pair": ("pair", "sigma_tail_pair", None, None),
     # a configuration's departure from the cost law, shared by its runs at every load: on its
-    # load-independent demand C1 and on its per-request load cost C2 (models with these priors)
+    # load-independent demand C1 and on its per-request load cost C2 (see CONFIGURATION_EFFECTS)
     "config_level": ("configuration", "sigma_config_level", None, None),
     "config_load": ("configuration", "sigma_config_load", None, None),
 }
@@ -129,6 +129,11 @@ def pair_label(verifier: str, drafter: str) -> str:
 
 def level_label(name: str, hardware: str) -> str:
     return f"{name} @ {hardware}"
+
+
+def configuration_effects(cfg: dict) -> list[str]:
+    """The departures from the cost law a model configuration has (``[model] configuration_effects``)."""
+    return list(cfg.get("model", {}).get("configuration_effects", []))
 
 
 def configuration_level_label(verifier: str, drafter: str, hardware: str, dataset: str, k) -> str:

@@ -220,12 +220,10 @@ class LatencyModel:
             A lower cap mostly trims the early warm-up, before the mass matrix is adapted, where trees
             run to the cap (``bench/fit_speed.py --max-tree-depth``).
         retries : int, default 0
-            When the posterior has not converged, sample again up to this many times as a careful
-            analyst would: each retry doubles the warm-up (at least 200 steps), raises the target acceptance (0.95, then
-            0.98), lifts the tree cap to 10 and takes the next seed. The best attempt is kept (the
-            first that converges, else the lowest max R-hat; ``model.sampling.sample_until_converged``);
-            every attempt is listed in :attr:`fit_attempts` and ``idata.attrs["fit_attempts"]``.
-            ``bayes-sd fit`` retries once.
+            When the posterior has not converged, sample again up to this many times, each with a
+            longer warm-up, a higher target acceptance and the next seed, keeping the best attempt
+            (the policy: :func:`bayes_sd.model.sampling.sample_until_converged`); every attempt is
+            listed in :attr:`fit_attempts`. ``bayes-sd fit`` retries once.
 
         Returns
         -------

@@ -31,6 +31,7 @@ from bayes_sd.model.fit_data import (
     KNEE_FORMS,
     MOE_FORMS,
     VERIFIER_COEFS,
+    configuration_effects,
     configuration_level_label,
     drafter_predictor_matrix,
     fixed_scale,
@@ -316,7 +317,7 @@ def _configuration_factors(eff: _EffectSampler, cfg: dict, cond: pd.DataFrame):
     configurations (and the same server without speculation) depart from the cost law, the fitted
     departure for a configuration seen in the fit, a fresh draw from its population (one per
     configuration) otherwise; 1.0 for a departure the model configuration does not have."""
-    wanted = cfg.get("model", {}).get("configuration_effects", [])
+    wanted = configuration_effects(cfg)
     n = len(cond)
     k0 = [configuration_level_label(v, NO_DRAFTER, h, s, 0) for v, h, s in
           zip(*(cond[c].astype(str) for c in ("verifier", "hardware", "dataset")))]

@@ -27,6 +27,7 @@ from bayes_sd._stats import quantile
 from bayes_sd.evaluation.baselines import LABELS, error_table, in_sample_comparison
 from bayes_sd.evaluation.trust import trust_reading, trust_table
 from bayes_sd.model.fit_data import arrival_rate
+from bayes_sd.recommend.draft_length import measured_ks
 from bayes_sd.report import plots
 from bayes_sd.report.plots.common import model_runs
 from bayes_sd.traces.summary import data_kind
@@ -281,10 +282,7 @@ def _measured_k_note(model, rec: pd.DataFrame) -> str:
     if not {"verifier", "drafter", "hardware"} <= set(rec) or model.runs is None:
         return ""
     first = rec.iloc[0]
-    runs = model.runs
-    mine = runs[(runs["verifier"] == first["verifier"]) & (runs["hardware"] == first["hardware"])
-                & (runs["drafter"] == first["drafter"]) & (runs["k"] > 0)]
-    measured = sorted(int(k) for k in mine["k"].unique())
+    measured = sorted(measured_ks(model, first["verifier"], first["drafter"], first["hardware"]) - {0})
     if not measured:
         return "; the pair was never measured: every k > 0 extrapolates"
     unmeasured = sorted({int(k) for k in rec["best_k"] if k > 0} - set(measured))
