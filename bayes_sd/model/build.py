@@ -314,8 +314,8 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
         if "tau" in fd.obs and fd.has_drafters:
             rows, vals = fd.obs["tau"]
             s_tau = make_prior(cfg, "sigma_tau_obs")
-            pm.Normal("tau_obs", mu=tau[rows], sigma=s_tau * tau[rows], observed=observed("tau_obs", vals),
-                      dims="tau_run")
+            sd = pt.sqrt((s_tau * tau[rows]) ** 2 + x["tau_se"][rows] ** 2)  # scatter and the counts' sampling error
+            pm.Normal("tau_obs", mu=tau[rows], sigma=sd, observed=observed("tau_obs", vals), dims="tau_run")
         _tails(eff, fd, others, observed)
     return model
 

@@ -18,7 +18,8 @@ from bayes_sd.traces.schema import NO_DRAFTER
 __all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OPEN_LOOP_BATCHES", "VERIFIER_FORMS",
            "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS",
            "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "CONFIGURATION_EFFECTS", "OTHER_POOLED_LEVELS",
-           "pair_label", "level_label", "configuration_effects", "configuration_level_label", "fixed_scale"]
+           "pair_label", "level_label", "configuration_effects", "configuration_level_label", "fixed_scale",
+           "observed_acceptance"]
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,42 @@ VERIFIER_FORMS = ("dense", "moe", "roofline", "moe_roofline")
 MOE_FORMS, KNEE_FORMS = ("moe", "moe_roofline"), ("roofline", "moe_roofline")
 
 
+def observed_acceptance(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Acceptance length per run from whatever the run carries, with its sampling standard error.
+
+    In order of preference: ``acceptance_length``; ``1 + accepted_tokens / num_drafts``; and, for a
+    chain of k drafts per verify step (``num_drafts = draft_tokens / k``), ``1 + k * accepted_tokens /
+    draft_tokens``: the acceptance rate, as vLLM's and llama.cpp's counters give it. The standard
+    error is the one of a mean of ``num_drafts`` draws of accepted tokens per step, each in ``[0, k]``,
+    bounded by Bhatia-Davis: ``sqrt(m (k - m) / num_drafts)`` with ``m = tau - 1`` (0 where the draft
+    count is unknown: the run's scatter is then the model's ``sigma_tau_obs`` alone).
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        Canonical runs (``k``; any of ``acceptance_length``, ``accepted_tokens``, ``num_drafts``,
+        ``draft_tokens``).
+
+    Returns
+    -------
+    (pandas.Series, pandas.Series)
+        Acceptance length (tokens per verify step, bonus token included; NaN where a run with k > 0
+        carries nothing, and for k = 0) and its standard error (tokens), indexed like ``runs``.
+    """
+    def col(name):
+        return runs[name].astype(float) if name in runs else pd.Series(np.nan, index=runs.index)
+
+    k = runs["k"].astype(float)
+    spec = k > 0
+    drafts = col("num_drafts").where(lambda v: v > 0)
+    drafts = drafts.fillna((col("draft_tokens") / k.where(spec)).where(lambda v: v > 0))
+    from_counts = 1.0 + col("accepted_tokens") / drafts
+    tau = col("acceptance_length").fillna(from_counts).where(spec)
+    m = (tau - 1.0).clip(lower=0.0)
+    se = np.sqrt((m * (k - m)).clip(lower=0.0) / drafts).fillna(0.0).where(tau.notna())
+    return tau, se
+
+
 def arrival_rate(runs: pd.DataFrame, source: str = OPEN_LOOP_RATES[0]) -> pd.Series:
     """Open-loop arrival rate of each run (requests/s), NaN for closed-loop runs that have no rate.
 
@@ -353,8 +390,9 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     add("ttft", ttft)
     if "tpot_mean_s" in fit:
         add("tpot", fit["tpot_mean_s"].where(fit["latency_mean_s"].isna()))
-    tau = fit["acceptance_length"] if "acceptance_length" in fit else pd.Series(np.nan, index=fit.index)
-    add("tau", tau.where(spec))
+    tau, tau_se = observed_acceptance(fit)
+    add("tau", tau)
+    x["tau_se"] = tau_se.fillna(0.0).to_numpy(float)
     if "latency_sd_s" in fit:
         add("tail_cv", fit["latency_sd_s"] / fit["latency_mean_s"])
     for col in TAIL_QUANTILES:

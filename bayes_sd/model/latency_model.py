@@ -148,6 +148,12 @@ class LatencyModel:
         if opts.get("verifier_form") in MOE_FORMS and not fd.coords["moe_verifier"]:
             log.warning(f"verifier_form = {opts['verifier_form']!r} but no fitted verifier has experts in the "
                         "models table: every verifier is fitted dense")
+        spec = fd.runs["k"].to_numpy() > 0
+        blind = spec & ~np.isin(np.arange(fd.n_runs), fd.obs.get("tau", (np.array([], int),))[0])
+        if blind.any():
+            log.warning(f"{int(blind.sum())} of {int(spec.sum())} speculative runs carry no acceptance (no "
+                        "acceptance_length, accepted_tokens with num_drafts or draft_tokens): their acceptance is "
+                        f"inferred from latency and the population, e.g. {fd.runs['run_id'].to_numpy()[blind][0]}")
         return fd
 
     def prior_predictive(self, runs: pd.DataFrame, draws: int = 500, random_seed=None,

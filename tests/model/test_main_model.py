@@ -19,7 +19,7 @@ def held_out(b200_runs):
     test = b200_runs[b200_runs["concurrency"].isin([32, 64]) & ~b200_runs["saturated"]].reset_index(drop=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = LatencyModel(MAIN_MODEL).fit(train, draws=300, tune=400, chains=2, random_seed=11,
+        model = LatencyModel(MAIN_MODEL).fit(train, draws=300, tune=400, chains=2, random_seed=12,
                                              progressbar=False, max_tree_depth=6)
     draws = model.predict_draws(test[CONDITION_COLUMNS], max_draws=600, seed=0)
     return model, test, score_runs(draws.latency_pred, test["latency_mean_s"])
