@@ -34,15 +34,17 @@ from bayes_sd.traces.summary import data_kind
 
 __all__ = ["SECTIONS", "Section", "build_sections", "write_report", "check_recommendations"]
 
-#: (id, title) of the report's sections, in order
+#: (id, title) of the report's sections, in order: the answer and how far to trust it first, then what it
+#: rests on (predictions, checks, diagnostics), the data last
 SECTIONS: list[tuple[str, str]] = [
-    ("data", "Data overview"), ("diagnostics", "Sampler diagnostics"), ("ppc", "Posterior predictive check"),
-    ("latency", "Latency versus load"), ("speedup", "Speedup versus k = 0"), ("saturation", "Saturation rate"),
-    ("pooling", "Partial pooling"), ("baselines", "Baselines: what the Bayesian model buys"),
-    ("trust", "How much to trust this"), ("recommendations", "Recommendations")]
+    ("recommendations", "The answer: draft length per load"), ("trust", "How much to trust this"),
+    ("speedup", "Speedup versus k = 0"), ("saturation", "Saturation rate"), ("latency", "Latency versus load"),
+    ("ppc", "Posterior predictive check"), ("diagnostics", "Sampler diagnostics"), ("pooling", "Partial pooling"),
+    ("baselines", "Baselines: what the Bayesian model buys"), ("data", "Data overview")]
 MAX_TABLE_ROWS = 40
 #: columns of a recommendation table shown in the report (others are kept out of the table)
-REC_COLUMNS = ["rate_rps", "concurrency", "best_k", "k_measured", "p_best", "expected_regret", "latency_mean_s",
+REC_COLUMNS = ["rate_rps", "concurrency", "best_k", "k_measured", "p_best", "expected_regret", "regret_se",
+               "latency_mean_s",
                "latency_q05_s", "latency_q95_s", "speedup_vs_k0", "speedup_q05", "speedup_q95", "p_slower_than_k0",
                "p_saturated", "batch_size"]
 
@@ -292,6 +294,38 @@ def _measured_k_note(model, rec: pd.DataFrame) -> str:
     return note
 
 
+def _where_speculation_pays(g: pd.DataFrame, col: str) -> str:
+    """Where along the loads speculation stops (or starts) paying, from the chosen k per load."""
+    g = g.sort_values(col)
+    spec = g["best_k"].to_numpy() > 0
+    loads = g[col].to_numpy(float)
+    if spec.all():
+        return f"speculation pays at every load asked (up to {_fmt(loads[-1])})"
+    if not spec.any():
+        return "speculation does not pay at any load asked"
+    if spec[0] and not spec[-1]:
+        first_off = int(np.argmax(~spec))
+        return f"speculation stops paying between {_fmt(loads[first_off - 1])} and {_fmt(loads[first_off])}"
+    return f"speculation pays at {', '.join(_fmt(v) for v in loads[spec])} only"
+
+
+def _extrapolated_loads(model, g: pd.DataFrame, col: str) -> str:
+    """'; loads above the largest measured (...) are extrapolated' for the pair's verifier, hardware and
+    workload, or ''."""
+    runs = model.runs
+    if runs is None or not {"verifier", "hardware", "dataset"} <= set(g) or col not in runs:
+        return ""
+    first = g.iloc[0]
+    mine = runs[(runs["verifier"] == first["verifier"]) & (runs["hardware"] == first["hardware"])
+                & (runs["dataset"] == first["dataset"])]
+    top = mine[col].max() if len(mine) else np.nan
+    if not np.isfinite(top):
+        return f"; this verifier, hardware and workload were never measured under {col}: every load extrapolates"
+    beyond = sorted(float(v) for v in g[col] if v > top * 1.0001)
+    return (f"; loads above the largest measured ({_fmt(top)}) extrapolate: {', '.join(_fmt(v) for v in beyond)}"
+            if beyond else "")
+
+
 def _recommendations(model, s: Section, ctx: dict) -> None:
     rec = ctx["recommendations"]
     if rec is None or len(rec) == 0:
@@ -303,14 +337,15 @@ def _recommendations(model, s: Section, ctx: dict) -> None:
     for key, g in (rec.groupby(keys, sort=False) if keys else [((), rec)]):
         col = "rate_rps" if "rate_rps" in g and g.rate_rps.notna().any() else "concurrency"
         name = " / ".join(map(str, key if isinstance(key, tuple) else (key,))) or "the given pair"
+        sure = (f" (P(k is best) {g.p_best.min():.2f}-{g.p_best.max():.2f})" if "p_best" in g else "")
         parts.append(f"{name} ({'rate, requests/s' if col == 'rate_rps' else 'concurrency'}): {_segments(g, col)}"
-                     + _measured_k_note(model, g))
+                     + sure + f"; {_where_speculation_pays(g, col)}" + _measured_k_note(model, g)
+                     + _extrapolated_loads(model, g, col))
     s.text = (f"Best draft length per load, chosen over the whole posterior ({len(rec)} loads). "
               + ". ".join(parts) + ".")
-    if "p_best" in rec:
-        s.text += f" P(best k is best) averages {rec.p_best.mean():.2f} (lowest {rec.p_best.min():.2f})"
-        s.text += (f", and the largest expected regret is {rec.expected_regret.max():.3g} (objective units)."
-                   if "expected_regret" in rec else ".")
+    if "expected_regret" in rec:
+        s.text += f" The largest expected regret of a choice is {rec.expected_regret.max():.3g} (objective units)."
+    s.text += " How far these numbers held on data the model never saw: the next section."
     cols = [c for c in keys if rec[c].nunique() > 1] + [c for c in REC_COLUMNS if c in rec]
     s.tables = [("Recommended draft length per load", rec[cols])]
     s.figure = plots.plot_recommendations(model, rec)

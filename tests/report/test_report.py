@@ -57,7 +57,9 @@ def report(model, recs, tmp_path_factory):
 
 def test_report_has_every_section_in_order_and_every_figure(report):
     paths, page, md = report
-    assert [sid for sid, _ in SECTIONS][:3] == ["data", "diagnostics", "ppc"] and len(SECTIONS) == 10
+    # the answer and how far to trust it lead; the data overview comes last
+    assert [sid for sid, _ in SECTIONS][:2] == ["recommendations", "trust"] and SECTIONS[-1][0] == "data"
+    assert len(SECTIONS) == 10
     pos_html = [page.index(f"<h2 id='{sid}'>{html.escape(title)}</h2>") for sid, title in SECTIONS]
     pos_md = [md.index(f"## {title}\n") for _, title in SECTIONS]
     assert pos_html == sorted(pos_html) and pos_md == sorted(pos_md)
@@ -116,7 +118,12 @@ def test_speedup_and_saturation_readings_count_the_curves(model, report, curves)
 def test_recommendation_reading_names_the_policy(report, recs, model):
     _, _, md = report
     assert f"({len(recs)} loads)" in md and f"k={int(recs.best_k.iloc[0])} at" in md
-    assert f"averages {recs.p_best.mean():.2f}" in md
+    assert f"(P(k is best) {recs.p_best.min():.2f}-{recs.p_best.max():.2f})" in md
+    spec = recs.sort_values("concurrency")["best_k"].to_numpy() > 0
+    if spec.all():
+        assert "speculation pays at every load asked" in md
+    elif spec[0] and not spec[-1]:
+        assert "speculation stops paying between" in md
     # it says at which k the pair was measured, and which recommended k were not (extrapolated in k)
     r, runs = recs.iloc[0], model.runs
     mine = (runs.verifier == r.verifier) & (runs.drafter == r.drafter) & (runs.hardware == r.hardware)
@@ -142,6 +149,19 @@ def test_baselines_reading_matches_a_recomputation(model, report):
     assert (err.loc["leviathan", "median_bias"] < 0
             and err.loc["yan", "median_bias"] < err.loc["leviathan", "median_bias"])
     assert "Leviathan et al." in page and "baselines.png" in md
+
+
+def test_the_answer_says_where_speculation_stops_paying_and_which_loads_extrapolate(model, recs):
+    top = model.runs[(model.runs.verifier == recs.verifier.iloc[0]) & (model.runs.hardware == recs.hardware.iloc[0])
+                     & (model.runs.dataset == recs.dataset.iloc[0])]["concurrency"].max()
+    table = recs.iloc[:3].assign(concurrency=[1.0, 8.0, 4 * top], best_k=[4, 2, 0])
+    s = document.Section("recommendations", "The answer")
+    document._recommendations(model, s, {"recommendations": table})
+    assert "speculation stops paying between 8 and" in s.text
+    assert f"loads above the largest measured ({document._fmt(top)}) extrapolate: {document._fmt(4 * top)}" in s.text
+    s2 = document.Section("recommendations", "The answer")
+    document._recommendations(model, s2, {"recommendations": table.assign(best_k=0)})
+    assert "speculation does not pay at any load asked" in s2.text
 
 
 def test_without_recommendations_the_section_says_so(model):
