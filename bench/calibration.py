@@ -19,9 +19,11 @@ P(saturated), PIT's distance from uniform, per-request p90/p99 error. Each held-
 twice: at the workload's training mean lengths and at the run's own realised lengths.
 
 `--decisions`: fitted on each whole fleet, `recommend_k` (mean latency, k in 0..7) per (pair, load)
-of the fleet's ground truth: mean regret against the simulated best k, the share of conditions where
-speculation was chosen while at least 5% slower than k = 0, and the share where the chosen k is the
-same across `--decision-seeds` fits with different sampling seeds.
+of the fleet's ground truth, by two rules on the same fits (the default: capped latency, a smaller k
+within two Monte Carlo errors preferred; and the uncapped best score): mean regret against the
+simulated best k, the share of conditions where speculation was chosen while at least 5% slower than
+k = 0, and the share where the chosen k is the same across `--decision-seeds` fits with different
+sampling seeds. `--splits none` runs the decisions alone.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from bayes_sd.evaluation.scoring import score_runs, summarise_scores  # noqa: E4
 from bayes_sd.evaluation.splits import SPLITS, configuration_label  # noqa: E402
 from bayes_sd.model import ConvergenceWarning, LatencyModel  # noqa: E402
 from bayes_sd.model.conditions import CONDITION_COLUMNS  # noqa: E402
-from bayes_sd.recommend import recommend_k  # noqa: E402
+from bayes_sd.recommend import Objective, recommend_k  # noqa: E402
 from bayes_sd.traces import write_table  # noqa: E402
 
 
@@ -89,8 +91,14 @@ def score_split(model: LatencyModel, train: pd.DataFrame, test: pd.DataFrame, se
     return pd.concat(out, ignore_index=True)
 
 
+#: decision rules compared on the same fits: the default, and the best expected uncapped mean latency
+#: (infinite where a draw saturates) however slight its lead
+RULES = {"default": {}, "uncapped_best_score": {"objective": Objective("mean_uncapped", lambda d, x, o: d["latency"]),
+                                                "resolution": 0.0}}
+
+
 def decisions(config: str, runs, models, truth, args, fleet: int) -> pd.DataFrame:
-    """Per (pair, load) of the truth table: the recommended k of each fit, its true regret."""
+    """Per (pair, load) of the truth table and decision rule: the recommended k of each fit, its true regret."""
     rows = []
     spec = truth[truth["drafter"] != "none"]
     for s in range(args.decision_seeds):
@@ -102,20 +110,23 @@ def decisions(config: str, runs, models, truth, args, fleet: int) -> pd.DataFram
                 continue
             col = "rate_rps" if lt == "rate" else "concurrency"
             loads = sorted(g[col].unique())
-            recs = recommend_k(model, verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
-                               prompt_len=float(mine["prompt_len"].mean()), output_len=float(mine["output_len"].mean()),
-                               k_max=int(g["k"].max()), max_draws=500, seed=s,
-                               **({"rates": loads} if lt == "rate" else {"concurrencies": loads}))
-            for _, r in recs.iterrows():
-                t = g[g[col] == r[col]].set_index("k")["latency_mean_s"]
-                best = t.min()
-                if not np.isfinite(best):  # every k past capacity: no choice to score
-                    continue
-                chosen = t.get(int(r["best_k"]), np.nan)
-                rows.append({"fleet": fleet, "seed": s, "condition": f"{cond}|{drafter}|{r[col]:g}",
-                             "best_k": int(r["best_k"]), "true_best_k": int(t.idxmin()), "regret": chosen / best - 1,
-                             "slower_speculation": bool(r["best_k"] > 0 and chosen >= 1.05 * t.loc[0]),
-                             "k0_best": bool(t.idxmin() == 0)})
+            for rule, options in RULES.items():
+                recs = recommend_k(model, verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
+                                   prompt_len=float(mine["prompt_len"].mean()),
+                                   output_len=float(mine["output_len"].mean()), k_max=int(g["k"].max()),
+                                   max_draws=500, seed=s, **options,
+                                   **({"rates": loads} if lt == "rate" else {"concurrencies": loads}))
+                for _, r in recs.iterrows():
+                    t = g[g[col] == r[col]].set_index("k")["latency_mean_s"]
+                    best = t.min()
+                    if not np.isfinite(best):  # every k past capacity: no choice to score
+                        continue
+                    chosen = t.get(int(r["best_k"]), np.nan)
+                    rows.append({"fleet": fleet, "seed": s, "rule": rule, "condition": f"{cond}|{drafter}|{r[col]:g}",
+                                 "best_k": int(r["best_k"]), "true_best_k": int(t.idxmin()),
+                                 "regret": chosen / best - 1,
+                                 "slower_speculation": bool(r["best_k"] > 0 and chosen >= 1.05 * t.loc[0]),
+                                 "k0_best": bool(t.idxmin() == 0), "converged": bool(model.diagnostics()["converged"])})
     return pd.DataFrame(rows)
 
 
@@ -156,7 +167,7 @@ def main() -> None:
         print(f"fleet {fleet}: {len(runs)} runs ({time.perf_counter() - t0:.0f} s to make)", flush=True)
         runs = runs.reset_index(drop=True)
         chosen = {}  # the same splits for every configuration
-        for kind in args.splits.split(","):
+        for kind in [k for k in args.splits.split(",") if k and k != "none"]:
             splits = SPLITS[kind](runs)
             if len(splits) > args.max_splits:
                 splits = [splits[i] for i in sorted(rng.choice(len(splits), args.max_splits, replace=False))]
@@ -177,11 +188,13 @@ def main() -> None:
                           f"{time.perf_counter() - t1:.0f} s, R-hat {d['max_rhat']:.3f}", flush=True)
             if args.decisions:
                 per_decision.append(decisions(config, runs, models, truth, args, fleet).assign(config=config))
-    scores = pd.concat(per_run, ignore_index=True)
+    scores = pd.concat(per_run, ignore_index=True) if per_run else pd.DataFrame(
+        columns=["config", "kind", "lengths", "cluster", "saturated"])
     scores.to_csv(out / "scores.csv", index=False)
     pd.DataFrame(fits).to_csv(out / "fits.csv", index=False)
-    print(f"\nfits: {len(fits)}, converged {sum(f['converged'] for f in fits)}, max R-hat "
-          f"{max(f['max_rhat'] for f in fits):.3f}, median {np.median([f['seconds'] for f in fits]):.0f} s each")
+    if fits:
+        print(f"\nfits: {len(fits)}, converged {sum(f['converged'] for f in fits)}, max R-hat "
+              f"{max(f['max_rhat'] for f in fits):.3f}, median {np.median([f['seconds'] for f in fits]):.0f} s each")
     summaries = []
     for (config, kind, lengths), g in scores.groupby(["config", "kind", "lengths"], sort=False):
         table = summarise_scores(g.reset_index(drop=True), g["cluster"].to_numpy())
@@ -198,10 +211,12 @@ def main() -> None:
     if per_decision:
         dec = pd.concat(per_decision, ignore_index=True)
         dec.to_csv(out / "decisions.csv", index=False)
-        for config, g in dec.groupby("config"):
+        for (config, rule), g in dec.groupby(["config", "rule"], sort=False):
             stable = g.groupby(["fleet", "condition"])["best_k"].nunique().eq(1).mean()
             fin = g["regret"][np.isfinite(g["regret"])]
-            print(f"\ndecisions, {config}: {g['condition'].nunique()} conditions x {g['seed'].nunique()} seeds; "
+            fits_ok = g.drop_duplicates(["fleet", "seed"])["converged"]
+            print(f"\ndecisions, {config}, rule {rule} ({int(fits_ok.sum())} of {len(fits_ok)} fits converged): "
+                  f"{g['condition'].nunique()} conditions x {g['seed'].nunique()} seeds; "
                   f"no speculation truly best in {g.drop_duplicates(['fleet', 'condition'])['k0_best'].mean():.0%}; "
                   f"mean regret {fin.mean():.2%} over the choices that stay finite (max {fin.max():.1%}), a k past "
                   f"capacity chosen in {np.isinf(g['regret']).mean():.1%}; speculation chosen while "

@@ -2,17 +2,40 @@
 
 - :mod:`.utility`: what a decision optimises (mean, p90, CVaR, SLO fraction, goodput) over draws;
 - :mod:`.draft_length`: :func:`recommend_k`, :func:`evaluate_k`, :func:`rank_drafters`, :func:`decide`;
-- :mod:`.export`: vLLM ``--speculative-config`` and its batch-size schedule;
+- :mod:`.export`: vLLM ``--speculative-config`` and its batch-size schedule (kept only where it pays
+  for its own cost), TensorRT-LLM's ``draft_len_schedule``, SGLang's launch arguments;
 - :mod:`.drafter`: a drafter never measured (:func:`what_if_drafter`) and what it needs for
   parity with the best measured one (:func:`parity`).
 """
 
-from bayes_sd.recommend.draft_length import Decision, decide, evaluate_k, rank_drafters, recommend_k
+from bayes_sd.recommend.draft_length import (
+    RESOLUTION_SE,
+    Decision,
+    chosen_rows,
+    decide,
+    evaluate_k,
+    rank_drafters,
+    recommend_k,
+)
 from bayes_sd.recommend.drafter import parity, what_if_drafter
-from bayes_sd.recommend.export import MAX_NUM_SEQS, batch_size_policy, guess_method, speculative_config, vllm_config
+from bayes_sd.recommend.export import (
+    MAX_NUM_SEQS,
+    VLLM_SCHEDULE_OVERHEAD,
+    batch_size_policy,
+    guess_method,
+    schedule_check,
+    schedule_overhead,
+    sglang_args,
+    speculative_config,
+    static_recommendations,
+    trtllm_config,
+    vllm_config,
+)
 from bayes_sd.recommend.utility import (
+    LATENCY_CAP_FACTOR,
     OBJECTIVES,
     Objective,
+    cap_latency,
     cvar,
     expected,
     fraction_within_slo,
@@ -22,9 +45,11 @@ from bayes_sd.recommend.utility import (
 )
 
 __all__ = [
-    "expected", "posterior_quantile", "cvar", "prob_at_most", "fraction_within_slo",
-    "Objective", "make_objective", "OBJECTIVES", "Decision", "decide",
-    "evaluate_k", "recommend_k", "rank_drafters",
+    "expected", "posterior_quantile", "cvar", "prob_at_most", "fraction_within_slo", "cap_latency",
+    "LATENCY_CAP_FACTOR", "Objective", "make_objective", "OBJECTIVES", "Decision", "decide", "RESOLUTION_SE",
+    "evaluate_k", "recommend_k", "chosen_rows", "rank_drafters",
     "speculative_config", "batch_size_policy", "vllm_config", "guess_method", "MAX_NUM_SEQS",
+    "schedule_overhead", "schedule_check", "static_recommendations", "trtllm_config", "sglang_args",
+    "VLLM_SCHEDULE_OVERHEAD",
     "what_if_drafter", "parity",
 ]

@@ -2,12 +2,14 @@
 
 For a pair, a workload and each load, every k in ``0..k_max`` is scored over the posterior
 draws of the latency model, never at the posterior mean: the decision is the k with the best
-*expected* utility (or risk measure, :mod:`.utility`), and each answer carries P(k is best)
-over draws, the expected regret of the choice, the speedup versus k = 0 with its interval and
+*expected* utility (or risk measure, :mod:`.utility`), unless a smaller k scores within the Monte
+Carlo error of that (:func:`decide`); each answer carries P(k is best) over draws, the expected
+regret of the choice with its Monte Carlo error, the speedup versus k = 0 with its interval and
 P(speculation is slower). k = 0 (no speculation) is a legitimate answer.
 
-Saturation: among options tied on the objective (for example all ``inf``: every draw past
-saturation), the one with the lower P(saturated) wins, then the one with the higher
+Saturation: latency objectives score capped latencies (:func:`~.utility.cap_latency`), so a draw
+past saturation costs the cap instead of making the score infinite. Among options still tied (every
+option's median saturated), the one with the lower P(saturated) wins, then the one with the higher
 saturation rate, then the smaller k.
 """
 
@@ -20,9 +22,10 @@ import pandas as pd
 
 from bayes_sd._stats import quantile
 from bayes_sd.model.conditions import condition_grid
-from bayes_sd.recommend.utility import Objective, expected, make_objective
+from bayes_sd.recommend.utility import Objective, cap_latency, expected, make_objective
 
-__all__ = ["Decision", "decide", "candidate_ks", "measured_ks", "evaluate_k", "recommend_k", "rank_drafters"]
+__all__ = ["Decision", "decide", "RESOLUTION_SE", "candidate_ks", "measured_ks", "evaluate_k", "recommend_k",
+           "chosen_rows", "rank_drafters"]
 
 
 # ---------------------------------------------------------------------- the decision
@@ -42,13 +45,24 @@ class Decision:
         ``(option,)`` expected regret of choosing it (objective units, >= 0).
     p_saturated : numpy.ndarray
         ``(option,)`` fraction of draws in which the option is saturated.
+    score_gap_se : numpy.ndarray
+        ``(option,)`` Monte Carlo standard error of the option's score minus the best score (objective
+        units; 0 for the best option, NaN where a score is not finite).
+    regret_se : numpy.ndarray
+        ``(option,)`` Monte Carlo standard error of ``regret`` (objective units).
     """
 
-    best: int  # index of the chosen option
-    score: np.ndarray  # (option,) aggregated objective
-    p_best: np.ndarray  # (option,) fraction of draws where the option is the per-draw best
-    regret: np.ndarray  # (option,) expected regret of choosing it (objective units, >= 0)
-    p_saturated: np.ndarray  # (option,)
+    best: int
+    score: np.ndarray
+    p_best: np.ndarray
+    regret: np.ndarray
+    p_saturated: np.ndarray
+    score_gap_se: np.ndarray
+    regret_se: np.ndarray
+
+
+#: a score within this many Monte Carlo standard errors of the best is not told apart from it
+RESOLUTION_SE = 2.0
 
 
 def _lexbest(*keys: np.ndarray) -> np.ndarray:
@@ -60,17 +74,36 @@ def _lexbest(*keys: np.ndarray) -> np.ndarray:
     return mask.argmax(axis=-1)
 
 
+def _gap_se(values: np.ndarray, aggregate, best: int, n_boot: int = 200) -> np.ndarray:
+    """Bootstrap standard error over draws of ``aggregate(option) - aggregate(best)`` per option.
+
+    Draws are resampled as whole rows, so the options keep their common draws and the error is the
+    one of the difference (much smaller than of either score when the options move together).
+    """
+    n = values.shape[0]
+    rows = np.random.default_rng(0).integers(0, n, size=(n_boot, n))
+    with np.errstate(invalid="ignore"):
+        gaps = np.stack([np.asarray(aggregate(values[r]), float) for r in rows])
+        gaps = gaps - gaps[:, [best]]
+        return np.where(np.isfinite(gaps).all(axis=0), gaps.std(axis=0, ddof=1), np.nan)
+
+
 def decide(values, *, aggregate=expected, maximize: bool = False, saturated=None,
-           headroom=None) -> Decision:
+           headroom=None, resolution: float = RESOLUTION_SE) -> Decision:
     """Choose among options by ``aggregate`` of per-draw ``values`` (sample, option).
 
-    Ties (e.g. all options ``inf``) go to the lowest P(saturated), then the largest median
-    ``headroom``, then the first option. P(best) and regret use the same rule per draw.
+    The option with the best score is the candidate; an option listed before it (a smaller k, or no
+    speculation) whose score is within ``resolution`` Monte Carlo standard errors of the candidate's
+    is chosen instead: the draws cannot tell the two apart, and the simpler option is the one whose
+    choice does not flip with the seed. Ties (e.g. all options ``inf``) go to the lowest
+    P(saturated), then the largest median ``headroom``, then the first option. P(best) and regret
+    use the same tie rule per draw.
 
     Parameters
     ----------
     values : array-like of float
         Per-draw values ``(sample, option)``: losses when ``maximize`` is False (``inf`` = saturated).
+        Options are ordered simplest first (k = 0, 1, 2, ...).
     aggregate : callable, default :func:`expected`
         Reduces draws (axis 0) to a score per option.
     maximize : bool, default False
@@ -79,11 +112,15 @@ def decide(values, *, aggregate=expected, maximize: bool = False, saturated=None
         ``(sample, option)``: the draw is saturated (default: the value is not finite).
     headroom : array-like of float, optional
         ``(sample, option)``, e.g. the saturation rate (requests/s); breaks ties.
+    resolution : float, default :data:`RESOLUTION_SE`
+        How many standard errors of a score difference count as no difference (0: the best score
+        wins however slight its lead). The errors treat the draws as independent.
 
     Returns
     -------
     Decision
-        The chosen option, the scores, P(best), the expected regrets and P(saturated).
+        The chosen option, the scores, P(best), the expected regrets with their Monte Carlo errors,
+        and P(saturated).
 
     Raises
     ------
@@ -92,7 +129,7 @@ def decide(values, *, aggregate=expected, maximize: bool = False, saturated=None
 
     Examples
     --------
-    >>> decide([[1.0, 2.0], [3.0, 1.0], [2.0, 1.5]]).best
+    >>> decide([[1.0, 2.0], [3.0, 1.0], [2.0, 1.5]], resolution=0).best
     1
     """
     v = np.asarray(values, float)
@@ -105,12 +142,20 @@ def decide(values, *, aggregate=expected, maximize: bool = False, saturated=None
     score = np.asarray(aggregate(v), float)
     p_sat = sat.mean(axis=0)
     best = int(_lexbest(sign * score, p_sat, -np.median(room, axis=0)))
+    gap_se = _gap_se(v, aggregate, best) if v.shape[0] > 1 else np.full(v.shape[1], np.nan)
+    if resolution > 0 and np.isfinite(score[best]):
+        with np.errstate(invalid="ignore"):
+            close = sign * (score[:best] - score[best]) <= resolution * gap_se[:best]
+        if close.any():
+            best = int(np.flatnonzero(close)[0])
     per_draw = _lexbest(key, sat, -room)
     p_best = np.bincount(per_draw, minlength=v.shape[1]) / v.shape[0]
     kb = np.take_along_axis(key, per_draw[:, None], axis=1)
     with np.errstate(invalid="ignore"):
         reg = np.where(key == kb, 0.0, key - kb)  # inf - inf (both saturated) is no regret
-    return Decision(best, score, p_best, reg.mean(axis=0), p_sat)
+        reg_se = reg.std(axis=0, ddof=1) / np.sqrt(v.shape[0]) if v.shape[0] > 1 else np.full(v.shape[1], np.nan)
+    gap_se = _gap_se(v, aggregate, best) if v.shape[0] > 1 else gap_se
+    return Decision(best, score, p_best, reg.mean(axis=0), p_sat, gap_se, reg_se)
 
 
 # ---------------------------------------------------------------------- model plumbing
@@ -170,7 +215,8 @@ def measured_ks(model, verifier: str, drafter: str, hardware: str) -> set[int]:
 def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: str, prompt_len: float,
                output_len: float, rates=None, concurrencies=None, k_max: int = 8, ks=None,
                objective: str | Objective = "mean", slo_s: float | None = None, cvar_alpha: float = 0.9,
-               max_draws: int = 1000, seed: int = 0) -> pd.DataFrame:
+               latency_cap_s: float | None = None, resolution: float = RESOLUTION_SE, max_draws: int = 1000,
+               seed: int = 0) -> pd.DataFrame:
     """Every (load, k): score, P(k is best), expected regret, latency and speedup summaries.
 
     All k of all loads come from one ``predict_draws`` call, so draws align across k.
@@ -203,6 +249,12 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
         Latency objective, s (needed by ``slo`` and ``goodput``).
     cvar_alpha : float, default 0.9
         Level of the ``cvar`` objective.
+    latency_cap_s : float, optional
+        What a saturated draw costs the latency objectives, s (an SLO, or the benchmark's length);
+        default ten times the best k's median latency at that load (:func:`~.utility.cap_latency`).
+    resolution : float, default :data:`RESOLUTION_SE`
+        A smaller k within this many Monte Carlo standard errors of the best score is chosen instead
+        (:func:`decide`; 0: the best score wins however slight its lead).
     max_draws : int, default 1000
         Posterior draws used.
     seed : int, default 0
@@ -214,8 +266,10 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
         One row per load and candidate k: the condition columns (``rate_rps`` in requests/s or
         ``concurrency``), ``k``, ``k_measured`` (whether the training runs measured this k for the pair
         on this hardware: False means the answer extrapolates in k), ``chosen`` (the recommended k per
-        load; :func:`recommend_k` keeps those rows), ``objective``, ``utility`` with
-        ``utility_q05``/``utility_q95``, ``p_best``, ``expected_regret``, ``latency_mean_s``,
+        load; :func:`recommend_k` keeps those rows), ``objective``, ``utility`` (capped for the latency
+        objectives) with ``utility_q05``/``utility_q95`` and ``utility_gap_se`` (Monte Carlo error of
+        its difference from the chosen k's), ``p_best``, ``expected_regret`` with ``regret_se`` (its
+        Monte Carlo error), ``latency_mean_s`` (uncapped: infinite if a draw saturates),
         ``latency_q05_s``/``latency_q50_s``/``latency_q95_s``,
         ``latency_p90_s`` (s), ``speedup_vs_k0`` with ``speedup_q05``/``speedup_q95``,
         ``p_slower_than_k0``, ``p_saturated``, ``p_saturated_k0``, ``batch_size``, ``saturation_rps``
@@ -237,10 +291,13 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
     lt = grid["load_type"].iloc[0]
     d = _draws(model, grid, (len(loads), len(ks)), max_draws, seed)
     vals = obj.values(d, loads, lt == "rate")
+    if obj.capped:
+        vals = cap_latency(vals, latency_cap_s)
     out = []
     for i, x in enumerate(loads):
         dec = decide(vals[:, i], aggregate=obj.aggregate, maximize=obj.maximize,
-                     saturated=~np.isfinite(d["latency"][:, i]), headroom=d["saturation_rps"][:, i])
+                     saturated=~np.isfinite(d["latency"][:, i]), headroom=d["saturation_rps"][:, i],
+                     resolution=resolution)
         lat, lat0 = d["latency"][:, i], d["latency"][:, i, 0]
         for j, k in enumerate(ks):
             sp = _speedup(lat0, lat[:, j])
@@ -250,7 +307,8 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
                 "k": int(k), "k_measured": int(k) in measured, "chosen": bool(j == dec.best),
                 "objective": obj.name, "utility": float(dec.score[j]),
                 "utility_q05": _q(vals[:, i, j], 0.05), "utility_q95": _q(vals[:, i, j], 0.95),
-                "p_best": float(dec.p_best[j]), "expected_regret": float(dec.regret[j]),
+                "utility_gap_se": float(dec.score_gap_se[j]), "p_best": float(dec.p_best[j]),
+                "expected_regret": float(dec.regret[j]), "regret_se": float(dec.regret_se[j]),
                 "latency_mean_s": float(lat[:, j].mean()), "latency_q05_s": _q(lat[:, j], 0.05),
                 "latency_q50_s": _q(lat[:, j], 0.5), "latency_q95_s": _q(lat[:, j], 0.95),
                 "latency_p90_s": _q(d["latency_p90"][:, i, j], 0.5),
@@ -266,51 +324,26 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
 def recommend_k(model, *, verifier: str, drafter: str, hardware: str, dataset: str, prompt_len: float,
                 output_len: float, rates=None, concurrencies=None, k_max: int = 8, ks=None,
                 objective: str | Objective = "mean", slo_s: float | None = None, cvar_alpha: float = 0.9,
-                max_draws: int = 1000, seed: int = 0) -> pd.DataFrame:
+                latency_cap_s: float | None = None, resolution: float = RESOLUTION_SE, max_draws: int = 1000,
+                seed: int = 0) -> pd.DataFrame:
     """The recommended draft length per load: one row per rate (or concurrency).
 
     Parameters
     ----------
-    model : LatencyModel
-        A fitted model.
-    verifier : str
-        The verifier model (levels never fitted, here and below, are drawn from their population).
-    drafter : str
-        The pair's drafter (rows with k = 0 have no drafter).
-    hardware, dataset : str
-        The accelerator and the workload.
-    prompt_len : float
-        Mean prompt length, tokens (> 0).
-    output_len : float
-        Mean output length, tokens (> 1).
-    rates : array-like of float, optional
-        Open-loop request rates, requests/s.
-    concurrencies : array-like of float, optional
-        Closed-loop streams in flight; give exactly one of ``rates`` and ``concurrencies``.
-    k_max : int, default 8
-        Largest draft length considered (k in ``0..k_max``) when ``ks`` is not given.
-    ks : sequence of int, optional
-        The draft lengths to compare instead (0 is always added).
-    objective : str or Objective, default "mean"
-        ``mean | p90 | cvar | slo | goodput`` or an :class:`Objective` (:func:`make_objective`).
-    slo_s : float, optional
-        Latency objective, s (needed by ``slo`` and ``goodput``).
-    cvar_alpha : float, default 0.9
-        Level of the ``cvar`` objective.
-    max_draws : int, default 1000
-        Posterior draws used.
-    seed : int, default 0
-        Seed of the draws.
+    model, verifier, drafter, hardware, dataset, prompt_len, output_len, rates, concurrencies, k_max, ks, \
+objective, slo_s, cvar_alpha, latency_cap_s, resolution, max_draws, seed
+        As :func:`evaluate_k`, which scores every k; this keeps the chosen one per load.
 
     Returns
     -------
     pandas.DataFrame
         One row per load; the columns of :func:`evaluate_k` at the chosen k, among them ``best_k``
         (0 = do not speculate), ``k_measured`` (False: best_k was never measured for the pair, the
-        answer extrapolates in k), ``utility`` (the objective's score), ``latency_mean_s`` with its 90%
-        interval ``latency_q05_s``/``latency_q95_s`` (mean request latency at best_k, s), ``p_best``
-        (P(best_k is the per-draw best)), ``expected_regret`` (objective units), ``speedup_vs_k0``
-        (median; ``speedup_q05``, ``speedup_q95``), ``p_slower_than_k0``, ``p_saturated`` and
+        answer extrapolates in k), ``utility`` (the objective's score; capped latency for the latency
+        objectives), ``latency_mean_s`` with its 90% interval ``latency_q05_s``/``latency_q95_s`` (mean
+        request latency at best_k, s), ``p_best`` (P(best_k is the per-draw best)), ``expected_regret``
+        (objective units) with ``regret_se``, ``speedup_vs_k0`` (median; ``speedup_q05``,
+        ``speedup_q95``), ``p_slower_than_k0``, ``p_saturated`` and
         ``batch_size`` (median requests in flight at best_k: Little's law in open loop, the
         concurrency in closed loop). ``attrs["posterior"]``: whether the posterior converged and its
         diagnostics line (the exports carry it).
@@ -329,7 +362,13 @@ def recommend_k(model, *, verifier: str, drafter: str, hardware: str, dataset: s
     table = evaluate_k(model, verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
                        prompt_len=prompt_len, output_len=output_len, rates=rates, concurrencies=concurrencies,
                        k_max=k_max, ks=ks, objective=objective, slo_s=slo_s, cvar_alpha=cvar_alpha,
-                       max_draws=max_draws, seed=seed)
+                       latency_cap_s=latency_cap_s, resolution=resolution, max_draws=max_draws, seed=seed)
+    return chosen_rows(table, model)
+
+
+def chosen_rows(table: pd.DataFrame, model) -> pd.DataFrame:
+    """:func:`recommend_k`'s rows from :func:`evaluate_k`'s ``table``: the chosen k per load (``best_k``),
+    with ``attrs["posterior"]`` (whether ``model``'s posterior converged, and its diagnostics line)."""
     recs = table[table["chosen"]].drop(columns="chosen").rename(columns={"k": "best_k"}).reset_index(drop=True)
     recs.attrs["posterior"] = {"converged": bool(model.diagnostics()["converged"]),
                                "diagnostics": model.diagnostics_text()}
@@ -339,7 +378,8 @@ def recommend_k(model, *, verifier: str, drafter: str, hardware: str, dataset: s
 def rank_drafters(model, *, verifier: str, drafters: list, hardware: str, dataset: str, prompt_len: float,
                   output_len: float, load: float, load_type: str = "rate", k_max: int = 8,
                   objective: str | Objective = "mean", slo_s: float | None = None, cvar_alpha: float = 0.9,
-                  max_draws: int = 1000, seed: int = 0) -> pd.DataFrame:
+                  latency_cap_s: float | None = None, resolution: float = RESOLUTION_SE, max_draws: int = 1000,
+                seed: int = 0) -> pd.DataFrame:
     """Rank candidate drafters at one load: each one's best k, utility (90% interval) and P(best).
 
     Options are k = 0 (row ``drafter = 'none'``) and every (drafter, k >= 1), all from one
@@ -365,16 +405,8 @@ def rank_drafters(model, *, verifier: str, drafters: list, hardware: str, datase
         Open loop (offered rate) or closed loop (streams in flight).
     k_max : int, default 8
         Largest draft length considered.
-    objective : str or Objective, default "mean"
-        ``mean | p90 | cvar | slo | goodput`` or an :class:`Objective` (:func:`make_objective`).
-    slo_s : float, optional
-        Latency objective, s (needed by ``slo`` and ``goodput``).
-    cvar_alpha : float, default 0.9
-        Level of the ``cvar`` objective.
-    max_draws : int, default 1000
-        Posterior draws used.
-    seed : int, default 0
-        Seed of the draws.
+    objective, slo_s, cvar_alpha, latency_cap_s, resolution, max_draws, seed
+        As :func:`evaluate_k` (the resolution rule prefers no speculation, then the smaller k).
 
     Returns
     -------
@@ -406,13 +438,15 @@ def rank_drafters(model, *, verifier: str, drafters: list, hardware: str, datase
              col: float(load)} for dr, k in opts]
     d = _draws(model, pd.DataFrame(rows), (1, len(opts)), max_draws, seed)
     vals = obj.values(d, np.array([float(load)]), load_type == "rate")[:, 0]
+    if obj.capped:
+        vals = cap_latency(vals, latency_cap_s)
     sat, room = ~np.isfinite(d["latency"][:, 0]), d["saturation_rps"][:, 0]
     overall = decide(vals, aggregate=obj.aggregate, maximize=obj.maximize, saturated=sat, headroom=room)
     out = []
     for name in ["none"] + drafters:
         idx = [0] + ([j for j, (dr, _) in enumerate(opts) if dr == name] if name != "none" else [])
         own = decide(vals[:, idx], aggregate=obj.aggregate, maximize=obj.maximize, saturated=sat[:, idx],
-                     headroom=room[:, idx])
+                     headroom=room[:, idx], resolution=resolution)
         j = idx[own.best]
         lat = d["latency"][:, 0, j]
         out.append({"drafter": name, "best_k": opts[j][1], "objective": obj.name, "utility": float(own.score[own.best]),

@@ -6,7 +6,9 @@ Utilities are small numpy functions over a ``(sample, option)`` array, reducing 
 latency, per-request p90, fraction of requests within an SLO, goodput) with one of them.
 
 Saturation: past its saturation rate an open-loop server has infinite mean latency, so a
-draw can be ``inf``. Then means, quantiles and CVaR become ``inf`` as they should.
+draw can be ``inf``; means, quantiles and CVaR of raw draws become ``inf``. A decision scored that
+way turns on whether one draw in a thousand saturates, so the latency objectives score *capped*
+latencies (:func:`cap_latency`): a request slower than the cap counts as lost, and costs the cap.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from scipy.stats import norm
 
 from bayes_sd._stats import quantile
 
-__all__ = ["expected", "posterior_quantile", "cvar", "prob_at_most", "fraction_within_slo", "Objective",
-           "make_objective", "OBJECTIVES"]
+__all__ = ["expected", "posterior_quantile", "cvar", "prob_at_most", "fraction_within_slo", "cap_latency",
+           "Objective", "make_objective", "OBJECTIVES", "LATENCY_CAP_FACTOR"]
 
 #: objectives by name (:func:`make_objective`)
 OBJECTIVES = ("mean", "p90", "cvar", "slo", "goodput")
+#: default latency cap: this many times the best option's median latency at the same load
+LATENCY_CAP_FACTOR = 10.0
 _Z90 = float(norm.ppf(0.9))
 
 
@@ -154,6 +158,50 @@ def fraction_within_slo(p50: np.ndarray, p90: np.ndarray, slo_s: float) -> np.nd
     return np.where(ok, frac, 0.0)
 
 
+def cap_latency(values, cap_s: float | None = None, factor: float = LATENCY_CAP_FACTOR) -> np.ndarray:
+    """Latency draws ``(sample, ..., option)`` capped: a saturated draw (``inf``) costs the cap.
+
+    The cap is ``cap_s`` when given (an SLO, or the benchmark's length: a request cannot be measured
+    slower than the run lasted), else ``factor`` times the smallest posterior median over the options
+    of the same condition (the last axis): a request ten times slower than the best option's typical
+    latency counts as lost. Where every option's median is saturated there is no finite reference and
+    nothing is capped (the decision then goes to the least saturated option).
+
+    Parameters
+    ----------
+    values : array-like of float
+        Latency draws, s, with draws on axis 0 and options on the last axis (``inf`` = saturated).
+    cap_s : float, optional
+        Absolute cap, s (> 0).
+    factor : float, default :data:`LATENCY_CAP_FACTOR`
+        Relative cap, used without ``cap_s`` (> 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``min(values, cap)``, shaped like ``values``, s.
+
+    Raises
+    ------
+    ValueError
+        For a ``cap_s`` that is not positive and finite, or a ``factor`` not above 1.
+
+    Examples
+    --------
+    >>> cap_latency([[1.0, 2.0], [float("inf"), 3.0], [1.2, 2.5]]).tolist()
+    [[1.0, 2.0], [12.0, 3.0], [1.2, 2.5]]
+    """
+    v = np.asarray(values, float)
+    if cap_s is not None:
+        if not (np.isfinite(cap_s) and cap_s > 0):
+            raise ValueError(f"latency cap must be positive and finite (seconds), got {cap_s}")
+        return np.minimum(v, cap_s)
+    if not factor > 1:
+        raise ValueError(f"latency cap factor must be above 1, got {factor}")
+    reference = quantile(v, 0.5).min(axis=-1, keepdims=True)  # (..., 1): the best option's median
+    return np.minimum(v, factor * reference[None])
+
+
 # ---------------------------------------------------------------------- objectives
 @dataclass(frozen=True)
 class Objective:
@@ -173,6 +221,8 @@ class Objective:
         Whether higher is better.
     unit : str, default "s"
         Unit of the score (``"s"``, ``"fraction"``, ``"req/s"``).
+    capped : bool, default False
+        Whether the per-draw values are latencies to cap (:func:`cap_latency`) before they are scored.
     """
 
     name: str
@@ -180,6 +230,7 @@ class Objective:
     aggregate: Callable[[np.ndarray], np.ndarray] = expected
     maximize: bool = False
     unit: str = "s"
+    capped: bool = False
 
 
 def make_objective(objective: str | Objective = "mean", *, slo_s: float | None = None,
@@ -191,9 +242,9 @@ def make_objective(objective: str | Objective = "mean", *, slo_s: float | None =
     objective : str or Objective, default "mean"
         One of :data:`OBJECTIVES`, or an :class:`Objective` (returned as it is):
 
-        - ``mean``: minimise E[mean latency];
-        - ``p90``: minimise E[per-request p90 latency];
-        - ``cvar``: minimise CVaR_alpha over draws of the mean latency (risk-averse);
+        - ``mean``: minimise E[mean latency, capped] (:func:`cap_latency`);
+        - ``p90``: minimise E[per-request p90 latency, capped];
+        - ``cvar``: minimise CVaR_alpha over draws of the capped mean latency (risk-averse);
         - ``slo``: maximise E[fraction of requests with latency <= slo_s];
         - ``goodput``: maximise E[requests/s meeting the SLO] = throughput x that fraction
           (throughput = rate in open loop, 0 when saturated; concurrency / latency in closed loop).
@@ -226,11 +277,12 @@ def make_objective(objective: str | Objective = "mean", *, slo_s: float | None =
     if objective in ("slo", "goodput") and not (slo_s is not None and np.isfinite(slo_s) and slo_s > 0):
         raise ValueError(f"objective '{objective}' needs a positive slo_s (seconds). Fix: pass slo_s / --slo-s")
     if objective == "mean":
-        return Objective("mean", lambda d, x, o: d["latency"])
+        return Objective("mean", lambda d, x, o: d["latency"], capped=True)
     if objective == "p90":
-        return Objective("p90", lambda d, x, o: d["latency_p90"])
+        return Objective("p90", lambda d, x, o: d["latency_p90"], capped=True)
     if objective == "cvar":
-        return Objective(f"cvar{cvar_alpha:g}", lambda d, x, o: d["latency"], aggregate=cvar(cvar_alpha))
+        return Objective(f"cvar{cvar_alpha:g}", lambda d, x, o: d["latency"], aggregate=cvar(cvar_alpha),
+                         capped=True)
 
     def _within(d, x, o):
         return fraction_within_slo(d["latency_p50"], d["latency_p90"], slo_s)

@@ -70,9 +70,61 @@ def test_decision_uses_the_posterior_not_its_mean():
     a = np.full(100, 1.0)
     b = np.r_[np.full(90, 0.5), np.full(10, 5.0)]
     lat = np.column_stack([a, b])
-    assert R.decide(lat).best == 1
-    assert R.decide(lat, aggregate=R.cvar(0.9)).best == 0
-    assert R.decide(-lat, maximize=True).best == 1  # maximising -latency is the same as minimising it
+    assert R.decide(lat, resolution=0).best == 1
+    assert R.decide(lat, aggregate=R.cvar(0.9), resolution=0).best == 0
+    assert R.decide(-lat, maximize=True, resolution=0).best == 1  # maximising -latency is minimising latency
+    # 100 draws do not resolve B's 5% lead (its Monte Carlo error is 13%): the simpler option A stays
+    dec = R.decide(lat)
+    assert dec.best == 0 and dec.score_gap_se[1] == pytest.approx(0.135, abs=0.03)
+
+
+def test_a_lead_within_the_monte_carlo_error_goes_to_the_smaller_k_and_a_resolved_one_does_not(rng):
+    n = 400
+    base = 1.0 + 0.2 * rng.standard_normal(n)  # what the options share, draw by draw
+    noise = 0.3 * rng.standard_normal((n, 3))
+    noise -= noise.mean(axis=0)  # so the realised leads are exactly 0.02 and 0.15
+    lat = base[:, None] + noise + np.array([0.0, -0.02, -0.15])
+    dec = R.decide(lat)
+    se = 0.3 * np.sqrt(2 / n)  # the error of a difference of two options' means: 0.021
+    np.testing.assert_allclose(dec.score_gap_se[[0, 1]], se, rtol=0.25)
+    assert dec.best == 2  # a lead of about 7 standard errors is resolved
+    assert R.decide(lat[:, :2]).best == 0 and R.decide(lat[:, :2], resolution=0).best == 1  # one of < 1 is not
+
+
+def test_the_resolution_rule_makes_a_near_tie_stable_across_draws():
+    """A near tie (a lead of a fifth of a standard error, as between neighbouring k at a flat optimum):
+    the best-score rule flips with the draws, the resolution rule keeps the smaller k. (It moves the
+    threshold rather than removing it: a lead of about two standard errors flips either way.)"""
+    n, lead = 400, 0.2 * 0.3 * np.sqrt(2 / 400)
+    picks = {0.0: [], 2.0: []}
+    for seed in range(40):
+        r = np.random.default_rng(seed)
+        lat = 1.0 + 0.3 * r.standard_normal((n, 2)) + np.array([0.0, -lead])
+        for res in picks:
+            picks[res].append(R.decide(lat, resolution=res).best)
+    agree = {res: max(np.mean(p), 1 - np.mean(p)) for res, p in picks.items()}
+    assert agree[0.0] < 0.75 and agree[2.0] >= 0.9, agree
+
+
+def test_capped_latency_scores_saturation_finitely_and_in_proportion():
+    lat = np.ones((1000, 3))
+    lat[:, 1] = 0.8
+    lat[:5, 1] = np.inf  # k=1: 20% faster, saturated in 0.5% of draws
+    lat[:, 2] = 0.7
+    lat[:200, 2] = np.inf  # k=2: 30% faster, saturated in 20% of draws
+    assert np.isinf(R.decide(lat).score[1])  # uncapped: one saturated draw makes the mean infinite
+    capped = R.cap_latency(lat)  # cap: 10 x the best median (0.7 s)
+    assert capped.max() == pytest.approx(7.0)
+    dec = R.decide(capped)
+    np.testing.assert_allclose(dec.score, [1.0, 0.8 * 0.995 + 7.0 * 0.005, 0.7 * 0.8 + 7.0 * 0.2])
+    assert dec.best == 1 and np.isfinite(dec.regret).all()
+    assert R.decide(R.cap_latency(lat, cap_s=100.0)).best == 0  # a 100 s cap: 0.5% of draws cost 0.5 s
+    with pytest.raises(ValueError, match="positive"):
+        R.cap_latency(lat, cap_s=0.0)
+    # every option's median saturated: nothing is capped and the least saturated option wins
+    sat = np.full((100, 2), np.inf)
+    sat[:30, 1] = 1.0
+    assert np.isinf(R.cap_latency(sat)).all(axis=0)[0] and R.decide(R.cap_latency(sat)).best == 1
 
 
 def test_saturated_draws_prefer_the_stable_option():
@@ -104,13 +156,16 @@ def test_recommend_k_columns_p_best_and_regret(fitted_b200):
     model, _ = fitted_b200
     table = R.evaluate_k(model, **B200, concurrencies=[1, 32, 128], k_max=6, max_draws=200)
     assert len(table) == 3 * 7
-    # the mean objective scores each k by its expected mean latency, and the chosen k minimises it
-    # and its expected regret (E[L_k] - E[min_k L_k] is minimised by the same k)
+    # closed loop never saturates, so nothing is capped: the mean objective scores each k by its expected
+    # mean latency; the k minimising it also minimises the expected regret (E[L_k] - E[min_k L_k]); the
+    # chosen k is that one or a smaller k within two Monte Carlo errors of it
     np.testing.assert_allclose(table["utility"], table["latency_mean_s"])
     for _, g in table.groupby("concurrency"):
-        chosen = g[g["chosen"]].iloc[0]
-        assert chosen["utility"] == g["utility"].min()
-        assert chosen["expected_regret"] == pytest.approx(g["expected_regret"].min())
+        chosen, top = g[g["chosen"]].iloc[0], g.loc[g["utility"].idxmin()]
+        assert top["expected_regret"] == pytest.approx(g["expected_regret"].min())
+        assert chosen["k"] <= top["k"] and chosen["utility_gap_se"] == 0
+        assert chosen["utility"] - top["utility"] <= R.RESOLUTION_SE * top["utility_gap_se"] + 1e-12
+        assert (g["regret_se"] >= 0).all() and (g["utility_gap_se"] > 0).sum() == len(g) - 1
     recs = R.recommend_k(model, **B200, concurrencies=[1, 32, 128], k_max=6, max_draws=200)
     need = ["concurrency", "best_k", "latency_mean_s", "latency_q05_s", "latency_q95_s", "p_best",
             "expected_regret", "speedup_vs_k0", "speedup_q05", "speedup_q95", "p_slower_than_k0",
@@ -189,6 +244,74 @@ def test_vllm_config_maps_every_batch_size_to_one_k(tmp_path):
     assert _covers(R.batch_size_policy(recs, 64)["num_speculative_tokens_per_batch_size"], 64)
 
 
+def _table(utility: dict, batch_size: list, chosen: list) -> pd.DataFrame:
+    """An evaluate_k-shaped table: utility[k] is a list over the loads (rates 1, 2, ...)."""
+    rows = []
+    for i, (b, c) in enumerate(zip(batch_size, chosen)):
+        for k, u in utility.items():
+            rows.append({"rate_rps": float(i + 1), "k": k, "utility": u[i], "chosen": k == c, "objective": "mean",
+                         "batch_size": b, "k_measured": True})
+    return pd.DataFrame(rows)
+
+
+def test_a_schedule_is_kept_only_where_its_gain_pays_for_its_own_cost():
+    assert R.schedule_overhead(2) == pytest.approx(0.066) and R.schedule_overhead(189) == pytest.approx(0.216)
+    assert R.schedule_overhead(1) == pytest.approx(0.066) and R.schedule_overhead(1000) == pytest.approx(0.216)
+    assert 0.066 < R.schedule_overhead(20) < 0.216
+    # k = 4 at light load, k = 2 at heavy load, but k = 2 everywhere is only 2% slower at light load
+    small = _table({0: [1.5, 2.0], 2: [1.02, 1.5], 4: [1.0, 1.6]}, batch_size=[2.0, 20.0], chosen=[4, 2])
+    check = R.schedule_check(small)
+    assert not check["use_schedule"] and check["static_k"] == 2
+    assert check["schedule_gain"] == pytest.approx(0.01) and check["schedule_cost"] > 0.066
+    assert "serve k = 2" in check["reason"]
+    # the static alternatives lose 40-50%: the schedule pays
+    big = _table({0: [1.5, 2.0], 2: [1.4, 1.5], 4: [1.0, 2.2]}, batch_size=[2.0, 20.0], chosen=[4, 2])
+    check = R.schedule_check(big)
+    assert check["use_schedule"] and check["schedule_gain"] == pytest.approx(0.2) and check["static_k"] == 2
+    static = R.static_recommendations(big, 2)
+    assert (static["best_k"] == 2).all() and len(static) == 2
+    # a smaller k that scores slightly better than the chosen one (within its Monte Carlo error) is a tie
+    tie = _table({0: [2.0, 2.0], 3: [1.0, 1.0], 4: [0.99, 0.995]}, batch_size=[2.0, 20.0], chosen=[3, 3])
+    assert R.schedule_check(tie)["static_k"] == 3 and not R.schedule_check(tie)["use_schedule"]
+    with pytest.raises(ValueError, match="latency objective"):
+        R.schedule_check(small.assign(objective="goodput"))
+
+
+def _trt_lookup(schedule: dict, b: int) -> int:
+    """TensorRT-LLM's rule: the first key >= b gives k; past the largest key, 0."""
+    keys = sorted(schedule)
+    return next((schedule[key] for key in keys if key >= b), 0)
+
+
+def test_trtllm_schedule_gives_every_batch_size_the_same_k_as_the_vllm_one():
+    recs = pd.DataFrame({"rate_rps": [1, 5, 20, 40, 60], "best_k": [5, 4, 2, 0, 0],
+                         "batch_size": [1.2, 7.0, 45.0, 180.0, np.inf]})
+    cfg = R.trtllm_config(recs, "eagle3", "org/head")
+    spec = cfg["speculative_config"]
+    assert spec["decoding_type"] == "Eagle3" and spec["max_draft_len"] == 5 and spec["speculative_model"] == "org/head"
+    schedule = spec["draft_len_schedule"]
+    assert schedule[1] == spec["max_draft_len"] and max(schedule.values()) <= spec["max_draft_len"]
+    vllm = {b: k for s, e, k in R.batch_size_policy(recs, 256)["num_speculative_tokens_per_batch_size"]
+            for b in range(s, e + 1)}
+    assert all(_trt_lookup(schedule, b) == vllm[b] for b in range(1, 257)) and cfg["clamped"] == []
+    # k rising with the batch size cannot be written (TensorRT-LLM: schedule[1] = max_draft_len): clamped, said
+    rising = R.trtllm_config(recs.assign(best_k=[2, 4, 4, 0, 0]), "mtp", None)
+    assert rising["speculative_config"]["max_draft_len"] == 2 and rising["clamped"]
+    assert "speculative_model" not in rising["speculative_config"]
+    assert R.trtllm_config(recs.assign(best_k=0), "eagle3", "x")["speculative_config"] is None
+    with pytest.raises(ValueError, match="decoding type"):
+        R.trtllm_config(recs, "suffix", None)
+
+
+def test_sglang_args_count_the_root_token_among_the_draft_tokens():
+    args = R.sglang_args(3, "eagle3", "org/head")
+    assert args[args.index("--speculative-num-steps") + 1] == "3"
+    assert args[args.index("--speculative-num-draft-tokens") + 1] == "4"
+    assert args[args.index("--speculative-algorithm") + 1] == "EAGLE3" and "--speculative-eagle-topk" in args
+    assert R.sglang_args(0, "eagle3", "org/head") == []
+    assert "--speculative-draft-model-path" not in R.sglang_args(2, "mtp", None)
+
+
 # ---------------------------------------------------------------------- CLI
 def _parser():
     from bayes_sd.cli.recommend import add_parser
@@ -200,11 +323,12 @@ def _parser():
 
 def test_cli_writes_csv_and_vllm_json(fitted_b200, tmp_path, capsys):
     _, post = fitted_b200
-    out, vj = tmp_path / "recs.csv", tmp_path / "vllm.json"
+    out, vj, tj, sj = (tmp_path / name for name in ("recs.csv", "vllm.json", "trtllm.json", "sglang.json"))
     args = _parser().parse_args([
         "recommend", str(post), "--verifier", B200["verifier"], "--drafter", "dspark", "--hardware", "B200",
         "--dataset", "HumanEval", "--prompt-len", "190", "--output-len", "760", "--concurrency", "1,16,128",
-        "--k-max", "5", "--max-draws", "200", "--out", str(out), "--vllm-config", str(vj)])
+        "--k-max", "5", "--max-draws", "200", "--out", str(out), "--vllm-config", str(vj),
+        "--trtllm-config", str(tj), "--sglang-config", str(sj), "--method", "eagle3"])
     assert args.func(args) == 0
     recs = pd.read_csv(out)
     assert {"concurrency", "best_k", "latency_mean_s", "latency_q05_s", "latency_q95_s", "p_best",
@@ -213,8 +337,15 @@ def test_cli_writes_csv_and_vllm_json(fitted_b200, tmp_path, capsys):
     assert len(recs) == 3
     cfg = json.loads(vj.read_text())
     assert len(cfg["schedule"]) >= 1 and cfg["schedule"][-1]["max_batch_size"] == 256
+    check = cfg["schedule_check"]
+    served_ks = {r["num_speculative_tokens"] for r in cfg["schedule"]}
+    if not check["use_schedule"]:  # a schedule that does not pay: every engine serves the static k
+        assert served_ks == {check["static_k"]}
     if cfg["speculative_config"] is not None:
-        assert cfg["speculative_config"]["method"] == "dspark"
+        assert cfg["speculative_config"]["method"] == "eagle3"
+    sg, trt = json.loads(sj.read_text()), json.loads(tj.read_text())
+    assert sg["k"] == check["static_k"] and (sg["launch_args"] == []) is (sg["k"] == 0)
+    assert (trt["speculative_config"] is None) is (cfg["speculative_config"] is None)
     # the export says whether the posterior behind it converged (the session's short fit: usually not)
     converged = fitted_b200[0].diagnostics()["converged"]
     assert cfg["posterior_converged"] is converged and ("warning" in cfg) is (not converged)
