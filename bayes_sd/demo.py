@@ -74,17 +74,24 @@ def demo_sampling(model_config: str | Path | dict = MAIN_MODEL, quick: bool = Fa
     return {**DEMO_SAMPLING["full"], **load_config(model_config).get("sampling", {})}
 
 
-def demo_recommendations(model, decisions=DEMO_DECISIONS, k_max: int = 7) -> pd.DataFrame:
-    """Draft-length recommendations (objective: mean latency) for the demo's pairs and loads."""
-    from bayes_sd.recommend import recommend_k
+def demo_recommendations(model, decisions=DEMO_DECISIONS, k_max: int = 7) -> tuple[pd.DataFrame, dict]:
+    """Draft-length recommendations (objective: mean latency) for the demo's pairs and loads, and per
+    drafter the rows an engine should serve (:func:`~bayes_sd.recommend.schedule_check`: the static k
+    where changing k with load does not pay for the schedule's own cost)."""
+    from bayes_sd.recommend import chosen_rows, evaluate_k, schedule_check, static_recommendations
 
-    tables = []
+    tables, served = [], {}
     for verifier, drafter, hardware, dataset, p, d, kind, loads in decisions:
         load = {"concurrencies": loads} if kind == "concurrency" else {"rates": loads}
-        recs = recommend_k(model, verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
+        table = evaluate_k(model, verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
                            prompt_len=p, output_len=d, k_max=k_max, **load)
+        recs = chosen_rows(table, model)
+        check = schedule_check(table)
+        rows = recs if check["use_schedule"] else static_recommendations(table, check["static_k"])
+        rows.attrs = {**recs.attrs, "schedule_check": check}
+        served[drafter] = rows
         tables.append(recs.assign(verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset))
-    return pd.concat(tables, ignore_index=True)
+    return pd.concat(tables, ignore_index=True), served
 
 
 def run_demo(out: Path, *, quick: bool = False, progress: bool = True, seed: int = 20261122,
@@ -130,10 +137,11 @@ def run_demo(out: Path, *, quick: bool = False, progress: bool = True, seed: int
             echo(f"      warning: {w.message}")
     written["posterior"] = model.save(out / "posterior.nc")
     echo(f"[3/5] posterior -> {written['posterior']} {elapsed()}")
-    recs = demo_recommendations(model)
+    recs, served = demo_recommendations(model)
     written["recommendations"] = write_table(recs, out / "recommendations.csv")
-    dspark = recs[recs["drafter"] == "dspark"]
+    dspark = served["dspark"]
     cfg = vllm_config(dspark, method="dspark", drafter_model="RedHatAI/Qwen3.8-27B-speculator.dspark")
+    cfg["schedule_check"] = dspark.attrs["schedule_check"]
     path = out / "vllm_config_dspark.json"
     write_json(cfg, path)
     written["vllm_config"] = path

@@ -15,14 +15,14 @@ import sys
 import warnings
 
 from bayes_sd import __version__
-from bayes_sd.cli import demo, fit, ingest, predict, recommend, report, summary, sweep, what_if_drafter
+from bayes_sd.cli import compare, demo, fit, ingest, predict, recommend, report, summary, sweep, what_if_drafter
 from bayes_sd.cli.common import CHATTY_LOGGERS, CLIError, HelpFormatter, configure_output
 from bayes_sd.traces.schema import TraceError
 
 __all__ = ["main", "build_parser", "CLIError"]
 
 #: the subcommands, in the order ``bayes-sd --help`` lists them
-SUBCOMMANDS = (sweep, ingest, summary, fit, predict, recommend, what_if_drafter, report, demo)
+SUBCOMMANDS = (sweep, ingest, summary, fit, compare, predict, recommend, what_if_drafter, report, demo)
 
 DESCRIPTION = """\
 Bayesian models of speculative-decoding latency under load: should speculation be on, with which

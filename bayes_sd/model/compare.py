@@ -17,10 +17,10 @@ import pandas as pd
 
 from bayes_sd._stats import quantile
 from bayes_sd.model.conditions import CONDITION_COLUMNS as COND
-from bayes_sd.model.fit_data import arrival_rate
+from bayes_sd.model.fit_data import KNEE_FORMS, OPEN_LOOP_BATCHES, arrival_rate
 from bayes_sd.model.latency_model import ConvergenceWarning, LatencyModel
 
-__all__ = ["hold_out_highest_load", "score_held_out", "compare_configs"]
+__all__ = ["hold_out_highest_load", "score_held_out", "compare_configs", "loo_caveat", "support_reading"]
 
 
 def hold_out_highest_load(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -49,7 +49,8 @@ def score_held_out(model: LatencyModel, test: pd.DataFrame, max_draws: int = 100
 
 def compare_configs(train: pd.DataFrame, test: pd.DataFrame | None, configs: dict[str, str | dict], *,
                     models: pd.DataFrame | None = None, draws: int = 500, tune: int = 500, chains: int = 2,
-                    random_seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, LatencyModel]]:
+                    random_seed: int = 1, nuts_sampler: str = "nutpie",
+                    progressbar: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, LatencyModel]]:
     """Fit every configuration to ``train``; return (LOO comparison, per-config table, fitted models).
 
     The LOO table is ``az.compare`` over run-mean latencies (rank 0 = best expected log
@@ -62,7 +63,7 @@ def compare_configs(train: pd.DataFrame, test: pd.DataFrame | None, configs: dic
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             m = LatencyModel(cfg).fit(train, models=models, draws=draws, tune=tune, chains=chains,
-                                      random_seed=random_seed, progressbar=False)
+                                      random_seed=random_seed, progressbar=progressbar, nuts_sampler=nuts_sampler)
         fit_s = time.perf_counter() - t0
         d = m.diagnostics()
         with warnings.catch_warnings():
@@ -77,6 +78,49 @@ def compare_configs(train: pd.DataFrame, test: pd.DataFrame | None, configs: dic
         fitted[name] = m
     comparison = az.compare({n: m.idata for n, m in fitted.items()}, var_name="latency_obs")
     return comparison, pd.DataFrame(rows), fitted
+
+
+def loo_caveat(model: LatencyModel) -> str | None:
+    """Why ``model``'s PSIS-LOO cannot be compared with another configuration's on its runs, or None.
+
+    A roofline form that counts an open-loop run's tokens per pass at its measured batch
+    (``open_loop_batch = "measured"``, rate x observed latency) puts the observed latency inside its
+    own mean: its log-likelihood is not the density of a generative model, and its elpd is not on the
+    same footing as a generative configuration's.
+    """
+    opts = model.config.get("model", {})
+    if opts.get("verifier_form") not in KNEE_FORMS or opts.get("open_loop_batch", OPEN_LOOP_BATCHES[0]) != "measured":
+        return None
+    rows = model.fit_data.obs.get("latency", (np.array([], int),))[0]
+    n_open = int((model.fit_data.x["is_open"][rows] > 0).sum())
+    if n_open == 0:
+        return None
+    return (f"{model.config.get('name', '?')}: {n_open} open-loop runs enter with their tokens per pass counted at the "
+            "measured batch (open_loop_batch = 'measured'), so the observed latency sits inside its own mean and its "
+            "elpd is not comparable. Fix: compare on closed-loop runs, or set [model] open_loop_batch = 'iterated'")
+
+
+def support_reading(comparison: pd.DataFrame) -> str:
+    """One paragraph from ``az.compare``'s table: which configuration the data support, and how strongly.
+
+    The best is compared with each other one by the elpd difference and its standard error: a
+    difference under two standard errors does not tell them apart.
+    """
+    best = comparison.index[0]
+    parts = []
+    for name, row in comparison.iloc[1:].iterrows():
+        diff, dse = float(row["elpd_diff"]), float(row["dse"])
+        z = diff / dse if dse > 0 else np.inf
+        strength = ("not distinguishable" if z < 2 else "clearly" if z >= 4 else "moderately")
+        parts.append(f"over {name} by {diff:.1f} +- {dse:.1f} elpd ({strength}; {z:.1f} standard errors)")
+    weights = ", ".join(f"{n} {w:.2f}" for n, w in comparison["weight"].items())
+    warn = [n for n, w in comparison["warning"].items() if bool(w)]
+    text = (f"The runs support {best} " + "; ".join(parts) + f". Stacking weights: {weights}."
+            if parts else f"Only {best} was compared.")
+    if warn:
+        text += (f" PSIS-LOO warns for {', '.join(warn)} (Pareto k > 0.7 on some runs): its elpd is uncertain "
+                 "beyond its standard error.")
+    return text
 
 
 def tokens_per_pass(runs: pd.DataFrame) -> pd.Series:

@@ -78,8 +78,8 @@ def test_predict_cli_needs_a_load(fitted_b200, capsys):
     assert code == 2 and "--rate-rps" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["sweep", "ingest", "summary", "fit", "predict", "recommend", "what-if-drafter",
-                                     "report", "demo"])
+@pytest.mark.parametrize("command", ["sweep", "ingest", "summary", "fit", "compare", "predict", "recommend",
+                                     "what-if-drafter", "report", "demo"])
 def test_every_help_documents_its_command_with_an_example(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
