@@ -206,6 +206,7 @@ def in_sample_comparison(model, *, hdi_prob: float = 0.9, max_draws: int | None 
         method). Methods that could not be fitted are listed in ``attrs['not_fitted']``.
     """
     runs = model.fit_data.runs
+    runs = runs[~runs["censored"]] if "censored" in runs else runs  # saturated runs have no steady latency
     runs = at_arrival_rate(runs, model.open_loop_rate)
     base = fit_baselines(runs, errors="skip")
     load = pd.Series(np.where(runs["load_type"] == "rate", runs["rate_rps"], runs["concurrency"]), index=runs.index)

@@ -285,6 +285,12 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
             costs = dataclasses.replace(
                 costs, v0=costs.v0 * (1.0 + compute_share * theory.knee_excess(others, k, knee_tokens, xp=pt)))
 
+        if "saturated" in fd.obs:  # censored runs: their offered rate exceeded the capacity 1 / C2
+            rows, vals = fd.obs["saturated"]
+            width = float(opts.get("saturation_width", 0.05))
+            logit = (np.log(x["sat_rate"][rows]) + pt.log(c2[rows])) / width  # log(rate / capacity) / width
+            pm.Bernoulli("saturated_obs", logit_p=logit, observed=observed("saturated_obs", vals.astype("int64")),
+                         dims="saturated_run")
         # d log L / d log C2: the share of latency that load adds (open loop rho / (1 - rho))
         load_share = pt.where(x["is_open"] > 0, x["rate"] * c2 / headroom, (x["concurrency"] - 1.0) * c2 / latency)
         if "latency" in fd.obs:

@@ -19,7 +19,7 @@ __all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OP
            "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS",
            "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "CONFIGURATION_EFFECTS", "OTHER_POOLED_LEVELS",
            "pair_label", "level_label", "configuration_effects", "configuration_level_label", "fixed_scale",
-           "observed_acceptance"]
+           "observed_acceptance", "SATURATED_RUNS"]
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,9 @@ class FitData:
 
 #: ``[model] open_loop_rate``: which rate of an open-loop run the model takes as its arrival rate
 OPEN_LOOP_RATES = ("offered", "achieved")  # the first is the default everywhere
+#: ``[model] saturated_runs``: a saturated open-loop run is left out of the fit, or enters it as what it
+#: says (its offered rate exceeded the server's capacity); the first is the default
+SATURATED_RUNS = ("excluded", "censored")
 #: how a roofline form counts an open-loop run's tokens per pass in the likelihood (model.build:
 #: _knee_open_latency); the first is the default
 OPEN_LOOP_BATCHES = ("measured", "iterated")
@@ -290,21 +293,36 @@ def exclusion_reasons(runs: pd.DataFrame) -> pd.Series:
 
 
 def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
-                     drafter_predictors: list[str] | tuple = (), open_loop_rate: str = OPEN_LOOP_RATES[0]) -> FitData:
+                     drafter_predictors: list[str] | tuple = (), open_loop_rate: str = OPEN_LOOP_RATES[0],
+                     saturated_runs: str = SATURATED_RUNS[0]) -> FitData:
     """Select the runs to fit and build the model's index arrays.
 
     Saturated runs are excluded (logged with their reason): the closed form describes steady
-    state only. Runs with neither mean latency nor TPOT have nothing to fit. ``models`` (a
+    state only. With ``saturated_runs = "censored"``, a saturated open-loop run with an offered
+    rate is kept as a censored run instead (column ``censored``; ``x['sat_rate']``, its offered
+    rate, and ``obs['saturated']``): its latencies and tails are not observed (their rows are left
+    out, and it is given rate 0 so nothing in the graph overflows for it), but that its rate
+    exceeded capacity is, and its acceptance too. Runs with neither mean latency nor TPOT have nothing
+    to fit. ``models`` (a
     MODELS table) gives MoE verifiers their experts and top-k (``coords['moe_verifier']``,
     ``x['moe_log_q']``) and drafters their design predictors (``x['drafter_z']``).
     ``open_loop_rate``: the rate of open-loop runs in ``x['rate']`` (see :func:`arrival_rate`).
     """
+    if saturated_runs not in SATURATED_RUNS:
+        raise ValueError(f"saturated_runs must be one of {SATURATED_RUNS}, got {saturated_runs!r}")
     runs = runs.reset_index(drop=True)
     reasons = exclusion_reasons(runs)
+    censor = pd.Series(False, index=runs.index)
+    if saturated_runs == "censored" and "rate_rps" in runs:
+        offered = runs["rate_rps"].astype(float)
+        censor = reasons.str.startswith("saturated") & (runs["load_type"] == "rate") & (offered > 0)
+        reasons[censor] = ""
     excluded = pd.DataFrame({"run_id": runs.loc[reasons != "", "run_id"], "reason": reasons[reasons != ""]})
     for row in excluded.itertuples():
         log.info("excluding run %s: %s", row.run_id, row.reason)
-    fit = runs.loc[reasons == ""].reset_index(drop=True).copy()
+    fit = runs.loc[reasons == ""].copy()
+    fit["censored"] = censor[reasons == ""].to_numpy()
+    fit = fit.reset_index(drop=True)
     if fit.empty:
         raise ValueError("no run left to fit: every run is saturated or has no latency. Fix: add steady-state runs")
     fit["drafter"] = fit["drafter"].where(fit["k"] > 0, NO_DRAFTER)
@@ -368,12 +386,15 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     x["drafter_z"] = drafter_predictor_matrix(drafters, models, list(drafter_predictors))
     x["rate"] = np.nan_to_num(x["rate"])
     x["concurrency"] = np.nan_to_num(x["concurrency"], nan=1.0)
+    censored = fit["censored"].to_numpy(bool)
+    x["sat_rate"] = np.where(censored, fit["rate_rps"].to_numpy(float) if "rate_rps" in fit else 0.0, 0.0)
+    x["rate"] = np.where(censored, 0.0, x["rate"])
 
     obs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def add(name: str, values: pd.Series) -> None:
+    def add(name: str, values: pd.Series, steady_only: bool = True) -> None:
         v = values.to_numpy(float)
-        rows = np.flatnonzero(np.isfinite(v) & (v > 0))
+        rows = np.flatnonzero(np.isfinite(v) & (v > 0) & ~(censored & steady_only))
         if rows.size:
             obs[name] = (rows, v[rows])
 
@@ -391,7 +412,8 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     if "tpot_mean_s" in fit:
         add("tpot", fit["tpot_mean_s"].where(fit["latency_mean_s"].isna()))
     tau, tau_se = observed_acceptance(fit)
-    add("tau", tau)
+    add("tau", tau, steady_only=False)  # acceptance is a per-token rate: a saturated run measures it too
+    add("saturated", pd.Series(censored.astype(float)), steady_only=False)
     x["tau_se"] = tau_se.fillna(0.0).to_numpy(float)
     if "latency_sd_s" in fit:
         add("tail_cv", fit["latency_sd_s"] / fit["latency_mean_s"])

@@ -38,6 +38,7 @@ from bayes_sd.model.config import config_id, load_config, merge_config
 from bayes_sd.model.fit_data import (
     MOE_FORMS,
     OPEN_LOOP_RATES,
+    SATURATED_RUNS,
     FitData,
     prepare_fit_data,
 )
@@ -144,7 +145,8 @@ class LatencyModel:
 
     def _prepare(self, runs: pd.DataFrame, models: pd.DataFrame | None) -> FitData:
         opts = self.config.get("model", {})
-        fd = prepare_fit_data(runs, models, opts.get("drafter_predictors", []), self.open_loop_rate)
+        fd = prepare_fit_data(runs, models, opts.get("drafter_predictors", []), self.open_loop_rate,
+                              opts.get("saturated_runs", SATURATED_RUNS[0]))
         if opts.get("verifier_form") in MOE_FORMS and not fd.coords["moe_verifier"]:
             log.warning(f"verifier_form = {opts['verifier_form']!r} but no fitted verifier has experts in the "
                         "models table: every verifier is fitted dense")
@@ -398,8 +400,10 @@ class LatencyModel:
         ValueError
             When the model is not fitted.
         """
-        text = (f"{convergence_text(self.diagnostics())}; "
-                f"{self.fit_data.n_runs} runs fitted, {len(self.fit_data.excluded)} excluded")
+        n_censored = int(self.fit_data.runs["censored"].sum()) if "censored" in self.fit_data.runs else 0
+        text = (f"{convergence_text(self.diagnostics())}; {self.fit_data.n_runs} runs fitted"
+                + (f" ({n_censored} of them saturated, as censored)" if n_censored else "")
+                + f", {len(self.fit_data.excluded)} excluded")
         tried = self.fit_attempts
         if len(tried) > 1:
             text += "; tried " + ", then ".join(

@@ -154,7 +154,7 @@ def _ppc(model, s: Section, ctx: dict) -> None:
 def _latency(model, s: Section, ctx: dict) -> None:
     cur = ctx["curves"] = plots.load_curves_data(model, hdi_prob=ctx["hdi_prob"], max_panels=ctx["max_panels"])
     fit = model.fit_data.runs
-    fit = fit[fit.latency_mean_s.notna()]
+    fit = fit[fit.latency_mean_s.notna() & ~fit["censored"]]
     fit = fit.assign(rate_rps=arrival_rate(fit, model.open_loop_rate))  # predicted where fitted, at the fit's rate
     pred = quantile(model.predict_draws(fit, max_draws=400).latency, 0.5)
     err = pd.DataFrame({"kind": data_kind(fit.source).to_numpy(),

@@ -94,3 +94,46 @@ def test_runs_with_counts_but_no_acceptance_length_inform_the_fit(b200_runs):
     np.testing.assert_allclose(vals, truth, rtol=1e-6)  # B200: acceptance_length = 1 + accepted / drafts
     # thousands of steps per run: sampling errors under 2% of the length, below the 5% scatter prior
     assert (fd.x["tau_se"][rows] > 0).all() and (fd.x["tau_se"][rows] / vals < 0.02).all()
+
+
+def _open_loop_with_saturation():
+    from bayes_sd.simulate.designs import recovery_runs
+
+    runs = recovery_runs(0, n_requests=40)
+    runs = runs[runs["load_type"] == "rate"].reset_index(drop=True)
+    top = runs["rate_rps"] == runs.groupby(["drafter", "k", "dataset"])["rate_rps"].transform("max")
+    return runs.assign(saturated=top, saturation_reason=np.where(top, "test: flagged", ""))
+
+
+def test_censored_saturated_runs_keep_what_they_say_and_nothing_else():
+    runs = _open_loop_with_saturation()
+    n_sat = int(runs["saturated"].sum())
+    assert n_sat > 0
+    dropped = prepare_fit_data(runs)
+    assert dropped.n_runs == len(runs) - n_sat and len(dropped.excluded) == n_sat and "saturated" not in dropped.obs
+    kept = prepare_fit_data(runs, saturated_runs="censored")
+    assert kept.n_runs == len(runs) and kept.excluded.empty
+    censored = kept.runs["censored"].to_numpy()
+    rows, vals = kept.obs["saturated"]
+    assert set(rows) == set(np.flatnonzero(censored)) and (vals == 1).all()
+    for name in ("latency", "ttft", "tail_cv"):  # no steady-state latency is read from a saturated run
+        assert not censored[kept.obs[name][0]].any()
+    np.testing.assert_allclose(kept.x["sat_rate"][censored], kept.runs.loc[censored, "rate_rps"])
+    assert (kept.x["rate"][censored] == 0).all()  # their latency is never evaluated past saturation
+    with pytest.raises(ValueError, match="saturated_runs"):
+        prepare_fit_data(runs, saturated_runs="dropped")
+
+
+def test_a_censored_run_pulls_the_capacity_below_its_rate():
+    """The censoring term rewards costs that put the flagged runs past capacity: raising the per-request
+    load cost (verifier v1, ms per token in flight) raises its log-density."""
+    from bayes_sd.model import LatencyModel
+
+    cfg = LatencyModel("default").config
+    cfg = {**cfg, "model": {**cfg["model"], "saturated_runs": "censored"}}
+    model = LatencyModel(cfg).build(_open_loop_with_saturation())
+    point = model.initial_point()
+    logp = model.compile_logp(vars=[model["saturated_obs"]], sum=True)
+    low = logp(point)
+    high = logp({**point, "mu_v1": point["mu_v1"] + 3.0})  # 20x the per-token verify cost: capacity / 20
+    assert high > low + 1.0, (low, high)
