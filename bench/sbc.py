@@ -1,13 +1,15 @@
 """Simulation-based calibration of a model configuration on its own generative model.
 
-    python bench/sbc.py [--config moe_roofline] [--reps 200] [--draws 300] [--tune 400] [--chains 2]
+    python bench/sbc.py [--config moe_roofline] [--reps 200] [--draws 200] [--tune 1000] [--chains 2]
                         [--thin-to 99] [--seed 0] [--out sbc_ranks.csv]
 
 Each replication draws the parameters from the prior, simulates the observations of the SYNTHETIC
-recovery design (bayes_sd.simulate.designs) from the likelihood, fits the model (compiled once) and
-ranks every true value among the thinned posterior draws (bayes_sd.evaluation.sbc). Prints, per
-parameter, the rank histogram (5 bins), a chi-square p-value against uniform and the mean rank fraction
-(0.5 unbiased); replications skipped for non-finite simulated data; fits that did not converge.
+recovery design (bayes_sd.simulate.designs; its open-loop rates x 0.2, and closed loop only for a
+roofline form that counts open-loop tokens at the measured batch: bayes_sd.evaluation.sbc.sbc_design)
+from the likelihood, fits the model (compiled once) and ranks every true value among the thinned
+posterior draws (bayes_sd.evaluation.sbc). Prints, per parameter, the rank histogram (5 bins), a
+chi-square p-value against uniform and the mean rank fraction (0.5 unbiased); replications skipped (a
+design run past saturation in the prior draw, or non-finite simulated data); fits that did not converge.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="moe_roofline")
     ap.add_argument("--reps", type=int, default=200)
-    ap.add_argument("--draws", type=int, default=300)
-    ap.add_argument("--tune", type=int, default=400)
+    ap.add_argument("--draws", type=int, default=200)
+    ap.add_argument("--tune", type=int, default=1000)
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--thin-to", type=int, default=99)
     ap.add_argument("--seed", type=int, default=0)
@@ -48,7 +50,8 @@ def main() -> None:
     ranks.to_csv(args.out, index=False)
     fits = ranks.drop_duplicates("rep")
     print(f"SYNTHETIC recovery design, config {args.config}: {len(fits)} replications fitted, "
-          f"{ranks.attrs['skipped']} skipped (non-finite simulated data), {time.perf_counter() - t0:.0f} s; "
+          f"{ranks.attrs['skipped']} skipped (a design run past saturation, or non-finite simulated data), "
+          f"{time.perf_counter() - t0:.0f} s; "
           f"fits with R-hat > 1.01: {int((fits['max_rhat'] > 1.01).sum())}, with divergences: "
           f"{int((fits['divergences'] > 0).sum())}")
     print(rank_uniformity(ranks).to_string(index=False, float_format=lambda v: f"{v:.3g}"))

@@ -8,9 +8,12 @@ posterior is too narrow, a hump too wide, a slope biased. The model is compiled 
 arrays are ``pm.Data`` containers) and refitted per replication.
 
 The design is SYNTHETIC: the conditions of :func:`bayes_sd.simulate.designs.recovery_runs` (one
-verifier and drafter, k in {0, 2, 4, 7}, closed and open loop, two prompt lengths). Replications whose
-simulated data are not finite (a prior draw past saturation) are skipped and counted: skipping on
-the data leaves the ranks of the remaining ones only approximately uniform, so the count is reported.
+verifier and drafter, k in {0, 2, 4, 7}, closed and open loop, two prompt lengths). A replication
+whose prior draw puts an open-loop run of the design at or past its saturation rate is skipped and
+counted, as is one whose simulated data are not finite: a benchmark flags such a run saturated and the
+fit never sees it, so SBC checks the model on the prior restricted to draws that keep every design run
+in steady state (a condition on the parameters alone, so the ranks stay uniform when the posterior
+puts negligible mass past saturation, as it does given steady-state data).
 """
 
 from __future__ import annotations
@@ -24,19 +27,33 @@ from scipy import stats
 
 from bayes_sd._stats import convergence
 from bayes_sd.model import LatencyModel
-from bayes_sd.model.fit_data import KNEE_FORMS
+from bayes_sd.model.fit_data import KNEE_FORMS, OPEN_LOOP_BATCHES
 from bayes_sd.model.sampling import compile_nutpie, sample_compiled
 from bayes_sd.simulate.designs import TRUE_COSTS, TRUE_ROOFLINE_COSTS, recovery_runs
 
-__all__ = ["sbc_design", "run_sbc", "rank_uniformity"]
+__all__ = ["sbc_design", "run_sbc", "rank_uniformity", "SBC_RATE_SCALE"]
 
 
-def sbc_design(config: str | dict = "default", n_requests: int = 40, seed: int = 0) -> pd.DataFrame:
+#: SBC's open-loop rates, as a fraction of the recovery design's: the design is fixed before the prior
+#: is drawn, and at the recovery rates most prior draws put a run past saturation (7 of 10 skipped)
+SBC_RATE_SCALE = 0.2
+
+
+def sbc_design(config: str | dict = "default", n_requests: int = 40, seed: int = 0,
+               rate_scale: float = SBC_RATE_SCALE) -> pd.DataFrame:
     """The runs whose conditions (and whose observation pattern) SBC simulates: the recovery design,
-    with the knee's truth for the roofline forms (the simulated values replace every observation)."""
-    form = LatencyModel(config).config.get("model", {}).get("verifier_form", "dense")
+    with the knee's truth for the roofline forms (the simulated values replace every observation), its
+    open-loop rates times ``rate_scale``. A roofline form whose open-loop likelihood counts the tokens
+    per pass at the measured batch (``open_loop_batch = "measured"``) is not a generative model of
+    open-loop runs, so its design keeps the closed-loop runs only."""
+    opts = LatencyModel(config).config.get("model", {})
+    form = opts.get("verifier_form", "dense")
     costs = TRUE_ROOFLINE_COSTS if form in KNEE_FORMS else TRUE_COSTS
-    return recovery_runs(seed, n_requests=n_requests, costs=costs)
+    runs = recovery_runs(seed, n_requests=n_requests, costs=costs)
+    runs = runs.assign(rate_rps=runs["rate_rps"] * rate_scale)
+    if form in KNEE_FORMS and opts.get("open_loop_batch", OPEN_LOOP_BATCHES[0]) == "measured":
+        runs = runs[runs["load_type"] == "concurrency"].reset_index(drop=True)
+    return runs
 
 
 def _scalars(values: np.ndarray, name: str, coords: list) -> dict[str, float]:
@@ -74,7 +91,8 @@ def run_sbc(config: str | dict = "default", *, runs: pd.DataFrame | None = None,
     pandas.DataFrame
         One row per (replication, parameter element): ``rep``, ``param``, ``truth``, ``rank``,
         ``L`` (= ``thin_to``), ``max_rhat`` and ``divergences`` of that replication's fit; replications
-        skipped for non-finite simulated data are in ``attrs["skipped"]``.
+        skipped (a design run past saturation, or non-finite simulated data) are counted in
+        ``attrs["skipped"]``.
     """
     lm = LatencyModel(config)
     runs = sbc_design(lm.config) if runs is None else runs
@@ -83,12 +101,15 @@ def run_sbc(config: str | dict = "default", *, runs: pd.DataFrame | None = None,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prior = pm.sample_prior_predictive(draws=n_reps, model=model, random_seed=seed)
+    is_open, rate = lm.fit_data.x["is_open"] > 0, lm.fit_data.x["rate"]
+    capacity = prior.prior["saturation_rps"].values[0]  # (draw, run), requests/s
+    past_saturation = (is_open[None, :] & (rate[None, :] >= capacity)).any(axis=1)
     compiled = compile_nutpie(model)
     rows, skipped = [], 0
     reps = range(n_reps) if progress is None else progress(range(n_reps))
     for i in reps:
         data = {f"{name}_data": np.asarray(prior.prior_predictive[name].values[0, i], float) for name in obs_names}
-        if not all(np.all(np.isfinite(v)) for v in data.values()):
+        if past_saturation[i] or not all(np.all(np.isfinite(v)) for v in data.values()):
             skipped += 1
             continue
         with warnings.catch_warnings():

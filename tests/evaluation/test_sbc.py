@@ -1,4 +1,5 @@
-"""Simulation-based calibration, smoke size: the main job's model on its own generative model.
+"""Simulation-based calibration, smoke size: the main job's model on its own generative model (the
+closed-loop runs of the recovery design: sbc_design explains why).
 
 Ten replications cannot show a subtle miscalibration; they do catch a gross one (a posterior
 systematically on one side of the truth, or far too narrow), which is what these bounds test.
@@ -24,17 +25,15 @@ def test_rank_uniformity_flags_biased_ranks():
 @pytest.fixture(scope="module")
 def ranks():
     runs = sbc_design("moe_roofline", n_requests=40)
-    runs = runs[runs["dataset"] == "short"].reset_index(drop=True)  # half the design: a smoke-sized fit
-    return run_sbc("moe_roofline", runs=runs, n_reps=10, draws=150, tune=250, chains=2, thin_to=49, seed=7,
+    assert (runs["load_type"] == "concurrency").all()  # its open-loop likelihood is not generative (docstring)
+    return run_sbc("moe_roofline", runs=runs, n_reps=10, draws=200, tune=1000, chains=2, thin_to=49, seed=7,
                    params=("mu_log_cost", "sigma_latency", "knee_tokens"))
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="not yet calibrated: 4-6 of 10 prior draws saturate the design (skipped), and "
-                   "fits of the rest reach R-hat 1.03-3.0 at smoke settings (bench/README.md, sbc)")
 def test_main_jobs_model_is_calibrated_on_its_own_generative_model(ranks):
     fits = ranks.drop_duplicates("rep")
     assert len(fits) + ranks.attrs["skipped"] == 10 and len(fits) >= 8
+    assert fits["max_rhat"].median() < 1.1  # short chains: near the target, not at it
     frac = ranks["rank"] / (ranks["L"] + 1)
     # pooled over every parameter element (10 reps x 9 elements), ranks are near uniform
     assert 0.35 < frac.mean() < 0.65
