@@ -234,7 +234,9 @@ def schedule_check(table: pd.DataFrame) -> dict:
     dict
         ``static_k`` (the best static k), ``schedule_gain`` and ``schedule_cost`` (mean fractions of
         latency), ``use_schedule`` (True only when the chosen k changes with load and the gain exceeds
-        the cost) and ``reason`` (one sentence).
+        the cost), ``reason`` (one sentence) and, when ``static_k`` was never measured for the pair
+        (``k_measured``), ``best_measured_static_k`` and its mean relative loss
+        ``best_measured_static_loss``.
 
     Raises
     ------
@@ -260,6 +262,12 @@ def schedule_check(table: pd.DataFrame) -> dict:
     cost = float(schedule_overhead(chosen["batch_size"].to_numpy(float)).mean())
     varies = chosen["k"].nunique() > 1
     use = bool(varies and np.isfinite(at_chosen).all() and gain > cost)
+    measured = {int(k) for k in table.loc[table["k_measured"].astype(bool), "k"]} if "k_measured" in table else set()
+    known = [j for j, k in enumerate(wide.columns) if int(k) in measured]
+    alternative = {}
+    if known and static_k not in measured:  # the best static k extrapolates: what the best measured one loses
+        j = min(known, key=lambda j: mean_loss[j])
+        alternative = {"best_measured_static_k": int(wide.columns[j]), "best_measured_static_loss": float(mean_loss[j])}
     if not varies:
         reason = f"one k (= {static_k}) is chosen at every load: no schedule needed"
     elif use:
@@ -268,8 +276,11 @@ def schedule_check(table: pd.DataFrame) -> dict:
     else:
         reason = (f"changing k with load would gain {gain:.1%} over the best static k = {static_k}, less than the "
                   f"{cost:.1%} a schedule costs in TPOT (vLLM issue #49548): serve k = {static_k} at every load")
+    if alternative:
+        reason += (f"; k = {static_k} was never measured for this pair, the best measured k = "
+                   f"{alternative['best_measured_static_k']} loses {alternative['best_measured_static_loss']:.1%}")
     return {"static_k": static_k, "schedule_gain": gain, "schedule_cost": cost, "use_schedule": use,
-            "reason": reason}
+            "reason": reason, **alternative}
 
 
 def static_recommendations(table: pd.DataFrame, k: int) -> pd.DataFrame:

@@ -271,6 +271,12 @@ def test_a_schedule_is_kept_only_where_its_gain_pays_for_its_own_cost():
     static = R.static_recommendations(big, 2)
     assert (static["best_k"] == 2).all() and len(static) == 2
     # a smaller k that scores slightly better than the chosen one (within its Monte Carlo error) is a tie
+    # the best static k was never measured: the check names the best measured one and what it loses
+    unmeasured = small.assign(k_measured=small["k"] != 2)
+    check = R.schedule_check(unmeasured)
+    assert check["static_k"] == 2 and check["best_measured_static_k"] == 4
+    assert check["best_measured_static_loss"] == pytest.approx((0.0 + 1.6 / 1.5 - 1) / 2)
+    assert "k = 2 was never measured" in check["reason"] and "best_measured_static_k" not in R.schedule_check(small)
     tie = _table({0: [2.0, 2.0], 3: [1.0, 1.0], 4: [0.99, 0.995]}, batch_size=[2.0, 20.0], chosen=[3, 3])
     assert R.schedule_check(tie)["static_k"] == 3 and not R.schedule_check(tie)["use_schedule"]
     with pytest.raises(ValueError, match="latency objective"):
