@@ -141,20 +141,21 @@ def decide(values, *, aggregate=expected, maximize: bool = False, saturated=None
     key = sign * np.where(np.isnan(v), np.inf * sign, v)
     score = np.asarray(aggregate(v), float)
     p_sat = sat.mean(axis=0)
-    best = int(_lexbest(sign * score, p_sat, -np.median(room, axis=0)))
-    gap_se = _gap_se(v, aggregate, best) if v.shape[0] > 1 else np.full(v.shape[1], np.nan)
-    if resolution > 0 and np.isfinite(score[best]):
+    candidate = int(_lexbest(sign * score, p_sat, -np.median(room, axis=0)))
+    gap_se = _gap_se(v, aggregate, candidate) if v.shape[0] > 1 else np.full(v.shape[1], np.nan)
+    best = candidate
+    if resolution > 0 and np.isfinite(score[candidate]):
         with np.errstate(invalid="ignore"):
-            close = sign * (score[:best] - score[best]) <= resolution * gap_se[:best]
+            close = sign * (score[:candidate] - score[candidate]) <= resolution * gap_se[:candidate]
         if close.any():
             best = int(np.flatnonzero(close)[0])
+            gap_se = _gap_se(v, aggregate, best)  # the errors reported are the chosen option's
     per_draw = _lexbest(key, sat, -room)
     p_best = np.bincount(per_draw, minlength=v.shape[1]) / v.shape[0]
     kb = np.take_along_axis(key, per_draw[:, None], axis=1)
     with np.errstate(invalid="ignore"):
         reg = np.where(key == kb, 0.0, key - kb)  # inf - inf (both saturated) is no regret
         reg_se = reg.std(axis=0, ddof=1) / np.sqrt(v.shape[0]) if v.shape[0] > 1 else np.full(v.shape[1], np.nan)
-    gap_se = _gap_se(v, aggregate, best) if v.shape[0] > 1 else gap_se
     return Decision(best, score, p_best, reg.mean(axis=0), p_sat, gap_se, reg_se)
 
 

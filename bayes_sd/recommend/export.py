@@ -318,7 +318,7 @@ def trtllm_config(recs: pd.DataFrame, method: str, drafter_model: str | None,
     -------
     dict
         ``{"speculative_config": {...} or None, "max_batch_size": ..., "clamped": [...]}``; None when k = 0
-        at every batch size.
+        at every batch size; ``posterior_converged`` when ``recs.attrs["posterior"]`` says it.
 
     Raises
     ------
@@ -331,6 +331,9 @@ def trtllm_config(recs: pd.DataFrame, method: str, drafter_model: str | None,
     ranges = _ranges(recs, max_num_seqs)
     k1 = ranges[0][2]
     out = {"speculative_config": None, "max_batch_size": int(max_num_seqs), "clamped": []}
+    posterior = recs.attrs.get("posterior")
+    if posterior is not None:
+        out["posterior_converged"] = bool(posterior["converged"])
     if k1 == 0 and all(r[2] == 0 for r in ranges):
         return out
     if k1 == 0:  # TensorRT-LLM's schedule cannot start at k = 0: speculation off at batch size 1

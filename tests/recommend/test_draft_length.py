@@ -352,6 +352,7 @@ def test_cli_writes_csv_and_vllm_json(fitted_b200, tmp_path, capsys):
     sg, trt = json.loads(sj.read_text()), json.loads(tj.read_text())
     assert sg["k"] == check["static_k"] and (sg["launch_args"] == []) is (sg["k"] == 0)
     assert (trt["speculative_config"] is None) is (cfg["speculative_config"] is None)
+    assert trt["posterior_converged"] is sg["posterior_converged"] is cfg["posterior_converged"]
     # the export says whether the posterior behind it converged (the session's short fit: usually not)
     converged = fitted_b200[0].diagnostics()["converged"]
     assert cfg["posterior_converged"] is converged and ("warning" in cfg) is (not converged)
