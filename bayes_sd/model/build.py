@@ -293,10 +293,14 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
                          dims="saturated_run")
         # d log L / d log C2: the share of latency that load adds (open loop rho / (1 - rho))
         load_share = pt.where(x["is_open"] > 0, x["rate"] * c2 / headroom, (x["concurrency"] - 1.0) * c2 / latency)
+        shape = _tail_shape(eff, fd, others)
         if "latency" in fd.obs:
             rows, vals = fd.obs["latency"]
             s_lat = make_prior(cfg, "sigma_latency")
-            var = s_lat**2 + x["latency_rel_se"][rows] ** 2
+            # a run mean's relative standard error: from its own spread, else from the model's per-request
+            # lognormal shape (CV^2 = exp(s^2) - 1), never zero
+            rel_se_sq = pt.where(x["has_spread"] > 0, x["latency_rel_se"] ** 2, pt.expm1(shape**2) / x["n_requests"])
+            var = s_lat**2 + rel_se_sq[rows]
             if "sigma_c2" in cfg["priors"]:  # structural error of C2, amplified toward saturation
                 var = var + (make_prior(cfg, "sigma_c2") * load_share[rows]) ** 2
             scale = pt.sqrt(var)
@@ -322,7 +326,7 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
             s_tau = make_prior(cfg, "sigma_tau_obs")
             sd = pt.sqrt((s_tau * tau[rows]) ** 2 + x["tau_se"][rows] ** 2)  # scatter and the counts' sampling error
             pm.Normal("tau_obs", mu=tau[rows], sigma=sd, observed=observed("tau_obs", vals), dims="tau_run")
-        _tails(eff, fd, others, observed)
+        _tails(eff, fd, shape, observed)
     return model
 
 
@@ -456,14 +460,19 @@ def _roofline_knee(cfg: dict, fd: FitData):
     return knee, share[fd.idx["run_vh"]]
 
 
-def _tails(eff: _Effects, fd: FitData, others, observed):
+def _tail_shape(eff: _Effects, fd: FitData, others):
     """Per-request latency ~ lognormal around the run mean with shape s (pooled by pair, load-dependent)."""
     cfg = eff.cfg
     mu_t = make_prior(cfg, "mu_tail")
     slope = make_prior(cfg, "tail_load_slope")
     log_s_pair = eff.level("tail_pair", mu_t, (len(fd.coords["pair"]),))
     log_s = log_s_pair[fd.idx["run_pair"]] + slope * pt.log1p(pt.maximum(others, 0.0))
-    shape = pm.Deterministic("tail_shape", pt.exp(log_s), dims="run")
+    return pm.Deterministic("tail_shape", pt.exp(log_s), dims="run")
+
+
+def _tails(eff: _Effects, fd: FitData, shape, observed):
+    """The runs' observed tails (CV, p50/p90/p99 over the mean) given the per-run lognormal ``shape``."""
+    cfg = eff.cfg
     tail_names = [n for n in ("tail_cv", *TAIL_QUANTILES) if n in fd.obs]
     if not tail_names:
         return

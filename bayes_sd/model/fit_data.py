@@ -399,12 +399,13 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
             obs[name] = (rows, v[rows])
 
     add("latency", fit["latency_mean_s"])
-    # relative standard error of each run mean, when the run's own spread is known
-    if "latency_sd_s" in fit:
-        se = (fit["latency_sd_s"] / fit["latency_mean_s"] / np.sqrt(fit["n_requests"])).fillna(0.0)
-        x["latency_rel_se"] = se.to_numpy(float)
-    else:
-        x["latency_rel_se"] = np.zeros(len(fit))
+    # relative standard error of each run mean where the run's own spread is known (has_spread); the
+    # model gives the others one from its per-request tail shape and n_requests
+    sd = fit["latency_sd_s"] if "latency_sd_s" in fit else pd.Series(np.nan, index=fit.index)
+    se = (sd / fit["latency_mean_s"] / np.sqrt(fit["n_requests"])).to_numpy(float)
+    x["has_spread"] = np.isfinite(se).astype(float)
+    x["latency_rel_se"] = np.nan_to_num(se)
+    x["n_requests"] = fit["n_requests"].to_numpy(float)
     ttft = fit["ttft_mean_s"] if "ttft_mean_s" in fit else pd.Series(np.nan, index=fit.index)
     if "ttft_p50_s" in fit:
         ttft = ttft.fillna(fit["ttft_p50_s"])

@@ -21,7 +21,7 @@ SEEN_K0 = configuration_level_label("v", "none", "h", "a", 0)
 
 def _runs():
     base = {"verifier": "v", "hardware": "h", "dataset": "a", "prompt_len": 100.0, "output_len": 100.0,
-            "latency_mean_s": 1.0, "saturated": False}
+            "latency_mean_s": 1.0, "saturated": False, "n_requests": 100}
     rows = [
         {"drafter": "d", "k": 2, "load_type": "rate", "rate_rps": 1.0, "concurrency": np.nan},
         {"drafter": "d", "k": 2, "load_type": "rate", "rate_rps": 3.0, "concurrency": np.nan},
