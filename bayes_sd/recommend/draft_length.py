@@ -368,8 +368,21 @@ objective, slo_s, cvar_alpha, latency_cap_s, resolution, max_draws, seed
 
 
 def chosen_rows(table: pd.DataFrame, model) -> pd.DataFrame:
-    """:func:`recommend_k`'s rows from :func:`evaluate_k`'s ``table``: the chosen k per load (``best_k``),
-    with ``attrs["posterior"]`` (whether ``model``'s posterior converged, and its diagnostics line)."""
+    """:func:`recommend_k`'s rows from :func:`evaluate_k`'s ``table``: the chosen k per load.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`evaluate_k`'s rows (every k at every load, ``chosen`` marking the recommendation).
+    model : LatencyModel
+        The fitted model the table came from (its convergence is attached).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per load, ``k`` renamed ``best_k``, with ``attrs["posterior"]``: whether the posterior
+        converged, and its diagnostics line.
+    """
     recs = table[table["chosen"]].drop(columns="chosen").rename(columns={"k": "best_k"}).reset_index(drop=True)
     recs.attrs["posterior"] = {"converged": bool(model.diagnostics()["converged"]),
                                "diagnostics": model.diagnostics_text()}

@@ -203,8 +203,18 @@ def vllm_config(recs: pd.DataFrame, method: str, drafter_model: str | None,
 
 # ---------------------------------------------------------------------- does a schedule pay?
 def schedule_overhead(batch_size) -> np.ndarray:
-    """Fraction of TPOT that enabling vLLM's per-batch-size schedule adds at ``batch_size`` requests in
-    flight (:data:`VLLM_SCHEDULE_OVERHEAD`; 0.066 at 2, 0.216 at 189, log-linear between, held beyond)."""
+    """Fraction of TPOT that enabling vLLM's per-batch-size schedule adds (:data:`VLLM_SCHEDULE_OVERHEAD`).
+
+    Parameters
+    ----------
+    batch_size : float or array-like
+        Requests in flight.
+
+    Returns
+    -------
+    numpy.ndarray
+        The fraction: 0.066 at 2 requests, 0.216 at 189, log-linear between, held beyond.
+    """
     (b0, f0), (b1, f1) = VLLM_SCHEDULE_OVERHEAD
     x = np.clip(np.log(np.maximum(np.asarray(batch_size, float), 1.0)), np.log(b0), np.log(b1))
     return f0 + (f1 - f0) * (x - np.log(b0)) / (np.log(b1) - np.log(b0))
@@ -284,7 +294,20 @@ def schedule_check(table: pd.DataFrame) -> dict:
 
 
 def static_recommendations(table: pd.DataFrame, k: int) -> pd.DataFrame:
-    """:func:`~bayes_sd.recommend.recommend_k`-shaped rows of ``table`` (evaluate_k's) at one k for every load."""
+    """:func:`~bayes_sd.recommend.recommend_k`-shaped rows serving one k at every load.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`~bayes_sd.recommend.evaluate_k`'s rows (every k at every load).
+    k : int
+        The static draft length.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per load at ``k`` (``best_k``), with ``table``'s attrs.
+    """
     rows = table[table["k"] == int(k)].drop(columns="chosen").rename(columns={"k": "best_k"}).reset_index(drop=True)
     rows.attrs = dict(table.attrs)
     return rows
