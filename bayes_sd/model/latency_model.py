@@ -348,7 +348,8 @@ class LatencyModel:
         dict
             ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` (over the elements that have an R-hat),
             ``divergences``, ``chains``, ``draws`` (per chain) and ``converged``: every figure within
-            the thresholds of :data:`bayes_sd._stats.CONVERGENCE`.
+            the thresholds of :data:`bayes_sd._stats.CONVERGENCE`. Computed once per posterior (R-hat
+            and ESS of every element take seconds on a large one).
 
         Raises
         ------
@@ -356,7 +357,10 @@ class LatencyModel:
             When the model is not fitted.
         """
         self._require_fit()
-        return convergence(self.idata)
+        cached = getattr(self, "_diagnostics", None)
+        if cached is None or cached[0] is not self.idata.posterior:
+            cached = self._diagnostics = (self.idata.posterior, convergence(self.idata))
+        return dict(cached[1])
 
     def check_convergence(self) -> dict:
         """Warn (``ConvergenceWarning``) when any diagnostic is off; return the diagnostics.
