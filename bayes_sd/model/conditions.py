@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["CONDITION_COLUMNS", "load_axis", "condition_grid", "validate_conditions"]
+__all__ = ["CONDITION_COLUMNS", "load_axis", "condition_grid", "validate_conditions", "load_column"]
 
 #: the canonical run columns that describe a condition to predict
 CONDITION_COLUMNS = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type",
@@ -72,3 +72,8 @@ def validate_conditions(conditions: pd.DataFrame) -> pd.DataFrame:
     if no_load.any():
         raise ValueError("conditions: rate_rps (for load_type 'rate') or concurrency (for 'concurrency') is missing")
     return cond[CONDITION_COLUMNS].reset_index(drop=True)
+
+
+def load_column(table) -> str:
+    """The load column of a table of one load type: ``rate_rps`` where it has values, else ``concurrency``."""
+    return "rate_rps" if "rate_rps" in table and table["rate_rps"].notna().any() else "concurrency"

@@ -16,6 +16,8 @@ import json
 import numpy as np
 import pandas as pd
 
+from bayes_sd.model.conditions import load_column
+
 __all__ = ["speculative_config", "batch_size_policy", "vllm_config", "guess_method", "MAX_NUM_SEQS",
            "schedule_overhead", "schedule_check", "static_recommendations", "trtllm_config", "sglang_args",
            "VLLM_SCHEDULE_OVERHEAD"]
@@ -220,10 +222,6 @@ def schedule_overhead(batch_size) -> np.ndarray:
     return f0 + (f1 - f0) * (x - np.log(b0)) / (np.log(b1) - np.log(b0))
 
 
-def _load_column(table: pd.DataFrame) -> str:
-    return "rate_rps" if "rate_rps" in table and table["rate_rps"].notna().any() else "concurrency"
-
-
 def schedule_check(table: pd.DataFrame) -> dict:
     """Whether a k that changes with load pays for what the schedule itself costs in vLLM.
 
@@ -259,7 +257,7 @@ def schedule_check(table: pd.DataFrame) -> dict:
         raise ValueError(f"schedule_check needs evaluate_k's table (columns {sorted(need)})")
     if table["objective"].iloc[0] in ("slo", "goodput"):
         raise ValueError("schedule_check compares latencies: use a latency objective (mean, p90, cvar)")
-    col = _load_column(table)
+    col = load_column(table)
     wide = table.pivot_table(index=col, columns="k", values="utility")
     chosen = table[table["chosen"]].set_index(col).loc[wide.index]
     at_chosen = chosen["utility"].to_numpy(float)

@@ -26,6 +26,7 @@ from bayes_sd._progress import progress_bar
 from bayes_sd._stats import quantile
 from bayes_sd.evaluation.baselines import LABELS, error_table, in_sample_comparison
 from bayes_sd.evaluation.trust import trust_reading, trust_table
+from bayes_sd.model.conditions import load_column
 from bayes_sd.model.fit_data import arrival_rate
 from bayes_sd.recommend.draft_length import measured_ks
 from bayes_sd.report import plots
@@ -335,7 +336,7 @@ def _recommendations(model, s: Section, ctx: dict) -> None:
     keys = [c for c in ("verifier", "drafter", "hardware", "dataset") if c in rec]
     parts = []
     for key, g in (rec.groupby(keys, sort=False) if keys else [((), rec)]):
-        col = "rate_rps" if "rate_rps" in g and g.rate_rps.notna().any() else "concurrency"
+        col = load_column(g)
         name = " / ".join(map(str, key if isinstance(key, tuple) else (key,))) or "the given pair"
         sure = (f" (P(k is best) {g.p_best.min():.2f}-{g.p_best.max():.2f})" if "p_best" in g else "")
         parts.append(f"{name} ({'rate, requests/s' if col == 'rate_rps' else 'concurrency'}): {_segments(g, col)}"

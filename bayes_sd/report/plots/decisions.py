@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bayes_sd.model.conditions import load_column
 from bayes_sd.report.plots.common import group_title, load_label, log2_axis, model_runs
 
 __all__ = ["plot_recommendations"]
@@ -46,7 +47,7 @@ def plot_recommendations(model, recommendations: pd.DataFrame, *, max_panels: in
     for j, (key, g) in enumerate(groups):
         top, bot = axes[2 * (j // ncols), j % ncols], axes[2 * (j // ncols) + 1, j % ncols]
         bot.sharex(top)
-        col = "rate_rps" if "rate_rps" in g and g["rate_rps"].notna().any() else "concurrency"
+        col = load_column(g)
         g = g.sort_values(col)
         x = g[col].to_numpy(float)
         top.step(x, g.best_k, where="mid", color="0.6", lw=0.9)
