@@ -15,7 +15,9 @@ Scores (bayes_sd.evaluation.scoring), per split kind, with 90% cluster-bootstrap
 fleet x configuration): MAPE of the predictive median and of the predictive mean (and the share of
 finite runs whose predictive mean is infinite), coverage of the 50/80/90/95% predictive intervals,
 CRPS (saturated draws and runs capped at 10x the largest finite latency), Brier score of
-P(saturated), PIT's distance from uniform, per-request p90/p99 error. Each held-out run is predicted
+P(saturated), PIT's distance from uniform, per-request p90/p99 error; for runs with speculation, the
+acceptance length's error, 90% coverage and relative width (with the fit's run-to-run scatter; the
+figures of the one-k-measured split). Each held-out run is predicted
 twice: at the workload's training mean lengths and at the run's own realised lengths.
 
 `--decisions`: fitted on each whole fleet, `recommend_k` (mean latency, k in 0..7) per (pair, load)
@@ -47,6 +49,7 @@ from bayes_sd.evaluation.scoring import score_runs, summarise_scores  # noqa: E4
 from bayes_sd.evaluation.splits import SPLITS, configuration_label  # noqa: E402
 from bayes_sd.model import ConvergenceWarning, LatencyModel  # noqa: E402
 from bayes_sd.model.conditions import CONDITION_COLUMNS  # noqa: E402
+from bayes_sd.model.fit_data import observed_acceptance  # noqa: E402
 from bayes_sd.recommend import Objective, recommend_k  # noqa: E402
 from bayes_sd.traces import write_table  # noqa: E402
 
@@ -85,10 +88,22 @@ def score_split(model: LatencyModel, train: pd.DataFrame, test: pd.DataFrame, se
         d = model.predict_draws(cond.reset_index(drop=True), max_draws=1000, seed=seed)
         s = score_runs(d.latency_pred, test["latency_mean_s"], saturated=test["saturated"],
                        p90_draws=d.latency_p90, p90_observed=test.get("latency_p90_s"),
-                       p99_draws=d.latency_p99, p99_observed=test.get("latency_p99_s"), seed=seed)
+                       p99_draws=d.latency_p99, p99_observed=test.get("latency_p99_s"),
+                       tau_draws=acceptance_pred(model, d, seed), tau_observed=observed_acceptance(test)[0], seed=seed)
         out.append(s.assign(lengths=lengths, run_id=test["run_id"].to_numpy(),
                             cluster=(test["source"].astype(str) + "|" + configuration_label(test)).to_numpy()))
     return pd.concat(out, ignore_index=True)
+
+
+def acceptance_pred(model: LatencyModel, d, seed: int) -> np.ndarray:
+    """Draws of a new run's measured acceptance length: the predicted one with the fit's run-to-run
+    scatter (``sigma_tau_obs``, relative; its posterior draws taken at random)."""
+    post = model.idata.posterior
+    if "sigma_tau_obs" not in post:
+        return d.acceptance_length
+    rng = np.random.default_rng(seed)
+    sigma = rng.choice(post["sigma_tau_obs"].values.ravel(), size=(d.acceptance_length.shape[0], 1))
+    return d.acceptance_length * (1.0 + sigma * rng.standard_normal(d.acceptance_length.shape))
 
 
 #: decision rules compared on the same fits: the default, and the best expected uncapped mean latency

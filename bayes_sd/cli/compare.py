@@ -17,7 +17,7 @@ k > 0.7 on a run means its leave-one-out estimate is unreliable (a run the other
 Every fit's convergence is printed: an unconverged fit's elpd is not to be trusted.
 
 A roofline configuration that counts open-loop runs' tokens per pass at their measured batch
-(open_loop_batch = "measured", the main job's moe_roofline) conditions on the observed latency:
+(open_loop_batch = "measured", as in moe_roofline and the main job's model) conditions on the observed latency:
 its elpd is not comparable on open-loop runs, and the command says so.
 
 Example:

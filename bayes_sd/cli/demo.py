@@ -48,7 +48,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_sampler_flags(p)
     p.add_argument("--model", default=MAIN_MODEL,
                    help=f"model configuration: a name in models/ or a .toml path (default: {MAIN_MODEL}, the "
-                        "roofline knee, per-sequence cost and MoE expert coverage; 'default' is the dense base "
+                        "roofline knee, per-sequence cost, MoE expert coverage and acceptance decaying with draft "
+                        "position; 'default' is the dense base "
                         "model). A configuration's [sampling] table sets the draws it needs")
     p.set_defaults(func=run)
     return p

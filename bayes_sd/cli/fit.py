@@ -17,13 +17,15 @@ fit has already sampled again (--retries, default once: twice the warm-up, targe
 the next seed) and the line lists what it tried; if it still has not, sample longer (--draws,
 --tune) before trusting it: predict, recommend and report say so first until then.
 
-Configurations: default (dense verifiers), moe_roofline (the main job's: roofline knee,
-per-sequence cost, MoE expert coverage; pass --models so it knows the MoE verifiers), moe,
-roofline, per_position, moe_per_position, drafter_design, achieved_rate, or a .toml path.
+Configurations: default (dense verifiers), moe_roofline_per_position (the main job's: roofline
+knee, per-sequence cost, MoE expert coverage, acceptance decaying with draft position, the decay
+pooled across drafters; pass --models so it knows the MoE verifiers), moe_roofline (the same with
+constant acceptance), moe, roofline, per_position, moe_per_position, drafter_design, achieved_rate,
+or a .toml path.
 
 Example:
   bayes-sd fit runs.csv --out posterior.nc
-  bayes-sd fit runs.csv --models models.csv --config moe_roofline --out posterior.nc
+  bayes-sd fit runs.csv --models models.csv --config moe_roofline_per_position --out posterior.nc
 """
 
 

@@ -147,7 +147,7 @@ def cluster_bootstrap(values, clusters, stat=np.mean, n_boot: int = 2000, prob: 
 
 
 def score_runs(draws, observed, *, saturated=None, cap=None, p90_draws=None, p90_observed=None,
-               p99_draws=None, p99_observed=None, seed: int = 0) -> pd.DataFrame:
+               p99_draws=None, p99_observed=None, tau_draws=None, tau_observed=None, seed: int = 0) -> pd.DataFrame:
     """Per-run scores of held-out predictions.
 
     Parameters
@@ -165,6 +165,9 @@ def score_runs(draws, observed, *, saturated=None, cap=None, p90_draws=None, p90
         Draws of the per-request p90 / p99 latency, seconds.
     p90_observed, p99_observed : array (run,), optional
         Measured per-request p90 / p99, seconds.
+    tau_draws, tau_observed : array (sample, run) and (run,), optional
+        Predictive draws and measured values of the acceptance length (tokens per verify step;
+        NaN where a run has none, as without speculation).
     seed : int, default 0
         For the PIT randomisation.
 
@@ -174,7 +177,8 @@ def score_runs(draws, observed, *, saturated=None, cap=None, p90_draws=None, p90
         One row per run: ``observed_s``, ``saturated``, ``median_s``, ``mean_s`` (may be inf),
         ``ape_median``, ``ape_mean`` (inf where the mean is infinite but the run finite; NaN for
         saturated runs), ``covered_50`` ... ``covered_95``, ``pit``, ``crps_s``, ``p_saturated``,
-        ``brier``, and ``ape_p90`` / ``ape_p99`` when given.
+        ``brier``, and ``ape_p90`` / ``ape_p99`` when given; with ``tau_draws``, ``ape_tau``,
+        ``covered_tau_90`` and ``width_tau_90`` (the 90% interval's width over the measured value).
     """
     d = _draws(draws)
     y = np.asarray(observed, float)
@@ -203,6 +207,14 @@ def score_runs(draws, observed, *, saturated=None, cap=None, p90_draws=None, p90
             yy = np.asarray(yy, float)
             with np.errstate(invalid="ignore"):
                 out[f"ape_{name}"] = np.where(finite & np.isfinite(yy), np.abs(m - yy) / yy, np.nan)
+    if tau_draws is not None and tau_observed is not None:
+        t, ty = _draws(tau_draws), np.asarray(tau_observed, float)
+        lo, mid, hi = (quantile(t, q) for q in (0.05, 0.5, 0.95))
+        has = np.isfinite(ty)
+        with np.errstate(invalid="ignore"):
+            out["ape_tau"] = np.where(has, np.abs(mid - ty) / ty, np.nan)
+            out["covered_tau_90"] = np.where(has, (lo <= ty) & (ty <= hi), np.nan)
+            out["width_tau_90"] = np.where(has, (hi - lo) / ty, np.nan)
     return out
 
 
@@ -228,7 +240,8 @@ def summarise_scores(scores: pd.DataFrame, clusters, *, prob: float = 0.9, n_boo
         ``mape_mean`` (finite runs; ``mape_mean`` over runs with a finite mean),
         ``infinite_mean_share`` (finite runs whose predictive mean is infinite), ``coverage_50`` ...
         ``coverage_95`` (all runs), ``crps_s``, ``brier``, ``pit_ks`` (Kolmogorov-Smirnov distance
-        of the PIT from uniform; no interval), ``mape_p90`` / ``mape_p99`` when scored.
+        of the PIT from uniform; no interval), ``mape_p90`` / ``mape_p99`` when scored, and
+        ``mape_tau``, ``coverage_tau_90``, ``width_tau_90`` over the runs with an acceptance length.
     """
     clusters = np.asarray(clusters, str)
     rows = []
@@ -257,4 +270,9 @@ def summarise_scores(scores: pd.DataFrame, clusters, *, prob: float = 0.9, n_boo
         col = f"ape_{name}"
         if col in scores:
             add(f"mape_{name}", scores[col], fin & scores[col].notna().to_numpy())
+    if "ape_tau" in scores and scores["ape_tau"].notna().any():
+        has = scores["ape_tau"].notna().to_numpy()
+        for figure, col in (("mape_tau", "ape_tau"), ("coverage_tau_90", "covered_tau_90"),
+                            ("width_tau_90", "width_tau_90")):
+            add(figure, scores[col], has)
     return pd.DataFrame(rows)

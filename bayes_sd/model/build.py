@@ -47,6 +47,7 @@ from bayes_sd.model.fit_data import (
     TAIL_QUANTILES,
     VERIFIER_COEFS,
     FitData,
+    acceptance_pivot,
     configuration_effects,
     fixed_scale,
     model_free_keep,
@@ -193,15 +194,24 @@ def _level_log_costs(eff: _Effects, fd: FitData, mu, eff_hw, *, coefs, main: str
     return log_c
 
 
-def _acceptance(eff: _Effects, fd: FitData):
+def _acceptance_logit(eff: _Effects, fd: FitData, decay=None):
+    """Per-run log-odds of (first-position) acceptance. With a per-position ``decay`` (drafter) and
+    ``acceptance_pivot = "measured"``, the pooled latent ``logit_acceptance`` is the log-odds at
+    position ``1 + pivot`` with the drafter's pivot where its runs' draft lengths centre
+    (:func:`bayes_sd.model.fit_data.measured_pivot`): runs at one draft length pin the acceptance
+    of their middle positions, not of the first, so a latent there is nearly independent of the
+    decay, where the first position's sits on a curved ridge with it. ``acceptance`` (pair_dataset)
+    is the first position's either way."""
     mu_a = make_prior(eff.cfg, "mu_accept")
     eff_d = eff("accept_drafter")
     eff_s = eff("accept_dataset")
     n_pd = len(fd.coords["pair_dataset"])
     logit_a = eff.level("accept_pair", mu_a + _at(eff_d, fd.idx["pd_drafter"]) + _at(eff_s, fd.idx["pd_dataset"]),
                         (n_pd,))
-    a = pm.Deterministic("acceptance", pm.math.sigmoid(logit_a), dims="pair_dataset")
-    return a[fd.idx["run_pd"]]
+    if decay is not None and acceptance_pivot(eff.cfg) == "measured":
+        logit_a = logit_a + fd.x["drafter_pivot"][fd.idx["pd_drafter"]] * decay[fd.idx["pd_drafter"]]
+    pm.Deterministic("acceptance", pm.math.sigmoid(logit_a), dims="pair_dataset")
+    return logit_a[fd.idx["run_pd"]]
 
 
 def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm.Model:
@@ -239,8 +249,8 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
             d = pt.exp(log_d) / 1000.0
             if not keep.all():
                 d = d * keep[fd.idx["run_dh"]]
-            a = _acceptance(eff, fd)
-            tau, tau_sq = _tau(cfg, fd, a, x["k"])
+            decay = _accept_decay(cfg, fd) if opts.get("acceptance_form", "constant") == "decaying" else None
+            tau, tau_sq = _tau(fd, _acceptance_logit(eff, fd, decay), decay, x["k"])
             d0, d1 = d[:, 0], d[:, 1]
         else:
             tau, tau_sq, d0, d1 = pt.ones(fd.n_runs), None, pt.zeros(fd.n_runs), pt.zeros(fd.n_runs)
@@ -339,17 +349,53 @@ def _configuration_factors(eff: _Effects, fd: FitData):
     return tuple(pt.exp(_at(eff(name), idx)) if name in wanted else 1.0 for name in CONFIGURATION_EFFECTS)
 
 
-def _tau(cfg: dict, fd: FitData, a, k: np.ndarray):
+def _tau(fd: FitData, logit_a, decay, k: np.ndarray):
     """Acceptance length per run and its second moment ``(tau, E[Y^2])``: constant per-position
-    acceptance ``a``, or (``acceptance_form = "decaying"``) first-position acceptance ``a`` whose
-    log-odds fall by ``accept_decay[drafter]`` per position (one decay per drafter: the real
-    EAGLE-1 and EAGLE-3 decays differ threefold)."""
-    if cfg.get("model", {}).get("acceptance_form", "constant") == "decaying":
-        decay = make_prior(cfg, "accept_decay", dims="drafter")
+    acceptance with log-odds ``logit_a`` (``decay`` None), or (``acceptance_form = "decaying"``)
+    first-position log-odds ``logit_a`` falling by ``decay[drafter]`` per position (one decay per
+    drafter: the real EAGLE-1 and EAGLE-3 decays differ threefold)."""
+    if decay is not None:
         run_drafter = fd.idx["drafter_hw_drafter"][fd.idx["run_dh"]]
-        return (acceptance.tau_decaying(a, decay[run_drafter], k, xp=pt),
-                acceptance.tau_sq_decaying(a, decay[run_drafter], k, xp=pt))
+        return acceptance.tau_moments_decaying(logit_a, decay[run_drafter], k, xp=pt)
+    a = pm.math.sigmoid(logit_a)
     return theory.tau_constant(a, k, xp=pt), theory.tau_sq_constant(a, k, xp=pt)
+
+
+def _accept_decay(cfg: dict, fd: FitData):
+    """Per-drafter log-odds drop of acceptance per draft position (``accept_decay``), independent
+    under its prior, or, with the prior ``accept_decay_spread``, partially pooled on the log scale:
+    ``decay[drafter] = exp(centre + spread * z[drafter])`` with ``exp(centre)`` under the (LogNormal)
+    ``accept_decay`` prior. The tokens per step at one draft length cannot tell a high first-position
+    acceptance that decays fast from a low one that decays slowly; pooled, a drafter measured at one
+    k takes the decay (and its spread) of the drafters measured at several, so its predictions at
+    other k widen by what the population does not know. Positive: every published per-position
+    curve falls with position, and a decay free to go negative gave divergences where a one-k
+    drafter's draws reached rising acceptance. The spread stays fixed at its prior's scale unless
+    ``learned_scales`` lists ``accept_decay`` and enough drafters are fitted (as ``_sequence_cost``)."""
+    if "accept_decay_spread" not in cfg["priors"]:
+        return make_prior(cfg, "accept_decay", dims="drafter")
+    # A drafter measured at one draft length is fitted at the population's centre: with its latent at
+    # the pivot its runs are flat in its decay to first order, so its posterior decay is the
+    # population's, which predict.py draws afresh; sampled here, it was a curved ridge with the
+    # latent that gave 5-16 divergences on all bundled data (models/moe_roofline_per_position.toml).
+    identified = (fd.x["drafter_ks"] >= 2).astype(float)
+    log_decay = _pooled_log_levels(cfg, fd, "accept_decay", "accept_decay", "drafter", keep=identified)
+    return pm.Deterministic("accept_decay", pt.exp(log_decay), dims="drafter")
+
+
+def _pooled_log_levels(cfg: dict, fd: FitData, effect: str, level_prior: str, dim: str, keep=1.0):
+    """Log levels ``centre + spread * z[dim] * keep`` of a positive per-level quantity pooled across
+    ``dim``: ``log_<effect>_centre`` under the log-scale mu and sigma of the LogNormal prior
+    ``level_prior``, ``spread`` the prior ``<effect>_spread``, learned only if ``learned_scales``
+    lists ``effect`` and there are enough levels (:meth:`FitData.learns_scale`), else fixed at its
+    scale; ``keep`` (per level, 0 or 1) holds a level at the centre."""
+    spec = cfg["priors"][level_prior]
+    centre = pm.Normal(f"log_{effect}_centre", spec["mu"], spec["sigma"])
+    if fd.learns_scale(effect, tuple(cfg.get("model", {}).get("learned_scales", DEFAULT_LEARNED_SCALES))):
+        spread = make_prior(cfg, f"{effect}_spread")
+    else:
+        spread = fixed_scale(cfg, f"{effect}_spread")
+    return centre + spread * pm.Normal(f"z_{effect}", 0.0, 1.0, dims=dim) * keep
 
 
 def _model_free_level_keep(cfg: dict, fd: FitData) -> np.ndarray:
@@ -431,14 +477,8 @@ def _sequence_cost(cfg: dict, fd: FitData):
     # a funnel (bulk ESS 260 in 2 x 3500 draws with the 7 levels of all bundled data, the fit's
     # lowest; bench/fit_speed.py --config moe_roofline), and with one level, the real runs alone, it
     # gave 4 divergences.
-    spec = cfg["priors"]["sequence_cost_ms"]
-    centre = pm.Normal("log_sequence_cost_centre", spec["mu"], spec["sigma"])
-    if fd.learns_scale("sequence_cost", tuple(cfg.get("model", {}).get("learned_scales", DEFAULT_LEARNED_SCALES))):
-        spread = make_prior(cfg, "sequence_cost_spread")
-    else:
-        spread = fixed_scale(cfg, "sequence_cost_spread")
-    z = pm.Normal("z_sequence_cost", 0.0, 1.0, dims="verifier_hw")
-    s1 = pm.Deterministic("sequence_cost_ms", pt.exp(centre + spread * z), dims="verifier_hw")
+    log_s1 = _pooled_log_levels(cfg, fd, "sequence_cost", "sequence_cost_ms", "verifier_hw")
+    s1 = pm.Deterministic("sequence_cost_ms", pt.exp(log_s1), dims="verifier_hw")
     return s1[fd.idx["run_vh"]] / 1000.0
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import pymc as pm
 
 from bayes_sd.model.fit_data import (
+    ACCEPTANCE_PIVOTS,
     CONFIGURATION_EFFECTS,
     EFFECTS,
     KNEE_FORMS,
@@ -33,6 +34,7 @@ from bayes_sd.model.fit_data import (
     OPEN_LOOP_RATES,
     OTHER_POOLED_LEVELS,
     VERIFIER_FORMS,
+    acceptance_pivot,
 )
 
 __all__ = ["ModelConfigError", "load_config", "merge_config", "config_id", "make_prior", "models_dir"]
@@ -179,6 +181,9 @@ def _check(cfg: dict[str, Any]) -> None:
     iterations = cfg.get("model", {}).get("open_loop_iterations", 4)
     if not isinstance(iterations, int) or not 1 <= iterations <= 20:
         raise ModelConfigError(f"model option open_loop_iterations = {iterations!r}. Fix: an integer from 1 to 20")
+    if acceptance_pivot(cfg) not in ACCEPTANCE_PIVOTS:
+        raise ModelConfigError(f"model option acceptance_pivot = {acceptance_pivot(cfg)!r}. "
+                               f"Fix: use one of {', '.join(ACCEPTANCE_PIVOTS)}")
     form = cfg.get("model", {}).get("verifier_form", VERIFIER_FORMS[0])
     if form not in VERIFIER_FORMS:
         raise ModelConfigError(f"model option verifier_form = {form!r}. Fix: use one of {', '.join(VERIFIER_FORMS)}")
@@ -190,10 +195,15 @@ def _check(cfg: dict[str, Any]) -> None:
     if cfg.get("model", {}).get("sequence_cost", False) and "sequence_cost_ms" not in cfg["priors"]:
         raise ModelConfigError("sequence_cost = true needs the prior sequence_cost_ms. "
                                "Fix: extend models/roofline.toml")
-    spread = cfg["priors"].get("sequence_cost_spread")
-    if spread is not None and spread.get("dist") not in ("HalfNormal", "Exponential"):
-        raise ModelConfigError("prior 'sequence_cost_spread' must be HalfNormal or Exponential (a scale, fixed at its "
-                               "prior's unless learned_scales lists sequence_cost). Fix: set dist = \"HalfNormal\"")
+    for name, effect in (("sequence_cost_spread", "sequence_cost"), ("accept_decay_spread", "accept_decay")):
+        spread = cfg["priors"].get(name)
+        if spread is not None and spread.get("dist") not in ("HalfNormal", "Exponential"):
+            raise ModelConfigError(f"prior '{name}' must be HalfNormal or Exponential (a scale, fixed at its "
+                                   f"prior's unless learned_scales lists {effect}). Fix: set dist = \"HalfNormal\"")
+    if "accept_decay_spread" in cfg["priors"] and cfg["priors"].get("accept_decay", {}).get("dist") != "LogNormal":
+        raise ModelConfigError("a pooled decay (prior 'accept_decay_spread') needs 'accept_decay' LogNormal (the prior "
+                               "of its centre). Fix: set [priors.accept_decay] dist = \"LogNormal\" with mu and "
+                               "sigma on the log scale")
     for pname in ("knee_tokens", "knee_compute_share", "sequence_cost_ms"):  # predict draws unseen levels as lognormal
         if pname in cfg["priors"] and cfg["priors"][pname].get("dist") != "LogNormal":
             raise ModelConfigError(f"prior '{pname}' must be LogNormal (a positive quantity per verifier x hardware). "

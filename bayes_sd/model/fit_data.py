@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayes_sd.theory import COEFS, DRAFTER_COEFS, VERIFIER_COEFS
+from bayes_sd.theory import COEFS, DRAFTER_COEFS, VERIFIER_COEFS, implied_acceptance
+from bayes_sd.theory.acceptance import information_centre
 from bayes_sd.traces.schema import NO_DRAFTER
 
 __all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OPEN_LOOP_BATCHES", "VERIFIER_FORMS",
            "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS",
            "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "CONFIGURATION_EFFECTS", "OTHER_POOLED_LEVELS",
            "pair_label", "level_label", "configuration_effects", "configuration_level_label", "fixed_scale",
-           "observed_acceptance", "SATURATED_RUNS"]
+           "observed_acceptance", "measured_pivot", "acceptance_pivot", "ACCEPTANCE_PIVOTS",
+           "SATURATED_RUNS"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ EFFECTS: dict[str, tuple[str, str, str | None, tuple[str, ...] | None]] = {
 CONFIGURATION_EFFECTS = ("config_level", "config_load")
 #: partially pooled levels built outside ``EFFECTS`` (by their own code in build.py) whose scale
 #: follows the same policy (``FitData.learns_scale``): name -> grouping dim
-OTHER_POOLED_LEVELS = {"sequence_cost": "verifier_hw"}
+OTHER_POOLED_LEVELS = {"sequence_cost": "verifier_hw", "accept_decay": "drafter"}
 #: groups with fewer levels than this get a fixed scale (the prior's) instead of a learned one:
 #: with under five groups a population scale is barely estimable and only adds a funnel
 MIN_LEVELS_FOR_SCALE = 5
@@ -137,6 +139,16 @@ def configuration_effects(cfg: dict) -> list[str]:
     return list(cfg.get("model", {}).get("configuration_effects", []))
 
 
+#: Where the pooled latent acceptance sits with a per-position decay: at the first draft position,
+#: or at each drafter's measured middle position (:func:`measured_pivot`).
+ACCEPTANCE_PIVOTS = ("first", "measured")
+
+
+def acceptance_pivot(cfg: dict) -> str:
+    """The configuration's ``[model] acceptance_pivot`` (one of :data:`ACCEPTANCE_PIVOTS`)."""
+    return str(cfg.get("model", {}).get("acceptance_pivot", ACCEPTANCE_PIVOTS[0]))
+
+
 def configuration_level_label(verifier: str, drafter: str, hardware: str, dataset: str, k) -> str:
     """One server configuration: pair, hardware, workload and draft length (open and closed loop alike)."""
     return f"{pair_label(verifier, drafter)} @ {hardware} | {dataset} | k={int(k)}"
@@ -156,6 +168,12 @@ class FitData:
     @property
     def n_runs(self) -> int:
         return len(self.runs)
+
+    def drafter_table(self) -> pd.DataFrame:
+        """Per fitted drafter: ``pivot`` (draft positions past the first where its latent acceptance
+        sits, :func:`measured_pivot`) and ``measured_ks`` (how many draft lengths its runs cover)."""
+        return pd.DataFrame({"pivot": self.x["drafter_pivot"], "measured_ks": self.x["drafter_ks"]},
+                            index=pd.Index(self.coords["drafter"], name="drafter"))
 
     def learns_scale(self, effect: str, learned: tuple[str, ...] = DEFAULT_LEARNED_SCALES) -> bool:
         """Whether ``effect`` has a learned scale (else the prior's scale, fixed).
@@ -250,6 +268,27 @@ def observed_acceptance(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     m = (tau - 1.0).clip(lower=0.0)
     se = np.sqrt((m * (k - m)).clip(lower=0.0) / drafts).fillna(0.0).where(tau.notna())
     return tau, se
+
+
+def measured_pivot(runs: pd.DataFrame, drafters: list[str]) -> np.ndarray:
+    """Per drafter, the draft positions past the first where its runs' information about acceptance
+    centres (:func:`bayes_sd.theory.acceptance.information_centre` at the measured ``k`` nearest the
+    median of its runs with ``k > 0``, for the constant acceptance their mean observed acceptance
+    length there implies; 0.75
+    where none is observed; 0 for a drafter without speculative runs). The
+    ``acceptance_pivot = "measured"`` option places the latent acceptance there."""
+    spec = runs[runs["k"] > 0].assign(_tau=observed_acceptance(runs)[0])
+    out = []
+    for d in drafters:
+        rows = spec[spec["drafter"].astype(str) == d]
+        if rows.empty:
+            out.append(0.0)
+            continue
+        k = float(rows["k"].iloc[(rows["k"] - rows["k"].median()).abs().argmin()])  # measured, nearest the median
+        tau = rows.loc[rows["k"] == k, "_tau"].dropna()
+        a = float(implied_acceptance(tau.mean(), k)) if len(tau) else 0.75
+        out.append(float(information_centre(a, k)))
+    return np.array(out)
 
 
 def arrival_rate(runs: pd.DataFrame, source: str = OPEN_LOOP_RATES[0]) -> pd.Series:
@@ -384,6 +423,9 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     x["moe_on"] = np.isfinite(log_q[run_v]).astype(float)
     x["moe_log_q"] = np.where(np.isfinite(log_q[run_v]), log_q[run_v], np.log(0.5))  # dense rows: any finite value
     x["drafter_z"] = drafter_predictor_matrix(drafters, models, list(drafter_predictors))
+    x["drafter_pivot"] = measured_pivot(fit, drafters)
+    spec_ks = fit[fit["k"] > 0].groupby(fit["drafter"].astype(str))["k"].nunique()
+    x["drafter_ks"] = np.array([float(spec_ks.get(d, 0)) for d in drafters])  # draft lengths measured
     x["rate"] = np.nan_to_num(x["rate"])
     x["concurrency"] = np.nan_to_num(x["concurrency"], nan=1.0)
     censored = fit["censored"].to_numpy(bool)

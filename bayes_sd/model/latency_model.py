@@ -455,7 +455,7 @@ class LatencyModel:
         post = stack_posterior(self.idata.posterior, max_draws=max_draws, seed=seed)
         return condition_draws(post, self.config, self.fit_data.coords, validate_conditions(conditions), seed=seed,
                                models=self.models if models is None else _merge_models(self.models, models),
-                               acceptance=acceptance)
+                               acceptance=acceptance, fitted_drafters=self.fit_data.drafter_table())
 
     def predict(self, conditions: pd.DataFrame, *, max_draws: int | None = 1000, seed: int = 0,
                 models: pd.DataFrame | None = None, acceptance=None) -> xr.Dataset:

@@ -31,6 +31,7 @@ from bayes_sd.model.fit_data import (
     KNEE_FORMS,
     MOE_FORMS,
     VERIFIER_COEFS,
+    acceptance_pivot,
     configuration_effects,
     configuration_level_label,
     drafter_predictor_matrix,
@@ -238,14 +239,16 @@ def _verifier_extras(post: dict, cfg: dict, fit_coords: dict, verifier_hw: list[
 
 
 def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.DataFrame, *, seed: int = 0,
-                    models: pd.DataFrame | None = None, acceptance=None) -> Draws:
+                    models: pd.DataFrame | None = None, acceptance=None,
+                    fitted_drafters: pd.DataFrame | None = None) -> Draws:
     """Posterior draws of latency and friends for each condition row.
 
     ``post``: stacked posterior (:func:`stack_posterior`); ``cfg``: the model configuration;
     ``fit_coords``: the training coords (levels seen in the fit); ``models``: MODELS table
     (MoE experts, drafter sizes) for the variants that use it; ``acceptance``: per-condition
     per-position acceptance (first-position in the ``per_position`` variant) replacing the
-    model's, NaN where the model's is kept (for what-if questions).
+    model's, NaN where the model's is kept (for what-if questions); ``fitted_drafters``: the fit's
+    :meth:`FitData.drafter_table`, needed with a pooled decay or ``acceptance_pivot = "measured"``.
     """
     cond = conditions.reset_index(drop=True).copy()
     cond["drafter"] = cond["drafter"].fillna(NO_DRAFTER).astype(str).where(cond["k"] > 0, NO_DRAFTER)
@@ -264,11 +267,13 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     log_q = np.where(np.isfinite(log_q), log_q, np.log(0.5))  # dense: any finite value (share 0)
     c["s1"] = extras["s1"]
     logit_a = post["mu_accept"].values[:, None] + eff("accept_drafter") + eff("accept_dataset") + eff("accept_pair")
+    decay = _accept_decay(post, cfg, fit_coords, labels["drafter"], rng, fitted_drafters)
+    if decay is not None and acceptance_pivot(cfg) == "measured":  # build.py, _acceptance_logit
+        logit_a = logit_a + _drafter_pivot(fitted_drafters, labels["drafter"]) * decay
     a = 1.0 / (1.0 + np.exp(-logit_a))
     if acceptance is not None:  # what-if: a given per-position acceptance replaces the model's
         given = np.asarray(acceptance, float)
         a = np.where(np.isnan(given), a, given)
-    decay = _accept_decay(post, cfg, fit_coords, labels["drafter"], rng)
     tau, tau_sq = acceptance_length(a, k, decay), acceptance_second_moment(a, k, decay)
     P, D = cond["prompt_len"].to_numpy(float), cond["output_len"].to_numpy(float)
     is_open = (cond["load_type"] == "rate").to_numpy()
@@ -327,14 +332,38 @@ def _configuration_factors(eff: _EffectSampler, cfg: dict, cond: pd.DataFrame):
             tuple(1.0 if f is None else f[:, n:] for f in both))
 
 
-def _accept_decay(post: dict, cfg: dict, fit_coords: dict, drafters: list[str], rng) -> np.ndarray | None:
+def _drafter_pivot(fitted_drafters: pd.DataFrame | None, drafters: list[str]) -> np.ndarray:
+    """(condition,) the fitted drafters' pivots (draft positions past the first where their latent
+    acceptance sits); for a drafter never fitted the fitted drafters' mean, the position at which
+    the population's latent (``mu_accept``) centres."""
+    if fitted_drafters is None:
+        raise ValueError("acceptance_pivot = 'measured' needs the fit's drafter pivots. Fix: predict through "
+                         "LatencyModel.predict_draws, or pass fitted_drafters=FitData.drafter_table()")
+    pivots = fitted_drafters["pivot"]
+    return np.array([float(pivots.get(d, pivots.mean())) for d in drafters])
+
+
+def _accept_decay(post: dict, cfg: dict, fit_coords: dict, drafters: list[str], rng,
+                  fitted_drafters: pd.DataFrame | None = None) -> np.ndarray | None:
     """(sample, condition) per-position decay of acceptance (variant ``acceptance_form = "decaying"``),
-    the fitted one per drafter, a prior draw for a drafter never fitted; None for constant acceptance."""
+    the fitted one per drafter; for a drafter never fitted, a draw from the population the fit learned
+    (pooled decay, prior ``accept_decay_spread``) or from the prior; None for constant acceptance.
+    Pooled, a drafter the fit saw at one draft length only also takes a population draw (build.py,
+    ``_accept_decay``: its runs do not identify its decay)."""
     if cfg.get("model", {}).get("acceptance_form", "constant") != "decaying":
         return None
-    spec = cfg["priors"]["accept_decay"]
-    return _per_level(post, "accept_decay", list(fit_coords.get("drafter", [])), drafters,
-                      lambda n: rng.normal(spec["mu"], spec["sigma"], size=n))
+    fitted = list(fit_coords.get("drafter", []))
+    if "log_accept_decay_centre" not in post:
+        spec = cfg["priors"]["accept_decay"]
+        return _per_level(post, "accept_decay", fitted, drafters,
+                          lambda n: rng.normal(spec["mu"], spec["sigma"], size=n))
+    centre = post["log_accept_decay_centre"].values
+    spread = (post["accept_decay_spread"].values if "accept_decay_spread" in post  # else fixed (build.py)
+              else fixed_scale(cfg, "accept_decay_spread"))
+    one_k = set() if fitted_drafters is None else set(fitted_drafters.index[fitted_drafters["measured_ks"] < 2])
+    known = [d if d not in one_k else None for d in fitted]  # one-k drafters: treated as never fitted
+    return _per_level(post, "accept_decay", known, drafters,
+                      lambda n: np.exp(centre + spread * rng.standard_normal(n)))
 
 
 def acceptance_length(a, k, decay=None):

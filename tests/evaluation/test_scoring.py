@@ -71,3 +71,21 @@ def test_summary_counts_every_run_and_names_each_figure():
     assert {"mape_median", "mape_mean", "coverage_90", "crps_s", "brier", "pit_ks"} <= set(table.index)
     assert (table["runs"] == 12).all()
     assert isinstance(table, pd.DataFrame) and table.loc["mape_median", "estimate"] < 0.2
+
+
+def test_acceptance_length_is_scored_where_a_run_has_one():
+    rng = np.random.default_rng(4)
+    n = 400
+    tau = rng.normal(3.0, 0.1, n)
+    tau[:50] = np.nan  # runs without speculation: no acceptance length
+    right = rng.normal(3.0, 0.1, size=(2000, n))
+    wide = 3.0 * rng.lognormal(0.0, 0.3, size=(2000, n))
+    lat = rng.lognormal(0.0, 0.1, size=(2000, n))
+    s = score_runs(lat, np.ones(n), tau_draws=right, tau_observed=tau)
+    assert s["ape_tau"].isna().sum() == 50 and s["covered_tau_90"].isna().sum() == 50
+    assert s["covered_tau_90"].mean() == pytest.approx(0.9, abs=0.04)
+    table = summarise_scores(s, np.arange(n) % 20).set_index("figure")
+    assert table.loc["coverage_tau_90", "runs"] == n - 50
+    assert table.loc["mape_tau", "estimate"] == pytest.approx(0.8 * 0.1 / 3.0, rel=0.15)  # E|N(0, s)| = 0.8 s
+    wide_width = score_runs(lat, np.ones(n), tau_draws=wide, tau_observed=tau)["width_tau_90"].mean()
+    assert wide_width > 5 * s["width_tau_90"].mean()

@@ -71,6 +71,17 @@ def test_verifier_form_is_checked_with_its_priors():
         merge_config(both, {"priors": {"sequence_cost_spread": {"dist": "LogNormal", "mu": 0.0, "sigma": 1.0}}})
 
 
+def test_pooled_decay_and_its_pivot_are_checked():
+    pooled = load_config("moe_roofline_per_position")
+    assert pooled["model"]["acceptance_pivot"] == "measured" and "accept_decay_spread" in pooled["priors"]
+    with pytest.raises(ModelConfigError, match="acceptance_pivot = 'middle'.*Fix: use one of first, measured"):
+        merge_config(pooled, {"model": {"acceptance_pivot": "middle"}})
+    with pytest.raises(ModelConfigError, match="needs 'accept_decay' LogNormal.*Fix"):
+        merge_config(pooled, {"priors": {"accept_decay": {"dist": "Normal", "mu": 0.2, "sigma": 0.15}}})
+    with pytest.raises(ModelConfigError, match="'accept_decay_spread' must be HalfNormal.*Fix"):
+        merge_config(pooled, {"priors": {"accept_decay_spread": {"dist": "Normal", "mu": 0.0, "sigma": 1.0}}})
+
+
 def test_sampling_table_and_learned_scales_are_checked():
     """A configuration's [sampling] table sets the main job's settings for it; a typo in it or in
     learned_scales raises instead of being ignored."""

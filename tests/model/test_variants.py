@@ -85,7 +85,8 @@ def test_missing_drafter_sizes_name_the_fix(fleet_subset):
         prepare_fit_data(runs, models, ["hidden_width"])
 
 
-@pytest.mark.parametrize("config", ["default", "moe", "drafter_design", "per_position", "roofline", "moe_roofline"])
+@pytest.mark.parametrize("config", ["default", "moe", "drafter_design", "per_position", "roofline", "moe_roofline",
+                                    "moe_roofline_per_position"])
 def test_numpy_predictor_reproduces_the_pymc_graph(fleet_subset, config):
     runs, models = fleet_subset
     cfg = load_config(config)
@@ -96,12 +97,18 @@ def test_numpy_predictor_reproduces_the_pymc_graph(fleet_subset, config):
     prior = pm.sample_prior_predictive(draws=200, model=model, random_seed=3).prior
     post = {name: da.stack(sample=("chain", "draw")).transpose("sample", ...) for name, da in prior.data_vars.items()}
     cond = fd.runs[COND].assign(rate_rps=np.where(fd.x["is_open"] > 0, fd.x["rate"], np.nan))  # achieved rate
-    dr = condition_draws(post, cfg, fd.coords, cond, seed=0, models=models)
+    dr = condition_draws(post, cfg, fd.coords, cond, seed=0, models=models,
+                         fitted_drafters=fd.drafter_table())
+    if "acceptance" in post:  # the first-position acceptance the graph reports is the one predictions use
+        pd_of_run = fd.idx["run_pd"][cond["k"].to_numpy() > 0]
+        np.testing.assert_allclose(dr.inputs["acceptance"][:, cond["k"].to_numpy() > 0],
+                                   post["acceptance"].values[:, pd_of_run], rtol=1e-9)
     graph = post["latency_s"].values
     ok = np.isfinite(dr.latency) & (dr.batch_size < 0.5 * np.where(fd.x["is_open"] > 0,
                                                                      dr.saturation_rps * dr.latency, np.inf))
     ok &= np.isfinite(graph) & (graph < 1e4)
-    if config in ("roofline", "moe_roofline"):  # open loop, the graph counts tokens at the measured batch (build.py)
+    if cfg["model"].get("verifier_form") in ("roofline", "moe_roofline"):  # open loop, the graph counts tokens
+        # at the measured batch (build.py)
         ok &= fd.x["is_open"] == 0
     assert ok.mean() > 0.3  # enough prior draws away from saturation to compare
     np.testing.assert_allclose(dr.latency[ok], graph[ok], rtol=1e-6)

@@ -124,3 +124,25 @@ def test_per_position_from_sweep_recovers_exact_rates():
     np.testing.assert_allclose(a[1:], acc.position_acceptance(0.75, 0.2, 7)[3:], rtol=1e-10)
     with pytest.raises(ValueError, match="consecutive"):
         acc.per_position_from_sweep([2, 3, 5], [2.0, 2.3, 2.5])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0.01, 0.99), st.floats(-0.5, 2.0), st.integers(0, 9))
+def test_tau_moments_from_the_log_odds_match_the_two_functions(a1, decay, k):
+    tau, tau_sq = acc.tau_moments_decaying(acc.logit(np.array([a1])), np.array([decay]), np.array([float(k)]))
+    assert tau[0] == pytest.approx(acc.tau_decaying(a1, decay, k), rel=1e-12)
+    assert tau_sq[0] == pytest.approx(acc.tau_sq_decaying(a1, decay, k), rel=1e-12)
+
+
+def test_information_centre_is_where_tau_is_flat_in_the_decay():
+    """A latent log-odds placed at the centre leaves tau unchanged, to first order, when the decay moves."""
+    for a, k in ((0.8, 2), (0.8, 7), (0.5, 4), (0.9, 7)):
+        pivot = acc.information_centre(a, k)
+        assert 0.0 < pivot < (k - 1) / 2  # early positions weigh more: every later token needs them
+
+        def tau_at(decay, pivot=pivot, a=a, k=k):  # log-odds at position 1 + pivot held at logit(a)
+            return acc.tau_decaying(acc.expit(acc.logit(a) + pivot * decay), decay, k)
+        slope = (tau_at(1e-4) - tau_at(-1e-4)) / 2e-4
+        slope_first = (acc.tau_decaying(a, 1e-4, k) - acc.tau_decaying(a, -1e-4, k)) / 2e-4
+        assert abs(slope) < 0.02 * abs(slope_first)
+    assert acc.information_centre(0.8, 1) == 0.0 and acc.information_centre(0.8, 0) == 0.0
