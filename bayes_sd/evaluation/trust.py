@@ -20,7 +20,8 @@ __all__ = ["RESULTS_FILE", "frozen_results", "trust_table", "trust_reading"]
 RESULTS_FILE = "frozen/results.csv"
 _FIGURES = {"mape_median": "MAPE of the median", "coverage_50": "50% interval coverage",
             "coverage_90": "90% interval coverage", "infinite_mean_share": "runs with an infinite predictive mean",
-            "brier": "Brier score of P(saturated)"}
+            "brier": "Brier score of P(saturated)", "mape_tau": "acceptance length error",
+            "coverage_tau_90": "acceptance length 90% coverage"}
 
 
 def frozen_results(path: str | Path | None = None) -> pd.DataFrame | None:

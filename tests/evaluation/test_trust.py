@@ -34,3 +34,11 @@ def test_an_infinite_figure_reads_as_such():
     table = trust_table("moe_roofline", res).set_index("held out")
     assert table.loc["highest_loads", "MAPE of the median"] == "infinite"
     assert table.loc["leave_one_pair_out", "MAPE of the median"] == "12% [7%, 17%]"
+
+
+def test_acceptance_figures_are_stated_when_scored():
+    res = _results()
+    assert "acceptance length error" not in trust_table("moe_roofline", res).columns  # not scored: no column
+    extra = res[res["figure"] == "brier"].assign(figure="coverage_tau_90", estimate=0.9, low=0.87, high=0.93)
+    table = trust_table("moe_roofline", pd.concat([res, extra])).set_index("held out")
+    assert table.loc["highest_loads", "acceptance length 90% coverage"] == "90% [87%, 93%]"
