@@ -197,10 +197,10 @@ def _level_log_costs(eff: _Effects, fd: FitData, mu, eff_hw, *, coefs, main: str
 def _acceptance_logit(eff: _Effects, fd: FitData, decay=None):
     """Per-run log-odds of (first-position) acceptance. With a per-position ``decay`` (drafter) and
     ``acceptance_pivot = "measured"``, the pooled latent ``logit_acceptance`` is the log-odds at
-    position ``1 + pivot`` with the drafter's pivot where its runs' draft lengths centre
+    position ``1 + pivot``, the drafter's pivot the position its runs are most informative about
     (:func:`bayes_sd.model.fit_data.measured_pivot`): runs at one draft length pin the acceptance
-    of their middle positions, not of the first, so a latent there is nearly independent of the
-    decay, where the first position's sits on a curved ridge with it. ``acceptance`` (pair_dataset)
+    of a middle position, not of the first, so a latent there is nearly independent of the decay,
+    where the first position's sits on a curved ridge with it. ``acceptance`` (pair_dataset)
     is the first position's either way."""
     mu_a = make_prior(eff.cfg, "mu_accept")
     eff_d = eff("accept_drafter")

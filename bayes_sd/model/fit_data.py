@@ -140,7 +140,7 @@ def configuration_effects(cfg: dict) -> list[str]:
 
 
 #: Where the pooled latent acceptance sits with a per-position decay: at the first draft position,
-#: or at each drafter's measured middle position (:func:`measured_pivot`).
+#: or at the position each drafter's runs are most informative about (:func:`measured_pivot`).
 ACCEPTANCE_PIVOTS = ("first", "measured")
 
 
@@ -270,14 +270,14 @@ def observed_acceptance(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return tau, se
 
 
-def measured_pivot(runs: pd.DataFrame, drafters: list[str]) -> np.ndarray:
+def measured_pivot(runs: pd.DataFrame, drafters: list[str], tau: pd.Series) -> np.ndarray:
     """Per drafter, the draft positions past the first where its runs' information about acceptance
-    centres (:func:`bayes_sd.theory.acceptance.information_centre` at the measured ``k`` nearest the
-    median of its runs with ``k > 0``, for the constant acceptance their mean observed acceptance
-    length there implies; 0.75
-    where none is observed; 0 for a drafter without speculative runs). The
-    ``acceptance_pivot = "measured"`` option places the latent acceptance there."""
-    spec = runs[runs["k"] > 0].assign(_tau=observed_acceptance(runs)[0])
+    centres: :func:`bayes_sd.theory.acceptance.information_centre` at the measured ``k`` nearest the
+    median of its runs with ``k > 0``, for the constant acceptance that their mean acceptance length
+    ``tau`` (tokens, per run, :func:`observed_acceptance`) there implies, 0.75 where none is observed;
+    0 for a drafter without speculative runs. The ``acceptance_pivot = "measured"`` option places the
+    latent acceptance there."""
+    spec = runs.assign(_tau=tau)[runs["k"] > 0]
     out = []
     for d in drafters:
         rows = spec[spec["drafter"].astype(str) == d]
@@ -423,7 +423,8 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     x["moe_on"] = np.isfinite(log_q[run_v]).astype(float)
     x["moe_log_q"] = np.where(np.isfinite(log_q[run_v]), log_q[run_v], np.log(0.5))  # dense rows: any finite value
     x["drafter_z"] = drafter_predictor_matrix(drafters, models, list(drafter_predictors))
-    x["drafter_pivot"] = measured_pivot(fit, drafters)
+    tau, tau_se = observed_acceptance(fit)
+    x["drafter_pivot"] = measured_pivot(fit, drafters, tau)
     spec_ks = fit[fit["k"] > 0].groupby(fit["drafter"].astype(str))["k"].nunique()
     x["drafter_ks"] = np.array([float(spec_ks.get(d, 0)) for d in drafters])  # draft lengths measured
     x["rate"] = np.nan_to_num(x["rate"])
@@ -454,7 +455,6 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     add("ttft", ttft)
     if "tpot_mean_s" in fit:
         add("tpot", fit["tpot_mean_s"].where(fit["latency_mean_s"].isna()))
-    tau, tau_se = observed_acceptance(fit)
     add("tau", tau, steady_only=False)  # acceptance is a per-token rate: a saturated run measures it too
     add("saturated", pd.Series(censored.astype(float)), steady_only=False)
     x["tau_se"] = tau_se.fillna(0.0).to_numpy(float)

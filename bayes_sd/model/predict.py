@@ -334,13 +334,18 @@ def _configuration_factors(eff: _EffectSampler, cfg: dict, cond: pd.DataFrame):
 
 def _drafter_pivot(fitted_drafters: pd.DataFrame | None, drafters: list[str]) -> np.ndarray:
     """(condition,) the fitted drafters' pivots (draft positions past the first where their latent
-    acceptance sits); for a drafter never fitted the fitted drafters' mean, the position at which
-    the population's latent (``mu_accept``) centres."""
+    acceptance sits); for a drafter never fitted the mean over the fitted drafters that speculated,
+    the position at which the population's latent (``mu_accept``) centres."""
+    pivots = _require_drafter_table(fitted_drafters)["pivot"]
+    mean = float(pivots[fitted_drafters["measured_ks"] > 0].mean())
+    return np.array([float(pivots.get(d, mean)) for d in drafters])
+
+
+def _require_drafter_table(fitted_drafters: pd.DataFrame | None) -> pd.DataFrame:
     if fitted_drafters is None:
-        raise ValueError("acceptance_pivot = 'measured' needs the fit's drafter pivots. Fix: predict through "
-                         "LatencyModel.predict_draws, or pass fitted_drafters=FitData.drafter_table()")
-    pivots = fitted_drafters["pivot"]
-    return np.array([float(pivots.get(d, pivots.mean())) for d in drafters])
+        raise ValueError("a pooled decay or acceptance_pivot = 'measured' needs the fit's drafter table. Fix: "
+                         "predict through LatencyModel.predict_draws, or pass fitted_drafters=FitData.drafter_table()")
+    return fitted_drafters
 
 
 def _accept_decay(post: dict, cfg: dict, fit_coords: dict, drafters: list[str], rng,
@@ -360,7 +365,8 @@ def _accept_decay(post: dict, cfg: dict, fit_coords: dict, drafters: list[str], 
     centre = post["log_accept_decay_centre"].values
     spread = (post["accept_decay_spread"].values if "accept_decay_spread" in post  # else fixed (build.py)
               else fixed_scale(cfg, "accept_decay_spread"))
-    one_k = set() if fitted_drafters is None else set(fitted_drafters.index[fitted_drafters["measured_ks"] < 2])
+    table = _require_drafter_table(fitted_drafters)
+    one_k = set(table.index[table["measured_ks"] < 2])
     known = [d if d not in one_k else None for d in fitted]  # one-k drafters: treated as never fitted
     return _per_level(post, "accept_decay", known, drafters,
                       lambda n: np.exp(centre + spread * rng.standard_normal(n)))

@@ -122,18 +122,14 @@ def tau_decaying(a1, decay, k, xp=np, k_max=None):
     Returns tokens per verify iteration, in ``[1, k + 1]``, shaped like the broadcast of
     ``a1``, ``decay`` and ``k``. Differentiable in ``a1`` and ``decay`` (no branching on values).
     """
-    km = _k_max(k, k_max)
-    tau = 1.0 + 0.0 * (a1 + decay + k)  # broadcast shape of the three inputs
-    for j, s in enumerate(_survival_terms(a1, decay, km, xp), start=1):
-        tau = tau + xp.where(k >= j, s, 0.0)
-    return tau
+    return tau_moments_decaying(logit(a1, xp=xp), decay, k, xp=xp, k_max=k_max)[0]
 
 
 def tau_moments_decaying(logit_a1, decay, k, xp=np, k_max=None):
-    """``(tau, E[Y^2])`` of :func:`tau_decaying` and :func:`tau_sq_decaying` from one pass over the
-    positions, given the first position's log-odds ``logit_a1`` (no round trip through a
-    probability): the form a model's gradient evaluates fastest. ``s_j`` is accumulated in log
-    space, ``log s_j = sum_{i<=j} log expit(logit_a1 - decay (i - 1))``."""
+    """``(tau, E[Y^2])`` of :func:`tau_decaying` and :func:`tau_sq_decaying` (which take it from here)
+    in one pass over the positions, given the first position's log-odds ``logit_a1`` (no round trip
+    through a probability: the form a model's gradient evaluates fastest). ``s_j`` is accumulated in
+    log space, ``log s_j = sum_{i<=j} log expit(logit_a1 - decay (i - 1))``."""
     km = _k_max(k, k_max)
     tau = 1.0 + 0.0 * (logit_a1 + decay + k)
     tau_sq = tau
@@ -153,11 +149,7 @@ def tau_sq_decaying(a1, decay, k, xp=np, k_max=None):
     ``E[Y^2] = sum_{j=1..k+1} (2j - 1) P(Y >= j) = 1 + sum_{j=1..k} (2j + 1) prod_{i<=j} a_i``;
     with ``tau`` it gives the iteration-boundary term of :func:`bayes_sd.theory.iterations`.
     """
-    km = _k_max(k, k_max)
-    out = 1.0 + 0.0 * (a1 + decay + k)
-    for j, s in enumerate(_survival_terms(a1, decay, km, xp), start=1):
-        out = out + xp.where(k >= j, (2.0 * j + 1.0) * s, 0.0)
-    return out
+    return tau_moments_decaying(logit(a1, xp=xp), decay, k, xp=xp, k_max=k_max)[1]
 
 
 def information_centre(a, k):
