@@ -4,12 +4,16 @@ the frozen test set), held-out splits, scores that cannot flatter, and the decis
     python bench/calibration.py [--configs default,moe_roofline] [--fleets 1-5 | --frozen]
                                 [--splits highest_loads,leave_one_pair_out,leave_one_k_out,one_k_measured]
                                 [--max-splits 2] [--draws 500] [--tune 500] [--chains 2]
-                                [--decisions] [--decision-seeds 5] [--out DIR]
+                                [--batch-cap known|unknown] [--decisions] [--decision-seeds 5] [--out DIR]
 
 Data: SYNTHETIC fleets of bayes_sd.evaluation.fleets, a simulator written independently of the
 model's closed form (roofline pass costs, FIFO admission, chunked prefill, MoE routing imbalance,
 per-request acceptance decaying with position, EOS lengths, per-run systematic factors). The frozen
 set (data/frozen, `--frozen`) is scored only when a change is ready: say so wherever its figures go.
+
+Each server's batch cap (max_num_seqs, from the fleet's settings: a setting whoever ran the benchmark
+knows) goes to the fits and predictions unless `--batch-cap unknown`. A closed loop flagged saturated
+is scored on its finite latency, an open loop flagged saturated as infinite (scoring.scored_saturated).
 
 Scores (bayes_sd.evaluation.scoring), per split kind, with 90% cluster-bootstrap intervals (cluster:
 fleet x configuration): MAPE of the predictive median and of the predictive mean (and the share of
@@ -45,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_line  # noqa: E402
 
 from bayes_sd.evaluation.fleets import load_frozen, random_fleet  # noqa: E402
-from bayes_sd.evaluation.scoring import score_runs, summarise_scores  # noqa: E402
+from bayes_sd.evaluation.scoring import score_runs, scored_saturated, summarise_scores  # noqa: E402
 from bayes_sd.evaluation.splits import SPLITS, configuration_label  # noqa: E402
 from bayes_sd.model import ConvergenceWarning, LatencyModel  # noqa: E402
 from bayes_sd.model.conditions import CONDITION_COLUMNS  # noqa: E402
@@ -81,12 +85,25 @@ def training_lengths(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
     return cond
 
 
+def with_batch_caps(runs: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """The runs with their server's batch cap (``max_num_seqs``, from the fleet's settings in the truth
+    table): a setting the person who ran the benchmark knows, not an outcome."""
+    caps = truth.drop_duplicates(["source", "hardware", "verifier", "dataset"])[
+        ["source", "hardware", "verifier", "dataset", "max_num_seqs"]]
+    out = runs.drop(columns="max_num_seqs", errors="ignore").merge(caps, on=["source", "hardware", "verifier",
+                                                                              "dataset"], how="left")
+    if len(out) != len(runs) or out["max_num_seqs"].isna().any():
+        raise ValueError("a run's server has no batch cap in the truth table")
+    return out
+
+
 def score_split(model: LatencyModel, train: pd.DataFrame, test: pd.DataFrame, seed: int) -> pd.DataFrame:
     test = test.reset_index(drop=True)
+    saturated = scored_saturated(test)
     out = []
     for lengths, cond in (("realised", test[CONDITION_COLUMNS]), ("training", training_lengths(train, test))):
         d = model.predict_draws(cond.reset_index(drop=True), max_draws=1000, seed=seed)
-        s = score_runs(d.latency_pred, test["latency_mean_s"], saturated=test["saturated"],
+        s = score_runs(d.latency_pred, test["latency_mean_s"], saturated=saturated,
                        p90_draws=d.latency_p90, p90_observed=test.get("latency_p90_s"),
                        p99_draws=d.latency_p99, p99_observed=test.get("latency_p99_s"),
                        tau_draws=acceptance_pred(model, d, seed), tau_observed=observed_acceptance(test)[0], seed=seed)
@@ -155,6 +172,8 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=500)
     ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--batch-cap", choices=["known", "unknown"], default="known",
+                    help="give the fits and predictions each server's batch cap (max_num_seqs; default) or not")
     ap.add_argument("--decisions", action="store_true", help="also the decision benchmark")
     ap.add_argument("--decision-seeds", type=int, default=5)
     ap.add_argument("--out", default="calibration_out", help="folder for the per-run and per-decision CSVs")
@@ -181,6 +200,7 @@ def main() -> None:
             runs, models, truth = random_fleet(fleet)
         print(f"fleet {fleet}: {len(runs)} runs ({time.perf_counter() - t0:.0f} s to make)", flush=True)
         runs = runs.reset_index(drop=True)
+        runs = with_batch_caps(runs, truth) if args.batch_cap == "known" else runs.assign(max_num_seqs=np.nan)
         chosen = {}  # the same splits for every configuration
         for kind in [k for k in args.splits.split(",") if k and k != "none"]:
             splits = SPLITS[kind](runs)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_line  # noqa: E402
 
 from bayes_sd.datasets import data_dir  # noqa: E402
-from bayes_sd.evaluation.scoring import score_runs, summarise_scores  # noqa: E402
+from bayes_sd.evaluation.scoring import score_runs, scored_saturated, summarise_scores  # noqa: E402
 from bayes_sd.evaluation.splits import configuration_label  # noqa: E402
 from bayes_sd.model import ConvergenceWarning, LatencyModel  # noqa: E402
 from bayes_sd.model.conditions import CONDITION_COLUMNS  # noqa: E402
@@ -85,7 +85,7 @@ def main() -> None:
           f"{time.perf_counter() - t0:.0f} s: {model.diagnostics_text()}")
     held = runs[test].reset_index(drop=True)
     draws = model.predict_draws(held[CONDITION_COLUMNS], max_draws=2000, seed=args.seed)
-    scores = score_runs(draws.latency_pred, held["latency_mean_s"], saturated=held["saturated"])
+    scores = score_runs(draws.latency_pred, held["latency_mean_s"], saturated=scored_saturated(held))
     summary = summarise_scores(scores, configuration_label(held))
     print(f"held out: the highest unsaturated load of {len(held)} configurations")
     print(pd.concat([held[["run_id", "rate_rps", "latency_mean_s"]], scores[["median_s", "ape_median",

@@ -49,6 +49,7 @@ def test_ingest_reads_every_point_and_flags_no_light_load_run(ingested):
     assert not runs.loc[lightest, "saturated"].any(), runs.loc[lightest & runs["saturated"], "saturation_reason"]
     assert runs.loc[runs["saturated"], "saturation_reason"].str.len().gt(0).all()  # every flag says why
     assert (runs["tool"] == "guidellm").all() and (runs["engine"] == "llama.cpp").all()
+    assert (runs["max_num_seqs"] == 16).all()  # the batch cap, from `llama-server ... -np 16` in the manifest
 
 
 def test_every_speculative_run_has_its_acceptance(ingested):

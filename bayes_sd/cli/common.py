@@ -128,6 +128,10 @@ def add_label_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--k", type=int, help="draft length num_speculative_tokens (0 = none)")
     g.add_argument("--hardware", help="accelerator, e.g. H100")
     g.add_argument("--dataset", help="workload name")
+    g.add_argument("--max-num-seqs", type=int, metavar="N",
+                   help="the server's batch cap, requests in service at most (vLLM --max-num-seqs, SGLang "
+                        "--max-running-requests, llama.cpp --parallel); read from a sweep manifest's server command "
+                        "when it sets one. The model then knows where requests start to queue")
     g.add_argument("--sidecar", help="YAML with verifier, drafter, k, hardware, dataset (and per-run overrides)")
     g.add_argument("--attach-to", help="run id that acceptance-only files (Prometheus, logs) belong to")
     s = p.add_argument_group("saturation check (bayes_sd.traces.aggregate.detect_saturation)")
@@ -142,7 +146,7 @@ def add_label_flags(p: argparse.ArgumentParser) -> None:
 def labels(args: argparse.Namespace) -> dict:
     """The flags of :func:`add_label_flags` as ``ingest_paths``' ``labels``."""
     return {"verifier": args.verifier, "drafter": args.drafter, "k": args.k, "hardware": args.hardware,
-            "dataset": args.dataset, "attach_to": args.attach_to}
+            "dataset": args.dataset, "max_num_seqs": getattr(args, "max_num_seqs", None), "attach_to": args.attach_to}
 
 
 def saturation_options(args: argparse.Namespace) -> dict:

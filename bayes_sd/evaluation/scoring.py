@@ -15,6 +15,10 @@ its latency had no steady state). Nothing is dropped:
 - **CRPS** with saturated draws and saturated runs capped at ``cap`` seconds (not dropped).
 - **Brier score** of P(saturated) against the measured saturation flags.
 
+Which runs count as measured saturated (:func:`scored_saturated`): open-loop runs flagged so. A closed
+loop flagged saturated still has a finite, steady mean latency (its streams queue for slots: ``N``
+over the server's throughput), and it is scored on it.
+
 Units: seconds for latencies and CRPS, fractions for coverage, PIT and probabilities.
 """
 
@@ -25,10 +29,21 @@ import pandas as pd
 
 from bayes_sd._stats import interval_bounds, quantile
 
-__all__ = ["LEVELS", "pit", "crps", "coverage", "cluster_bootstrap", "score_runs", "summarise_scores"]
+__all__ = ["LEVELS", "pit", "crps", "coverage", "cluster_bootstrap", "score_runs", "summarise_scores",
+           "scored_saturated"]
 
 #: nominal masses of the central predictive intervals scored
 LEVELS = (0.5, 0.8, 0.9, 0.95)
+
+
+def scored_saturated(runs: pd.DataFrame) -> np.ndarray:
+    """Per run, whether it is scored as saturated (infinite latency): open-loop runs (``load_type``
+    ``rate``) whose ``saturated`` flag is set. A closed loop past capacity keeps a finite mean latency
+    (its streams wait for slots), so its flag says the throughput stopped growing, not that the
+    latency had no steady state."""
+    flag = runs["saturated"].astype("boolean").fillna(False).to_numpy(bool) if "saturated" in runs else \
+        np.zeros(len(runs), bool)
+    return flag & (runs["load_type"] == "rate").to_numpy()
 
 
 def _draws(draws) -> np.ndarray:

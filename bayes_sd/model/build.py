@@ -264,30 +264,56 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
         # the log-density stays finite (and differentiable) if a draw crosses saturation.
         headroom = soft * pt.softplus((1.0 - x["rate"] * c2) / soft)
         lat_open = c1 / headroom
-        lat_closed = theory.latency_closed(c1, c2, x["concurrency"])
+        capped = bool(x["has_cap"].any())
+        has_cap, slots = x["has_cap"] > 0, x["slots"]
         share = _expert_share(cfg, fd)
         knee = _roofline_knee(cfg, fd)
+
+        def in_service(others_in_flight):  # a pass carries at most the batch cap's sequences
+            if not capped:
+                return others_in_flight
+            return pt.where(has_cap, pt.minimum(others_in_flight, slots - 1.0), others_in_flight)
+
         if knee is not None:  # past the knee a verify pass is compute-bound and grows with its tokens
             knee_tokens, compute_share = knee
             n_v0 = theory.iterations(D, tau, tau_sq) * costs.v0
-
-            def verify_extra(others_in_flight):
-                """s per request the knee adds to (and MoE coverage saves from) the dense C1 + others C2."""
-                mult = theory.verify_cost_multiplier(0.0 if share is None else share, x["moe_log_q"], compute_share,
-                                                     knee_tokens, k, others_in_flight, xp=pt)
-                return n_v0 * (mult - 1.0)
-
-            lat_open = _knee_open_latency(opts, fd, c1, headroom, lat_open, x["rate"], verify_extra)
-            lat_closed = theory.latency_at_load(c1, c2, x["concurrency"] - 1.0) + verify_extra(x["concurrency"] - 1.0)
         elif share is not None:  # MoE verifiers: the verify pass reads only the experts its tokens touch
             saving = theory.iterations(D, tau, tau_sq) * costs.v0 * share
+
+        def load_extra(others_in_flight):
+            """s per request the knee adds to (and MoE coverage saves from) the dense C1 + others C2."""
+            if knee is not None:
+                mult = theory.verify_cost_multiplier(0.0 if share is None else share, x["moe_log_q"], compute_share,
+                                                     knee_tokens, k, in_service(others_in_flight), xp=pt)
+                return n_v0 * (mult - 1.0)
+            if share is not None:
+                return -saving * theory.moe_untouched(x["moe_log_q"], k, others_in_flight, xp=pt)
+            return 0.0
+
+        if knee is not None:
+            lat_open = _knee_open_latency(opts, fd, c1, headroom, lat_open, x["rate"], load_extra)
+        elif share is not None:
             lat_open = theory.latency_moe_open_newton(c1, c2, saving, x["moe_log_q"], k, x["rate"], xp=pt,
                                                       start=lat_open)
-            lat_closed = lat_closed - saving * theory.moe_untouched(x["moe_log_q"], k, x["concurrency"] - 1.0, xp=pt)
-        latency = pt.where(x["is_open"] > 0, lat_open, lat_closed)
+
+        def closed_at(streams):
+            return theory.latency_at_load(c1, c2, streams - 1.0) + load_extra(streams - 1.0)
+
+        capacity = theory.saturation_rate(c2)
+        if capped:  # where a run's batch cap is known, past it requests wait for a slot (theory.batch_cap)
+            full = closed_at(slots)  # in-service latency of a full batch
+            lat_closed = closed_at(pt.where(has_cap, pt.minimum(x["concurrency"], slots), x["concurrency"]))
+            wait = pt.where(x["is_open"] > 0,
+                            theory.queue_wait(x["rate"], slots, full, has_cap, xp=pt, softness=soft),
+                            theory.closed_wait(x["concurrency"], slots, full, has_cap, xp=pt))
+            capacity = pt.where(has_cap, pt.minimum(capacity, theory.cap_capacity(slots, full)), capacity)
+        else:
+            lat_closed, wait = closed_at(x["concurrency"]), 0.0
+        service = pt.where(x["is_open"] > 0, lat_open, lat_closed)
+        latency = service + wait
         pm.Deterministic("latency_s", latency, dims="run")
-        others = pt.where(x["is_open"] > 0, x["rate"] * latency, x["concurrency"] - 1.0)
-        pm.Deterministic("saturation_rps", theory.saturation_rate(c2), dims="run")
+        others = in_service(pt.where(x["is_open"] > 0, x["rate"] * service, x["concurrency"] - 1.0))
+        pm.Deterministic("saturation_rps", capacity, dims="run")
         if share is not None:  # TTFT sees the effective (partly covered) verifier fixed cost
             v0_eff = costs.v0 * (1.0 - share * theory.moe_untouched(x["moe_log_q"], k, others, xp=pt))
             costs = dataclasses.replace(costs, v0=v0_eff)
@@ -295,10 +321,10 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
             costs = dataclasses.replace(
                 costs, v0=costs.v0 * (1.0 + compute_share * theory.knee_excess(others, k, knee_tokens, xp=pt)))
 
-        if "saturated" in fd.obs:  # censored runs: their offered rate exceeded the capacity 1 / C2
+        if "saturated" in fd.obs:  # censored runs: their offered rate exceeded the capacity
             rows, vals = fd.obs["saturated"]
             width = float(opts.get("saturation_width", 0.05))
-            logit = (np.log(x["sat_rate"][rows]) + pt.log(c2[rows])) / width  # log(rate / capacity) / width
+            logit = (np.log(x["sat_rate"][rows]) - pt.log(capacity[rows])) / width  # log(rate / capacity) / width
             pm.Bernoulli("saturated_obs", logit_p=logit, observed=observed("saturated_obs", vals.astype("int64")),
                          dims="saturated_run")
         # d log L / d log C2: the share of latency that load adds (open loop rho / (1 - rho))
@@ -317,7 +343,7 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
             pm.StudentT("latency_obs", nu=nu, mu=pt.log(latency[rows]), sigma=scale,
                         observed=observed("latency_obs", np.log(vals)), dims="latency_run")
         ttft = theory.ttft(costs, k, tau, P, D, others, xp=pt, tau_sq=tau_sq,
-                           p_busy=theory.busy_probability(others, x["is_open"] > 0, xp=pt))
+                           p_busy=theory.busy_probability(others, x["is_open"] > 0, xp=pt)) + wait
         if "ttft" in fd.obs:
             rows, vals = fd.obs["ttft"]
             s_ttft = make_prior(cfg, "sigma_ttft")

@@ -14,8 +14,9 @@ import pandas as pd
 __all__ = ["CONDITION_COLUMNS", "load_axis", "condition_grid", "validate_conditions", "load_column"]
 
 #: the canonical run columns that describe a condition to predict
+#: (``max_num_seqs``: the server's batch cap, requests in service at most; NaN: unknown, not capped)
 CONDITION_COLUMNS = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type",
-                     "rate_rps", "concurrency"]
+                     "rate_rps", "concurrency", "max_num_seqs"]
 
 
 def load_axis(rates=None, concurrencies=None) -> tuple[str, str, np.ndarray]:
@@ -36,17 +37,19 @@ def load_axis(rates=None, concurrencies=None) -> tuple[str, str, np.ndarray]:
 
 
 def condition_grid(*, verifier: str, drafter: str, hardware: str, dataset: str, ks, prompt_len: float,
-                   output_len: float, rates=None, concurrencies=None) -> tuple[pd.DataFrame, str, np.ndarray]:
+                   output_len: float, rates=None, concurrencies=None,
+                   max_num_seqs: float | None = None) -> tuple[pd.DataFrame, str, np.ndarray]:
     """Every (load, k) condition for one pair and workload, load-major (k varies fastest).
 
     ``drafter`` is the pair's drafter; rows with ``k = 0`` get ``drafter = 'none'``. Lengths in
-    tokens. Returns ``(conditions, load column, loads)``; the conditions have
-    :data:`CONDITION_COLUMNS`.
+    tokens; ``max_num_seqs``: the server's batch cap (requests), None if unknown. Returns
+    ``(conditions, load column, loads)``; the conditions have :data:`CONDITION_COLUMNS`.
     """
     col, load_type, loads = load_axis(rates, concurrencies)
     rows = [{"verifier": verifier, "drafter": drafter if int(k) > 0 else "none", "hardware": hardware,
              "dataset": dataset, "k": int(k), "prompt_len": float(prompt_len), "output_len": float(output_len),
-             "load_type": load_type, "rate_rps": np.nan, "concurrency": np.nan, col: float(x)}
+             "load_type": load_type, "rate_rps": np.nan, "concurrency": np.nan, col: float(x),
+             "max_num_seqs": np.nan if max_num_seqs is None else float(max_num_seqs)}
             for x in loads for k in ks]
     return pd.DataFrame(rows, columns=CONDITION_COLUMNS), col, loads
 
@@ -61,9 +64,15 @@ def validate_conditions(conditions: pd.DataFrame) -> pd.DataFrame:
                          "(verifier, drafter, hardware, dataset, k, prompt_len, output_len, load_type, rate_rps or "
                          "concurrency)")
     cond = conditions.copy()
-    for col, default in (("drafter", "none"), ("dataset", "unseen"), ("rate_rps", np.nan), ("concurrency", np.nan)):
+    for col, default in (("drafter", "none"), ("dataset", "unseen"), ("rate_rps", np.nan), ("concurrency", np.nan),
+                         ("max_num_seqs", np.nan)):
         if col not in cond:
             cond[col] = default
+    cap = pd.to_numeric(cond["max_num_seqs"], errors="coerce")
+    if (cap.notna() & ~(cap >= 1)).any() or (cap.isna() & cond["max_num_seqs"].notna()).any():
+        raise ValueError("conditions, column 'max_num_seqs': the batch cap must be a number of requests >= 1. "
+                         "Fix: give the server's max_num_seqs, or leave it empty when unknown")
+    cond["max_num_seqs"] = cap.astype(float)
     bad = ~cond["load_type"].isin(["rate", "concurrency"])
     if bad.any():
         raise ValueError("conditions, column 'load_type': must be 'rate' or 'concurrency'")

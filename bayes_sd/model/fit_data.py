@@ -21,7 +21,7 @@ __all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OP
            "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "CONFIGURATION_EFFECTS", "OTHER_POOLED_LEVELS",
            "pair_label", "level_label", "configuration_effects", "configuration_level_label", "fixed_scale",
            "observed_acceptance", "measured_pivot", "acceptance_pivot", "ACCEPTANCE_PIVOTS",
-           "SATURATED_RUNS"]
+           "SATURATED_RUNS", "batch_cap"]
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +331,13 @@ def exclusion_reasons(runs: pd.DataFrame) -> pd.Series:
     return reason
 
 
+def batch_cap(runs: pd.DataFrame) -> pd.Series:
+    """Each run's batch cap (requests in service at most: ``max_num_seqs``), ``inf`` where unknown."""
+    if "max_num_seqs" not in runs:
+        return pd.Series(np.inf, index=runs.index)
+    return runs["max_num_seqs"].astype(float).fillna(np.inf)
+
+
 def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
                      drafter_predictors: list[str] | tuple = (), open_loop_rate: str = OPEN_LOOP_RATES[0],
                      saturated_runs: str = SATURATED_RUNS[0]) -> FitData:
@@ -346,6 +353,9 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     MODELS table) gives MoE verifiers their experts and top-k (``coords['moe_verifier']``,
     ``x['moe_log_q']``) and drafters their design predictors (``x['drafter_z']``).
     ``open_loop_rate``: the rate of open-loop runs in ``x['rate']`` (see :func:`arrival_rate`).
+    A run's batch cap (column ``max_num_seqs``, :func:`batch_cap`) goes to ``x['slots']`` and
+    ``x['has_cap']``; a closed-loop run flagged saturated at more streams than its cap is kept (its
+    requests wait for slots in steady state, which :mod:`bayes_sd.theory.batch_cap` describes), logged.
     """
     if saturated_runs not in SATURATED_RUNS:
         raise ValueError(f"saturated_runs must be one of {SATURATED_RUNS}, got {saturated_runs!r}")
@@ -356,6 +366,14 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
         offered = runs["rate_rps"].astype(float)
         censor = reasons.str.startswith("saturated") & (runs["load_type"] == "rate") & (offered > 0)
         reasons[censor] = ""
+    # a closed loop past a known batch cap is steady state with a queue, which the capped law describes
+    slots = batch_cap(runs)
+    queued = (reasons.str.startswith("saturated") & (runs["load_type"] == "concurrency")
+              & (runs.get("concurrency", np.nan) > slots))
+    for row in runs.loc[queued].itertuples():
+        log.info("keeping run %s, flagged saturated: a closed loop of %g streams past its batch cap of %g "
+                 "(max_num_seqs) waits for slots in steady state", row.run_id, row.concurrency, slots[row.Index])
+    reasons[queued] = ""
     excluded = pd.DataFrame({"run_id": runs.loc[reasons != "", "run_id"], "reason": reasons[reasons != ""]})
     for row in excluded.itertuples():
         log.info("excluding run %s: %s", row.run_id, row.reason)
@@ -430,6 +448,9 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     x["rate"] = np.nan_to_num(x["rate"])
     x["concurrency"] = np.nan_to_num(x["concurrency"], nan=1.0)
     censored = fit["censored"].to_numpy(bool)
+    cap = batch_cap(fit).to_numpy(float)
+    x["has_cap"] = np.isfinite(cap).astype(float)
+    x["slots"] = np.where(np.isfinite(cap), cap, 1.0)
     x["sat_rate"] = np.where(censored, fit["rate_rps"].to_numpy(float) if "rate_rps" in fit else 0.0, 0.0)
     x["rate"] = np.where(censored, 0.0, x["rate"])
 

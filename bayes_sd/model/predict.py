@@ -32,6 +32,7 @@ from bayes_sd.model.fit_data import (
     MOE_FORMS,
     VERIFIER_COEFS,
     acceptance_pivot,
+    batch_cap,
     configuration_effects,
     configuration_level_label,
     drafter_predictor_matrix,
@@ -280,18 +281,22 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     rate = np.nan_to_num(cond["rate_rps"].to_numpy(float)) if "rate_rps" in cond else np.zeros(len(cond))
     conc = np.nan_to_num(cond["concurrency"].to_numpy(float), nan=1.0) if "concurrency" in cond else np.ones(len(cond))
 
+    cap = batch_cap(cond).to_numpy(float)
+
     factors, factors_k0 = _configuration_factors(eff, cfg, cond)
     inputs = {"cost": c, "acceptance": a, "accept_decay": decay, "share": share, "log_q": log_q,
               "knee_tokens": extras["knee_tokens"], "compute_share": extras["compute_share"], "prompt_len": P,
-              "output_len": D, "is_open": is_open, "rate": rate, "concurrency": conc, "configuration": factors}
+              "output_len": D, "is_open": is_open, "rate": rate, "concurrency": conc, "configuration": factors,
+              "slots": np.where(np.isfinite(cap), cap, 1.0), "has_cap": np.isfinite(cap)}
 
-    costs, dem, lat, others = latency_at(inputs, k, tau, tau_sq)
-    _, _, lat0, _ = latency_at({**inputs, "configuration": factors_k0}, np.zeros_like(k), np.ones_like(tau),
+    costs, dem, lat, others, wait, capacity = latency_at(inputs, k, tau, tau_sq)
+    _, _, lat0, *_ = latency_at({**inputs, "configuration": factors_k0}, np.zeros_like(k), np.ones_like(tau),
                                np.ones_like(tau))
     with np.errstate(over="ignore", invalid="ignore"):  # past saturation: infinite latency, by design
         others_ok = np.where(np.isfinite(others), others, np.nan)
         ttft = theory.ttft(costs, k, tau, P, D, others_ok, tau_sq=tau_sq,
-                           p_busy=theory.busy_probability(others_ok, is_open))
+                           p_busy=theory.busy_probability(others_ok, is_open)) + wait
+        tpot = theory.tpot(lat, ttft, D)
         shape = np.exp(post["mu_tail"].values[:, None] + eff("tail_pair")
                        + post["tail_load_slope"].values[:, None] * np.log1p(np.maximum(others, 0.0)))
         quant = {q: np.where(np.isfinite(lat), lat * np.exp(-0.5 * shape**2 + z_quantile(q) * shape), np.inf)
@@ -311,8 +316,8 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
             lat_pred = np.where(np.isfinite(lat), lat_pred * ratio, np.inf)
     return Draws(
         latency=lat, latency_pred=lat_pred, latency_p50=quant[0.5], latency_p90=quant[0.9],
-        latency_p99=quant[0.99], ttft=ttft, tpot=theory.tpot(lat, ttft, D), latency_k0=lat0,
-        saturation_rps=theory.saturation_rate(dem.c2), batch_size=np.where(is_open, rate * lat, conc),
+        latency_p99=quant[0.99], ttft=ttft, tpot=tpot, latency_k0=lat0,
+        saturation_rps=capacity, batch_size=np.where(is_open, rate * lat, conc),
         acceptance_length=np.broadcast_to(tau, lat.shape), inputs=inputs,
     )
 
@@ -396,10 +401,12 @@ def acceptance_second_moment(a, k, decay=None):
 def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
     """Mean latency (s) per (sample, condition) from the per-draw inputs of :class:`Draws`.
 
-    Returns ``(costs, demand, latency, others)``: the service costs with the effective verifier
-    fixed cost (MoE coverage, roofline knee), the demand split, mean latency (inf past saturation,
-    where the knee may bring saturation below ``1 / C2``) and the mean
-    number of other requests in flight. ``k``, ``tau`` (tokens per step), ``tau_sq``
+    Returns ``(costs, demand, latency, others, wait, capacity)``: the service costs with the
+    effective verifier fixed cost (MoE coverage, roofline knee), the demand split, mean latency (inf
+    past saturation, where the knee may bring saturation below ``1 / C2``), the mean number of other
+    requests in service, the mean wait for a slot where the batch cap (``inputs["slots"]``) is known
+    (:mod:`bayes_sd.theory.batch_cap`; 0 elsewhere, s) and the capacity (requests/s: ``1 / C2``, or the
+    capped server's where the cap is known). ``k``, ``tau`` (tokens per step), ``tau_sq``
     (its second moment, :func:`acceptance_second_moment`: the iteration-boundary term the fitted
     model has) and ``drafter_scale`` (a multiplier on the drafter costs d0, d1) may differ from
     the conditions' own, for what-if questions.
@@ -407,6 +414,8 @@ def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
     c, share, log_q = inputs["cost"], inputs["share"], inputs["log_q"]
     P, D, is_open = inputs["prompt_len"], inputs["output_len"], inputs["is_open"]
     rate, conc = inputs["rate"], inputs["concurrency"]
+    slots = inputs.get("slots", np.ones_like(conc))
+    has_cap = inputs.get("has_cap", np.zeros(np.shape(conc), bool))
     costs = theory.ServiceCosts(**{n: (c[n] if n[0] != "d" else c[n] * drafter_scale * (k > 0)) for n in COEFS},
                                 s1=c["s1"])
     dem = theory.demand(costs, k, tau, P, D, tau_sq=tau_sq).scaled(*inputs.get("configuration", (1.0, 1.0)))
@@ -416,44 +425,71 @@ def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
             compute = theory.iterations(D, tau, tau_sq) * costs.v0 * r
             lat_knee, fixed_point = theory.latency_knee_open(dem.c1, dem.c2, compute, knee, k, rate)
             lat_open = np.where(fixed_point, lat_knee, np.inf)
-            lat_closed = theory.latency_knee_closed(dem.c1, dem.c2, compute, knee, k, conc)
             if np.any(share > 0):  # MoE verifiers with a knee: no closed form, the fixed point by iteration
-                lat_open, lat_closed = _moe_knee_latency(costs.v0, dem, share, log_q, r, knee, k, D, tau, tau_sq,
-                                                         rate, conc, lat_open, lat_closed)
+                lat_open = _moe_knee_open(costs.v0, dem, share, log_q, r, knee, k, D, tau, tau_sq, rate, lat_open)
+
+            def closed(streams):
+                lat = theory.latency_knee_closed(dem.c1, dem.c2, compute, knee, k, streams)
+                if np.any(share > 0):
+                    lat = _moe_knee_closed(costs.v0, dem, share, log_q, r, knee, k, D, tau, tau_sq, streams, lat)
+                return lat
         else:  # dense, or MoE coverage alone (Newton; exact for the dense columns, whose saving is 0)
             saving = theory.iterations(D, tau, tau_sq) * costs.v0 * share
             lat_open = theory.latency_open(dem.c1, dem.c2, rate)
             finite = np.isfinite(lat_open)
             lat_open = np.where(finite, theory.latency_moe_open_newton(
                 dem.c1, dem.c2, saving, log_q, k, rate, start=np.where(finite, lat_open, 1.0)), np.inf)
-            lat_closed = (theory.latency_closed(dem.c1, dem.c2, conc)
-                          - saving * theory.moe_untouched(log_q, k, conc - 1.0))
-        lat = np.where(is_open, lat_open, lat_closed)
-        others = np.where(is_open, rate * lat, conc - 1.0)
+
+            def closed(streams):
+                return theory.latency_closed(dem.c1, dem.c2, streams) - saving * theory.moe_untouched(log_q, k,
+                                                                                                    streams - 1.0)
+        capacity = theory.saturation_rate(dem.c2)
+        if np.any(has_cap):  # past the batch cap requests wait for a slot (theory.batch_cap)
+            full = closed(slots)
+            lat_closed = closed(np.where(has_cap, np.minimum(conc, slots), conc))
+            wait = np.where(is_open, theory.queue_wait(rate, slots, full, has_cap),
+                            theory.closed_wait(conc, slots, full, has_cap))
+            capacity = np.where(has_cap, np.minimum(capacity, theory.cap_capacity(slots, full)), capacity)
+        else:
+            lat_closed, wait = closed(conc), np.zeros(np.broadcast_shapes(np.shape(lat_open), np.shape(conc)))
+        service = np.where(is_open, lat_open, lat_closed)
+        lat = service + wait
+        others = np.where(is_open, rate * service, conc - 1.0)
+        others = np.where(has_cap, np.minimum(others, slots - 1.0), others)
         busy = np.where(np.isfinite(others), others, 0.0)
         v0_eff = (costs.v0 * (1.0 - share * theory.moe_untouched(log_q, k, busy))
                   * (1.0 + r * theory.knee_excess(busy, k, knee)))
-    return dataclasses.replace(costs, v0=v0_eff), dem, lat, others
+    return dataclasses.replace(costs, v0=v0_eff), dem, lat, others, wait, capacity
 
 
-def _moe_knee_latency(v0, dem, share, log_q, r, knee, k, D, tau, tau_sq, rate, conc, lat_open, lat_closed):
-    """``(lat_open, lat_closed)`` with the columns (conditions) of MoE verifiers replaced by the
-    latency with both expert coverage and the roofline knee in the verify pass (build.py's
-    ``verify_extra``): closed loop explicit, open loop ``theory.latency_moe_knee_open`` (inf where
-    the knee saturates the server)."""
-    lat_open, lat_closed = lat_open.copy(), lat_closed.copy()
+def _moe_columns(share, shape, *arrays):
+    """The columns (conditions) of MoE verifiers, and ``arrays`` broadcast to ``shape`` and cut to them."""
     cols = np.any(share > 0, axis=0)
+    return cols, [np.broadcast_to(a, shape)[:, cols] for a in arrays]
+
+
+def _moe_knee_open(v0, dem, share, log_q, r, knee, k, D, tau, tau_sq, rate, lat_open):
+    """``lat_open`` with the columns of MoE verifiers replaced by the open-loop latency with both expert
+    coverage and the roofline knee in the verify pass (``theory.latency_moe_knee_open``: inf where
+    the knee saturates the server)."""
+    lat_open = lat_open.copy()
     n_v0 = theory.iterations(D, tau, tau_sq) * v0
-    b = [np.broadcast_to(a, lat_open.shape)[:, cols]
-         for a in (n_v0, dem.c1, dem.c2, share, log_q, r, knee, k, rate, conc)]
-    n_v0, c1, c2, share, log_q, r, knee, k, rate, conc = b
-
-    def extra(others):
-        return n_v0 * (theory.verify_cost_multiplier(share, log_q, r, knee, k, others) - 1.0)
-
-    lat_closed[:, cols] = theory.latency_at_load(c1, c2, conc - 1.0) + extra(conc - 1.0)
+    cols, (n_v0, c1, c2, share, log_q, r, knee, k, rate) = _moe_columns(
+        share, lat_open.shape, n_v0, dem.c1, dem.c2, share, log_q, r, knee, k, rate)
     lat_open[:, cols] = theory.latency_moe_knee_open(c1, c2, n_v0, share, log_q, r, knee, k, rate)
-    return lat_open, lat_closed
+    return lat_open
+
+
+def _moe_knee_closed(v0, dem, share, log_q, r, knee, k, D, tau, tau_sq, streams, lat_closed):
+    """``lat_closed`` with the columns of MoE verifiers replaced by the closed-loop latency at ``streams``
+    with both expert coverage and the roofline knee in the verify pass (build.py's ``load_extra``)."""
+    lat_closed = np.array(np.broadcast_to(lat_closed, np.broadcast_shapes(np.shape(lat_closed), np.shape(share))))
+    n_v0 = theory.iterations(D, tau, tau_sq) * v0
+    cols, (n_v0, c1, c2, share, log_q, r, knee, k, streams) = _moe_columns(
+        share, lat_closed.shape, n_v0, dem.c1, dem.c2, share, log_q, r, knee, k, streams)
+    extra = n_v0 * (theory.verify_cost_multiplier(share, log_q, r, knee, k, streams - 1.0) - 1.0)
+    lat_closed[:, cols] = theory.latency_at_load(c1, c2, streams - 1.0) + extra
+    return lat_closed
 
 
 def summarise(draws: Draws, conditions: pd.DataFrame) -> xr.Dataset:

@@ -24,8 +24,8 @@ from bayes_sd._stats import quantile
 from bayes_sd.model.conditions import condition_grid
 from bayes_sd.recommend.utility import Objective, cap_latency, expected, make_objective
 
-__all__ = ["Decision", "decide", "RESOLUTION_SE", "candidate_ks", "measured_ks", "evaluate_k", "recommend_k",
-           "chosen_rows", "rank_drafters"]
+__all__ = ["Decision", "decide", "RESOLUTION_SE", "candidate_ks", "measured_ks", "fitted_batch_cap", "evaluate_k",
+           "recommend_k", "chosen_rows", "rank_drafters"]
 
 
 # ---------------------------------------------------------------------- the decision
@@ -213,6 +213,17 @@ def measured_ks(model, verifier: str, drafter: str, hardware: str) -> set[int]:
     return {int(k) for k in runs.loc[spec, "k"].unique()} | ({0} if (mine & (runs["k"] == 0)).any() else set())
 
 
+def fitted_batch_cap(model, verifier: str, hardware: str) -> float | None:
+    """The batch cap (``max_num_seqs``, requests) the model's training runs record for this verifier on
+    this hardware, when they record one and agree; None otherwise (predictions are then uncapped)."""
+    runs = model.runs
+    if "max_num_seqs" not in runs:
+        return None
+    caps = runs.loc[(runs["verifier"] == verifier) & (runs["hardware"] == hardware), "max_num_seqs"]
+    caps = caps.dropna().unique()
+    return float(caps[0]) if len(caps) == 1 else None
+
+
 def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: str, prompt_len: float,
                output_len: float, rates=None, concurrencies=None, k_max: int = 8, ks=None,
                objective: str | Objective = "mean", slo_s: float | None = None, cvar_alpha: float = 0.9,
@@ -239,7 +250,9 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
     rates : array-like of float, optional
         Open-loop request rates, requests/s.
     concurrencies : array-like of float, optional
-        Closed-loop streams in flight; give exactly one of ``rates`` and ``concurrencies``.
+        Closed-loop streams in flight; give exactly one of ``rates`` and ``concurrencies``. The server's
+        batch cap is the one the training runs of this verifier and hardware record (``max_num_seqs``,
+        :func:`fitted_batch_cap`), none if they do not.
     k_max : int, default 8
         Largest draft length considered (k in ``0..k_max``) when ``ks`` is not given.
     ks : sequence of int, optional
@@ -288,7 +301,8 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
     measured = measured_ks(model, verifier, drafter, hardware)
     grid, col, loads = condition_grid(verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
                                       ks=ks, prompt_len=prompt_len, output_len=output_len, rates=rates,
-                                      concurrencies=concurrencies)
+                                      concurrencies=concurrencies,
+                                      max_num_seqs=fitted_batch_cap(model, verifier, hardware))
     lt = grid["load_type"].iloc[0]
     d = _draws(model, grid, (len(loads), len(ks)), max_draws, seed)
     vals = obj.values(d, loads, lt == "rate")

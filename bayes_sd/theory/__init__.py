@@ -15,7 +15,8 @@ token), ``P`` prompt length, ``D`` output length, ``N`` iterations per request,
 ``C1`` load-independent demand (s), ``C2`` demand added per other in-flight request (s).
 
 Modules: :mod:`.dense` (service costs, acceptance moments, demand, open- and closed-loop
-latency, TTFT and TPOT, the batch-1 baselines of the papers), :mod:`.verify_pass` (verify
+latency, TTFT and TPOT, the batch-1 baselines of the papers), :mod:`.batch_cap` (a
+server's cap on the requests in service: the wait for a slot, the capped capacity), :mod:`.verify_pass` (verify
 passes that are not flat in their tokens: MoE expert coverage and the roofline knee, and the
 speedup that dispatches between the two) and :mod:`.acceptance` (per-position acceptance that
 decays with draft position). Import from ``bayes_sd.theory``: the names below are its public API.
@@ -33,6 +34,7 @@ from .acceptance import (
     tau_decaying,
     tau_sq_decaying,
 )
+from .batch_cap import cap_capacity, closed_wait, queue_wait, utilisation_at_cap
 from .dense import (
     COEFS,
     DRAFTER_COEFS,
@@ -93,6 +95,10 @@ __all__ = [
     "latency_closed",
     "latency_open",
     "saturation_rate",
+    "cap_capacity",
+    "queue_wait",
+    "closed_wait",
+    "utilisation_at_cap",
     "in_flight",
     "step_time",
     "ttft",

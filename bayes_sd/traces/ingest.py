@@ -55,7 +55,7 @@ from .catalogue import models_for
 from .formats import detect_format, read_format
 from .formats.assemble import assemble
 from .formats.base import TraceWarning, warn
-from .formats.labels import Sidecar, load_sidecar, normalize
+from .formats.labels import Sidecar, batch_cap_from_command, load_sidecar, normalize
 from .formats.prometheus import delta, totals_to_acceptance
 from .io import read_table
 from .manifest import MANIFEST_NAME, read_manifest
@@ -265,6 +265,9 @@ def _manifest_parsed(path: str, sink: list, formats: dict) -> list:
                              f"correct the point's load or its report in {path}")
         run = copy.copy(hits[0])
         cfg = {k: v for k, v in pt.configuration.items() if k != "name"}
+        cap = batch_cap_from_command((pt.commands or {}).get("server"))
+        if cap is not None and "max_num_seqs" not in cfg:
+            cfg["max_num_seqs"] = cap
         for key, info in (("tool", pt.tool), ("engine", pt.engine)):
             if isinstance(info, dict) and info.get("name"):
                 cfg[key] = str(info["name"])

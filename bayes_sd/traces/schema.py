@@ -144,6 +144,9 @@ RUNS: tuple[Column, ...] = (
            "'synthetic', SGLang SGLANG_SIMULATE_ACC_LEN): cost-only data, never acceptance evidence (default false)"),
     Column("pinned_acceptance_length", "float", "tokens", False, "acceptance length measured on a pinned run, kept "
            "as information only (acceptance_length and the counts are left empty)", lo=1),
+    Column("max_num_seqs", "float", "requests", False, "the server's batch cap: requests in service at most (vLLM "
+           "and TensorRT-LLM max_num_seqs, SGLang --max-running-requests, llama.cpp --parallel); empty when unknown",
+           lo=1),
     Column("saturated", "bool", "", False, "run is past the server's capacity: not steady state"),
     Column("saturation_reason", "str", "", False, "why the run was flagged saturated (rule and numbers)"),
     Column("tool", "str", "", False, "load generator that measured the run, e.g. 'guidellm', 'vllm-bench'"),

@@ -6,7 +6,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bayes_sd.evaluation.scoring import cluster_bootstrap, coverage, crps, pit, score_runs, summarise_scores
+from bayes_sd.evaluation.scoring import (
+    cluster_bootstrap,
+    coverage,
+    crps,
+    pit,
+    score_runs,
+    scored_saturated,
+    summarise_scores,
+)
 
 
 def test_crps_matches_the_closed_form_of_a_normal():
@@ -89,3 +97,13 @@ def test_acceptance_length_is_scored_where_a_run_has_one():
     assert table.loc["mape_tau", "estimate"] == pytest.approx(0.8 * 0.1 / 3.0, rel=0.15)  # E|N(0, s)| = 0.8 s
     wide_width = score_runs(lat, np.ones(n), tau_draws=wide, tau_observed=tau)["width_tau_90"].mean()
     assert wide_width > 5 * s["width_tau_90"].mean()
+
+
+def test_only_open_loop_runs_flagged_saturated_are_scored_as_infinite():
+    runs = pd.DataFrame({"load_type": ["rate", "rate", "concurrency", "concurrency"],
+                         "saturated": [True, False, True, None]})
+    np.testing.assert_array_equal(scored_saturated(runs), [True, False, False, False])
+    # a closed loop flagged saturated is then scored on its finite latency: covered by an interval around it
+    draws = np.random.default_rng(0).normal(10.0, 0.5, size=(400, 2))
+    s = score_runs(draws, [10.0, 10.0], saturated=scored_saturated(runs.iloc[2:]))
+    assert s["covered_90"].all() and not s["saturated"].any()

@@ -114,6 +114,71 @@ def test_numpy_predictor_reproduces_the_pymc_graph(fleet_subset, config):
     np.testing.assert_allclose(dr.latency[ok], graph[ok], rtol=1e-6)
 
 
+@pytest.mark.parametrize("config", ["default", "moe_roofline"])
+def test_numpy_predictor_reproduces_the_pymc_graph_with_a_batch_cap(fleet_subset, config):
+    """A known batch cap (max_num_seqs) on the dense verifier's runs: the graph and the predictor agree
+    on latency and capacity, capped runs past the cap included; uncapped runs are as without caps."""
+    runs, models = fleet_subset
+    runs = runs.assign(max_num_seqs=np.where(runs["verifier"] == "llama3.1-8b", 24.0, np.nan))
+    cfg = load_config(config)
+    fd = prepare_fit_data(runs, models)
+    assert fd.x["has_cap"].sum() > 0 and (fd.x["has_cap"] == 0).sum() > 0
+    prior = pm.sample_prior_predictive(draws=200, model=build_model(fd, cfg), random_seed=3).prior
+    post = {name: da.stack(sample=("chain", "draw")).transpose("sample", ...) for name, da in prior.data_vars.items()}
+    cond = fd.runs[COND + ["max_num_seqs"]].assign(rate_rps=np.where(fd.x["is_open"] > 0, fd.x["rate"], np.nan))
+    dr = condition_draws(post, cfg, fd.coords, cond, seed=0, models=models, fitted_drafters=fd.drafter_table())
+    graph = post["latency_s"].values
+    ok = np.isfinite(dr.latency) & np.isfinite(graph) & (graph < 1e4)
+    ok &= np.where(fd.x["is_open"] > 0, cond["rate_rps"].to_numpy() < 0.5 * dr.saturation_rps, True)
+    if cfg["model"].get("verifier_form") == "moe_roofline":  # open loop, the graph counts tokens as it may
+        ok &= fd.x["is_open"] == 0
+    queued = (fd.x["has_cap"] > 0) & (cond["concurrency"].to_numpy() > 24)
+    assert ok[:, queued].mean() > 0.3  # closed loops past the cap are compared
+    np.testing.assert_allclose(dr.latency[ok], graph[ok], rtol=1e-6)
+    np.testing.assert_allclose(dr.saturation_rps, post["saturation_rps"].values, rtol=1e-6)
+    uncapped = condition_draws(post, cfg, fd.coords, cond.drop(columns="max_num_seqs"), seed=0, models=models,
+                               fitted_drafters=fd.drafter_table())
+    capped = fd.x["has_cap"] > 0
+    # a full batch's requests each carry the load-independent demand C1 too: below 1 / C2 wherever C1 > C2
+    assert np.all(dr.saturation_rps[:, capped] <= uncapped.saturation_rps[:, capped])
+    assert np.mean(dr.saturation_rps[:, capped] < uncapped.saturation_rps[:, capped]) > 0.9
+    np.testing.assert_array_equal(dr.latency[:, ~capped], uncapped.latency[:, ~capped])
+    if config == "default":  # dense: past the cap, N L(B) / B - L(N) = (N / B - 1)(C1 - C2), > 0 where C1 > C2
+        finite = np.isfinite(dr.latency[:, queued])
+        assert np.mean((dr.latency[:, queued] > uncapped.latency[:, queued])[finite]) > 0.9
+
+
+def test_closed_loop_runs_past_a_known_cap_are_kept(fleet_subset):
+    """A closed loop flagged saturated is kept when it runs more streams than its batch cap (a steady
+    queue the capped law describes), excluded below it (something else queues it); open-loop
+    saturated runs stay excluded; without a cap nothing changes."""
+    runs, models = fleet_subset
+    closed = runs["load_type"] == "concurrency"
+    runs = runs.assign(saturated=runs["saturated"].fillna(False).astype(bool)
+                       | (closed & runs["concurrency"].isin([16.0, 96.0])), saturation_reason="queueing")
+    flagged = runs["saturated"]
+    assert (flagged & ~closed).any()
+    ids = set(prepare_fit_data(runs.assign(max_num_seqs=48.0), models).runs["run_id"])
+    assert set(runs.loc[closed & (runs["concurrency"] == 96.0), "run_id"]) <= ids
+    assert not set(runs.loc[flagged & (runs["concurrency"] == 16.0), "run_id"]) & ids
+    assert not set(runs.loc[flagged & ~closed, "run_id"]) & ids
+    assert not set(runs.loc[flagged, "run_id"]) & set(prepare_fit_data(runs, models).runs["run_id"])
+
+
+def test_a_batch_cap_saves_loads_and_reaches_the_recommender(fleet_subset, mock_pymc_sample, tmp_path):
+    from bayes_sd.recommend.draft_length import fitted_batch_cap
+
+    runs, models = fleet_subset
+    runs = runs[runs["verifier"] == "llama3.1-8b"].assign(max_num_seqs=32.0)
+    m = LatencyModel("default").fit(runs, models=models, draws=20, tune=0, chains=1, nuts_sampler="pymc",
+                                    progressbar=False)
+    back = LatencyModel.load(m.save(tmp_path / "capped.nc"))
+    cond = runs[COND + ["max_num_seqs"]].head(6)
+    pd.testing.assert_frame_equal(back.predict_table(cond), m.predict_table(cond))
+    assert fitted_batch_cap(back, "llama3.1-8b", "H100") == 32.0
+    assert fitted_batch_cap(back, "llama3.1-8b", "A100") is None  # no training run there records one
+
+
 @pytest.mark.parametrize("config", ["moe", "moe_roofline"])
 def test_moe_variant_saves_and_loads_with_its_models_table(fleet_subset, mock_pymc_sample, tmp_path, config):
     runs, models = fleet_subset

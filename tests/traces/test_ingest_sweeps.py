@@ -131,7 +131,7 @@ def test_folder_with_a_sidecar_mapping_files_to_configurations(tmp_path):
     (tmp_path / "notes.txt").write_text("what we ran\n")  # no known format: skipped, with a warning
     (tmp_path / "spec.yaml").write_text(
         "hardware: mock-cpu\ndataset: robot\nfiles:\n"
-        '  "eagle/*/*.json": {verifier: Qwen/Qwen3-30B-A3B, drafter: eagle3, k: 2, engine: vllm}\n'
+        '  "eagle/*/*.json": {verifier: Qwen/Qwen3-30B-A3B, drafter: eagle3, k: 2, engine: vllm, max_num_seqs: 256}\n'
         '  "base/*": {verifier: Qwen/Qwen3-30B-A3B, drafter: none, k: 0}\n')
     res = ingest_paths(tmp_path)
     runs = res.runs
@@ -139,6 +139,7 @@ def test_folder_with_a_sidecar_mapping_files_to_configurations(tmp_path):
     eagle = runs[runs["source"].str.endswith("sweep.json")]
     base = runs[runs["source"].str.endswith("sweep.csv")]
     assert (eagle["k"] == 2).all() and (eagle["engine"] == "vllm").all() and (base["drafter"] == "none").all()
+    assert (eagle["max_num_seqs"] == 256).all() and base["max_num_seqs"].isna().all()  # the server's batch cap
     assert any("notes.txt" in w and "skipped" in w for w in res.warnings)
     assert not any(".cache" in p for p in res.formats)
     # the catalogue knows the verifier: an MoE with 128 experts, top-8
@@ -291,3 +292,18 @@ def test_models_table_from_the_catalogue_and_unknown_verifiers_named(tmp_path):
     (tmp_path / "models.csv").write_text("name,params_b,layers\nacme/unknown-9b,9.0,40\n")
     res = ingest_paths([LLAMA, tmp_path / "models.csv"], labels={**LABELS, "verifier": "acme/unknown-9b"})
     assert res.models["name"].tolist() == ["acme/unknown-9b"] and not any("no size" in w for w in res.warnings)
+
+
+def test_a_batch_cap_comes_from_the_server_command_or_a_label_and_a_bad_one_names_the_fix(tmp_path):
+    from bayes_sd.traces.formats.labels import batch_cap_from_command
+
+    assert batch_cap_from_command("llama-server -m t.gguf -np 16 -t 2") == 16.0
+    assert batch_cap_from_command(["vllm", "serve", "m", "--max-num-seqs=128"]) == 128.0
+    assert batch_cap_from_command("python -m sglang.launch_server --max-running-requests 64") == 64.0
+    assert batch_cap_from_command("vllm serve m") is None  # the engine's default: not guessed
+    (tmp_path / "k2").mkdir()
+    shutil.copy(MOCK, tmp_path / "k2" / "sweep.json")
+    (tmp_path / "spec.yaml").write_text("hardware: cpu\ndataset: d\nverifier: v\ndrafter: e\nk: 2\n"
+                                        "max_num_seqs: lots\n")
+    with pytest.raises(TraceError, match="max_num_seqs.*Fix: give the server's batch cap"):
+        ingest_paths(tmp_path)

@@ -58,11 +58,13 @@ from pathlib import Path
 from ..schema import NO_DRAFTER, TraceError
 from .base import read_text, warn
 
-__all__ = ["SPEC_FIELDS", "EXTRA_FIELDS", "Sidecar", "load_sidecar", "normalize", "resolve", "file_override", "FIX"]
+__all__ = ["SPEC_FIELDS", "EXTRA_FIELDS", "Sidecar", "load_sidecar", "normalize", "resolve", "file_override", "FIX",
+           "batch_cap_value", "batch_cap_from_command"]
 
 SPEC_FIELDS = ("verifier", "drafter", "k", "hardware", "dataset")
-#: Optional fields resolved like the configuration: pinned acceptance, tool and engine names and versions.
-EXTRA_FIELDS = ("acceptance", "tool", "tool_version", "engine", "engine_version")
+#: Optional fields resolved like the configuration: pinned acceptance, tool and engine names and versions, and
+#: the server's batch cap (requests in service at most).
+EXTRA_FIELDS = ("acceptance", "tool", "tool_version", "engine", "engine_version", "max_num_seqs")
 ACCEPTANCE_VALUES = ("measured", "pinned")
 FIX = ("pass --verifier/--drafter/--k/--hardware (and --dataset) or a sidecar YAML (--sidecar spec.yaml with keys "
        "verifier, drafter, k, hardware, dataset), or label the benchmark (GuideLLM --label k=4, vLLM --metadata k=4)")
@@ -79,6 +81,7 @@ _ALIASES = {
     "tool_version": ("tool_version", "load_generator_version"),
     "engine": ("engine", "serving_engine", "server"),
     "engine_version": ("engine_version", "server_version"),
+    "max_num_seqs": ("max_num_seqs", "max_running_requests", "max_batch_size", "n_parallel", "parallel"),
 }
 _LOOKUP = {a: f for f, al in _ALIASES.items() for a in al}
 _SPEC_CONFIG = ("speculative_config", "spec_config")
@@ -140,8 +143,24 @@ def normalize(d, source: str, where: str, strict: bool = False) -> dict:
             if out[f] is None:
                 del out[f]
             continue
+        if f == "max_num_seqs":
+            out[f] = batch_cap_value(v, source, f"{where} {key}")
+            continue
         out[f] = _k(v, source, f"{where} {key}") if f == "k" else str(v).strip()
     return out
+
+
+def batch_cap_value(v, source: str, where: str) -> float:
+    """A batch cap (``max_num_seqs``) as a float, or TraceError naming the fix."""
+    try:
+        f = float(str(v).strip()) if isinstance(v, str) else float(v)
+    except (TypeError, ValueError):
+        f = math.nan
+    if isinstance(v, bool) or not (math.isfinite(f) and f >= 1 and f == int(f)):
+        raise TraceError(source, "max_num_seqs", f"{where}: max_num_seqs = {v!r} is not a number of requests",
+                         "give the server's batch cap as an integer >= 1 (vLLM --max-num-seqs, SGLang "
+                         "--max-running-requests, llama.cpp --parallel), or leave it out when unknown")
+    return f
 
 
 def _acceptance(v, source: str, where: str, strict: bool) -> str | None:
@@ -253,3 +272,25 @@ def resolve(*, source: str, run_id: str, names: list, file_labels: dict, run_lab
         raise TraceError(source, missing[0], f"the speculative configuration is not recorded in the file: "
                          f"missing {', '.join(missing)} (run {run_id})", FIX)
     return out
+
+
+#: server flags that set the batch cap: vLLM, SGLang, TensorRT-LLM (trtllm-serve), llama.cpp
+_CAP_FLAGS = ("--max-num-seqs", "--max-running-requests", "--max_batch_size", "--max-batch-size", "--parallel", "-np")
+
+
+def batch_cap_from_command(command) -> float | None:
+    """The batch cap a server command line sets (``--max-num-seqs 256``, ``-np 16``, ``--parallel=4``, ...),
+    None when it sets none (the engine's default then applies, which this package does not guess)."""
+    if not command:
+        return None
+    words = command.split() if isinstance(command, str) else [str(w) for w in command]
+    words = [p for w in words for p in w.split()]  # a command given as one string inside a list
+    for i, w in enumerate(words):
+        flag, eq, val = w.partition("=")
+        if flag in _CAP_FLAGS:
+            val = val if eq else (words[i + 1] if i + 1 < len(words) else "")
+            try:
+                return batch_cap_value(val, "server command", flag)
+            except TraceError:
+                return None
+    return None
