@@ -53,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
     from bayes_sd._io import write_json
     from bayes_sd.model import LatencyModel
     from bayes_sd.recommend import (
+        MAX_NUM_SEQS,
         chosen_rows,
         evaluate_k,
+        fitted_batch_cap,
         guess_method,
         schedule_check,
         sglang_args,
@@ -98,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         say(args, f"wrote {len(recs)} recommendations to {args.out}")
     engines = args.vllm_config or args.trtllm_config or args.sglang_config
     if engines:
+        fitted_cap = fitted_batch_cap(model, args.verifier, args.hardware)
+        max_num_seqs = args.max_num_seqs or (int(fitted_cap) if fitted_cap else MAX_NUM_SEQS)
         method = args.method or guess_method(args.drafter)
         drafter_model = args.drafter_model if args.drafter_model is not None else (
             None if method in ("ngram", "mtp", "suffix") else args.drafter)
@@ -107,14 +111,14 @@ def run(args: argparse.Namespace) -> int:
         if check is not None:
             say(args, f"schedule check: {check['reason']}")
     if args.vllm_config:
-        cfg = vllm_config(served, method, drafter_model, max_num_seqs=args.max_num_seqs)
+        cfg = vllm_config(served, method, drafter_model, max_num_seqs=max_num_seqs)
         if check is not None:
             cfg["schedule_check"] = check
         write_json(cfg, args.vllm_config)
         what = "no speculation" if cfg["speculative_config"] is None else f"method {method}"
         say(args, f"wrote vLLM config ({what}, {len(cfg['schedule'])} batch-size range(s)) to {args.vllm_config}")
     if args.trtllm_config:
-        cfg = trtllm_config(served, method, drafter_model, max_num_seqs=args.max_num_seqs)
+        cfg = trtllm_config(served, method, drafter_model, max_num_seqs=max_num_seqs)
         write_json(cfg, args.trtllm_config)
         say(args, f"wrote TensorRT-LLM speculative_config to {args.trtllm_config}")
     if args.sglang_config:
@@ -160,7 +164,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--method", help="vLLM speculative method (default: guessed from --drafter, else draft_model)")
     p.add_argument("--drafter-model", help="drafter model name/path for vLLM (default: --drafter; "
                                            "none for ngram/mtp/suffix)")
-    p.add_argument("--max-num-seqs", type=int, default=MAX_NUM_SEQS,
-                   help=f"vLLM max_num_seqs: the batch-size map covers 1..this (default {MAX_NUM_SEQS})")
+    p.add_argument("--max-num-seqs", type=int,
+                   help="the server's max_num_seqs: the batch-size map covers 1..this (default: the batch cap the "
+                        f"training runs of this verifier and hardware record, else {MAX_NUM_SEQS})")
     p.set_defaults(func=run)
     return p

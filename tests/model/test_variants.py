@@ -6,6 +6,7 @@ every prediction and decision) computes the same run latencies as the PyMC graph
 """
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -15,12 +16,14 @@ import pytensor.tensor as pt
 import pytest
 
 from bayes_sd import theory
+from bayes_sd.cli import main
 from bayes_sd.datasets import load_fleet_models, load_fleet_runs
 from bayes_sd.model import LatencyModel
 from bayes_sd.model.build import build_model
 from bayes_sd.model.config import load_config
 from bayes_sd.model.fit_data import prepare_fit_data
 from bayes_sd.model.predict import condition_draws
+from bayes_sd.recommend import fitted_batch_cap
 from bayes_sd.simulate.presets import PRESETS
 
 COND = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type", "rate_rps",
@@ -166,8 +169,6 @@ def test_closed_loop_runs_past_a_known_cap_are_kept(fleet_subset):
 
 
 def test_a_batch_cap_saves_loads_and_reaches_the_recommender(fleet_subset, mock_pymc_sample, tmp_path):
-    from bayes_sd.recommend.draft_length import fitted_batch_cap
-
     runs, models = fleet_subset
     runs = runs[runs["verifier"] == "llama3.1-8b"].assign(max_num_seqs=32.0)
     m = LatencyModel("default").fit(runs, models=models, draws=20, tune=0, chains=1, nuts_sampler="pymc",
@@ -177,6 +178,11 @@ def test_a_batch_cap_saves_loads_and_reaches_the_recommender(fleet_subset, mock_
     pd.testing.assert_frame_equal(back.predict_table(cond), m.predict_table(cond))
     assert fitted_batch_cap(back, "llama3.1-8b", "H100") == 32.0
     assert fitted_batch_cap(back, "llama3.1-8b", "A100") is None  # no training run there records one
+    vj = tmp_path / "vllm.json"
+    assert main(["recommend", str(tmp_path / "capped.nc"), "--verifier", "llama3.1-8b", "--drafter", "eagle3-small",
+                 "--hardware", "H100", "--prompt-len", "500", "--output-len", "200", "--concurrency", "1,8",
+                 "--k-max", "3", "--max-draws", "20", "--vllm-config", str(vj), "--quiet"]) == 0
+    assert json.loads(vj.read_text())["schedule"][-1]["max_batch_size"] == 32  # the server's cap, not 256
 
 
 @pytest.mark.parametrize("config", ["moe", "moe_roofline"])
