@@ -70,4 +70,6 @@ def trust_reading(config: str, results: pd.DataFrame | None = None) -> str:
             f"'{config}''s 90% predictive intervals held {100 * cov.min():.0f}-{100 * cov.max():.0f}% of the "
             f"held-out runs depending on what was held out (least where {worst.replace('_', ' ')} were). Read the "
             "intervals in this report with that in mind: where the frozen set says they are too narrow, so are "
-            "these, most when a prediction extrapolates in load or in k.")
+            "these, most when a prediction extrapolates in load or in k. Those fits knew each server's batch cap "
+            "(max_num_seqs); near capacity, predictions without it (no max_num_seqs column in the runs) are "
+            "less sure than these figures say.")
