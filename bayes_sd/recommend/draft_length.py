@@ -214,8 +214,21 @@ def measured_ks(model, verifier: str, drafter: str, hardware: str) -> set[int]:
 
 
 def fitted_batch_cap(model, verifier: str, hardware: str) -> float | None:
-    """The batch cap (``max_num_seqs``, requests) the model's training runs record for this verifier on
-    this hardware, when they record one and agree; None otherwise (predictions are then uncapped)."""
+    """The batch cap the model's training runs record for this verifier on this hardware.
+
+    Parameters
+    ----------
+    model : LatencyModel
+        A fitted model.
+    verifier, hardware : str
+        The verifier model and the accelerator.
+
+    Returns
+    -------
+    float or None
+        ``max_num_seqs`` (requests in service at most) when the runs record one and agree; None
+        otherwise (predictions are then uncapped).
+    """
     runs = model.runs
     if "max_num_seqs" not in runs:
         return None
