@@ -91,14 +91,20 @@ def _norm_key(k) -> str:
     return str(k).strip().lower().replace("-", "_")
 
 
-def _k(v, source: str, where: str) -> int:
+def _whole(v, least: int) -> float:
+    """``v`` as a float when it is a whole number >= ``least`` (text or number, not a bool), else NaN."""
     if isinstance(v, bool):
-        v = None
+        return math.nan
     try:
         f = float(str(v).strip()) if isinstance(v, str) else float(v)
     except (TypeError, ValueError):
-        f = math.nan
-    if not (math.isfinite(f) and f >= 0 and f == int(f)):
+        return math.nan
+    return f if math.isfinite(f) and f >= least and f == int(f) else math.nan
+
+
+def _k(v, source: str, where: str) -> int:
+    f = _whole(v, 0)
+    if math.isnan(f):
         raise TraceError(source, "k", f"{where}: k = {v!r} is not a whole number of draft tokens",
                          "give k as an integer >= 0 (0 = no speculation)")
     return int(f)
@@ -152,11 +158,8 @@ def normalize(d, source: str, where: str, strict: bool = False) -> dict:
 
 def batch_cap_value(v, source: str, where: str) -> float:
     """A batch cap (``max_num_seqs``) as a float, or TraceError naming the fix."""
-    try:
-        f = float(str(v).strip()) if isinstance(v, str) else float(v)
-    except (TypeError, ValueError):
-        f = math.nan
-    if isinstance(v, bool) or not (math.isfinite(f) and f >= 1 and f == int(f)):
+    f = _whole(v, 1)
+    if math.isnan(f):
         raise TraceError(source, "max_num_seqs", f"{where}: max_num_seqs = {v!r} is not a number of requests",
                          "give the server's batch cap as an integer >= 1 (vLLM --max-num-seqs, SGLang "
                          "--max-running-requests, llama.cpp --parallel), or leave it out when unknown")
