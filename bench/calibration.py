@@ -2,9 +2,11 @@
 the frozen test set), held-out splits, scores that cannot flatter, and the decisions it makes.
 
     python bench/calibration.py [--configs default,moe_roofline] [--fleets 1-5 | --frozen]
-                                [--splits highest_loads,leave_one_pair_out,leave_one_k_out,one_k_measured]
+                                [--splits highest_loads,leave_one_pair_out,leave_one_k_out,one_k_measured,
+                                          one_k_per_drafter]
                                 [--max-splits 2] [--draws 500] [--tune 500] [--chains 2]
-                                [--batch-cap known|unknown] [--decisions] [--decision-seeds 5] [--out DIR]
+                                [--batch-cap known|unknown] [--per-position kept|dropped]
+                                [--decisions] [--decision-seeds 5] [--out DIR]
 
 Data: SYNTHETIC fleets of bayes_sd.evaluation.fleets, a simulator written independently of the
 model's closed form (roofline pass costs, FIFO admission, chunked prefill, MoE routing imbalance,
@@ -12,7 +14,9 @@ per-request acceptance decaying with position, EOS lengths, per-run systematic f
 set (data/frozen, `--frozen`) is scored only when a change is ready: say so wherever its figures go.
 
 Each server's batch cap (max_num_seqs, from the fleet's settings: a setting whoever ran the benchmark
-knows) goes to the fits and predictions unless `--batch-cap unknown`. A closed loop flagged saturated
+knows) goes to the fits and predictions unless `--batch-cap unknown`. The fleets' runs carry
+vLLM-style per-position acceptance (`per_position_acceptance`; the frozen set's do not) unless
+`--per-position dropped`. A closed loop flagged saturated
 is scored on its finite latency, an open loop flagged saturated as infinite (scoring.scored_saturated).
 
 Scores (bayes_sd.evaluation.scoring), per split kind, with 90% cluster-bootstrap intervals (cluster:
@@ -21,7 +25,7 @@ finite runs whose predictive mean is infinite), coverage of the 50/80/90/95% pre
 CRPS (saturated draws and runs capped at 10x the largest finite latency), Brier score of
 P(saturated), PIT's distance from uniform, per-request p90/p99 error; for runs with speculation, the
 acceptance length's error, 90% coverage and relative width (with the fit's run-to-run scatter; the
-figures of the one-k-measured split). Each held-out run is predicted
+figures of the one-k splits). Each held-out run is predicted
 twice: at the workload's training mean lengths and at the run's own realised lengths.
 
 `--decisions`: fitted on each whole fleet, `recommend_k` (mean latency, k in 0..7) per (pair, load)
@@ -174,6 +178,8 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--batch-cap", choices=["known", "unknown"], default="known",
                     help="give the fits and predictions each server's batch cap (max_num_seqs; default) or not")
+    ap.add_argument("--per-position", choices=["kept", "dropped"], default="kept",
+                    help="keep the runs' per-position acceptance (default) or drop it (acceptance length only)")
     ap.add_argument("--decisions", action="store_true", help="also the decision benchmark")
     ap.add_argument("--decision-seeds", type=int, default=5)
     ap.add_argument("--out", default="calibration_out", help="folder for the per-run and per-decision CSVs")
@@ -201,6 +207,8 @@ def main() -> None:
         print(f"fleet {fleet}: {len(runs)} runs ({time.perf_counter() - t0:.0f} s to make)", flush=True)
         runs = runs.reset_index(drop=True)
         runs = with_batch_caps(runs, truth) if args.batch_cap == "known" else runs.assign(max_num_seqs=np.nan)
+        if args.per_position == "dropped":
+            runs = runs.drop(columns="per_position_acceptance", errors="ignore")
         chosen = {}  # the same splits for every configuration
         for kind in [k for k in args.splits.split(",") if k and k != "none"]:
             splits = SPLITS[kind](runs)

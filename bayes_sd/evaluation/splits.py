@@ -1,7 +1,7 @@
 """Held-out splits of a runs table: what a model is asked to predict that it did not see.
 
-Each split function returns a list of :class:`Split` (train rows, test rows, a label). The four
-kinds answer four questions a user asks of a fit:
+Each split function returns a list of :class:`Split` (train rows, test rows, a label). The five
+kinds answer five questions a user asks of a fit:
 
 - :func:`highest_loads`: extrapolation in load. Per configuration (verifier, drafter, hardware,
   dataset, k, load type) its highest load is held out (all of them in one split).
@@ -11,6 +11,9 @@ kinds answer four questions a user asks of a fit:
   lengths, one split per middle k held out.
 - :func:`one_k_measured`: extrapolation in k. For every pair measured at two or more draft lengths,
   training keeps one k (the most common in practice: the smallest) and tests the others.
+- :func:`one_k_per_drafter`: extrapolation in k for a drafter measured at one k anywhere (as a new
+  drafter usually is). For every drafter measured at two or more draft lengths, training keeps one k
+  on all its pairs and tests its other k.
 
 Held-out runs measured saturated stay in the test rows (a score must count them; see
 :mod:`bayes_sd.evaluation.scoring`).
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 __all__ = ["Split", "CONFIGURATION", "configuration_label", "highest_loads", "leave_one_pair_out",
-           "leave_one_k_out", "one_k_measured", "SPLITS"]
+           "leave_one_k_out", "one_k_measured", "one_k_per_drafter", "SPLITS"]
 
 #: the columns that make one configuration (a cluster for the bootstrap)
 CONFIGURATION = ["verifier", "drafter", "hardware", "dataset", "k", "load_type"]
@@ -101,6 +104,28 @@ def one_k_measured(runs: pd.DataFrame) -> list[Split]:
     return out
 
 
+def one_k_per_drafter(runs: pd.DataFrame) -> list[Split]:
+    """One split per drafter measured at two or more draft lengths: training keeps it at one k on every
+    pair (the k measured on the most of its pairs, the smallest on a tie), so that no run says how its
+    acceptance changes with k; its runs at the other k, on the pairs measured at the kept one, are
+    tested (its pairs not measured at that k are in neither)."""
+    spec = runs["k"] > 0
+    pairs = _pairs(runs)
+    out = []
+    for drafter in sorted(runs.loc[spec, "drafter"].astype(str).unique()):
+        mine = spec & (runs["drafter"].astype(str) == drafter)
+        if runs.loc[mine, "k"].nunique() < 2:
+            continue
+        per_k = pairs[mine].groupby(runs.loc[mine, "k"]).nunique()
+        kept = int(per_k[per_k == per_k.max()].index.min())
+        at_kept = set(pairs[mine & (runs["k"] == kept)])
+        others = mine & (runs["k"] != kept)
+        test = others & pairs.isin(at_kept)
+        out.append(Split("one_k_per_drafter", f"{drafter}: k = {kept} measured", runs[~others], runs[test]))
+    return out
+
+
 #: split kinds by name
 SPLITS = {"highest_loads": highest_loads, "leave_one_pair_out": leave_one_pair_out,
-          "leave_one_k_out": leave_one_k_out, "one_k_measured": one_k_measured}
+          "leave_one_k_out": leave_one_k_out, "one_k_measured": one_k_measured,
+          "one_k_per_drafter": one_k_per_drafter}

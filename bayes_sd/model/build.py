@@ -362,6 +362,8 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
             s_tau = make_prior(cfg, "sigma_tau_obs")
             sd = pt.sqrt((s_tau * tau[rows]) ** 2 + x["tau_se"][rows] ** 2)  # scatter and the counts' sampling error
             pm.Normal("tau_obs", mu=tau[rows], sigma=sd, observed=observed("tau_obs", vals), dims="tau_run")
+            if "decay" in fd.obs and decay is not None:
+                _decay_obs(cfg, fd, decay, observed)
         _tails(eff, fd, shape, observed)
     return model
 
@@ -387,6 +389,18 @@ def _tau(fd: FitData, logit_a, decay, k: np.ndarray):
     return theory.tau_constant(a, k, xp=pt), theory.tau_sq_constant(a, k, xp=pt)
 
 
+def _decay_obs(cfg: dict, fd: FitData, decay, observed) -> None:
+    """Per-position acceptance (runs at ``k >= 2`` that carry it), as each run's slope of the
+    conditional acceptance's log-odds per position (:func:`bayes_sd.model.fit_data.observed_decay`):
+    ``-decay[drafter]`` with the counts' standard error and ``sigma_decay_obs``, how far a run's slope
+    strays from its drafter's (the workload, the logit-linear form's misfit). The slope says nothing
+    of the level, which the run's acceptance length gives, so the two enter side by side."""
+    rows, vals = fd.obs["decay"]
+    run_drafter = fd.idx["drafter_hw_drafter"][fd.idx["run_dh"]][rows]
+    sd = pt.sqrt(make_prior(cfg, "sigma_decay_obs") ** 2 + fd.x["decay_se"][rows] ** 2)
+    pm.Normal("decay_obs", mu=-decay[run_drafter], sigma=sd, observed=observed("decay_obs", vals), dims="decay_run")
+
+
 def _accept_decay(cfg: dict, fd: FitData):
     """Per-drafter log-odds drop of acceptance per draft position (``accept_decay``), independent
     under its prior, or, with the prior ``accept_decay_spread``, partially pooled on the log scale:
@@ -400,11 +414,12 @@ def _accept_decay(cfg: dict, fd: FitData):
     ``learned_scales`` lists ``accept_decay`` and enough drafters are fitted (as ``_sequence_cost``)."""
     if "accept_decay_spread" not in cfg["priors"]:
         return make_prior(cfg, "accept_decay", dims="drafter")
-    # A drafter measured at one draft length is fitted at the population's centre: with its latent at
-    # the pivot its runs are flat in its decay to first order, so its posterior decay is the
-    # population's, which predict.py draws afresh; sampled here, it was a curved ridge with the
-    # latent that gave 5-16 divergences on all bundled data (models/moe_roofline_per_position.toml).
-    identified = (fd.x["drafter_ks"] >= 2).astype(float)
+    # A drafter measured at one draft length without per-position acceptance is fitted at the
+    # population's centre: with its latent at the pivot its runs are flat in its decay to first
+    # order, so its posterior decay is the population's, which predict.py draws afresh; sampled
+    # here, it was a curved ridge with the latent that gave 5-16 divergences on all bundled data
+    # (models/moe_roofline_per_position.toml).
+    identified = fd.drafter_table()["decay_identified"].to_numpy(float)
     log_decay = _pooled_log_levels(cfg, fd, "accept_decay", "accept_decay", "drafter", keep=identified)
     return pm.Deterministic("accept_decay", pt.exp(log_decay), dims="drafter")
 

@@ -13,14 +13,15 @@ import numpy as np
 import pandas as pd
 
 from bayes_sd.theory import COEFS, DRAFTER_COEFS, VERIFIER_COEFS, implied_acceptance
-from bayes_sd.theory.acceptance import information_centre
+from bayes_sd.theory.acceptance import decay_from_positions, information_centre
 from bayes_sd.traces.schema import NO_DRAFTER
+from bayes_sd.traces.validate import parse_per_position
 
 __all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OPEN_LOOP_BATCHES", "VERIFIER_FORMS",
            "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS",
            "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "CONFIGURATION_EFFECTS", "OTHER_POOLED_LEVELS",
            "pair_label", "level_label", "configuration_effects", "configuration_level_label", "fixed_scale",
-           "observed_acceptance", "measured_pivot", "acceptance_pivot", "ACCEPTANCE_PIVOTS",
+           "observed_acceptance", "observed_decay", "measured_pivot", "acceptance_pivot", "ACCEPTANCE_PIVOTS",
            "SATURATED_RUNS", "batch_cap"]
 
 log = logging.getLogger(__name__)
@@ -171,9 +172,14 @@ class FitData:
 
     def drafter_table(self) -> pd.DataFrame:
         """Per fitted drafter: ``pivot`` (draft positions past the first where its latent acceptance
-        sits, :func:`measured_pivot`) and ``measured_ks`` (how many draft lengths its runs cover)."""
-        return pd.DataFrame({"pivot": self.x["drafter_pivot"], "measured_ks": self.x["drafter_ks"]},
-                            index=pd.Index(self.coords["drafter"], name="drafter"))
+        sits, :func:`measured_pivot`), ``measured_ks`` (how many draft lengths its runs cover),
+        ``position_runs`` (its runs with per-position acceptance at ``k >= 2``) and
+        ``decay_identified`` (whether its runs say how its acceptance falls with position: several
+        draft lengths, or per-position acceptance)."""
+        table = pd.DataFrame({"pivot": self.x["drafter_pivot"], "measured_ks": self.x["drafter_ks"],
+                              "position_runs": self.x["drafter_position_runs"]},
+                             index=pd.Index(self.coords["drafter"], name="drafter"))
+        return table.assign(decay_identified=(table["measured_ks"] >= 2) | (table["position_runs"] > 0))
 
     def learns_scale(self, effect: str, learned: tuple[str, ...] = DEFAULT_LEARNED_SCALES) -> bool:
         """Whether ``effect`` has a learned scale (else the prior's scale, fixed).
@@ -268,6 +274,47 @@ def observed_acceptance(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     m = (tau - 1.0).clip(lower=0.0)
     se = np.sqrt((m * (k - m)).clip(lower=0.0) / drafts).fillna(0.0).where(tau.notna())
     return tau, se
+
+
+def observed_decay(runs: pd.DataFrame, tau: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Per run with ``per_position_acceptance`` at ``k >= 2``: the slope of the conditional acceptance's
+    log-odds per draft position (``-decay``; :func:`bayes_sd.theory.acceptance.decay_from_positions`)
+    and its standard error from the counts, NaN elsewhere.
+
+    The drafts behind the shares are ``num_drafts``, else ``draft_tokens / k``, else estimated as the
+    run's output tokens over its acceptance length ``tau`` (one draft per verify step).
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        Canonical runs (``k``, ``n_requests``, ``output_len``; ``per_position_acceptance``, ``num_drafts``,
+        ``draft_tokens`` where known).
+    tau : pandas.Series
+        Acceptance length per run (tokens per verify step, :func:`observed_acceptance`).
+
+    Returns
+    -------
+    (pandas.Series, pandas.Series)
+        Slope (log-odds per position) and standard error, indexed like ``runs``.
+    """
+    slope = pd.Series(np.nan, index=runs.index)
+    se = pd.Series(np.nan, index=runs.index)
+    if "per_position_acceptance" not in runs:
+        return slope, se
+
+    def col(name):
+        return runs[name].astype(float) if name in runs else pd.Series(np.nan, index=runs.index)
+
+    k = runs["k"].astype(float)
+    drafts = col("num_drafts").where(lambda v: v > 0)
+    drafts = drafts.fillna((col("draft_tokens") / k.where(k > 0)).where(lambda v: v > 0))
+    drafts = drafts.fillna(runs["n_requests"].astype(float) * runs["output_len"].astype(float) / tau)
+    for i, text, kk, n in zip(runs.index, runs["per_position_acceptance"], k, drafts):
+        if kk >= 2:
+            values = parse_per_position(text)
+            if values.size >= 2:
+                slope[i], se[i] = decay_from_positions(values, n)
+    return slope, se
 
 
 def measured_pivot(runs: pd.DataFrame, drafters: list[str], tau: pd.Series) -> np.ndarray:
@@ -477,6 +524,12 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     if "tpot_mean_s" in fit:
         add("tpot", fit["tpot_mean_s"].where(fit["latency_mean_s"].isna()))
     add("tau", tau, steady_only=False)  # acceptance is a per-token rate: a saturated run measures it too
+    slope, slope_se = observed_decay(fit, tau)
+    if (rows := np.flatnonzero(np.isfinite(slope.to_numpy()))).size:
+        obs["decay"] = (rows, slope.to_numpy()[rows])
+    x["decay_se"] = slope_se.fillna(0.0).to_numpy(float)
+    by_drafter = fit.assign(_pos=slope.notna())[fit["k"] > 0].groupby(fit["drafter"].astype(str))["_pos"].sum()
+    x["drafter_position_runs"] = np.array([float(by_drafter.get(d, 0)) for d in drafters])
     add("saturated", pd.Series(censored.astype(float)), steady_only=False)
     x["tau_se"] = tau_se.fillna(0.0).to_numpy(float)
     if "latency_sd_s" in fit:

@@ -156,6 +156,11 @@ class LatencyModel:
             log.warning(f"{int(blind.sum())} of {int(spec.sum())} speculative runs carry no acceptance (no "
                         "acceptance_length, accepted_tokens with num_drafts or draft_tokens): their acceptance is "
                         f"inferred from latency and the population, e.g. {fd.runs['run_id'].to_numpy()[blind][0]}")
+        if "decay" in fd.obs and opts.get("acceptance_form", "constant") != "decaying":
+            log.warning(f"{len(fd.obs['decay'][0])} runs carry per-position acceptance, which this configuration "
+                        f"({self.config.get('name')!r}, constant acceptance per position) does not use: fit "
+                        "moe_roofline_per_position (or another acceptance_form = 'decaying' configuration) to learn "
+                        "how acceptance falls with draft position from them")
         return fd
 
     def prior_predictive(self, runs: pd.DataFrame, draws: int = 500, random_seed=None,

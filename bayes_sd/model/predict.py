@@ -358,8 +358,8 @@ def _accept_decay(post: dict, cfg: dict, fit_coords: dict, drafters: list[str], 
     """(sample, condition) per-position decay of acceptance (variant ``acceptance_form = "decaying"``),
     the fitted one per drafter; for a drafter never fitted, a draw from the population the fit learned
     (pooled decay, prior ``accept_decay_spread``) or from the prior; None for constant acceptance.
-    Pooled, a drafter the fit saw at one draft length only also takes a population draw (build.py,
-    ``_accept_decay``: its runs do not identify its decay)."""
+    Pooled, a drafter the fit saw at one draft length only, without per-position acceptance, also takes
+    a population draw (build.py, ``_accept_decay``: its runs do not identify its decay)."""
     if cfg.get("model", {}).get("acceptance_form", "constant") != "decaying":
         return None
     fitted = list(fit_coords.get("drafter", []))
@@ -371,8 +371,8 @@ def _accept_decay(post: dict, cfg: dict, fit_coords: dict, drafters: list[str], 
     spread = (post["accept_decay_spread"].values if "accept_decay_spread" in post  # else fixed (build.py)
               else fixed_scale(cfg, "accept_decay_spread"))
     table = _require_drafter_table(fitted_drafters)
-    one_k = set(table.index[table["measured_ks"] < 2])
-    known = [d if d not in one_k else None for d in fitted]  # one-k drafters: treated as never fitted
+    unknown = set(table.index[~table["decay_identified"]])
+    known = [d if d not in unknown else None for d in fitted]  # one k, no per-position data: as never fitted
     return _per_level(post, "accept_decay", known, drafters,
                       lambda n: np.exp(centre + spread * rng.standard_normal(n)))
 

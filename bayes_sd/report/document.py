@@ -291,8 +291,22 @@ def _measured_k_note(model, rec: pd.DataFrame) -> str:
     unmeasured = sorted({int(k) for k in rec["best_k"] if k > 0} - set(measured))
     note = f"; measured at k = {', '.join(map(str, measured))}"
     if unmeasured:
-        note += f"; not at k = {', '.join(map(str, unmeasured))} (extrapolated in k)"
+        source = _decay_source(model, first["drafter"])
+        note += f"; not at k = {', '.join(map(str, unmeasured))} (extrapolated in k{source})"
     return note
+
+
+def _decay_source(model, drafter: str) -> str:
+    """', along ...' naming where the model's fall of acceptance with draft position comes from for
+    ``drafter`` (configurations with decaying acceptance), else ''."""
+    if model.config.get("model", {}).get("acceptance_form", "constant") != "decaying" or model.fit_data is None:
+        return ", at constant acceptance per position"
+    table = model.fit_data.drafter_table()
+    if drafter not in table.index or not table.loc[drafter, "decay_identified"]:
+        return ", along the other drafters' fall of acceptance with position"
+    if table.loc[drafter, "measured_ks"] >= 2:
+        return ", along the fall of acceptance with position its runs at several k show"
+    return ", along the fall of acceptance with position its per-position counts show"
 
 
 def _where_speculation_pays(g: pd.DataFrame, col: str) -> str:

@@ -25,6 +25,7 @@ decays with draft position). Import from ``bayes_sd.theory``: the names below ar
 from __future__ import annotations
 
 from .acceptance import (
+    decay_from_positions,
     expit,
     implied_a1,
     logit,
@@ -129,4 +130,5 @@ __all__ = [
     "tau_sq_decaying",
     "implied_a1",
     "per_position_from_sweep",
+    "decay_from_positions",
 ]

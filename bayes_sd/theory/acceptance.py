@@ -33,7 +33,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["logit", "expit", "position_acceptance", "survival", "tau_decaying", "tau_sq_decaying",
-           "tau_moments_decaying", "information_centre", "implied_a1", "per_position_from_sweep"]
+           "tau_moments_decaying", "information_centre", "implied_a1", "per_position_from_sweep",
+           "decay_from_positions"]
 
 _EPS = 1e-12
 
@@ -211,3 +212,50 @@ def per_position_from_sweep(k, tau):
     s = np.diff(tau)
     a = np.concatenate(([np.nan], s[1:] / np.where(s[:-1] > 0, s[:-1], np.nan)))
     return k[1:], s, a
+
+
+def decay_from_positions(survival, drafts):
+    """One run's per-position acceptance, reduced to its slope in log-odds per draft position with the
+    standard error of its counts. numpy only.
+
+    ``survival`` (length ``k``, fractions) is ``s_j``, the share of drafts whose first ``j`` tokens were
+    all accepted (vLLM's per-position acceptance rates); ``drafts`` the number of drafts (verify steps
+    that carried them). Position ``j`` was reached by ``n s_{j-1}`` drafts (``s_0 = 1``) and accepted by
+    ``n s_j``, so its conditional acceptance is a binomial proportion; its log-odds (continuity
+    corrected, ``(n s_j + 1/2) / (n s_{j-1} + 1)``) has variance ``1 / ((n s_{j-1} + 1) a_j (1 - a_j))``.
+    The weighted least-squares slope of the log-odds on ``j - 1`` is the run's estimate of ``-decay``
+    under ``logit a_j = logit a1 - decay (j - 1)`` with the run's own level profiled out: the slope
+    carries what the run says about the shape and nothing about the level, which its acceptance length
+    already says.
+
+    Parameters
+    ----------
+    survival : array_like
+        ``s_1..s_k`` (fractions in [0, 1], non-increasing), ``k >= 2``.
+    drafts : float
+        Drafts counted (> 0).
+
+    Returns
+    -------
+    (float, float)
+        The slope (log-odds per position; ``-decay``) and its standard error; ``(nan, nan)`` when
+        ``k < 2`` or ``drafts <= 0``.
+
+    Examples
+    --------
+    >>> s = survival(0.8, 0.3, 4)
+    >>> slope, se = decay_from_positions(s, 1e6)
+    >>> round(float(slope), 2), bool(se < 0.01)
+    (-0.3, True)
+    """
+    s = np.clip(np.asarray(survival, float), 0.0, 1.0)
+    if s.ndim != 1 or s.size < 2 or not drafts > 0:
+        return float("nan"), float("nan")
+    reached = float(drafts) * np.concatenate(([1.0], s[:-1]))
+    a = (float(drafts) * s + 0.5) / (reached + 1.0)
+    w = (reached + 1.0) * a * (1.0 - a)
+    x = np.arange(s.size, dtype=float)
+    xbar = float((w * x).sum() / w.sum())
+    sxx = float((w * (x - xbar) ** 2).sum())
+    slope = float((w * (x - xbar) * logit(a)).sum() / sxx)
+    return slope, float(1.0 / np.sqrt(sxx))

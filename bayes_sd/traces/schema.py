@@ -140,6 +140,9 @@ RUNS: tuple[Column, ...] = (
     Column("num_drafts", "float", "", False, "verify steps carrying drafts in the run", lo=0),
     Column("acceptance_length", "float", "tokens", False, "mean tokens per verify step, bonus token included (tau)",
            lo=1),
+    Column("per_position_acceptance", "str", "", False, "share of drafts whose first j draft tokens were all "
+           "accepted, j = 1..k, as fractions separated by ';' (vLLM's per-position acceptance rates), e.g. "
+           "'0.81;0.62;0.47'"),
     Column("acceptance_pinned", "bool", "", False, "the engine pinned the acceptance (vLLM rejection_sample_method "
            "'synthetic', SGLang SGLANG_SIMULATE_ACC_LEN): cost-only data, never acceptance evidence (default false)"),
     Column("pinned_acceptance_length", "float", "tokens", False, "acceptance length measured on a pinned run, kept "

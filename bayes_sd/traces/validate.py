@@ -285,7 +285,8 @@ def validate_runs(df: pd.DataFrame, source: str = "runs", require_stats: bool = 
     ``load_type`` in :data:`LOAD_TYPES` with ``rate_rps`` given for ``'rate'`` and
     ``concurrency`` for ``'concurrency'``; plausible units (median latency < 600 s,
     TPOT < 1 s, TTFT <= latency); latency percentiles ordered; ``accepted_tokens <=
-    draft_tokens``; ``acceptance_length <= k + 1``. Cleaning: optional text columns (``saturation_reason``,
+    draft_tokens``; ``acceptance_length <= k + 1``; ``per_position_acceptance`` holds ``k`` fractions
+    that never rise (:func:`parse_per_position`). Cleaning: optional text columns (``saturation_reason``,
     ``tool``, ...) are '' when unknown, ``acceptance_pinned`` is false when not given, and pinned runs
     lose their acceptance evidence (:func:`unpin`).
 
@@ -355,7 +356,45 @@ def validate_runs(df: pd.DataFrame, source: str = "runs", require_stats: bool = 
         _not_above(pd.DataFrame({col: clean[col], "kp1": kp1, "run_id": clean["run_id"]}), col, "kp1", source, key,
                    f"{col} exceeds k + 1", "the acceptance length is tokens per verify step (bonus token "
                    "included), at most k + 1: check the column and k")
+    _check_per_position(clean, source)
     return unpin(clean)
+
+
+def parse_per_position(text) -> np.ndarray:
+    """The fractions of a ``per_position_acceptance`` cell (``'0.81;0.62;0.47'``), or an empty array
+    for a missing cell; ValueError on a value that is not a number."""
+    if text is None or (isinstance(text, float) and np.isnan(text)) or text is pd.NA or not str(text).strip():
+        return np.empty(0)
+    return np.array([float(v) for v in str(text).replace(",", ";").split(";") if v.strip()])
+
+
+def format_per_position(values) -> str:
+    """A ``per_position_acceptance`` cell from fractions ``s_1..s_k`` (six significant digits)."""
+    return ";".join(f"{float(v):.6g}" for v in values)
+
+
+def _check_per_position(clean: pd.DataFrame, source: str) -> None:
+    """Each ``per_position_acceptance`` has ``k`` fractions in [0, 1] that never rise (a draft's token
+    at position j is accepted only if the ones before it were)."""
+    col = "per_position_acceptance"
+    fix = ("give s_1..s_k, the share of drafts whose first j tokens were all accepted (vLLM's "
+           "spec_decode_per_position_acceptance_rates), separated by ';', or leave the cell empty")
+    for text, k, rid in zip(clean[col], clean["k"], clean["run_id"]):
+        try:
+            s = parse_per_position(text)
+        except ValueError:
+            raise TraceError(source, col, f"run {rid}: {text!r} is not a list of numbers", fix) from None
+        if not s.size:
+            continue
+        if s.size != int(k):
+            raise TraceError(source, col, f"run {rid}: {s.size} positions for k = {int(k)}", fix)
+        if np.any((s < 0) | (s > 1)):
+            raise TraceError(source, col, f"run {rid}: values outside [0, 1] ({text}); percentages?",
+                             "divide by 100: " + fix)
+        if np.any(np.diff(s) > 1e-6):
+            raise TraceError(source, col, f"run {rid}: the shares rise with position ({text}): conditional "
+                             "acceptance per position, not the shares of drafts accepted up to it?",
+                             "give the running products s_j = a_1 a_2 ... a_j, or " + fix)
 
 
 #: Run columns that are acceptance evidence: left empty on runs whose acceptance was pinned.
@@ -366,9 +405,9 @@ def unpin(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs whose acceptance the engine pinned (``acceptance_pinned``) carry no acceptance evidence.
 
     Their measured ``acceptance_length`` moves to ``pinned_acceptance_length`` (unless that is
-    already given) and ``acceptance_length``, ``draft_tokens``, ``accepted_tokens`` and ``num_drafts``
-    are emptied, so that no model reads a pinned value as a measurement of the drafter. Other runs
-    are unchanged. Idempotent; returns a copy only when something moves.
+    already given) and ``acceptance_length``, ``draft_tokens``, ``accepted_tokens``, ``num_drafts`` and
+    ``per_position_acceptance`` are emptied, so that no model reads a pinned value as a measurement of
+    the drafter. Other runs are unchanged. Idempotent; returns a copy only when something moves.
     """
     if "acceptance_pinned" not in runs.columns:
         return runs
@@ -384,6 +423,8 @@ def unpin(runs: pd.DataFrame) -> pd.DataFrame:
     for col in ACCEPTANCE_COLUMNS:
         if col in out.columns:
             out[col] = out[col].astype("float64").where(~pinned)
+    if "per_position_acceptance" in out.columns:
+        out["per_position_acceptance"] = out["per_position_acceptance"].where(~pinned)
     return out
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from bayes_sd.evaluation.fleets import random_fleet
 from bayes_sd.evaluation.scoring import LEVELS, score_runs, summarise_scores
-from bayes_sd.evaluation.splits import configuration_label, highest_loads, leave_one_pair_out
+from bayes_sd.evaluation.splits import configuration_label, highest_loads, leave_one_pair_out, one_k_per_drafter
 from bayes_sd.model import ConvergenceWarning, LatencyModel
 from bayes_sd.model.conditions import CONDITION_COLUMNS
 
@@ -30,6 +30,17 @@ def test_splits_hold_out_what_they_say(fleet):
         verifier, drafter = pair_split.label.split(" + ")
         assert not ((pair_split.train["verifier"] == verifier) & (pair_split.train["drafter"] == drafter)).any()
         assert (pair_split.test["k"] > 0).all()
+    by_drafter = one_k_per_drafter(runs)
+    assert by_drafter  # the fleet measures drafters at several k
+    for sp in by_drafter:
+        drafter, kept = sp.label.split(": k = ")
+        trained = sp.train[sp.train["drafter"] == drafter]
+        assert set(trained["k"]) == {int(kept.split()[0])} and len(sp.test)
+        assert (sp.test["drafter"] == drafter).all() and (sp.test["k"] != trained["k"].iloc[0]).all()
+        assert set(sp.train.index).isdisjoint(sp.test.index)
+    # the fleet's runs carry vLLM-style per-position acceptance
+    spec = runs[runs["k"] > 0]
+    assert spec["per_position_acceptance"].notna().all()
 
 
 def test_held_out_scores_on_an_out_of_family_fleet(fleet):

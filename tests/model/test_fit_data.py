@@ -84,6 +84,26 @@ def test_acceptance_comes_from_whatever_the_run_carries():
     assert se_small.iloc[1] == pytest.approx(10 * se.iloc[1])
 
 
+def test_per_position_acceptance_becomes_a_slope_with_the_drafts_behind_it():
+    from bayes_sd.model.fit_data import observed_acceptance, observed_decay
+    from bayes_sd.theory.acceptance import decay_from_positions
+
+    cell = "0.8;0.6;0.42;0.27"
+    runs = pd.DataFrame({
+        "k": [4, 4, 4, 2, 0], "n_requests": 100, "output_len": 200.0,
+        "acceptance_length": [3.09, 3.09, 3.09, 2.4, np.nan],
+        "num_drafts": [1000.0, np.nan, np.nan, np.nan, np.nan],
+        "draft_tokens": [4000.0, 8000.0, np.nan, np.nan, np.nan],
+        "per_position_acceptance": [cell, cell, cell, None, None],
+    })
+    slope, se = observed_decay(runs, observed_acceptance(runs)[0])
+    # drafts: counted; from draft tokens / k; from output tokens / acceptance length (20000 / 3.09)
+    for i, drafts in enumerate([1000.0, 2000.0, 20000 / 3.09]):
+        assert (slope.iloc[i], se.iloc[i]) == pytest.approx(decay_from_positions([0.8, 0.6, 0.42, 0.27], drafts))
+    assert slope.iloc[0] < 0 and se.iloc[0] > se.iloc[1] > se.iloc[2]  # more drafts, smaller error
+    assert slope.iloc[3:].isna().all()  # nothing carried; no speculation
+
+
 def test_runs_with_counts_but_no_acceptance_length_inform_the_fit(b200_runs):
     counts_only = b200_runs.assign(acceptance_length=np.nan)
     fd = prepare_fit_data(counts_only)
@@ -137,3 +157,23 @@ def test_a_censored_run_pulls_the_capacity_below_its_rate():
     low = logp(point)
     high = logp({**point, "mu_v1": point["mu_v1"] + 3.0})  # 20x the per-token verify cost: capacity / 20
     assert high > low + 1.0, (low, high)
+
+
+def test_a_constant_acceptance_fit_says_it_leaves_per_position_acceptance_unused(b200_runs, caplog):
+    from bayes_sd.model import LatencyModel
+    from bayes_sd.theory.acceptance import implied_a1, survival
+    from bayes_sd.traces.validate import format_per_position
+
+    spec = b200_runs["k"] >= 2
+    a1 = implied_a1(b200_runs.loc[spec, "acceptance_length"].to_numpy(float), b200_runs.loc[spec, "k"], 0.2)
+    cells = [format_per_position(survival(a, 0.2, k)) for a, k in zip(a1, b200_runs.loc[spec, "k"])]
+    runs = b200_runs.assign(per_position_acceptance=None)
+    runs.loc[spec, "per_position_acceptance"] = cells
+    with caplog.at_level("WARNING", logger="bayes_sd.model.latency_model"):
+        fd = LatencyModel("default")._prepare(runs, None)
+    assert len(fd.obs["decay"][0]) == int(spec.sum()) - int(b200_runs.loc[spec, "saturated"].astype(bool).sum())
+    assert "does not use" in caplog.text and "moe_roofline_per_position" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="bayes_sd.model.latency_model"):
+        LatencyModel("moe_roofline_per_position")._prepare(runs, None)
+    assert "does not use" not in caplog.text

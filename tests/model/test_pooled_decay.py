@@ -54,3 +54,53 @@ def test_a_drafter_measured_at_one_k_takes_the_population_decay(one_k_fit):
     assert abs(mid4 / _measured_tau("draft-1b", 4) - 1) < 0.02
     decay = model.idata.posterior["accept_decay"]
     assert float(decay.sel(drafter="draft-1b").std()) > 3 * float(decay.sel(drafter="eagle3-small").std())
+
+
+#: a decay far from the population's (centre 0.18): what an MTP head's per-position counters show
+STEEP = 0.6
+
+
+@pytest.fixture(scope="module")
+def one_k_positions_fit():
+    """As ``one_k_fit``, with draft-1b's k = 4 runs carrying per-position acceptance that falls by
+    ``STEEP`` logits per position (first-position acceptance set so that the shares sum to each
+    run's measured acceptance length minus 1, as a vLLM run's counters would)."""
+    from bayes_sd.theory.acceptance import implied_a1, survival
+    from bayes_sd.traces.validate import format_per_position
+
+    runs = load_fleet_runs()
+    runs = runs[(runs["verifier"] == "llama3.1-8b") & (runs["hardware"] == "H100")]
+    runs = runs[(runs["drafter"] != "draft-1b") | (runs["k"] == 4)].reset_index(drop=True)
+    mine = runs["drafter"] == "draft-1b"
+    a1 = implied_a1(runs.loc[mine, "acceptance_length"].to_numpy(float), 4.0, STEEP)
+    runs["per_position_acceptance"] = None
+    runs.loc[mine, "per_position_acceptance"] = [format_per_position(survival(a, STEEP, 4)) for a in a1]
+    model = LatencyModel(CONFIG).fit(runs, models=load_fleet_models(), draws=500, tune=500, chains=2,
+                                     random_seed=11, progressbar=False, max_tree_depth=6)
+    chat = (runs.loc[mine, "dataset"] == "chat").to_numpy()
+    return model, runs, float(np.mean(a1[chat]))
+
+
+def test_per_position_acceptance_identifies_a_one_k_drafters_decay(one_k_fit, one_k_positions_fit):
+    from bayes_sd.theory.acceptance import tau_decaying
+
+    model, runs, a1 = one_k_positions_fit  # a1: the chat runs' mean first-position acceptance
+    assert model.diagnostics()["max_rhat"] < 1.05
+    table = model.fit_data.drafter_table()
+    assert bool(table.loc["draft-1b", "decay_identified"]) and table.loc["draft-1b", "measured_ks"] == 1
+    decay = model.idata.posterior["accept_decay"].sel(drafter="draft-1b")
+    assert 0.45 < float(decay.mean()) < 0.75  # the counts' decay, not the population's (0.18)
+    before = one_k_fit[0].idata.posterior["accept_decay"].sel(drafter="draft-1b")
+    assert float(decay.std()) < float(before.std()) / 2
+    lo7, mid7, hi7 = _tau_interval(model, runs, "draft-1b", 7)
+    b_lo, _, b_hi = _tau_interval(one_k_fit[0], one_k_fit[1], "draft-1b", 7)
+    assert abs(mid7 / float(tau_decaying(a1, STEEP, 7)) - 1) < 0.05  # k = 7 follows the counts' curve
+    assert hi7 - lo7 < (b_hi - b_lo) / 2  # and is known better than from the population alone
+
+
+def test_the_report_says_where_a_drafters_decay_comes_from(one_k_fit, one_k_positions_fit):
+    from bayes_sd.report.document import _decay_source
+
+    assert "per-position counts" in _decay_source(one_k_positions_fit[0], "draft-1b")
+    assert "other drafters" in _decay_source(one_k_fit[0], "draft-1b")
+    assert "several k" in _decay_source(one_k_fit[0], "eagle3-small")

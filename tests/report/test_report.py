@@ -130,7 +130,10 @@ def test_recommendation_reading_names_the_policy(report, recs, model):
     measured = sorted(runs.loc[mine & (runs.k > 0), "k"].unique())
     assert measured and f"measured at k = {', '.join(str(int(k)) for k in measured)}" in md
     unmeasured = sorted({int(k) for k in recs.best_k if k > 0} - {int(k) for k in measured})
-    assert (f"not at k = {', '.join(map(str, unmeasured))} (extrapolated in k)" in md) is bool(unmeasured)
+    assert (f"not at k = {', '.join(map(str, unmeasured))} (extrapolated in k" in md) is bool(unmeasured)
+    if unmeasured:  # and along which fall of acceptance with draft position
+        decaying = model.config["model"].get("acceptance_form") == "decaying"
+        assert ("(extrapolated in k, at constant acceptance per position)" in md) is not decaying
 
 
 def test_baselines_reading_matches_a_recomputation(model, report):

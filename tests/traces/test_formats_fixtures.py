@@ -187,6 +187,31 @@ def test_acceptance_sources_attach_to_the_run(extra, tau, drafts, k):
     assert row["num_drafts"] == pytest.approx(drafts) and row["k"] == k  # k inferred from the positions
 
 
+@pytest.mark.parametrize("extra,shares", [
+    (["vllm-metrics-before.prom", "vllm-metrics-after.prom"], [0.875, 0.6875, 0.5, 0.1875]),  # delta, both engines
+    (["vllm-metrics-two-scrapes.prom"], [0.875, 0.6875, 0.5, 0.1875]),
+    (["vllm-0.10-serve.log"], [0.543, 0.357, 0.264]),
+    # two logging intervals of 37 and 40 drafts (92 / 2.49, 60 / 1.5): weighted by their drafts
+    (["vllm-0.33-serve.log"], [(37 * a + 40 * b) / 77 for a, b in [(0.757, 0.6), (0.622, 0.4), (0.432, 0.3),
+                                                                   (0.25, 0.2)]]),
+    (["vllm-v0-serve.log"], []),  # the V0 engine prints no per-position counts
+])
+def test_per_position_acceptance_reaches_the_runs_table(extra, shares):
+    from bayes_sd.traces.validate import parse_per_position
+
+    runs = ingest_paths([DER / "vllm-0.32.0-summary.json"] + [DER / e for e in extra],
+                        labels={**FLAGS, "k": None}).runs
+    assert parse_per_position(runs["per_position_acceptance"].iloc[0]) == pytest.approx(shares, abs=1e-5)
+
+
+def test_vllm_bench_per_position_rates_reach_the_runs_table():
+    from bayes_sd.traces.validate import parse_per_position
+
+    runs = ingest_paths([DER / "vllm-appended-specdec.jsonl"]).runs
+    for cell in runs["per_position_acceptance"]:
+        assert parse_per_position(cell).tolist() == [0.85, 0.62, 0.45, 0.28]
+
+
 def test_sidecar_overrides_and_detection():
     res = ingest_paths([DATA / "guidellm-0.8.1-generated-benchmarks.json", DER / "sidecar.yaml"])
     assert res.formats[str(DER / "sidecar.yaml")] == "sidecar"

@@ -152,6 +152,10 @@ RUN_CASES = {
     "acceptance above k+1": (_set("acceptance_length", 5.0, row=1), "acceptance_length"),
     "acceptance below 1": (_set("acceptance_length", 0.5, row=1), "acceptance_length"),
     "bad saturated flag": (lambda d: d.assign(saturated=["yes", "maybe", "no"]), "saturated"),
+    "per-position not numbers": (_set("per_position_acceptance", "0.8;high;0.4", row=1), "per_position_acceptance"),
+    "per-position count is not k": (_set("per_position_acceptance", "0.8;0.6", row=1), "per_position_acceptance"),
+    "per-position in percent": (_set("per_position_acceptance", "80;60;40", row=1), "per_position_acceptance"),
+    "per-position conditional": (_set("per_position_acceptance", "0.8;0.75;0.78", row=1), "per_position_acceptance"),
 }
 
 
@@ -202,6 +206,8 @@ def test_pinned_runs_lose_their_acceptance_evidence():
     assert out["pinned_acceptance_length"].tolist()[1] == 2.5 and out["pinned_acceptance_length"][[0, 2]].isna().all()
     for col in ("acceptance_length", "draft_tokens", "accepted_tokens", "num_drafts"):
         assert np.isnan(out[col].iloc[1]) and out[col].iloc[2] > 0, col
+    shares = validate_runs(df.assign(per_position_acceptance=[None, "0.7;0.5;0.3", "0.6;0.4;0.2"]), SRC)
+    assert shares["per_position_acceptance"].isna().tolist() == [True, True, False]
     pd.testing.assert_frame_equal(validate_runs(out, SRC), out)  # idempotent
     # a given pinned value is kept; like acceptance_length it is at most k + 1
     kept = validate_runs(df.assign(pinned_acceptance_length=[nan, 3.0, nan]), SRC)
@@ -214,3 +220,13 @@ def test_tool_and_engine_columns_default_to_empty_text():
     for col in ("tool", "tool_version", "engine", "engine_version", "saturation_reason"):
         assert (out[col] == "").all(), col
     assert not out["acceptance_pinned"].any()
+
+
+def test_per_position_acceptance_cells_round_trip():
+    from bayes_sd.traces.validate import format_per_position, parse_per_position
+
+    out = validate_runs(make_runs().assign(per_position_acceptance=["", "0.8; 0.6;0.45", None]), SRC)
+    assert out["per_position_acceptance"].isna().tolist() == [True, False, True]
+    values = parse_per_position(out["per_position_acceptance"].iloc[1])
+    assert values.tolist() == [0.8, 0.6, 0.45]
+    assert parse_per_position(format_per_position(values)).tolist() == values.tolist()

@@ -38,6 +38,7 @@ import pandas as pd
 
 from bayes_sd.traces.aggregate import aggregate_runs
 from bayes_sd.traces.schema import NO_DRAFTER
+from bayes_sd.traces.validate import format_per_position
 
 from .costs import PassCost, kv_capacity_tokens, pass_cost, tensor_parallel_degree
 from .hardware import DEVICES, Device
@@ -415,7 +416,9 @@ def random_fleet(seed: int, n_configs: int = 18, *, k_max: int = 7, requests_per
                 break
             wanted = n * (1.0 - max_drain_share) / max_drain_share * drain / max(arrivals, 1e-9)
             n = min(max_requests_per_run, int(np.ceil(1.1 * wanted)))
-        start, first, end, drafted, acc, n_drafts = out[:6]
+        start, first, end, drafted, acc, n_drafts, reached_at, accepted_at = out[:8]
+        per_position = (format_per_position(accepted_at[:k] / reached_at[0])
+                        if k > 0 and reached_at[0] > 0 else None)  # vLLM's per-position counters
         requests.append(pd.DataFrame({
             "run_id": run_id, "request_id": np.arange(n).astype(str), "start_s": start, "first_token_s": first,
             "end_s": end, "prompt_tokens": stream["prompt"], "output_tokens": stream["output"],
@@ -423,7 +426,8 @@ def random_fleet(seed: int, n_configs: int = 18, *, k_max: int = 7, requests_per
         meta.append({"run_id": run_id, "source": source, "hardware": base.device.name,
                      "verifier": base.verifier.name, "drafter": name, "dataset": base.workload.name, "k": k,
                      "load_type": load[0], "rate_rps": load[1] if load[0] == "rate" else np.nan,
-                     "concurrency": load[1] if load[0] == "concurrency" else np.nan})
+                     "concurrency": load[1] if load[0] == "concurrency" else np.nan,
+                     "per_position_acceptance": per_position})
 
     for b in bases:
         for load in base_loads[(b.verifier.name, b.device.name, b.workload.name)]:

@@ -29,7 +29,7 @@ __all__ = ["TraceWarning", "RunData", "Parsed", "get", "num", "warn", "read_byte
 REQ_COLS = ["request_id", "start_s", "first_token_s", "end_s", "prompt_tokens", "output_tokens",
             "draft_tokens", "accepted_tokens", "num_drafts"]
 #: Run-level acceptance columns (canonical runs columns).
-ACCEPT_COLS = ["draft_tokens", "accepted_tokens", "num_drafts", "acceptance_length"]
+ACCEPT_COLS = ["draft_tokens", "accepted_tokens", "num_drafts", "acceptance_length", "per_position_acceptance"]
 
 
 class TraceWarning(UserWarning):

@@ -34,7 +34,8 @@ timestamps (the optional third field of a sample line, milliseconds) give the sc
 
 Result (``Parsed.acceptance``): ``draft_tokens``, ``accepted_tokens``, ``num_drafts``,
 ``acceptance_length`` (= 1 + accepted / drafts, bonus token included), ``k`` (number of
-positions) and ``per_position`` (acceptance rate by position, fraction). ``Parsed.info['engine']``
+positions) and ``per_position_acceptance`` (the share of drafts accepted up to each position, a
+runs-table cell). ``Parsed.info['engine']``
 names the engine; ``Parsed.scrapes`` holds ``(time, totals)`` per scrape.
 """
 
@@ -44,6 +45,7 @@ import math
 import re
 
 from ..schema import TraceError
+from ..validate import format_per_position
 from .base import Parsed, read_text, warn
 
 __all__ = ["read_prometheus", "delta", "totals_to_acceptance", "ENGINES"]
@@ -197,7 +199,7 @@ def totals_to_acceptance(tot: dict, source: str, sink: list) -> dict:
         keys = sorted(pos, key=lambda p: int(p) if str(p).isdigit() else 0)
         out["k"] = len(keys)
         if drafts > 0:
-            out["per_position"] = [pos[p] / drafts for p in keys]
+            out["per_position_acceptance"] = format_per_position([pos[p] / drafts for p in keys])
     else:
         k = _k(draft, drafts, engine, source, sink)
         if k is not None:

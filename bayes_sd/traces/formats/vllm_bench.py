@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..schema import TraceError
+from ..validate import format_per_position
 from .base import (
     Parsed,
     RunData,
@@ -117,6 +118,12 @@ def _acceptance(d: dict, source: str, run: str, sink: list) -> dict:
     pos = d.get("spec_decode_per_position_acceptance_rates")
     if isinstance(pos, list) and pos:
         out["k"] = len(pos)
+        rates = [num(v, source, "spec_decode_per_position_acceptance_rates") for v in pos]
+        if all(0.0 <= r <= 1.0 for r in rates):
+            out["per_position_acceptance"] = format_per_position(rates)
+        else:
+            warn(sink, source, "spec_decode_per_position_acceptance_rates", f"run {run}: {pos} are not fractions "
+                 "in [0, 1]", "left out: the acceptance length and the token counts are used")
     elif drafts > 0 and draft > 0 and abs(draft / drafts - round(draft / drafts)) < 1e-9:
         out["k"] = int(round(draft / drafts))
     return {k: v for k, v in out.items() if not (isinstance(v, float) and math.isnan(v))}

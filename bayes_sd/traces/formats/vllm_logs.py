@@ -37,7 +37,10 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
+
 from ..schema import TraceError
+from ..validate import format_per_position
 from .base import Parsed, read_text, warn
 
 __all__ = ["read_vllm_log", "LOG_MARKERS"]
@@ -59,6 +62,7 @@ _V0 = {"k": re.compile(r"Number of speculative tokens:\s*(\d+)"),
 def _v1(lines, source, sink) -> dict:
     acc = draft = drafts = 0.0
     k, unknown = None, 0
+    at_pos, pos_drafts = None, 0.0  # accepted tokens per position, over the lines that print them
     for n, line in lines:
         m = {key: rx.search(line) for key, rx in _V1.items()}
         if not (m["acc"] and m["draft"]):
@@ -85,6 +89,10 @@ def _v1(lines, source, sink) -> dict:
             unknown += 1
             continue
         acc, draft, drafts = acc + a, draft + d, drafts + nd
+        rates = [float(v) for v in m["pos"].group(1).split(",")] if m["pos"] else []
+        if nd > 0 and rates and all(math.isfinite(r) for r in rates):
+            at_pos = nd * np.array(rates) + (0.0 if at_pos is None else at_pos)
+            pos_drafts += nd
     if unknown:
         warn(sink, source, "Mean acceptance length", f"{unknown} interval line(s) without the mean acceptance "
              "length: their drafts are unknown and they are left out", "use a vLLM >= 0.9 log (prints it)")
@@ -93,6 +101,8 @@ def _v1(lines, source, sink) -> dict:
         out["acceptance_length"] = 1.0 + acc / drafts
     if k:
         out["k"] = k
+    if at_pos is not None and pos_drafts > 0:
+        out["per_position_acceptance"] = format_per_position(np.minimum.accumulate(at_pos / pos_drafts))
     return out
 
 
