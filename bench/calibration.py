@@ -6,6 +6,7 @@ the frozen test set), held-out splits, scores that cannot flatter, and the decis
                                           one_k_per_drafter]
                                 [--max-splits 2] [--draws 500] [--tune 500] [--chains 2]
                                 [--batch-cap known|unknown] [--per-position kept|dropped]
+                                [--run-se autocorrelation|independent]
                                 [--decisions] [--decision-seeds 5] [--out DIR]
 
 Data: SYNTHETIC fleets of bayes_sd.evaluation.fleets, a simulator written independently of the
@@ -16,7 +17,9 @@ set (data/frozen, `--frozen`) is scored only when a change is ready: say so wher
 Each server's batch cap (max_num_seqs, from the fleet's settings: a setting whoever ran the benchmark
 knows) goes to the fits and predictions unless `--batch-cap unknown`. The fleets' runs carry
 vLLM-style per-position acceptance (`per_position_acceptance`; the frozen set's do not) unless
-`--per-position dropped`. A closed loop flagged saturated
+`--per-position dropped`, and the standard error of their mean latency from their requests'
+autocorrelation (`latency_se_s`; the frozen set's do not) unless `--run-se independent`
+(`sd / sqrt(n)`). A closed loop flagged saturated
 is scored on its finite latency, an open loop flagged saturated as infinite (scoring.scored_saturated).
 
 Scores (bayes_sd.evaluation.scoring), per split kind, with 90% cluster-bootstrap intervals (cluster:
@@ -180,6 +183,8 @@ def main() -> None:
                     help="give the fits and predictions each server's batch cap (max_num_seqs; default) or not")
     ap.add_argument("--per-position", choices=["kept", "dropped"], default="kept",
                     help="keep the runs' per-position acceptance (default) or drop it (acceptance length only)")
+    ap.add_argument("--run-se", choices=["autocorrelation", "independent"], default="autocorrelation",
+                    help="each run mean's standard error from its requests' autocorrelation (default) or sd / sqrt(n)")
     ap.add_argument("--decisions", action="store_true", help="also the decision benchmark")
     ap.add_argument("--decision-seeds", type=int, default=5)
     ap.add_argument("--out", default="calibration_out", help="folder for the per-run and per-decision CSVs")
@@ -207,6 +212,8 @@ def main() -> None:
         print(f"fleet {fleet}: {len(runs)} runs ({time.perf_counter() - t0:.0f} s to make)", flush=True)
         runs = runs.reset_index(drop=True)
         runs = with_batch_caps(runs, truth) if args.batch_cap == "known" else runs.assign(max_num_seqs=np.nan)
+        if args.run_se == "independent":
+            runs = runs.drop(columns="latency_se_s", errors="ignore")
         if args.per_position == "dropped":
             runs = runs.drop(columns="per_position_acceptance", errors="ignore")
         chosen = {}  # the same splits for every configuration

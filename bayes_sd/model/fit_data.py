@@ -21,8 +21,8 @@ __all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OP
            "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS",
            "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "CONFIGURATION_EFFECTS", "OTHER_POOLED_LEVELS",
            "pair_label", "level_label", "configuration_effects", "configuration_level_label", "fixed_scale",
-           "observed_acceptance", "observed_decay", "measured_pivot", "acceptance_pivot", "ACCEPTANCE_PIVOTS",
-           "SATURATED_RUNS", "batch_cap"]
+           "observed_acceptance", "observed_decay", "replayed_acceptance", "measured_pivot", "acceptance_pivot",
+           "ACCEPTANCE_PIVOTS", "SATURATED_RUNS", "batch_cap", "POSITION_SE_IDENTIFIED"]
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,14 @@ def configuration_effects(cfg: dict) -> list[str]:
     return list(cfg.get("model", {}).get("configuration_effects", []))
 
 
+#: Per-position counts identify a drafter's decay (logits per position) when they pin it within this
+#: standard error: the spread of the drafters' decays at the population's prior centre (exp(-1.7) x 0.5,
+#: ``accept_decay`` and ``accept_decay_spread`` of models/moe_roofline_per_position.toml). Looser (a
+#: few hundred drafts at k = 2: about 0.17), they leave the drafter at the population's decay, which
+#: they then inform, since a weakly pinned decay sampled freely sits on a curved ridge with the latent
+#: acceptance (divergences on the real llama.cpp sweep).
+POSITION_SE_IDENTIFIED = 0.09
+
 #: Where the pooled latent acceptance sits with a per-position decay: at the first draft position,
 #: or at the position each drafter's runs are most informative about (:func:`measured_pivot`).
 ACCEPTANCE_PIVOTS = ("first", "measured")
@@ -173,13 +181,16 @@ class FitData:
     def drafter_table(self) -> pd.DataFrame:
         """Per fitted drafter: ``pivot`` (draft positions past the first where its latent acceptance
         sits, :func:`measured_pivot`), ``measured_ks`` (how many draft lengths its runs cover),
-        ``position_runs`` (its runs with per-position acceptance at ``k >= 2``) and
-        ``decay_identified`` (whether its runs say how its acceptance falls with position: several
-        draft lengths, or per-position acceptance)."""
+        ``position_runs`` (its runs with per-position acceptance at ``k >= 2``), ``position_se`` (the
+        standard error of its decay from their counts alone, logits per position; inf without them)
+        and ``decay_identified`` (whether its runs say how its acceptance falls with position: several
+        draft lengths, or per-position counts that pin the decay within :data:`POSITION_SE_IDENTIFIED`)."""
         table = pd.DataFrame({"pivot": self.x["drafter_pivot"], "measured_ks": self.x["drafter_ks"],
-                              "position_runs": self.x["drafter_position_runs"]},
+                              "position_runs": self.x["drafter_position_runs"],
+                              "position_se": self.x["drafter_position_se"]},
                              index=pd.Index(self.coords["drafter"], name="drafter"))
-        return table.assign(decay_identified=(table["measured_ks"] >= 2) | (table["position_runs"] > 0))
+        return table.assign(decay_identified=(table["measured_ks"] >= 2)
+                            | (table["position_se"] < POSITION_SE_IDENTIFIED))
 
     def learns_scale(self, effect: str, learned: tuple[str, ...] = DEFAULT_LEARNED_SCALES) -> bool:
         """Whether ``effect`` has a learned scale (else the prior's scale, fixed).
@@ -274,6 +285,21 @@ def observed_acceptance(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     m = (tau - 1.0).clip(lower=0.0)
     se = np.sqrt((m * (k - m)).clip(lower=0.0) / drafts).fillna(0.0).where(tau.notna())
     return tau, se
+
+
+def replayed_acceptance(runs: pd.DataFrame) -> pd.Series:
+    """True for a speculative run whose acceptance counts (``num_drafts``, ``accepted_tokens`` and
+    ``per_position_acceptance``) equal an earlier run's of the same verifier, drafter, hardware, dataset
+    and k: a benchmark that replays the same requests at each load with greedy decoding measures the
+    same acceptance every time, one measurement however many runs repeat it. Runs without both
+    counts are never flagged (an acceptance length alone can coincide by rounding)."""
+    cols = ["num_drafts", "accepted_tokens"]
+    if not set(cols) <= set(runs) or runs.empty:
+        return pd.Series(False, index=runs.index)
+    key = runs[["verifier", "drafter", "hardware", "dataset", "k", *cols]].astype(str)
+    key = key.assign(_pos=runs["per_position_acceptance"].astype(str) if "per_position_acceptance" in runs else "")
+    counted = runs[cols].notna().all(axis=1) & (runs["k"] > 0)
+    return key.duplicated() & counted
 
 
 def observed_decay(runs: pd.DataFrame, tau: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -489,6 +515,13 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     x["moe_log_q"] = np.where(np.isfinite(log_q[run_v]), log_q[run_v], np.log(0.5))  # dense rows: any finite value
     x["drafter_z"] = drafter_predictor_matrix(drafters, models, list(drafter_predictors))
     tau, tau_se = observed_acceptance(fit)
+    replayed = replayed_acceptance(fit)
+    if replayed.any():
+        log.info(f"{int(replayed.sum())} runs repeat another run's acceptance counts of the same configuration "
+                 f"exactly (the same requests replayed at another load): their acceptance counts once, e.g. "
+                 f"{fit['run_id'].to_numpy()[replayed.to_numpy()][0]}")
+        tau = tau.mask(replayed)
+    x["acceptance_replayed"] = replayed.to_numpy(float)
     x["drafter_pivot"] = measured_pivot(fit, drafters, tau)
     spec_ks = fit[fit["k"] > 0].groupby(fit["drafter"].astype(str))["k"].nunique()
     x["drafter_ks"] = np.array([float(spec_ks.get(d, 0)) for d in drafters])  # draft lengths measured
@@ -513,7 +546,10 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     # relative standard error of each run mean where the run's own spread is known (has_spread); the
     # model gives the others one from its per-request tail shape and n_requests
     sd = fit["latency_sd_s"] if "latency_sd_s" in fit else pd.Series(np.nan, index=fit.index)
-    se = (sd / fit["latency_mean_s"] / np.sqrt(fit["n_requests"])).to_numpy(float)
+    se = sd / np.sqrt(fit["n_requests"])  # independent requests, unless the requests gave their autocorrelation
+    if "latency_se_s" in fit:
+        se = fit["latency_se_s"].astype(float).fillna(se)
+    se = (se / fit["latency_mean_s"]).to_numpy(float)
     x["has_spread"] = np.isfinite(se).astype(float)
     x["latency_rel_se"] = np.nan_to_num(se)
     x["n_requests"] = fit["n_requests"].to_numpy(float)
@@ -525,11 +561,16 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
         add("tpot", fit["tpot_mean_s"].where(fit["latency_mean_s"].isna()))
     add("tau", tau, steady_only=False)  # acceptance is a per-token rate: a saturated run measures it too
     slope, slope_se = observed_decay(fit, tau)
+    slope = slope.mask(replayed)
     if (rows := np.flatnonzero(np.isfinite(slope.to_numpy()))).size:
         obs["decay"] = (rows, slope.to_numpy()[rows])
     x["decay_se"] = slope_se.fillna(0.0).to_numpy(float)
-    by_drafter = fit.assign(_pos=slope.notna())[fit["k"] > 0].groupby(fit["drafter"].astype(str))["_pos"].sum()
-    x["drafter_position_runs"] = np.array([float(by_drafter.get(d, 0)) for d in drafters])
+    per_drafter = fit.assign(_pos=slope.notna(), _precision=(1.0 / slope_se**2).where(slope.notna(), 0.0))[
+        fit["k"] > 0].groupby(fit["drafter"].astype(str))
+    runs_with, precision = per_drafter["_pos"].sum(), per_drafter["_precision"].sum()
+    x["drafter_position_runs"] = np.array([float(runs_with.get(d, 0)) for d in drafters])
+    with np.errstate(divide="ignore"):
+        x["drafter_position_se"] = 1.0 / np.sqrt(np.array([float(precision.get(d, 0.0)) for d in drafters]))
     add("saturated", pd.Series(censored.astype(float)), steady_only=False)
     x["tau_se"] = tau_se.fillna(0.0).to_numpy(float)
     if "latency_sd_s" in fit:

@@ -152,6 +152,7 @@ class LatencyModel:
                         "models table: every verifier is fitted dense")
         spec = fd.runs["k"].to_numpy() > 0
         blind = spec & ~np.isin(np.arange(fd.n_runs), fd.obs.get("tau", (np.array([], int),))[0])
+        blind &= fd.x["acceptance_replayed"] == 0  # counted once, at the run they repeat
         if blind.any():
             log.warning(f"{int(blind.sum())} of {int(spec.sum())} speculative runs carry no acceptance (no "
                         "acceptance_length, accepted_tokens with num_drafts or draft_tokens): their acceptance is "

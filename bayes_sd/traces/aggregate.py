@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import arviz as az
 import numpy as np
 import pandas as pd
 
@@ -70,8 +71,9 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
     pandas.DataFrame
         Validated canonical runs table. Statistics of the kept requests: ``n_requests``; latency
         (``end_s - start_s``) mean, sd (ddof 1), p50/p90/p99 (linear interpolation, as numpy):
-        ``latency_mean_s``, ``latency_sd_s``, ``latency_p50_s``, ... (s); TTFT (``first_token_s -
-        start_s``) mean and median (s); ``tpot_mean_s`` = mean over requests with more than one
+        ``latency_mean_s``, ``latency_sd_s``, ``latency_p50_s``, ... (s), ``latency_se_s`` (the
+        mean's standard error, from the requests' autocorrelation in sending order, s); TTFT
+        (``first_token_s - start_s``) mean and median (s); ``tpot_mean_s`` = mean over requests with more than one
         output token of ``(end_s - first_token_s) / (output_tokens - 1)`` (s); mean prompt and
         output tokens; sums of draft/accepted tokens and drafts, ``acceptance_length = 1 +
         accepted / num_drafts``. Rates over the measured window ``[t0 + warmup, t1 - cooldown]``:
@@ -115,7 +117,7 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
         out_tps = np.where(window > 0, _per_run(codes, n_runs, out_tok, done) / window, np.nan)
         tpot = np.where(out_tok > 1, (end - first) / (out_tok - 1), np.nan)
 
-    kept = pd.DataFrame({"code": codes, "lat": end - start, "ttft": first - start, "tpot": tpot,
+    kept = pd.DataFrame({"code": codes, "start": start, "lat": end - start, "ttft": first - start, "tpot": tpot,
                       "prompt": req["prompt_tokens"].to_numpy("float64"), "out": out_tok})
     for c in ("draft_tokens", "accepted_tokens", "num_drafts"):
         kept[c] = req[c].astype("float64").to_numpy()
@@ -124,6 +126,7 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
     stats = g.agg(n_requests=("lat", "size"), latency_mean_s=("lat", "mean"), latency_sd_s=("lat", "std"),
                   ttft_mean_s=("ttft", "mean"), ttft_p50_s=("ttft", "median"), tpot_mean_s=("tpot", "mean"),
                   prompt_len=("prompt", "mean"), output_len=("out", "mean"))
+    stats["latency_se_s"] = _mean_se(kept)
     q = g["lat"].quantile([0.5, 0.9, 0.99]).unstack()
     stats["latency_p50_s"], stats["latency_p90_s"], stats["latency_p99_s"] = q[0.5], q[0.9], q[0.99]
     for c in ("draft_tokens", "accepted_tokens", "num_drafts"):
@@ -143,6 +146,22 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
     if detect:
         runs = fill_saturation(runs, req)
     return runs
+
+
+def _mean_se(kept: pd.DataFrame) -> pd.Series:
+    """Per run code, the standard error of the mean latency (s): ``sd / sqrt(ESS)``, with the effective
+    sample size of the latencies in the order the requests were sent (ArviZ's autocorrelation-based
+    ``ess(method="mean")``, Geyer's initial monotone sequence), at most the request count. Requests that
+    queue together share their wait, so near capacity hundreds of requests can be worth a dozen
+    independent ones, and ``sd / sqrt(n)`` would overstate what the run's mean knows."""
+    out = {}
+    for code, g in kept.groupby("code", sort=True):
+        lat = g.sort_values("start", kind="stable")["lat"].to_numpy()
+        n = lat.size
+        sd = float(lat.std(ddof=1)) if n > 1 else np.nan
+        ess = float(az.ess(lat[None, :], method="mean")) if n >= 8 and sd > 0 else float(n)
+        out[code] = sd / np.sqrt(np.clip(ess if np.isfinite(ess) else n, 1.0, n))
+    return pd.Series(out)
 
 
 def _ranks(codes: np.ndarray, values: np.ndarray, n: np.ndarray) -> np.ndarray:

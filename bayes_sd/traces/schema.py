@@ -128,6 +128,8 @@ RUNS: tuple[Column, ...] = (
     Column("n_incomplete", "int", "", False, "requests cut off unfinished by the benchmark's end (kept out)", lo=0),
     Column("latency_mean_s", "float", "s", True, "mean end-to-end request latency", lo=0),
     Column("latency_sd_s", "float", "s", False, "standard deviation of request latency", lo=0),
+    Column("latency_se_s", "float", "s", False, "standard error of the mean latency; from requests, with their "
+           "autocorrelation in the order they were sent (requests queued together are alike)", lo=0),
     Column("latency_p50_s", "float", "s", False, "median request latency", lo=0),
     Column("latency_p90_s", "float", "s", False, "90th percentile request latency", lo=0),
     Column("latency_p99_s", "float", "s", False, "99th percentile request latency", lo=0),

@@ -177,3 +177,62 @@ def test_a_constant_acceptance_fit_says_it_leaves_per_position_acceptance_unused
     with caplog.at_level("WARNING", logger="bayes_sd.model.latency_model"):
         LatencyModel("moe_roofline_per_position")._prepare(runs, None)
     assert "does not use" not in caplog.text
+
+
+def test_a_runs_own_standard_error_wins_over_sd_over_root_n(b200_runs):
+    runs = b200_runs.assign(latency_sd_s=0.5 * b200_runs["latency_mean_s"], n_requests=100)
+    fd = prepare_fit_data(runs)
+    np.testing.assert_allclose(fd.x["latency_rel_se"], 0.05)  # 0.5 / sqrt(100)
+    given = runs.assign(latency_se_s=0.2 * runs["latency_mean_s"])  # autocorrelated: worth ~6 requests
+    given.loc[given.index[0], "latency_se_s"] = np.nan  # where missing, sd / sqrt(n) still
+    fd = prepare_fit_data(given)
+    rel = dict(zip(fd.runs["run_id"], fd.x["latency_rel_se"]))
+    assert rel[given["run_id"].iloc[0]] == pytest.approx(0.05)
+    assert np.allclose([rel[r] for r in given["run_id"].iloc[1:] if r in rel], 0.2)
+
+
+def test_acceptance_replayed_at_another_load_counts_once(b200_runs, caplog):
+    """A sweep that sends the same requests at each load with greedy decoding measures the same
+    acceptance each time (the bundled real llama.cpp sweep does): one measurement, not several."""
+    from bayes_sd.model.fit_data import replayed_acceptance
+
+    spec = b200_runs[b200_runs["k"] > 0].copy()
+    first = spec.iloc[0]
+    same = ((spec["drafter"] == first["drafter"]) & (spec["k"] == first["k"]) & (spec["dataset"] == first["dataset"]))
+    assert same.sum() >= 2
+    spec.loc[same, ["num_drafts", "accepted_tokens"]] = [1000.0, 1500.0]  # identical counts at every load
+    spec["per_position_acceptance"] = None
+    flagged = replayed_acceptance(spec)
+    assert flagged.sum() == same.sum() - 1 and not flagged[same].iloc[0]
+    assert not replayed_acceptance(spec.assign(num_drafts=np.nan)).any()  # a length alone never counts as a replay
+    runs = pd.concat([b200_runs[b200_runs["k"] == 0], spec], ignore_index=True)
+    with caplog.at_level("INFO", logger="bayes_sd.model.fit_data"):
+        fd = prepare_fit_data(runs)
+    assert "replayed" in caplog.text
+    observed = set(fd.runs["run_id"].to_numpy()[fd.obs["tau"][0]])
+    dup = set(spec.loc[same, "run_id"]) & set(fd.runs["run_id"])
+    assert len(observed & dup) == 1
+
+
+@pytest.mark.parametrize("drafts,identified", [(20.0, False), (200_000.0, True)])
+def test_per_position_counts_identify_a_decay_only_when_they_pin_it(b200_runs, drafts, identified):
+    """MTP and DSpark are measured at one k each in the real B200 runs: with one run each whose
+    per-position shares come from twenty drafts their decays stay the population's; from hundreds
+    of thousands, their own."""
+    from bayes_sd.model.fit_data import POSITION_SE_IDENTIFIED
+    from bayes_sd.theory.acceptance import implied_a1, survival
+    from bayes_sd.traces.validate import format_per_position
+
+    one_each = b200_runs[b200_runs["k"] > 0].drop_duplicates("drafter")
+    b200_runs = pd.concat([b200_runs[b200_runs["k"] == 0], one_each], ignore_index=True)
+    spec = b200_runs["k"] >= 2
+    ks = b200_runs.loc[spec, "k"].to_numpy(float)
+    a1 = implied_a1(b200_runs.loc[spec, "acceptance_length"].to_numpy(float), ks, 0.2)
+    runs = b200_runs.assign(per_position_acceptance=None, num_drafts=np.nan, accepted_tokens=np.nan)
+    runs.loc[spec, "per_position_acceptance"] = [format_per_position(survival(a, 0.2, k)) for a, k in zip(a1, ks)]
+    runs.loc[spec, "num_drafts"] = drafts
+    runs.loc[spec, "accepted_tokens"] = drafts * (b200_runs.loc[spec, "acceptance_length"] - 1.0)
+    table = prepare_fit_data(runs).drafter_table()
+    assert (table["measured_ks"] == 1).all() and (table["position_runs"] > 0).all()
+    assert (table["decay_identified"] == identified).all()
+    assert ((table["position_se"] < POSITION_SE_IDENTIFIED) == identified).all()

@@ -75,7 +75,7 @@ def one_k_positions_fit():
     a1 = implied_a1(runs.loc[mine, "acceptance_length"].to_numpy(float), 4.0, STEEP)
     runs["per_position_acceptance"] = None
     runs.loc[mine, "per_position_acceptance"] = [format_per_position(survival(a, STEEP, 4)) for a in a1]
-    model = LatencyModel(CONFIG).fit(runs, models=load_fleet_models(), draws=500, tune=500, chains=2,
+    model = LatencyModel(CONFIG).fit(runs, models=load_fleet_models(), draws=500, tune=1000, chains=2,
                                      random_seed=11, progressbar=False, max_tree_depth=6)
     chat = (runs.loc[mine, "dataset"] == "chat").to_numpy()
     return model, runs, float(np.mean(a1[chat]))

@@ -41,6 +41,7 @@ def test_hand_computed_statistics_no_trimming():
     assert r["n_requests"] == 5
     assert r["latency_mean_s"] == pytest.approx(4.0)
     assert r["latency_sd_s"] == pytest.approx(np.sqrt(50 / 4))  # squares 9+4+1+0+36, ddof 1
+    assert r["latency_se_s"] == pytest.approx(np.sqrt(50 / 4) / np.sqrt(5))  # too few for autocorrelation
     assert r["latency_p50_s"] == pytest.approx(3.0)
     assert r["latency_p90_s"] == pytest.approx(4 + 0.6 * 6)  # position 3.6 between 4 and 10
     assert r["latency_p99_s"] == pytest.approx(4 + 0.96 * 6)
@@ -112,6 +113,26 @@ def test_property_percentiles_ordered_and_mean_in_range(rows):
         assert lats.min() - tol <= r.latency_mean_s <= lats.max() + tol
         assert lats.min() - tol <= r.latency_p50_s and r.latency_p99_s <= lats.max() + tol
         assert 1 <= r.n_requests <= len(lats) and r.achieved_rps >= 0
+
+
+def test_the_mean_latencys_standard_error_counts_requests_that_queue_together_once():
+    """Latencies that drift together in sending order (requests queued behind the same backlog) give
+    a mean worth far fewer requests than were sent; independent ones give sd / sqrt(n); and the error
+    never falls below that, whatever the order."""
+    rng = np.random.default_rng(3)
+    n = 400
+    backlog = np.convolve(rng.standard_normal(n + 39), np.ones(40) / 40, mode="valid")  # runs of 40 alike
+    independent = 2.0 + 0.3 * rng.standard_normal(n)
+    alternating = 2.0 + 0.3 * np.tile([1.0, -1.0], n // 2)  # anti-correlated: more than n would say
+    req = pd.concat([requests(np.arange(n), 2.0 + backlog, run="queued"),
+                     requests(np.arange(n), independent, run="independent"),
+                     requests(np.arange(n), alternating, run="alternating")], ignore_index=True)
+    out = aggregate_runs(req, meta(["queued", "independent", "alternating"]), warmup_s=0, cooldown_s=0)
+    iid = (out["latency_sd_s"] / np.sqrt(out["n_requests"])).to_numpy()
+    ratio = dict(zip(out["run_id"], out["latency_se_s"].to_numpy() / iid))
+    assert ratio["queued"] > 3  # ~40 alike in a row: an effective sample of ~n / 40
+    assert 0.8 < ratio["independent"] < 1.25
+    assert ratio["alternating"] == pytest.approx(1.0)  # capped at n
 
 
 def test_million_row_scale_is_vectorised():
