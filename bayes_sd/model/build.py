@@ -414,11 +414,11 @@ def _accept_decay(cfg: dict, fd: FitData):
     ``learned_scales`` lists ``accept_decay`` and enough drafters are fitted (as ``_sequence_cost``)."""
     if "accept_decay_spread" not in cfg["priors"]:
         return make_prior(cfg, "accept_decay", dims="drafter")
-    # A drafter measured at one draft length without per-position acceptance is fitted at the
-    # population's centre: with its latent at the pivot its runs are flat in its decay to first
-    # order, so its posterior decay is the population's, which predict.py draws afresh; sampled
-    # here, it was a curved ridge with the latent that gave 5-16 divergences on all bundled data
-    # (models/moe_roofline_per_position.toml).
+    # A drafter measured at one draft length without per-position counts that pin its decay
+    # (FitData.drafter_table, decay_identified) is fitted at the population's centre: with its
+    # latent at the pivot its runs are flat in its decay to first order, so its posterior decay is
+    # the population's, which predict.py draws afresh; sampled here, it was a curved ridge with the
+    # latent that gave 5-16 divergences on all bundled data (models/moe_roofline_per_position.toml).
     identified = fd.drafter_table()["decay_identified"].to_numpy(float)
     log_decay = _pooled_log_levels(cfg, fd, "accept_decay", "accept_decay", "drafter", keep=identified)
     return pm.Deterministic("accept_decay", pt.exp(log_decay), dims="drafter")

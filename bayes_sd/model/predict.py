@@ -358,8 +358,8 @@ def _accept_decay(post: dict, cfg: dict, fit_coords: dict, drafters: list[str], 
     """(sample, condition) per-position decay of acceptance (variant ``acceptance_form = "decaying"``),
     the fitted one per drafter; for a drafter never fitted, a draw from the population the fit learned
     (pooled decay, prior ``accept_decay_spread``) or from the prior; None for constant acceptance.
-    Pooled, a drafter the fit saw at one draft length only, without per-position acceptance, also takes
-    a population draw (build.py, ``_accept_decay``: its runs do not identify its decay)."""
+    Pooled, a drafter the fit saw at one draft length only, without per-position counts that pin its
+    decay, also takes a population draw (build.py, ``_accept_decay``: its runs do not identify it)."""
     if cfg.get("model", {}).get("acceptance_form", "constant") != "decaying":
         return None
     fitted = list(fit_coords.get("drafter", []))
@@ -372,7 +372,7 @@ def _accept_decay(post: dict, cfg: dict, fit_coords: dict, drafters: list[str], 
               else fixed_scale(cfg, "accept_decay_spread"))
     table = _require_drafter_table(fitted_drafters)
     unknown = set(table.index[~table["decay_identified"]])
-    known = [d if d not in unknown else None for d in fitted]  # one k, no per-position data: as never fitted
+    known = [d if d not in unknown else None for d in fitted]  # decay not identified: as never fitted
     return _per_level(post, "accept_decay", known, drafters,
                       lambda n: np.exp(centre + spread * rng.standard_normal(n)))
 
