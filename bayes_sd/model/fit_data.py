@@ -543,13 +543,14 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
             obs[name] = (rows, v[rows])
 
     add("latency", fit["latency_mean_s"])
-    # relative standard error of each run mean where the run's own spread is known (has_spread); the
+    # relative standard error of each run mean where the run's own spread is known (has_spread): from
+    # its requests' autocorrelation (latency_se_s) where given, else as if they were independent; the
     # model gives the others one from its per-request tail shape and n_requests
     sd = fit["latency_sd_s"] if "latency_sd_s" in fit else pd.Series(np.nan, index=fit.index)
-    se = sd / np.sqrt(fit["n_requests"])  # independent requests, unless the requests gave their autocorrelation
+    se = sd / fit["latency_mean_s"] / np.sqrt(fit["n_requests"])
     if "latency_se_s" in fit:
-        se = fit["latency_se_s"].astype(float).fillna(se)
-    se = (se / fit["latency_mean_s"]).to_numpy(float)
+        se = (fit["latency_se_s"].astype(float) / fit["latency_mean_s"]).fillna(se)
+    se = se.to_numpy(float)
     x["has_spread"] = np.isfinite(se).astype(float)
     x["latency_rel_se"] = np.nan_to_num(se)
     x["n_requests"] = fit["n_requests"].to_numpy(float)
