@@ -56,7 +56,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_line  # noqa: E402
 
 from bayes_sd.evaluation.fleets import load_frozen, random_fleet  # noqa: E402
-from bayes_sd.evaluation.scoring import score_runs, scored_saturated, summarise_scores  # noqa: E402
+from bayes_sd.evaluation.scoring import (  # noqa: E402
+    new_run_acceptance,
+    score_runs,
+    scored_saturated,
+    summarise_scores,
+)
 from bayes_sd.evaluation.splits import SPLITS, configuration_label  # noqa: E402
 from bayes_sd.model import ConvergenceWarning, LatencyModel  # noqa: E402
 from bayes_sd.model.conditions import CONDITION_COLUMNS  # noqa: E402
@@ -113,21 +118,11 @@ def score_split(model: LatencyModel, train: pd.DataFrame, test: pd.DataFrame, se
         s = score_runs(d.latency_pred, test["latency_mean_s"], saturated=saturated,
                        p90_draws=d.latency_p90, p90_observed=test.get("latency_p90_s"),
                        p99_draws=d.latency_p99, p99_observed=test.get("latency_p99_s"),
-                       tau_draws=acceptance_pred(model, d, seed), tau_observed=observed_acceptance(test)[0], seed=seed)
+                       tau_draws=new_run_acceptance(model.idata.posterior, d.acceptance_length, seed),
+                       tau_observed=observed_acceptance(test)[0], seed=seed)
         out.append(s.assign(lengths=lengths, run_id=test["run_id"].to_numpy(),
                             cluster=(test["source"].astype(str) + "|" + configuration_label(test)).to_numpy()))
     return pd.concat(out, ignore_index=True)
-
-
-def acceptance_pred(model: LatencyModel, d, seed: int) -> np.ndarray:
-    """Draws of a new run's measured acceptance length: the predicted one with the fit's run-to-run
-    scatter (``sigma_tau_obs``, relative; its posterior draws taken at random)."""
-    post = model.idata.posterior
-    if "sigma_tau_obs" not in post:
-        return d.acceptance_length
-    rng = np.random.default_rng(seed)
-    sigma = rng.choice(post["sigma_tau_obs"].values.ravel(), size=(d.acceptance_length.shape[0], 1))
-    return d.acceptance_length * (1.0 + sigma * rng.standard_normal(d.acceptance_length.shape))
 
 
 #: decision rules compared on the same fits: the default, and the best expected uncapped mean latency

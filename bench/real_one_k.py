@@ -33,20 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_line  # noqa: E402
 
 from bayes_sd.datasets import data_dir  # noqa: E402
+from bayes_sd.evaluation.scoring import new_run_acceptance  # noqa: E402
 from bayes_sd.model import ConvergenceWarning, LatencyModel  # noqa: E402
 from bayes_sd.model.conditions import CONDITION_COLUMNS  # noqa: E402
 from bayes_sd.traces import ingest_paths  # noqa: E402
 
 SWEEP = "real/llamacpp_cpu_sweep"
-
-
-def new_run_acceptance(model: LatencyModel, cond: pd.DataFrame, seed: int) -> np.ndarray:
-    """(draw, run) acceptance length a new run would measure: the predicted curve times the fit's
-    relative run-to-run scatter (``sigma_tau_obs``, one posterior draw per predictive draw)."""
-    d = model.predict_draws(cond.reset_index(drop=True), max_draws=2000, seed=seed)
-    rng = np.random.default_rng(seed)
-    sigma = rng.choice(model.idata.posterior["sigma_tau_obs"].values.ravel(), size=(d.acceptance_length.shape[0], 1))
-    return d.acceptance_length * (1.0 + sigma * rng.standard_normal(d.acceptance_length.shape))
 
 
 def main() -> None:
@@ -79,7 +71,8 @@ def main() -> None:
         for d in decay.coords["drafter"].values:
             q = np.quantile(decay.sel(drafter=d).values, [0.05, 0.5, 0.95])
             print(f"  decay of {d}: {q[1]:.3f} [{q[0]:.3f}, {q[2]:.3f}] logits per position")
-        tau = new_run_acceptance(model, test[CONDITION_COLUMNS], args.seed)
+        draws = model.predict_draws(test[CONDITION_COLUMNS].reset_index(drop=True), max_draws=2000, seed=args.seed)
+        tau = new_run_acceptance(model.idata.posterior, draws.acceptance_length, args.seed)
         lo, mid, hi = np.quantile(tau, [0.05, 0.5, 0.95], axis=0)
         observed = test["acceptance_length"].to_numpy(float)
         rows.append(pd.DataFrame({"fit": label, "run_id": test["run_id"], "k": test["k"], "measured": observed,

@@ -30,7 +30,7 @@ import pandas as pd
 from bayes_sd._stats import interval_bounds, quantile
 
 __all__ = ["LEVELS", "pit", "crps", "coverage", "cluster_bootstrap", "score_runs", "summarise_scores",
-           "scored_saturated"]
+           "scored_saturated", "new_run_acceptance"]
 
 #: nominal masses of the central predictive intervals scored
 LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -291,3 +291,30 @@ def summarise_scores(scores: pd.DataFrame, clusters, *, prob: float = 0.9, n_boo
                             ("width_tau_90", "width_tau_90")):
             add(figure, scores[col], has)
     return pd.DataFrame(rows)
+
+
+def new_run_acceptance(posterior, acceptance_length: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Draws of the acceptance length a new run would measure: the predicted curve times one plus the
+    fit's relative run-to-run scatter (``sigma_tau_obs``, one posterior draw taken at random per
+    predictive draw); the curve alone where the fit has no such scatter.
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        The fit's posterior (``LatencyModel.idata.posterior``).
+    acceptance_length : numpy.ndarray
+        (draw, condition) predicted acceptance length, tokens per verify step
+        (``LatencyModel.predict_draws(...).acceptance_length``).
+    seed : int, default 0
+        Seed of the scatter's draws.
+
+    Returns
+    -------
+    numpy.ndarray
+        (draw, condition) tokens per verify step.
+    """
+    if "sigma_tau_obs" not in posterior:
+        return acceptance_length
+    rng = np.random.default_rng(seed)
+    sigma = rng.choice(posterior["sigma_tau_obs"].values.ravel(), size=(acceptance_length.shape[0], 1))
+    return acceptance_length * (1.0 + sigma * rng.standard_normal(acceptance_length.shape))

@@ -107,3 +107,16 @@ def test_only_open_loop_runs_flagged_saturated_are_scored_as_infinite():
     draws = np.random.default_rng(0).normal(10.0, 0.5, size=(400, 2))
     s = score_runs(draws, [10.0, 10.0], saturated=scored_saturated(runs.iloc[2:]))
     assert s["covered_90"].all() and not s["saturated"].any()
+
+
+def test_a_new_runs_acceptance_carries_the_fits_run_to_run_scatter():
+    import xarray as xr
+
+    from bayes_sd.evaluation.scoring import new_run_acceptance
+
+    curve = np.full((4000, 3), 2.5)
+    post = xr.Dataset({"sigma_tau_obs": (("chain", "draw"), np.full((2, 50), 0.1))})
+    draws = new_run_acceptance(post, curve, seed=1)
+    assert draws.shape == curve.shape
+    assert abs(draws.mean() / 2.5 - 1) < 0.01 and abs((draws / 2.5).std() - 0.1) < 0.005
+    assert new_run_acceptance(xr.Dataset(), curve) is curve  # no scatter fitted: the curve alone
