@@ -13,10 +13,11 @@ import pandas as pd
 
 __all__ = ["CONDITION_COLUMNS", "load_axis", "condition_grid", "validate_conditions", "load_column"]
 
-#: the canonical run columns that describe a condition to predict
-#: (``max_num_seqs``: the server's batch cap, requests in service at most; NaN: unknown, not capped)
+#: the canonical run columns that describe a condition to predict (``max_num_seqs``: the server's batch
+#: cap, requests in service at most; NaN: unknown, not capped; ``n_requests``: the requests of the run
+#: whose mean is predicted, which adds their mean's sampling error; NaN: the server's long-run mean)
 CONDITION_COLUMNS = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type",
-                     "rate_rps", "concurrency", "max_num_seqs"]
+                     "rate_rps", "concurrency", "max_num_seqs", "n_requests"]
 
 
 def load_axis(rates=None, concurrencies=None) -> tuple[str, str, np.ndarray]:
@@ -49,7 +50,7 @@ def condition_grid(*, verifier: str, drafter: str, hardware: str, dataset: str, 
     rows = [{"verifier": verifier, "drafter": drafter if int(k) > 0 else "none", "hardware": hardware,
              "dataset": dataset, "k": int(k), "prompt_len": float(prompt_len), "output_len": float(output_len),
              "load_type": load_type, "rate_rps": np.nan, "concurrency": np.nan, col: float(x),
-             "max_num_seqs": np.nan if max_num_seqs is None else float(max_num_seqs)}
+             "max_num_seqs": np.nan if max_num_seqs is None else float(max_num_seqs), "n_requests": np.nan}
             for x in loads for k in ks]
     return pd.DataFrame(rows, columns=CONDITION_COLUMNS), col, loads
 
@@ -65,14 +66,17 @@ def validate_conditions(conditions: pd.DataFrame) -> pd.DataFrame:
                          "concurrency)")
     cond = conditions.copy()
     for col, default in (("drafter", "none"), ("dataset", "unseen"), ("rate_rps", np.nan), ("concurrency", np.nan),
-                         ("max_num_seqs", np.nan)):
+                         ("max_num_seqs", np.nan), ("n_requests", np.nan)):
         if col not in cond:
             cond[col] = default
-    cap = pd.to_numeric(cond["max_num_seqs"], errors="coerce")
-    if (cap.notna() & ~(cap >= 1)).any() or (cap.isna() & cond["max_num_seqs"].notna()).any():
-        raise ValueError("conditions, column 'max_num_seqs': the batch cap must be a number of requests >= 1. "
-                         "Fix: give the server's max_num_seqs, or leave it empty when unknown")
-    cond["max_num_seqs"] = cap.astype(float)
+    for col, fix in (("max_num_seqs", "the batch cap must be a number of requests >= 1. Fix: give the server's "
+                                      "max_num_seqs, or leave it empty when unknown"),
+                     ("n_requests", "the run's request count must be a number >= 1. Fix: give the requests of "
+                                    "the run to predict, or leave it empty for the server's long-run mean")):
+        value = pd.to_numeric(cond[col], errors="coerce")
+        if (value.notna() & ~(value >= 1)).any() or (value.isna() & cond[col].notna()).any():
+            raise ValueError(f"conditions, column '{col}': {fix}")
+        cond[col] = value.astype(float)
     bad = ~cond["load_type"].isin(["rate", "concurrency"])
     if bad.any():
         raise ValueError("conditions, column 'load_type': must be 'rate' or 'concurrency'")

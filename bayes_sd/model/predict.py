@@ -124,7 +124,8 @@ class Draws:
     """Posterior draws (sample, condition) of everything predicted for a set of conditions."""
 
     latency: np.ndarray  # mean request latency, s
-    latency_pred: np.ndarray  # a new run's observed mean latency (adds model discrepancy), s
+    latency_pred: np.ndarray  # a new run's observed mean latency (adds model discrepancy; and, for conditions
+    # with n_requests, the sampling error of that many requests' mean, inflated by queueing), s
     latency_p50: np.ndarray  # per-request latency quantiles, s
     latency_p90: np.ndarray
     latency_p99: np.ndarray
@@ -314,6 +315,14 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
             ratio = np.where(is_open & (rate * c2_new >= 1.0), np.inf, ratio)
             # a draw saturated in the mean stays saturated (inf times the ratio's sign would not)
             lat_pred = np.where(np.isfinite(lat), lat_pred * ratio, np.inf)
+    n_requests = cond["n_requests"].to_numpy(float) if "n_requests" in cond else np.full(len(cond), np.nan)
+    if np.any(np.isfinite(n_requests)):  # a run of that many requests: its mean's sampling error too
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            rho = rate * dem.c2
+            inflation = theory.run_mean_inflation(np.where(rho < 1.0, rho / (1.0 - rho), np.inf), is_open)
+            rel_se = np.sqrt(np.expm1(shape**2) / n_requests * inflation)
+        rel_se = np.where(np.isfinite(rel_se) & np.isfinite(lat), rel_se, 0.0)
+        lat_pred = lat_pred * np.exp(rel_se * rng.standard_normal(lat.shape))
     return Draws(
         latency=lat, latency_pred=lat_pred, latency_p50=quant[0.5], latency_p90=quant[0.9],
         latency_p99=quant[0.99], ttft=ttft, tpot=tpot, latency_k0=lat0,

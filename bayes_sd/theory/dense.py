@@ -393,6 +393,31 @@ def saturation_rate(c2):
     return 1.0 / c2
 
 
+def run_mean_inflation(load_share, is_open, xp=np):
+    """How many times more a run's mean latency varies than the mean of as many independent requests
+    (``n / ESS``, the integrated autocorrelation time of the latencies in sending order).
+
+    In an open loop, requests that arrive while the server is loaded share its backlog: consecutive
+    latencies correlate about as an AR(1) series whose lag-one correlation is the utilisation ``rho``,
+    which gives ``(1 + rho) / (1 - rho) = 1 + 2 load_share``, with ``load_share = rho / (1 - rho)``. A
+    closed loop's streams take turns, and its run means vary as independent requests' would: 1.
+
+    Parameters
+    ----------
+    load_share : float or array-like
+        Open loop: ``rho / (1 - rho)``, ``rho = rate * C2`` the utilisation (dimensionless, >= 0);
+        ignored in closed loops.
+    is_open : bool or array-like
+        Open-loop (fixed-rate) runs.
+
+    Returns
+    -------
+    float or array
+        The variance inflation factor, >= 1 (dimensionless).
+    """
+    return xp.where(is_open, 1.0 + 2.0 * load_share, 1.0)
+
+
 def in_flight(rate, latency):
     """Mean number of requests in flight (batch size) by Little's law: ``B = rate * L``."""
     return rate * latency

@@ -48,3 +48,49 @@ def test_unseen_pair_dataset_with_learned_scalar_scale():
     costs = theory.ServiceCosts(**{c: np.exp(LOG_MS[c]) / 1000.0 for c in theory.COEFS})
     dem = theory.demand(dataclasses.replace(costs, d0=0.0, d1=0.0), 0, 1.0, 100.0, 100.0)
     assert np.median(dr.latency[:, 2]) == pytest.approx(theory.latency_closed(dem.c1, dem.c2, 4.0), rel=0.05)
+
+
+def test_a_run_of_n_requests_adds_its_mean_sampling_error_inflated_by_queueing():
+    """latency_pred of a run of n requests = the long-run prediction times exp(rel_se z), rel_se^2 =
+    CV^2 / n times theory.run_mean_inflation at each draw's own utilisation; none without n_requests."""
+    from bayes_sd.model.predict import latency_at
+
+    post = _posterior(n=2000)
+    fit_coords = {"pair_dataset": ["v / d | a", "v / d | b"], "hardware": ["h"], "verifier": ["v"], "drafter": ["d"]}
+    cfg = load_config("default")
+    cfg["model"]["configuration_effects"] = []
+    costs = theory.ServiceCosts(**{c: np.exp(LOG_MS[c]) / 1000.0 for c in theory.COEFS})
+    c2 = theory.demand(dataclasses.replace(costs, d0=0.0, d1=0.0), 0, 1.0, 100.0, 100.0).c2
+    cond = pd.DataFrame({"verifier": "v", "drafter": "none", "hardware": "h", "dataset": "a", "k": 0,
+                         "prompt_len": 100.0, "output_len": 100.0, "load_type": ["rate", "rate", "concurrency"],
+                         "rate_rps": [0.1 / c2, 0.7 / c2, np.nan], "concurrency": [np.nan, np.nan, 8.0]})
+    long_run = condition_draws(post, cfg, fit_coords, cond, seed=1)
+    of_400 = condition_draws(post, cfg, fit_coords, cond.assign(n_requests=400), seed=1)
+    np.testing.assert_array_equal(of_400.latency, long_run.latency)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_ratio = np.log(of_400.latency_pred / long_run.latency_pred)
+    _, dem, *_ = latency_at(long_run.inputs, np.zeros(3), np.ones(3), np.ones(3))
+    rho = np.array(cond["rate_rps"].fillna(0.0)) * dem.c2
+    with np.errstate(invalid="ignore", divide="ignore"):  # each draw's tail shape: p50 = mean exp(-s^2 / 2)
+        cv_sq = np.expm1(2.0 * np.log(long_run.latency / long_run.latency_p50))
+    inflation = np.where([True, True, False], (1 + rho) / (1 - rho), 1.0)
+    ok = np.isfinite(log_ratio) & (rho < 1)
+    for j in range(3):
+        z = log_ratio[ok[:, j], j] / np.sqrt(cv_sq[ok[:, j], j] / 400 * inflation[ok[:, j], j])
+        assert 0.9 < z.std() < 1.1, j
+    # the draws' utilisation spreads (unseen hardware effects); at 70% nominal the error is several times
+    # the light load's, and independent requests' (inflation 1) would be far too narrow
+    assert log_ratio[ok[:, 1], 1].std() > 2.0 * log_ratio[:, 0].std()
+    assert log_ratio[ok[:, 1], 1].std() > 2.0 * np.sqrt(np.mean(cv_sq[ok[:, 1], 1]) / 400)
+    assert log_ratio[:, 2].std() == pytest.approx(np.sqrt(np.mean(cv_sq[:, 2]) / 400), rel=0.1)
+
+
+@pytest.mark.parametrize("column, bad", [("max_num_seqs", 0), ("n_requests", 0.5), ("n_requests", "many")])
+def test_a_condition_with_an_impossible_count_names_the_column_and_the_fix(column, bad):
+    from bayes_sd.model.conditions import validate_conditions
+
+    cond = pd.DataFrame({"verifier": ["v"], "hardware": ["h"], "k": [0], "prompt_len": [100.0],
+                         "output_len": [100.0], "load_type": ["concurrency"], "concurrency": [4.0], column: [bad]})
+    with pytest.raises(ValueError, match=f"'{column}'.*Fix"):
+        validate_conditions(cond)
+    assert np.isnan(validate_conditions(cond.drop(columns=column))[column].iloc[0])  # empty: allowed
