@@ -86,7 +86,7 @@ SOURCE = "synthetic:bayes_sd.simulate"
 
 _REQUEST_COLUMNS = (
     "run_id", "request_id", "start_s", "first_token_s", "end_s", "prompt_tokens",
-    "output_tokens", "draft_tokens", "accepted_tokens", "num_drafts",
+    "output_tokens", "draft_tokens", "accepted_tokens", "num_drafts", "acceptance_histogram",
 )
 
 
@@ -484,7 +484,8 @@ def simulate_run(
     pandas.DataFrame
         Canonical REQUESTS table, one row per request: ``run_id``, ``request_id``, ``start_s``,
         ``first_token_s``, ``end_s`` (s), ``prompt_tokens``, ``output_tokens``, ``draft_tokens``,
-        ``accepted_tokens`` (tokens) and ``num_drafts`` (verify steps that carried drafts).
+        ``accepted_tokens`` (tokens), ``num_drafts`` (verify steps that carried drafts) and
+        ``acceptance_histogram`` (empty: the scheduler kernel keeps no per-step counts).
 
     Raises
     ------
@@ -515,6 +516,7 @@ def simulate_run(
         "draft_tokens": res.drafts,
         "accepted_tokens": res.accepted,
         "num_drafts": res.num_drafts,
+        "acceptance_histogram": pd.Series([None] * n, dtype=object),  # the kernel keeps no per-step counts
     })[list(_REQUEST_COLUMNS)]
 
 

@@ -11,6 +11,7 @@ codes): a million request rows aggregate in about a second.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import arviz as az
@@ -18,7 +19,16 @@ import numpy as np
 import pandas as pd
 
 from .schema import RUNS, TraceError
-from .validate import STAT_COLUMNS, validate_requests, validate_runs
+from .validate import (
+    STAT_COLUMNS,
+    format_per_position,
+    parse_histogram,
+    survival_from_histogram,
+    validate_requests,
+    validate_runs,
+)
+
+log = logging.getLogger(__name__)
 
 __all__ = ["aggregate_runs", "detect_saturation", "fill_saturation", "keep_runs", "check_run_ids", "configurations"]
 
@@ -76,7 +86,9 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
         (``first_token_s - start_s``) mean and median (s); ``tpot_mean_s`` = mean over requests with more than one
         output token of ``(end_s - first_token_s) / (output_tokens - 1)`` (s); mean prompt and
         output tokens; sums of draft/accepted tokens and drafts, ``acceptance_length = 1 +
-        accepted / num_drafts``. Rates over the measured window ``[t0 + warmup, t1 - cooldown]``:
+        accepted / num_drafts``; ``per_position_acceptance`` from the requests' summed
+        ``acceptance_histogram`` where they carry one (else the metadata's). Rates over the measured
+        window ``[t0 + warmup, t1 - cooldown]``:
         ``achieved_rps`` = requests completing in it / its length (requests/s), ``output_tps``
         = their output tokens / its length (tokens/s).
 
@@ -121,6 +133,8 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
                       "prompt": req["prompt_tokens"].to_numpy("float64"), "out": out_tok})
     for c in ("draft_tokens", "accepted_tokens", "num_drafts"):
         kept[c] = req[c].astype("float64").to_numpy()
+    if "acceptance_histogram" in req:
+        kept["histogram"] = req["acceptance_histogram"].to_numpy(object)
     kept = kept[keep]
     g = kept.groupby("code", sort=True)
     stats = g.agg(n_requests=("lat", "size"), latency_mean_s=("lat", "mean"), latency_sd_s=("lat", "std"),
@@ -141,6 +155,9 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
     runs = meta.set_index("run_id").loc[list(run_ids)]
     for c in STAT_COLUMNS:
         runs[c] = stats[c].reindex(runs.index)
+    if "histogram" in kept:  # per-position shares from the requests' histograms, else the metadata's
+        shares = _per_position(kept, runs["k"].to_numpy(), run_ids)
+        runs["per_position_acceptance"] = shares.reindex(runs.index).fillna(runs["per_position_acceptance"])
     runs = runs.reset_index()[_RUN_COLS]
     runs = validate_runs(runs, f"{source} (aggregated)", check_units=False)
     if detect:
@@ -162,6 +179,28 @@ def _mean_se(kept: pd.DataFrame) -> pd.Series:
         ess = float(az.ess(lat[None, :], method="mean")) if n >= 8 and sd > 0 else float(n)
         out[code] = sd / np.sqrt(np.clip(ess if np.isfinite(ess) else n, 1.0, n))
     return pd.Series(out)
+
+
+def _per_position(kept: pd.DataFrame, k: np.ndarray, run_ids) -> pd.Series:
+    """Per run id, the ``per_position_acceptance`` cell of its kept requests' summed acceptance
+    histograms (``k[code]`` the run's draft length); none where no request has one, or where one has
+    more positions than k (logged)."""
+    out = {}
+    given = kept["histogram"].notna()
+    for code, cells in kept.loc[given, ["code", "histogram"]].groupby("code")["histogram"]:
+        counts = [parse_histogram(c) for c in cells]
+        total = np.zeros(max(c.size for c in counts))
+        for c in counts:
+            total[:c.size] += c
+        try:
+            shares = survival_from_histogram(total, int(k[code]))
+        except ValueError as e:
+            log.warning(f"run {run_ids[code]}: its requests' acceptance histograms do not fit its draft length "
+                        f"({e}): its per-position shares are left empty")
+            continue
+        if shares.size:
+            out[run_ids[code]] = format_per_position(shares)
+    return pd.Series(out, dtype=object)
 
 
 def _ranks(codes: np.ndarray, values: np.ndarray, n: np.ndarray) -> np.ndarray:

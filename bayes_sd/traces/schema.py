@@ -107,6 +107,8 @@ REQUESTS: tuple[Column, ...] = (
     Column("draft_tokens", "int", "tokens", False, "tokens proposed by the drafter", lo=0),
     Column("accepted_tokens", "int", "tokens", False, "draft tokens accepted by the verifier", lo=0),
     Column("num_drafts", "int", "", False, "verify steps that carried drafts", lo=0),
+    Column("acceptance_histogram", "str", "", False, "verify steps that accepted exactly 0, 1, ..., k drafts, "
+           "';'-separated counts (vLLM's per-request acceptance_histogram)"),
 )
 
 RUNS: tuple[Column, ...] = (

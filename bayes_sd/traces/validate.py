@@ -118,9 +118,9 @@ def _check_columns(df: pd.DataFrame, spec: tuple[Column, ...], source: str, requ
 
 def _coerce(s: pd.Series, c: Column, source: str, df: pd.DataFrame, key: str | None) -> pd.Series:
     """Coerce one column to its canonical dtype; raise on unparseable values."""
-    if c.kind == "str":
+    if c.kind == "str":  # missing cells stay missing (pandas < 3 turns None into 'None' with astype)
         out = (s if s.dtype == "str" else s.astype("str")).str.strip()
-        return out.mask(out == "")
+        return out.mask(s.isna().to_numpy() | (out == "").to_numpy())
     if c.kind == "bool":
         if pd.api.types.is_bool_dtype(s):
             return s.astype("boolean") if s.isna().any() else s.astype(bool)
@@ -228,7 +228,8 @@ def validate_requests(df: pd.DataFrame, source: str = "requests") -> pd.DataFram
 
     Checks, besides the schema: ``(run_id, request_id)`` unique; ``0 <= start_s <=
     first_token_s <= end_s``; median latency ``end_s - start_s`` below 600 s (else the
-    times are milliseconds); ``accepted_tokens <= draft_tokens``.
+    times are milliseconds); ``accepted_tokens <= draft_tokens``; ``acceptance_histogram`` holds
+    counts, ``num_drafts`` of them where both are given (:func:`parse_histogram`).
 
     Parameters
     ----------
@@ -273,6 +274,7 @@ def validate_requests(df: pd.DataFrame, source: str = "requests") -> pd.DataFram
                          "first_token_s and end_s by 1000")
     _not_above(clean, "accepted_tokens", "draft_tokens", source, "request_id",
                "more tokens accepted than drafted", "check accepted_tokens and draft_tokens")
+    _check_histograms(clean, source)
     return clean
 
 
@@ -371,6 +373,49 @@ def parse_per_position(text) -> np.ndarray:
 def format_per_position(values) -> str:
     """A ``per_position_acceptance`` cell from fractions ``s_1..s_k`` (six significant digits)."""
     return ";".join(f"{float(v):.6g}" for v in values)
+
+
+def parse_histogram(text) -> np.ndarray:
+    """The counts of an ``acceptance_histogram`` cell (``'3;10;25'``: verify steps that accepted exactly
+    0, 1, 2 drafts), or an empty array for a missing cell; ValueError on an entry that is not a count."""
+    counts = parse_per_position(text)
+    if np.any((counts < 0) | (counts != np.round(counts))):
+        raise ValueError(f"{text!r}: not counts")
+    return counts
+
+
+def format_histogram(counts) -> str:
+    """An ``acceptance_histogram`` cell from counts ``h_0..h_m`` (verify steps accepting exactly j drafts)."""
+    return ";".join(str(int(c)) for c in counts)
+
+
+def survival_from_histogram(counts, k: int) -> np.ndarray:
+    """``s_1..s_k``, the share of verify steps whose first j drafts were all accepted, from the steps that
+    accepted exactly j drafts (``counts``, j = 0..m, m <= k; longer: ValueError); empty without steps."""
+    counts = np.asarray(counts, float)
+    if counts.size > k + 1:
+        raise ValueError(f"{counts.size - 1} positions for k = {k}")
+    if counts.sum() <= 0:
+        return np.empty(0)
+    dense = np.zeros(k + 1)
+    dense[:counts.size] = counts
+    return np.cumsum(dense[::-1])[::-1][1:] / dense.sum()
+
+
+def _check_histograms(clean: pd.DataFrame, source: str) -> None:
+    """Each ``acceptance_histogram`` holds counts, as many steps as ``num_drafts`` where both are given."""
+    col = "acceptance_histogram"
+    fix = ("give h_0;h_1;...;h_k, the verify steps that accepted exactly j drafts (vLLM's per-request "
+           "acceptance_histogram), or leave the cell empty")
+    given = clean[col].notna().to_numpy()
+    for text, steps, rid in zip(clean[col][given], clean["num_drafts"][given], clean["request_id"][given]):
+        try:
+            counts = parse_histogram(text)
+        except ValueError:
+            raise TraceError(source, col, f"request {rid}: {text!r} is not a list of counts", fix) from None
+        if counts.size and pd.notna(steps) and counts.sum() != float(steps):
+            raise TraceError(source, col, f"request {rid}: {int(counts.sum())} steps in the histogram, "
+                             f"{int(steps)} in num_drafts", "give both from the same record, or " + fix)
 
 
 def _check_per_position(clean: pd.DataFrame, source: str) -> None:

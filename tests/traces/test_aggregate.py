@@ -149,3 +149,37 @@ def test_million_row_scale_is_vectorised():
     out = aggregate_runs(req, meta([f"r{i}" for i in range(runs)]))
     assert time.perf_counter() - t < 4.0  # about 0.4 s here; ~1.3 s for 1e6 rows
     assert len(out) == runs and out["n_requests"].sum() < n
+
+
+def test_per_request_acceptance_histograms_give_the_runs_per_position_shares():
+    """Summed over the kept requests: s_j = steps that accepted at least j drafts / steps; with
+    1 + sum_j s_j the acceptance length the counts give."""
+    hist = ["2;3;5;0", "0;1;1;2", "1;0;0"]  # steps accepting exactly 0..3 drafts; the last one shorter
+    steps = [10, 4, 1]
+    accepted = [3 + 10, 1 + 2 + 6, 0]
+    req = requests(start=[0, 1, 2], latency=[1, 1, 1], draft_tokens=[30, 12, 3], accepted_tokens=accepted,
+                   num_drafts=steps, acceptance_histogram=hist)
+    r = aggregate_runs(req, meta(["r1"])).iloc[0]
+    total = np.array([3, 4, 6, 2])  # 15 steps
+    expected = [12 / 15, 8 / 15, 2 / 15]
+    np.testing.assert_allclose([float(v) for v in r["per_position_acceptance"].split(";")], expected, rtol=1e-5)
+    assert 1 + sum(expected) == pytest.approx(r["acceptance_length"])
+    assert total.sum() == r["num_drafts"]
+
+
+def test_histograms_that_do_not_fit_the_runs_k_leave_the_shares_to_the_metadata(caplog):
+    req = requests(start=[0, 1], latency=[1, 1], num_drafts=[5, 5], acceptance_histogram=["1;1;1;1;1", "1;1;1;1;1"])
+    given = meta(["r1"], per_position_acceptance="0.8;0.6;0.4")  # k = 3: five counts are one too many
+    with caplog.at_level("WARNING", logger="bayes_sd.traces.aggregate"):
+        r = aggregate_runs(req, given).iloc[0]
+    assert r["per_position_acceptance"] == "0.8;0.6;0.4" and "do not fit its draft length" in caplog.text
+    r = aggregate_runs(req.drop(columns="acceptance_histogram"), given).iloc[0]
+    assert r["per_position_acceptance"] == "0.8;0.6;0.4"
+
+
+@pytest.mark.parametrize("cell, steps, match", [("3;x;1", 4, "not a list of counts"), ("3;-1;1", 3, "not a list"),
+                                                ("3;1;1", 9, "5 steps in the histogram, 9 in num_drafts")])
+def test_a_bad_histogram_cell_names_the_request_and_the_fix(cell, steps, match):
+    req = requests(start=[0], latency=[1], num_drafts=[steps], acceptance_histogram=[cell])
+    with pytest.raises(TraceError, match=f"acceptance_histogram.*{match}.*Fix"):
+        aggregate_runs(req, meta(["r1"]))

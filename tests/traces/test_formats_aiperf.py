@@ -99,3 +99,17 @@ def test_non_streaming_export_is_refused(tmp_path):
     p.write_text("\n".join(lines))
     with pytest.raises(TraceError, match="--streaming"):
         read_format(p)
+
+
+def test_the_acceptance_histograms_give_per_position_shares_consistent_with_the_counts():
+    """The export's dict histograms ({"1": 15, "2": 23}: steps accepting exactly j drafts), summed over
+    the run, give s_j; 1 + sum s_j is the acceptance length the step and token counts give."""
+    row = ingest_paths([JSONL], labels=FLAGS).runs.iloc[0]
+    recs = [r for r in records() if r["metadata"]["benchmark_phase"] == "profiling" and r["error"] is None]
+    total = np.zeros(4)
+    for r in recs:
+        for j, c in r["spec_decode_acceptance"]["acceptance_histogram"].items():
+            total[int(j)] += c
+    shares = [float(v) for v in row["per_position_acceptance"].split(";")]
+    np.testing.assert_allclose(shares, [total[j:].sum() / total.sum() for j in (1, 2, 3)], rtol=1e-5)
+    assert 1 + sum(shares) == pytest.approx(row["acceptance_length"], rel=1e-5)

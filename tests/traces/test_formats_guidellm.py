@@ -79,3 +79,26 @@ def test_version_of_guidellm_recorded_per_run():
     assert (runs["tool"] == "guidellm").all() and (runs["tool_version"] == "0.5.4").all()
     legacy = read_format(DATA / "guidellm-benchmarks_stripped.json")
     assert legacy.info == {"tool": "guidellm"}  # no version recorded before 0.5
+
+
+def shares(path):
+    cell = ingest_paths([path]).runs.iloc[0]["per_position_acceptance"]
+    return [float(v) for v in cell.split(";")]
+
+
+@pytest.mark.parametrize("indent", [None, 2], ids=["streamed", "plain-json"])
+@pytest.mark.parametrize("edit", [_list_histogram, _dict_histogram_only], ids=["list", "dict"])
+def test_histograms_give_per_position_shares_in_either_shape(tmp_path, edit, indent):
+    """s_j = steps accepting at least j drafts / steps, summed over the run: 1 + sum s_j = tau."""
+    s = shares(rewrite(CHOICE, tmp_path / "r.json", edit, indent))
+    assert s == pytest.approx(shares(CHOICE)) and len(s) == 4
+    assert all(a >= b for a, b in zip(s, s[1:]))
+    assert 1 + sum(s) == pytest.approx(counts(CHOICE)[3], rel=1e-5)
+
+
+def test_a_histogram_that_disagrees_with_its_step_count_is_left_out_with_a_warning():
+    """The list-shaped fixture's histograms are zero placeholders beside positive step counts."""
+    with pytest.warns(Warning, match="acceptance_histogram.*left out of the per-position shares"):
+        row = ingest_paths([TOP]).runs.iloc[0]
+    assert not isinstance(row["per_position_acceptance"], str) or not row["per_position_acceptance"]
+    assert row["num_drafts"] > 0  # the counts stay

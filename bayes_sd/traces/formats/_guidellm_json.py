@@ -22,9 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..schema import TraceError
-from .base import get
+from ..validate import parse_histogram
+from .base import get, histogram_cell
 
-__all__ = ["FIELDS", "BATCH_KEY", "stream_report", "records_to_columns", "parse_batch"]
+__all__ = ["FIELDS", "HISTOGRAM", "BATCH_KEY", "stream_report", "records_to_columns", "parse_batch"]
 
 MARK = b'{"type_": "generative_request_stats"'
 BATCH_KEY = "__bayes_sd_batch__"
@@ -35,6 +36,8 @@ BATCH_KEY = "__bayes_sd_batch__"
 _SD = ("response_metrics", "speculative_decoding")
 _SD_CHOICE = ("response_metrics", "speculative_decoding_stats")
 _HIST = "acceptance_histogram"
+#: the flat column of each record's histogram cell (``'h_0;h_1;...'``, None without one), beside :data:`FIELDS`
+HISTOGRAM = "histogram"
 #: flat column name -> path in a request record (v1/v2 and legacy fields; absent -> NaN).
 FIELDS = {
     "request_id": ("request_id",),
@@ -99,20 +102,17 @@ def _num(v, source, name):
 def histogram_counts(hist, source: str) -> tuple[float, float]:
     """(verify steps, accepted draft tokens) of an acceptance histogram: a list (index j = steps that
     accepted exactly j drafts) or a dict with the same meaning keyed by j as a string or integer."""
-    items = enumerate(hist) if isinstance(hist, list) else hist.items() if isinstance(hist, dict) else None
-    if items is None:
-        raise TraceError(source, _HIST, f"expected a list or an object, found {type(hist).__name__}",
-                         "restore the server's acceptance histogram unchanged")
-    steps = accepted = 0.0
-    for j, c in items:
-        try:
-            j, c = int(j), float(c)
-        except (TypeError, ValueError):
-            raise TraceError(source, _HIST, f"entry {j!r}: {c!r} is not a count",
-                             "restore the server's acceptance histogram unchanged") from None
-        steps += c
-        accepted += j * c
-    return steps, accepted
+    counts = parse_histogram(histogram_cell(hist, source))
+    return float(counts.sum()), float(np.arange(counts.size) @ counts)
+
+
+def _histogram_of(r: dict, source: str) -> str | None:
+    """A record's histogram cell, from the response-level object, else the per-choice one."""
+    for path in (_SD, _SD_CHOICE):
+        sd = get(r, *path)
+        if isinstance(sd, dict) and sd.get(_HIST) is not None:
+            return histogram_cell(sd[_HIST], source)
+    return None
 
 
 def _from_histogram(r: dict, cols: dict, source: str) -> None:
@@ -141,6 +141,7 @@ def _merge_shapes(cols: dict) -> dict:
 def records_to_columns(records: list, source: str, offset: int = 0) -> dict:
     """Flat columns (:data:`FIELDS`) of request records given as Python dicts."""
     cols = {k: [] for k in FIELDS}
+    histograms = []
     for i, r in enumerate(records):
         if not isinstance(r, dict):
             raise TraceError(source, "requests", f"request record {offset + i} is a {type(r).__name__}, not an object",
@@ -153,7 +154,10 @@ def records_to_columns(records: list, source: str, offset: int = 0) -> dict:
                 cols[name].append(_num(v, source, name))
         if np.isnan(cols["sd_num_drafts"][-1]) and np.isnan(cols["sdc_num_drafts"][-1]):
             _from_histogram(r, cols, source)
-    return _merge_shapes({k: np.array(v, dtype=object if k in _STR else "float64") for k, v in cols.items()})
+        histograms.append(_histogram_of(r, source))
+    out = _merge_shapes({k: np.array(v, dtype=object if k in _STR else "float64") for k, v in cols.items()})
+    out[HISTOGRAM] = np.array(histograms, dtype=object)
+    return out
 
 
 def _split(data: bytes) -> list:
@@ -188,8 +192,9 @@ def parse_batch(data: bytes, n: int, source: str, strict: bool = False) -> dict 
             out[name] = col.to_numpy(zero_copy_only=False)
             out[name] = out[name].astype(object) if name in _STR else out[name].astype("float64")
         out = _merge_shapes(out)
-        if np.isnan(out["sd_num_drafts"]).any() and _HIST.encode() in data:
-            raise ValueError("histogram without counts")  # derive the counts in Python
+        if _HIST.encode() in data:
+            raise ValueError("histograms")  # read them (and counts missing beside them) in Python
+        out[HISTOGRAM] = np.full(n, None, dtype=object)
         return out
     except Exception:  # any arrow complaint: redo this run of records with Python's json
         if strict:

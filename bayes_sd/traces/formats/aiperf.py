@@ -19,7 +19,8 @@ A record (``MetricRecordInfo`` in ai-dynamo/aiperf ``src/aiperf/common/models/re
 
 Request rows: send = ``request_start_ns``; first token = send + TTFT; end = send +
 ``request_latency`` (else ``request_end_ns``); tokens from the sequence lengths; per-request
-draft / accepted tokens and verify steps from ``spec_decode_acceptance``. Warm-up records are left
+draft / accepted tokens, verify steps and the acceptance histogram (whose summed counts give the
+run's per-position shares) from ``spec_decode_acceptance``. Warm-up records are left
 out, failed ones counted in ``n_errored``. TTFT is measured only for streaming runs: a file without
 it is refused.
 
@@ -39,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ..schema import TraceError
-from .base import Parsed, RunData, finish_requests, get, load_json_objects, num, read_text
+from .base import Parsed, RunData, finish_requests, get, histogram_cell, load_json_objects, num, read_text
 
 __all__ = ["read_aiperf", "summary_load"]
 
@@ -135,7 +136,9 @@ def read_aiperf(path) -> Parsed:
                      "draft_tokens": num(sd.get("num_draft_tokens"), source, "spec_decode_acceptance.num_draft_tokens"),
                      "accepted_tokens": num(sd.get("num_accepted_draft_tokens"), source,
                                             "spec_decode_acceptance.num_accepted_draft_tokens"),
-                     "num_drafts": num(sd.get("num_spec_steps"), source, "spec_decode_acceptance.num_spec_steps")})
+                     "num_drafts": num(sd.get("num_spec_steps"), source, "spec_decode_acceptance.num_spec_steps"),
+                     "acceptance_histogram": None if sd.get("acceptance_histogram") is None else histogram_cell(
+                         sd["acceptance_histogram"], source, "spec_decode_acceptance.acceptance_histogram")})
     if not rows:
         raise TraceError(source, "error", f"no successful profiling request ({errored} failed, {warmup} warm-up)",
                          "check the server and AIPerf's error summary")

@@ -21,13 +21,14 @@ import numpy as np
 import pandas as pd
 
 from ..schema import TraceError
+from ..validate import format_histogram, parse_histogram
 
 __all__ = ["TraceWarning", "RunData", "Parsed", "get", "num", "warn", "read_bytes", "read_text",
-           "load_json_objects", "finish_requests", "REQ_COLS", "ACCEPT_COLS"]
+           "load_json_objects", "finish_requests", "histogram_cell", "REQ_COLS", "ACCEPT_COLS"]
 
 #: Canonical request columns a reader fills (``run_id`` is added by the ingest).
 REQ_COLS = ["request_id", "start_s", "first_token_s", "end_s", "prompt_tokens", "output_tokens",
-            "draft_tokens", "accepted_tokens", "num_drafts"]
+            "draft_tokens", "accepted_tokens", "num_drafts", "acceptance_histogram"]
 #: Run-level acceptance columns (canonical runs columns).
 ACCEPT_COLS = ["draft_tokens", "accepted_tokens", "num_drafts", "acceptance_length", "per_position_acceptance"]
 
@@ -188,6 +189,30 @@ def load_json_objects(text: str, source: str) -> list:
     return out
 
 
+def histogram_cell(hist, source: str, field: str = "acceptance_histogram") -> str:
+    """The requests table's ``acceptance_histogram`` cell (``'h_0;h_1;...'``) of a per-request acceptance
+    histogram as vLLM reports it: a list (index j = verify steps that accepted exactly j drafts) or a
+    dict with the same meaning keyed by j (``{"1": 15, "2": 23}``); ``field`` names it in errors."""
+    items = enumerate(hist) if isinstance(hist, list) else hist.items() if isinstance(hist, dict) else None
+    if items is None:
+        raise TraceError(source, field, f"expected a list or an object, found {type(hist).__name__}",
+                         "restore the server's acceptance histogram unchanged")
+    counts: dict[int, float] = {}
+    for key, value in items:
+        try:
+            j, c = int(key), float(value)
+        except (TypeError, ValueError):
+            j, c = -1, np.nan
+        if j < 0 or not (np.isfinite(c) and c >= 0 and c == round(c)):
+            raise TraceError(source, field, f"entry {key!r}: {value!r} is not a count of verify steps",
+                             "restore the server's acceptance histogram unchanged")
+        counts[j] = c
+    dense = np.zeros(max(counts, default=-1) + 1)
+    for j, c in counts.items():
+        dense[j] = c
+    return format_histogram(dense)
+
+
 def finish_requests(df: pd.DataFrame, ok: np.ndarray, source: str, run: str, names: dict,
                     sink: list) -> tuple[pd.DataFrame, int]:
     """Checks on a run's request rows (native field names in messages), then the rows of
@@ -228,6 +253,8 @@ def finish_requests(df: pd.DataFrame, ok: np.ndarray, source: str, run: str, nam
              f"{int(dup.sum())} repeated request id(s) in run {run} (e.g. {d['request_id'][dup].iloc[0]}): "
              "kept the first record of each", "remove the duplicated records (merged or concatenated files?)")
         d = d[~dup].reset_index(drop=True)
+    if "acceptance_histogram" in d:
+        _drop_disagreeing_histograms(d, source, run, names, sink)
     empty = d["output_tokens"].to_numpy("float64") < 1
     if empty.any():
         warn(sink, source, names.get("output_tokens", "output_tokens"),
@@ -235,3 +262,20 @@ def finish_requests(df: pd.DataFrame, ok: np.ndarray, source: str, run: str, nam
              "errored", "check the server (empty completions) or the token counting")
         d = d[~empty].reset_index(drop=True)
     return d, int(empty.sum())
+
+
+def _drop_disagreeing_histograms(d: pd.DataFrame, source: str, run: str, names: dict, sink: list) -> None:
+    """Empty the histogram cells whose steps differ from the record's own step count (a placeholder or
+    an edited record): the counts are kept, the per-position shares come from the other requests."""
+    given = np.flatnonzero(d["acceptance_histogram"].notna().to_numpy())
+    steps = np.full(len(d), np.nan)
+    steps[given] = [parse_histogram(c).sum() for c in d["acceptance_histogram"].to_numpy()[given]]
+    drafts = d["num_drafts"].to_numpy("float64")
+    bad = np.isfinite(steps) & np.isfinite(drafts) & (steps != drafts)
+    if bad.any():
+        rid = d["request_id"].iloc[int(np.flatnonzero(bad)[0])]
+        warn(sink, source, names.get("acceptance_histogram", "acceptance_histogram"),
+             f"run {run}: {int(bad.sum())} request(s) have an acceptance histogram whose steps differ from their "
+             f"verify-step count (e.g. {rid}): those histograms are left out of the per-position shares",
+             "give the histogram and the counts of the same record, as the server reported them")
+        d.loc[bad, "acceptance_histogram"] = None

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from ..schema import TraceError
-from ._guidellm_json import BATCH_KEY, FIELDS, records_to_columns, stream_report
+from ._guidellm_json import BATCH_KEY, FIELDS, HISTOGRAM, records_to_columns, stream_report
 from .base import Parsed, RunData, finish_requests, get, num, read_text, warn
 
 __all__ = ["read_guidellm", "strategy_load"]
@@ -160,7 +160,7 @@ def _columns(lst, batches, source, where):
         parts.append(records_to_columns(pending, source))
     if not parts:
         return None
-    return {k: np.concatenate([p[k] for p in parts]) for k in FIELDS}
+    return {k: np.concatenate([p[k] for p in parts]) for k in (*FIELDS, HISTOGRAM)}
 
 
 def _partial(cols, primary: str, source: str, run: str, sink) -> None:
@@ -188,7 +188,8 @@ def _canonical(cols, source: str = "", run: str = "", sink=None) -> pd.DataFrame
     return pd.DataFrame({"request_id": rid.astype(str) if n else np.array([], dtype=str), "start_s": start,
                          "first_token_s": first, "end_s": end, "prompt_tokens": cols["prompt_tokens"],
                          "output_tokens": cols["output_tokens"], "draft_tokens": cols["sd_draft_tokens"],
-                         "accepted_tokens": cols["sd_accepted_tokens"], "num_drafts": cols["sd_num_drafts"]})
+                         "accepted_tokens": cols["sd_accepted_tokens"], "num_drafts": cols["sd_num_drafts"],
+                         "acceptance_histogram": cols.get(HISTOGRAM, np.full(n, None, dtype=object))})
 
 
 def _unit_checks(cols, req: pd.DataFrame, source: str, run: str):
