@@ -22,8 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..schema import TraceError
-from ..validate import parse_histogram
-from .base import get, histogram_cell
+from .base import get, histogram_cell, histogram_vector
 
 __all__ = ["FIELDS", "HISTOGRAM", "BATCH_KEY", "stream_report", "records_to_columns", "parse_batch"]
 
@@ -102,7 +101,7 @@ def _num(v, source, name):
 def histogram_counts(hist, source: str) -> tuple[float, float]:
     """(verify steps, accepted draft tokens) of an acceptance histogram: a list (index j = steps that
     accepted exactly j drafts) or a dict with the same meaning keyed by j as a string or integer."""
-    counts = parse_histogram(histogram_cell(hist, source))
+    counts = histogram_vector(hist, source, _HIST)
     return float(counts.sum()), float(np.arange(counts.size) @ counts)
 
 
@@ -111,7 +110,7 @@ def _histogram_of(r: dict, source: str) -> str | None:
     for path in (_SD, _SD_CHOICE):
         sd = get(r, *path)
         if isinstance(sd, dict) and sd.get(_HIST) is not None:
-            return histogram_cell(sd[_HIST], source)
+            return histogram_cell(sd[_HIST], source, _HIST)
     return None
 
 

@@ -24,7 +24,7 @@ from ..schema import TraceError
 from ..validate import format_histogram, parse_histogram
 
 __all__ = ["TraceWarning", "RunData", "Parsed", "get", "num", "warn", "read_bytes", "read_text",
-           "load_json_objects", "finish_requests", "histogram_cell", "REQ_COLS", "ACCEPT_COLS"]
+           "load_json_objects", "finish_requests", "histogram_vector", "histogram_cell", "REQ_COLS", "ACCEPT_COLS"]
 
 #: Canonical request columns a reader fills (``run_id`` is added by the ingest).
 REQ_COLS = ["request_id", "start_s", "first_token_s", "end_s", "prompt_tokens", "output_tokens",
@@ -189,10 +189,10 @@ def load_json_objects(text: str, source: str) -> list:
     return out
 
 
-def histogram_cell(hist, source: str, field: str = "acceptance_histogram") -> str:
-    """The requests table's ``acceptance_histogram`` cell (``'h_0;h_1;...'``) of a per-request acceptance
-    histogram as vLLM reports it: a list (index j = verify steps that accepted exactly j drafts) or a
-    dict with the same meaning keyed by j (``{"1": 15, "2": 23}``); ``field`` names it in errors."""
+def histogram_vector(hist, source: str, field: str = "acceptance_histogram") -> np.ndarray:
+    """The counts ``h_0..h_m`` of a per-request acceptance histogram as vLLM reports it: a list (index j
+    = verify steps that accepted exactly j drafts) or a dict with the same meaning keyed by j
+    (``{"1": 15, "2": 23}``, missing j = 0); ``field`` names it in errors."""
     items = enumerate(hist) if isinstance(hist, list) else hist.items() if isinstance(hist, dict) else None
     if items is None:
         raise TraceError(source, field, f"expected a list or an object, found {type(hist).__name__}",
@@ -210,7 +210,13 @@ def histogram_cell(hist, source: str, field: str = "acceptance_histogram") -> st
     dense = np.zeros(max(counts, default=-1) + 1)
     for j, c in counts.items():
         dense[j] = c
-    return format_histogram(dense)
+    return dense
+
+
+def histogram_cell(hist, source: str, field: str = "acceptance_histogram") -> str:
+    """The requests table's ``acceptance_histogram`` cell (``'h_0;h_1;...'``) of a list or dict histogram
+    (:func:`histogram_vector`)."""
+    return format_histogram(histogram_vector(hist, source, field))
 
 
 def finish_requests(df: pd.DataFrame, ok: np.ndarray, source: str, run: str, names: dict,
