@@ -23,7 +23,6 @@ from .validate import (
     STAT_COLUMNS,
     format_per_position,
     parse_histogram,
-    survival_from_histogram,
     validate_requests,
     validate_runs,
 )
@@ -181,6 +180,19 @@ def _mean_se(kept: pd.DataFrame) -> pd.Series:
     return pd.Series(out)
 
 
+def _survival_from_histogram(counts, k: int) -> np.ndarray:
+    """``s_1..s_k``, the share of verify steps whose first j drafts were all accepted, from the steps that
+    accepted exactly j drafts (``counts``, j = 0..m, m <= k; longer: ValueError); empty without steps."""
+    counts = np.asarray(counts, float)
+    if counts.size > k + 1:
+        raise ValueError(f"{counts.size - 1} positions for k = {k}")
+    if counts.sum() <= 0:
+        return np.empty(0)
+    dense = np.zeros(k + 1)
+    dense[:counts.size] = counts
+    return np.cumsum(dense[::-1])[::-1][1:] / dense.sum()
+
+
 def _per_position(kept: pd.DataFrame, k: np.ndarray, run_ids) -> pd.Series:
     """Per run id, the ``per_position_acceptance`` cell of its kept requests' summed acceptance
     histograms (``k[code]`` the run's draft length); none where no request has one, or where one has
@@ -193,7 +205,7 @@ def _per_position(kept: pd.DataFrame, k: np.ndarray, run_ids) -> pd.Series:
         for c in counts:
             total[:c.size] += c
         try:
-            shares = survival_from_histogram(total, int(k[code]))
+            shares = _survival_from_histogram(total, int(k[code]))
         except ValueError as e:
             log.warning(f"run {run_ids[code]}: its requests' acceptance histograms do not fit its draft length "
                         f"({e}): its per-position shares are left empty")

@@ -389,19 +389,6 @@ def format_histogram(counts) -> str:
     return ";".join(str(int(c)) for c in counts)
 
 
-def survival_from_histogram(counts, k: int) -> np.ndarray:
-    """``s_1..s_k``, the share of verify steps whose first j drafts were all accepted, from the steps that
-    accepted exactly j drafts (``counts``, j = 0..m, m <= k; longer: ValueError); empty without steps."""
-    counts = np.asarray(counts, float)
-    if counts.size > k + 1:
-        raise ValueError(f"{counts.size - 1} positions for k = {k}")
-    if counts.sum() <= 0:
-        return np.empty(0)
-    dense = np.zeros(k + 1)
-    dense[:counts.size] = counts
-    return np.cumsum(dense[::-1])[::-1][1:] / dense.sum()
-
-
 def _check_histograms(clean: pd.DataFrame, source: str) -> None:
     """Each ``acceptance_histogram`` holds counts, as many steps as ``num_drafts`` where both are given."""
     col = "acceptance_histogram"

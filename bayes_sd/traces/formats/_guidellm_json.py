@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..schema import TraceError
-from .base import get, histogram_cell, histogram_vector
+from ..validate import format_histogram
+from .base import get, histogram_vector
 
 __all__ = ["FIELDS", "HISTOGRAM", "BATCH_KEY", "stream_report", "records_to_columns", "parse_batch"]
 
@@ -98,34 +99,27 @@ def _num(v, source, name):
                      "the report was edited or is not GuideLLM output: restore the numeric value")
 
 
-def histogram_counts(hist, source: str) -> tuple[float, float]:
-    """(verify steps, accepted draft tokens) of an acceptance histogram: a list (index j = steps that
-    accepted exactly j drafts) or a dict with the same meaning keyed by j as a string or integer."""
-    counts = histogram_vector(hist, source, _HIST)
-    return float(counts.sum()), float(np.arange(counts.size) @ counts)
-
-
-def _histogram_of(r: dict, source: str) -> str | None:
-    """A record's histogram cell, from the response-level object, else the per-choice one."""
+def _histogram_of(r: dict, source: str):
+    """``(speculative object, counts h_0..h_m)`` of a record's acceptance histogram, from the
+    response-level object, else the per-choice one; None without one."""
     for path in (_SD, _SD_CHOICE):
         sd = get(r, *path)
         if isinstance(sd, dict) and sd.get(_HIST) is not None:
-            return histogram_cell(sd[_HIST], source, _HIST)
+            return sd, histogram_vector(sd[_HIST], source, _HIST)
     return None
 
 
-def _from_histogram(r: dict, cols: dict, source: str) -> None:
-    """Fill missing step / accepted counts of one record from its acceptance histogram."""
-    for path in (_SD, _SD_CHOICE):
-        sd = get(r, *path)
-        if isinstance(sd, dict) and sd.get(_HIST) is not None and sd.get("num_spec_steps") is None:
-            steps, accepted = histogram_counts(sd[_HIST], source)
-            cols["sd_num_drafts"][-1] = steps
-            cols["sd_accepted_tokens"][-1] = accepted
-            k = _num(sd.get("num_spec_tokens"), source, "sd_draft_tokens")
-            if np.isnan(cols["sd_draft_tokens"][-1]) and k > 0:
-                cols["sd_draft_tokens"][-1] = k * steps  # at most k per step: the configured budget
-            return
+def _from_histogram(sd: dict, counts, cols: dict, source: str) -> None:
+    """Fill a record's missing step / accepted counts from its histogram's ``counts`` (index j = verify
+    steps that accepted exactly j drafts)."""
+    if sd.get("num_spec_steps") is not None:
+        return
+    steps = float(counts.sum())
+    cols["sd_num_drafts"][-1] = steps
+    cols["sd_accepted_tokens"][-1] = float(np.arange(counts.size) @ counts)
+    k = _num(sd.get("num_spec_tokens"), source, "sd_draft_tokens")
+    if np.isnan(cols["sd_draft_tokens"][-1]) and k > 0:
+        cols["sd_draft_tokens"][-1] = k * steps  # at most k per step: the configured budget
 
 
 def _merge_shapes(cols: dict) -> dict:
@@ -151,9 +145,10 @@ def records_to_columns(records: list, source: str, offset: int = 0) -> dict:
                 cols[name].append(None if v is None else str(v))
             else:
                 cols[name].append(_num(v, source, name))
-        if np.isnan(cols["sd_num_drafts"][-1]) and np.isnan(cols["sdc_num_drafts"][-1]):
-            _from_histogram(r, cols, source)
-        histograms.append(_histogram_of(r, source))
+        hist = _histogram_of(r, source)
+        if hist is not None and np.isnan(cols["sd_num_drafts"][-1]) and np.isnan(cols["sdc_num_drafts"][-1]):
+            _from_histogram(*hist, cols, source)
+        histograms.append(None if hist is None else format_histogram(hist[1]))
     out = _merge_shapes({k: np.array(v, dtype=object if k in _STR else "float64") for k, v in cols.items()})
     out[HISTOGRAM] = np.array(histograms, dtype=object)
     return out
@@ -173,6 +168,8 @@ def parse_batch(data: bytes, n: int, source: str, strict: bool = False) -> dict 
     """Columns of ``n`` request records given as newline-delimited JSON text: one pyarrow
     call; on any surprise Python's json (or None with ``strict``)."""
     try:
+        if _HIST.encode() in data:
+            raise ValueError("histograms")  # read them (and counts missing beside them) in Python
         import pyarrow as pa
         import pyarrow.json as pj
 
@@ -191,8 +188,6 @@ def parse_batch(data: bytes, n: int, source: str, strict: bool = False) -> dict 
             out[name] = col.to_numpy(zero_copy_only=False)
             out[name] = out[name].astype(object) if name in _STR else out[name].astype("float64")
         out = _merge_shapes(out)
-        if _HIST.encode() in data:
-            raise ValueError("histograms")  # read them (and counts missing beside them) in Python
         out[HISTOGRAM] = np.full(n, None, dtype=object)
         return out
     except Exception:  # any arrow complaint: redo this run of records with Python's json
