@@ -4,7 +4,7 @@ the frozen test set), held-out splits, scores that cannot flatter, and the decis
     python bench/calibration.py [--configs default,moe_roofline] [--fleets 1-5 | --frozen]
                                 [--splits highest_loads,leave_one_pair_out,leave_one_k_out,one_k_measured,
                                           one_k_per_drafter]
-                                [--max-splits 2] [--draws 500] [--tune 500] [--chains 2]
+                                [--max-splits 2] [--draws 500] [--tune 500] [--chains 2] [--start plausible]
                                 [--batch-cap known|unknown] [--per-position kept|dropped]
                                 [--run-se autocorrelation|independent]
                                 [--decisions] [--decision-seeds 5] [--out DIR]
@@ -82,7 +82,7 @@ def fit(config: str, runs: pd.DataFrame, models: pd.DataFrame, args, seed: int) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return LatencyModel(config).fit(runs, models=models, draws=args.draws, tune=args.tune, chains=args.chains,
-                                        random_seed=seed, progressbar=False)
+                                        random_seed=seed, progressbar=False, start=args.start)
 
 
 def training_lengths(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
@@ -160,7 +160,8 @@ def decisions(config: str, runs, models, truth, args, fleet: int) -> pd.DataFram
                                  "best_k": int(r["best_k"]), "true_best_k": int(t.idxmin()),
                                  "regret": chosen / best - 1,
                                  "slower_speculation": bool(r["best_k"] > 0 and chosen >= 1.05 * t.loc[0]),
-                                 "k0_best": bool(t.idxmin() == 0), "converged": bool(model.diagnostics()["converged"])})
+                                 "k0_best": bool(t.idxmin() == 0), "converged": bool(model.diagnostics()["converged"]),
+                                 "chain_groups_agree": bool(r["chain_groups_agree"])})
     return pd.DataFrame(rows)
 
 
@@ -174,6 +175,9 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=500)
     ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--start", choices=["jittered", "plausible"], default="jittered",
+                    help="where chains start (LatencyModel.fit's start): nutpie's jittered prior centres (default) "
+                         "or implausible starts replaced")
     ap.add_argument("--batch-cap", choices=["known", "unknown"], default="known",
                     help="give the fits and predictions each server's batch cap (max_num_seqs; default) or not")
     ap.add_argument("--per-position", choices=["kept", "dropped"], default="kept",
@@ -225,8 +229,14 @@ def main() -> None:
                     t1 = time.perf_counter()
                     model = fit(config, sp.train, models, args, seed=fleet)
                     d = model.diagnostics()
+                    seconds = time.perf_counter() - t1
+                    if not d["converged"]:  # where the chains disagree, and whether the predictions care
+                        a = model.chain_agreement()
+                        d.update(chain_groups=len(a["groups"]), worst=a["parameter"],
+                                 latency_spread_max=a["latency_spread_max"],
+                                 latency_spread_median=a["latency_spread_median"])
                     fits.append({"config": config, "fleet": fleet, "kind": kind, "split": sp.label,
-                                 "seconds": time.perf_counter() - t1, **d})
+                                 "seconds": seconds, **d})
                     s = score_split(model, sp.train, sp.test, seed=fleet)
                     per_run.append(s.assign(config=config, fleet=fleet, kind=kind, split=sp.label))
                     print(f"  {config} {kind} [{sp.label}]: {len(sp.test)} runs held out, fit "
@@ -240,6 +250,13 @@ def main() -> None:
     if fits:
         print(f"\nfits: {len(fits)}, converged {sum(f['converged'] for f in fits)}, max R-hat "
               f"{max(f['max_rhat'] for f in fits):.3f}, median {np.median([f['seconds'] for f in fits]):.0f} s each")
+        split = [f for f in fits if not f["converged"]]
+        if split:
+            n_split = sum(f["chain_groups"] > 1 for f in split)
+            print(f"unconverged fits: chains in separate groups (modes) in {n_split} of {len(split)}; "
+                  "the fitted runs' mean latency differs between chains by a median "
+                  f"{np.median([f['latency_spread_median'] for f in split]):.1%} per fit (largest "
+                  f"{max(f['latency_spread_max'] for f in split):.1%})")
     summaries = []
     for (config, kind, lengths), g in scores.groupby(["config", "kind", "lengths"], sort=False):
         table = summarise_scores(g.reset_index(drop=True), g["cluster"].to_numpy())
@@ -265,7 +282,8 @@ def main() -> None:
                   f"no speculation truly best in {g.drop_duplicates(['fleet', 'condition'])['k0_best'].mean():.0%}; "
                   f"mean regret {fin.mean():.2%} over the choices that stay finite (max {fin.max():.1%}), a k past "
                   f"capacity chosen in {np.isinf(g['regret']).mean():.1%}; speculation chosen while "
-                  f">= 5% slower in {g['slower_speculation'].mean():.1%}; same k across seeds in {stable:.0%}")
+                  f">= 5% slower in {g['slower_speculation'].mean():.1%}; same k across seeds in {stable:.0%}; "
+                  f"the same k in every group of chains of its fit in {g['chain_groups_agree'].mean():.0%}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ unless --config).
 
     python bench/fit_speed.py [--draws 3000] [--tune 700] [--chains 2] [--target-accept 0.9] [--max-tree-depth 6]
                               [--diagonal] [--data all|real|synthetic] [--config moe_roofline] [--seed 1]
+                              [--start plausible]
 
 The defaults are the settings of the main job for ``--config`` (``bayes-sd demo --model``,
 ``bayes_sd.demo.demo_sampling``): 2 chains (one per core) x (700 tune + 3500 draws), target acceptance
@@ -39,6 +40,8 @@ def main() -> None:
                     help="diagonal mass matrix (nutpie's default) instead of low-rank")
     ap.add_argument("--data", default="all", choices=["all", "real", "synthetic"])
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--start", choices=["jittered", "plausible"], default="jittered",
+                    help="where chains start (LatencyModel.fit's start)")
     ap.add_argument("--config", default=MAIN_MODEL,
                     help="model configuration (a name in models/ or a .toml path; default: the main job's)")
     args = ap.parse_args()
@@ -51,6 +54,7 @@ def main() -> None:
         model = LatencyModel(args.config).fit(runs, models=bundled_models(), draws=args.draws, tune=args.tune,
                                    chains=args.chains,
                                    random_seed=args.seed, progressbar=False, low_rank_mass_matrix=not args.diagonal,
+                                   start=args.start,
                                    target_accept=args.target_accept, max_tree_depth=args.max_tree_depth)
     wall = time.perf_counter() - t0
     d = model.diagnostics()

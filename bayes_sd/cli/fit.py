@@ -14,8 +14,10 @@ fit_data), the models table (fit_models) and the configuration, so `bayes-sd pre
 `recommend` and `report` need nothing else. The line printed after sampling says whether the
 posterior converged (R-hat <= 1.01, bulk and tail ESS >= 400, no divergences). When it has not,
 fit has already sampled again (--retries, default once: twice the warm-up, target acceptance 0.95,
-the next seed) and the line lists what it tried; if it still has not, sample longer (--draws,
---tune) before trusting it: predict, recommend and report say so first until then.
+the next seed) and the line lists what it tried, then where the chains disagree most (the
+parameter, which chains agree on it) and how far apart their predictions of the fitted runs are;
+if it still has not, sample longer (--draws, --tune) before trusting it: predict, recommend and
+report say so first until then, and recommend says where the chains' modes would choose another k.
 
 Configurations: default (dense verifiers), moe_roofline_per_position (the main job's: roofline
 knee, per-sequence cost, MoE expert coverage, acceptance decaying with draft position, the decay

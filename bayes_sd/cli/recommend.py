@@ -91,7 +91,13 @@ def run(args: argparse.Namespace) -> int:
             "p_saturated", "batch_size"]
     print(f"objective: {recs['objective'].iloc[0]}; {args.verifier} + {args.drafter} on {args.hardware}, "
           f"dataset {args.dataset}, prompt {args.prompt_len:g} / output {args.output_len:g} tokens")
+    if recs["k_by_chain_group"].astype(bool).any():  # an unconverged posterior whose chains found separate modes
+        show.append("k_by_chain_group")
     print(recs[show].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for _, r in recs[~recs["chain_groups_agree"]].iterrows():
+        warn(args.command, f"at {load_col} {r[load_col]:g} the posterior's groups of chains (modes the sampler did not "
+                           f"move between) would choose k = {r['k_by_chain_group']}: the answer depends on the mode; "
+                           "refit with more chains, or measure the loads and k that separate the modes")
     for _, r in recs[~recs["k_measured"]].iterrows():
         warn(args.command, f"k = {int(r['best_k'])} at {load_col} {r[load_col]:g} was never measured for this pair "
                            "on this hardware: the answer extrapolates in k (pass --ks to compare only measured k)")

@@ -8,6 +8,7 @@ checked by an id on load.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import json
 import logging
@@ -24,6 +25,8 @@ from bayes_sd import __version__
 from bayes_sd._io import atomic_write
 from bayes_sd._stats import (
     CONVERGENCE,
+    chain_agreement_text,
+    chain_groups,
     convergence,
     convergence_stats,
     convergence_text,
@@ -196,7 +199,8 @@ class LatencyModel:
     def fit(self, runs: pd.DataFrame, *, models: pd.DataFrame | None = None, draws: int = 1000,
             tune: int = 1000, chains: int = 4, cores: int | None = None, nuts_sampler: str = "nutpie",
             target_accept: float = 0.9, random_seed: int | None = None, progressbar: bool = True,
-            low_rank_mass_matrix: bool = True, max_tree_depth: int = 10, retries: int = 0) -> LatencyModel:
+            low_rank_mass_matrix: bool = True, max_tree_depth: int = 10, retries: int = 0,
+            start: str = "jittered") -> LatencyModel:
         """Fit the model to a canonical run table by NUTS; returns ``self``.
 
         Saturated runs are excluded from the likelihood (see ``fit_data.excluded``).
@@ -231,6 +235,12 @@ class LatencyModel:
             centring, trees of depth 4 after warm-up).
         max_tree_depth : int, default 10
             NUTS trees stop at ``2**max_tree_depth - 1`` leapfrog steps (10, the samplers' default).
+        start : {"jittered", "plausible"}, default "jittered"
+            nutpie only: where chains start: nutpie's jittered prior centres, or ``"plausible"``:
+            a start whose log density is not finite or below -50 nats per observed value is replaced
+            by the best of 20 jittered points moved 10 L-BFGS steps uphill
+            (:func:`bayes_sd.model.sampling.start_near_the_data`; for whole fleets, whose jittered
+            starts can leave both chains stuck past saturation).
             A lower cap mostly trims the early warm-up, before the mass matrix is adapted, where trees
             run to the cap (``bench/fit_speed.py --max-tree-depth``).
         retries : int, default 0
@@ -264,7 +274,7 @@ class LatencyModel:
         self.idata, attempts = sample_until_converged(
             model, retries=retries, draws=draws, tune=tune, chains=chains, cores=cores, nuts_sampler=nuts_sampler,
             target_accept=target_accept, random_seed=random_seed, progressbar=progressbar,
-            low_rank_mass_matrix=low_rank_mass_matrix, max_tree_depth=max_tree_depth,
+            low_rank_mass_matrix=low_rank_mass_matrix, max_tree_depth=max_tree_depth, start=start,
             var_names=self._stored_var_names(model), groups=self._data_groups(), attrs=self._attrs())
         self.idata.attrs["fit_attempts"] = json.dumps(attempts, default=float)
         self.sampler_settings = json.loads(self.idata.attrs["sampler"])
@@ -397,8 +407,72 @@ class LatencyModel:
                 ConvergenceWarning, stacklevel=2)
         return d
 
+    def chain_agreement(self, max_draws: int = 200, seed: int = 0) -> dict:
+        """Where the chains disagree most, and what it does to the fitted runs' predicted latency.
+
+        Chains that did not mix (a multimodal posterior, or a chain stuck apart) may still agree on
+        what matters: :func:`bayes_sd._stats.chain_groups` names the worst parameter and the groups of
+        chains that agree on it; each chain's posterior median of every fitted run's mean latency then
+        says how far apart the chains' predictions are.
+
+        Parameters
+        ----------
+        max_draws : int, default 200
+            Draws per chain for the predictions (a random subset).
+        seed : int, default 0
+            Seed of the subset.
+
+        Returns
+        -------
+        dict
+            ``parameter``, ``chain_means`` and ``groups`` of :func:`~bayes_sd._stats.chain_groups`;
+            ``chain_logp``: each chain's mean log density (None when the sampler does not store it);
+            ``latency_spread_max`` and ``latency_spread_median``: over the fitted runs finite in every
+            chain, (largest - smallest chain median) / median of the chain medians (a share; 0 with
+            one chain).
+
+        Raises
+        ------
+        ValueError
+            When the model is not fitted.
+        """
+        self._require_fit()
+        post = self.idata.posterior
+        cached = getattr(self, "_agreement", None)
+        if cached is not None and cached[0] is post and cached[1] == (max_draws, seed):
+            return dict(cached[2])
+        out = chain_groups(post, self.convergence_stats()["rhat"])
+        stats = self.idata.sample_stats if "sample_stats" in self.idata.groups() else {}
+        logp = next((stats[n] for n in ("logp", "lp") if n in stats), None)
+        out["chain_logp"] = None if logp is None else [float(x) for x in logp.mean("draw").values]
+        runs = self.fit_data.runs
+        cond = validate_conditions(runs[[c for c in CONDITION_COLUMNS if c in runs and c != "n_requests"]])
+        medians = np.stack([np.median(self._draws(stack_posterior(post.isel(chain=[c]), max_draws, seed), cond,
+                                                  seed).latency, axis=0) for c in range(post.sizes["chain"])])
+        ok = np.all(np.isfinite(medians), axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            spread = (medians.max(0) - medians.min(0))[ok] / np.median(medians, axis=0)[ok]
+        out["latency_spread_max"] = float(spread.max()) if spread.size else float("nan")
+        out["latency_spread_median"] = float(np.median(spread)) if spread.size else float("nan")
+        self._agreement = (post, (max_draws, seed), out)
+        return dict(out)
+
+    def with_chains(self, chains: list[int]) -> LatencyModel:
+        """This fitted model with only the posterior's ``chains`` (indices from 0): what each group of
+        chains that did not mix says on its own (:meth:`chain_agreement`). Shares the training data."""
+        self._require_fit()
+        other = copy.copy(self)
+        other.idata = copy.copy(self.idata)
+        for group in ("posterior", "sample_stats"):
+            if group in self.idata.groups():
+                setattr(other.idata, group, getattr(self.idata, group).isel(chain=list(chains)))
+        other._diagnostics = other._agreement = None
+        return other
+
     def diagnostics_text(self) -> str:
-        """One line: converged or not, R-hat, ESS, divergences, runs fitted and excluded.
+        """One line: converged or not, R-hat, ESS, divergences, runs fitted and excluded; when not
+        converged, where the chains disagree and how much it moves the fitted runs' predictions
+        (:meth:`chain_agreement`).
 
         Returns
         -------
@@ -411,7 +485,8 @@ class LatencyModel:
             When the model is not fitted.
         """
         n_censored = int(self.fit_data.runs["censored"].sum()) if "censored" in self.fit_data.runs else 0
-        text = (f"{convergence_text(self.diagnostics())}; {self.fit_data.n_runs} runs fitted"
+        d = self.diagnostics()
+        text = (f"{convergence_text(d)}; {self.fit_data.n_runs} runs fitted"
                 + (f" ({n_censored} of them saturated, as censored)" if n_censored else "")
                 + f", {len(self.fit_data.excluded)} excluded")
         tried = self.fit_attempts
@@ -419,6 +494,8 @@ class LatencyModel:
             text += "; tried " + ", then ".join(
                 f"tune {a['tune']} at target acceptance {a['target_accept']:g} (max R-hat {a['max_rhat']:.3f})"
                 for a in tried)
+        if not d["converged"] and d["chains"] > 1:
+            text += "; " + chain_agreement_text(self.chain_agreement())
         return text
 
     # ------------------------------------------------------------------ prediction
@@ -460,7 +537,11 @@ class LatencyModel:
         """
         self._require_fit()
         post = stack_posterior(self.idata.posterior, max_draws=max_draws, seed=seed)
-        return condition_draws(post, self.config, self.fit_data.coords, validate_conditions(conditions), seed=seed,
+        return self._draws(post, validate_conditions(conditions), seed, models, acceptance)
+
+    def _draws(self, post: dict, conditions: pd.DataFrame, seed: int, models: pd.DataFrame | None = None,
+               acceptance=None):
+        return condition_draws(post, self.config, self.fit_data.coords, conditions, seed=seed,
                                models=self.models if models is None else _merge_models(self.models, models),
                                acceptance=acceptance, fitted_drafters=self.fit_data.drafter_table())
 

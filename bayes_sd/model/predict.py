@@ -318,7 +318,7 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     n_requests = cond["n_requests"].to_numpy(float) if "n_requests" in cond else np.full(len(cond), np.nan)
     if np.any(np.isfinite(n_requests)):  # a run of that many requests: its mean's sampling error too
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            rho = rate * dem.c2
+            rho = rate / capacity  # rate C2, or rate L(B) / B where the batch cap binds first
             inflation = theory.run_mean_inflation(np.where(rho < 1.0, rho / (1.0 - rho), np.inf), is_open)
             rel_se = np.sqrt(np.expm1(shape**2) / n_requests * inflation)
         rel_se = np.where(np.isfinite(rel_se) & np.isfinite(lat), rel_se, 0.0)

@@ -4,7 +4,8 @@
 :class:`~bayes_sd.model.LatencyModel`, the acceptance curves (:mod:`.acceptance_curve`) and the
 cascade (:mod:`bayes_sd.cascade.model`). nutpie compiles only the log density of the free
 variables; the deterministics are computed afterwards, in numpy (numba would spend more time
-compiling them than sampling).
+compiling them than sampling). Its chains start at nutpie's jittered prior centres, or with
+``start="plausible"`` where the data are plausible (:func:`start_near_the_data`).
 
 Tests replace the samplers through :data:`SAMPLERS` (``tests/conftest.py``: ``mock_pymc_sample``
 sends both to :func:`pymc.testing.mock_sample`).
@@ -25,10 +26,20 @@ from pymc.backends.arviz import coords_and_dims_for_inferencedata, dict_to_datas
 from bayes_sd._stats import convergence
 
 __all__ = ["SAMPLERS", "sample_posterior", "sample_until_converged", "RETRY_TARGET_ACCEPT", "compile_nutpie",
-           "sample_compiled"]
+           "sample_compiled", "start_near_the_data", "INIT_CANDIDATES", "INIT_STEPS", "INIT_FLOOR_PER_OBSERVATION",
+           "STARTS"]
 
 #: target acceptance of the first and later retries of an unconverged fit (:func:`sample_until_converged`)
 RETRY_TARGET_ACCEPT = (0.95, 0.98)
+
+#: jittered starting points scored per chain, and L-BFGS iterations from the best (:func:`start_near_the_data`)
+INIT_CANDIDATES, INIT_STEPS = 20, 10
+#: nutpie's own start is kept unless its log density is below minus this many nats per observed value
+INIT_FLOOR_PER_OBSERVATION = 50.0
+
+#: where chains start: ``jittered`` (nutpie's own: the prior's centre jittered by U(-1, 1); the default)
+#: or ``plausible`` (:func:`start_near_the_data`: implausible jittered starts replaced)
+STARTS = ("jittered", "plausible")
 
 
 def compile_nutpie(model: pm.Model):
@@ -50,10 +61,72 @@ def sample_compiled(compiled, *, draws, tune, chains, cores, seed, target_accept
                          low_rank_modified_mass_matrix=low_rank_mass_matrix, maxdepth=max_tree_depth)
 
 
+def start_near_the_data(compiled, floor: float = -np.inf, candidates: int = INIT_CANDIDATES,
+                        steps: int = INIT_STEPS):
+    """``compiled`` (:func:`compile_nutpie`) whose chains start where the data are plausible.
+
+    nutpie starts each chain at the prior's centre jittered by U(-1, 1) on every unconstrained
+    parameter. For a whole fleet's hierarchical costs that puts many runs past saturation: in a
+    development fleet 7 of 8 such points had log density -inf and the finite ones -3e4 to -1e6,
+    against about +500 in the typical set, and a warm-up of a few hundred steps could leave both
+    chains there (R-hat 3.6, 800 divergences). Each chain starts instead at the best of
+    ``candidates`` jittered points, moved uphill by at most ``steps`` L-BFGS iterations on the same
+    compiled log density: still apart (different jitters, an optimisation stopped early, not a
+    mode), but in the region the data allow. Few steps on purpose: 100 took one chain of a
+    development fit past the typical set into a funnel (log density 935 against 856, every draw
+    divergent), 10 and 30 did not. ``steps = 0``: the best candidate as it is.
+
+    Only a start below ``floor`` (log density; ``sample_posterior(start="plausible")`` sets
+    ``-INIT_FLOOR_PER_OBSERVATION`` per observed value) or not finite is replaced: a plausible one is
+    nutpie's own, since on the small real B200 fit a selected start mixed worse at short warm-ups
+    (R-hat 1.05-1.15 against 1.04-1.08 over four seeds). Not the default: a small fleet fit of the
+    tests mixed worse with it too (bench/LOG.md, fit_speed).
+    """
+    import dataclasses
+    import threading
+
+    from scipy.optimize import minimize
+
+    jittered, logp_and_grad = compiled.initial_point_func, getattr(compiled, "logp_func", None)
+    if logp_and_grad is None:  # a nutpie without the compiled PyTensor (logp, grad): its own starts
+        return compiled
+    lock = threading.Lock()  # nutpie starts its chains from threads; a compiled PyTensor function is not re-entrant
+
+    def downhill(x):
+        logp, grad = logp_and_grad(x)
+        if not (np.isfinite(logp) and np.all(np.isfinite(grad))):
+            return np.inf, np.zeros_like(x)
+        return -float(logp), -np.asarray(grad, float)
+
+    def initial_point(seed):
+        with lock:
+            return _start(seed)
+
+    def _start(seed):
+        own = jittered(seed)
+        if np.isfinite(downhill(own)[0]) and -downhill(own)[0] >= floor:
+            return own
+        rng = np.random.default_rng(seed)
+        points = [own] + [jittered(int(rng.integers(2**31))) for _ in range(candidates - 1)]
+        x = points[int(np.argmin([downhill(p)[0] for p in points]))]
+        if steps and np.isfinite(downhill(x)[0]):
+            with np.errstate(all="ignore"):
+                res = minimize(downhill, x, jac=True, method="L-BFGS-B", options={"maxiter": steps})
+            if np.isfinite(res.fun) and res.fun <= downhill(x)[0]:
+                x = res.x
+        return x
+
+    return dataclasses.replace(compiled, initial_point_func=initial_point)
+
+
 def _sample_nutpie(model: pm.Model, *, draws, tune, chains, cores, seed, target_accept, progressbar,
-                   low_rank_mass_matrix, max_tree_depth, var_names) -> az.InferenceData:
+                   low_rank_mass_matrix, max_tree_depth, var_names, start="jittered") -> az.InferenceData:
     free = [v.name for v in model.free_RVs]
-    idata = sample_compiled(compile_nutpie(model), draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
+    compiled = compile_nutpie(model)
+    if start == "plausible":
+        n_observed = sum(np.size(v) for v in find_observations(model).values())
+        compiled = start_near_the_data(compiled, floor=-INIT_FLOOR_PER_OBSERVATION * n_observed)
+    idata = sample_compiled(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
                             target_accept=target_accept, progressbar=progressbar,
                             low_rank_mass_matrix=low_rank_mass_matrix, max_tree_depth=max_tree_depth)
     wanted = [d.name for d in model.deterministics] if var_names is None else var_names
@@ -70,7 +143,7 @@ def _sample_nutpie(model: pm.Model, *, draws, tune, chains, cores, seed, target_
 
 
 def _sample_pymc(model: pm.Model, *, draws, tune, chains, cores, seed, target_accept, progressbar,
-                 low_rank_mass_matrix, max_tree_depth, var_names) -> az.InferenceData:
+                 low_rank_mass_matrix, max_tree_depth, var_names, start="jittered") -> az.InferenceData:
     return pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
                      target_accept=target_accept, progressbar=progressbar, model=model, var_names=var_names,
                      compute_convergence_checks=False, max_treedepth=max_tree_depth)
@@ -83,14 +156,15 @@ SAMPLERS = {"nutpie": _sample_nutpie, "pymc": _sample_pymc}
 def sample_posterior(model: pm.Model, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
                      cores: int | None = None, nuts_sampler: str = "nutpie", target_accept: float = 0.9,
                      random_seed: int | None = None, progressbar: bool = False,
-                     low_rank_mass_matrix: bool = False, max_tree_depth: int = 10,
+                     low_rank_mass_matrix: bool = False, max_tree_depth: int = 10, start: str = "jittered",
                      var_names: list[str] | None = None, log_likelihood: bool = False,
                      groups: dict[str, xr.Dataset] | None = None, attrs: dict | None = None) -> az.InferenceData:
     """Sample ``model`` by NUTS and return its posterior as ``az.InferenceData``.
 
     ``nuts_sampler``: a key of :data:`SAMPLERS`. ``random_seed``: an int (a fresh one when None).
     ``low_rank_mass_matrix``: nutpie's low-rank mass-matrix adaptation (nutpie only).
-    ``max_tree_depth``: trees stop at ``2**max_tree_depth - 1`` leapfrog steps. ``var_names``:
+    ``max_tree_depth``: trees stop at ``2**max_tree_depth - 1`` leapfrog steps. ``start``: where
+    chains start, one of :data:`STARTS` (nutpie only). ``var_names``:
     the free variables and deterministics kept (default: all). ``log_likelihood``: add the
     pointwise log-likelihood of every observed variable (for PSIS-LOO). ``groups``: extra
     groups (the training data) and ``attrs``: attributes, both stored with the posterior, as
@@ -98,11 +172,13 @@ def sample_posterior(model: pm.Model, *, draws: int = 1000, tune: int = 1000, ch
     """
     if nuts_sampler not in SAMPLERS:
         raise ValueError(f"unknown nuts_sampler '{nuts_sampler}'. Fix: use one of {', '.join(SAMPLERS)}")
+    if start not in STARTS:
+        raise ValueError(f"unknown start '{start}'. Fix: use one of {', '.join(STARTS)}")
     cores = cores or min(chains, os.cpu_count() or 1)
     seed = int(np.random.default_rng().integers(2**31)) if random_seed is None else int(random_seed)
     settings = {"draws": draws, "tune": tune, "chains": chains, "nuts_sampler": nuts_sampler,
                 "target_accept": target_accept, "random_seed": seed, "max_tree_depth": max_tree_depth,
-                "low_rank_mass_matrix": bool(low_rank_mass_matrix and nuts_sampler == "nutpie")}
+                "low_rank_mass_matrix": bool(low_rank_mass_matrix and nuts_sampler == "nutpie"), "start": start}
     with warnings.catch_warnings():  # the graphs are elementwise: BLAS is irrelevant to them
         warnings.filterwarnings("ignore", message=".*BLAS.*")
         idata = SAMPLERS[nuts_sampler](model, cores=cores, seed=seed, progressbar=progressbar, var_names=var_names,

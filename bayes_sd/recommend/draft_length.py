@@ -300,7 +300,10 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
         ``latency_q05_s``/``latency_q50_s``/``latency_q95_s``,
         ``latency_p90_s`` (s), ``speedup_vs_k0`` with ``speedup_q05``/``speedup_q95``,
         ``p_slower_than_k0``, ``p_saturated``, ``p_saturated_k0``, ``batch_size``, ``saturation_rps``
-        (requests/s) and ``acceptance_length`` (tokens per verify step).
+        (requests/s) and ``acceptance_length`` (tokens per verify step); when the posterior has not
+        converged and its chains split into groups that disagree (separate modes), ``k_by_chain_group``
+        (the k each group alone would choose at that load, ``"2 | 3"``; empty otherwise) and
+        ``chain_groups_agree`` (False where the choice depends on the mode the sampler found).
 
     Raises
     ------
@@ -321,12 +324,13 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
     vals = obj.values(d, loads, lt == "rate")
     if obj.capped:
         vals = cap_latency(vals, latency_cap_s)
+    by_group = _chosen_by_chain_group(model, grid, (len(loads), len(ks)), loads, lt == "rate", obj, latency_cap_s,
+                                      resolution, max_draws, seed)
     out = []
     for i, x in enumerate(loads):
-        dec = decide(vals[:, i], aggregate=obj.aggregate, maximize=obj.maximize,
-                     saturated=~np.isfinite(d["latency"][:, i]), headroom=d["saturation_rps"][:, i],
-                     resolution=resolution)
+        dec = _decide_at(d, vals, i, obj, resolution)
         lat, lat0 = d["latency"][:, i], d["latency"][:, i, 0]
+        group_ks = None if by_group is None else [int(ks[b]) for b in by_group[:, i]]
         for j, k in enumerate(ks):
             sp = _speedup(lat0, lat[:, j])
             out.append({
@@ -345,8 +349,36 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
                 "p_saturated_k0": float(dec.p_saturated[0]), "batch_size": _q(d["batch_size"][:, i, j], 0.5),
                 "saturation_rps": _q(d["saturation_rps"][:, i, j], 0.5),
                 "acceptance_length": _q(d["acceptance_length"][:, i, j], 0.5),
+                "k_by_chain_group": "" if group_ks is None else " | ".join(map(str, group_ks)),
+                "chain_groups_agree": group_ks is None or len(set(group_ks)) == 1,
             })
     return pd.DataFrame(out)
+
+
+def _decide_at(d: dict, vals: np.ndarray, i: int, obj: Objective, resolution: float):
+    """:func:`decide` among the k at load ``i`` of :func:`_draws`' ``d`` and the objective's ``vals``."""
+    return decide(vals[:, i], aggregate=obj.aggregate, maximize=obj.maximize,
+                  saturated=~np.isfinite(d["latency"][:, i]), headroom=d["saturation_rps"][:, i],
+                  resolution=resolution)
+
+
+def _chosen_by_chain_group(model, grid: pd.DataFrame, shape: tuple, loads, is_open: bool, obj: Objective,
+                           latency_cap_s, resolution: float, max_draws: int, seed: int) -> np.ndarray | None:
+    """The index of the k each group of chains would choose at each load, (group, load), when the chains
+    did not mix and split into groups (``LatencyModel.chain_agreement``); None otherwise. A choice
+    that differs between groups depends on which mode of the posterior the sampler found."""
+    if model.diagnostics()["converged"] or model.idata.posterior.sizes["chain"] < 2:
+        return None
+    groups = model.chain_agreement()["groups"]  # cached per posterior: one call per model, not per question
+    if len(groups) < 2:
+        return None
+    chosen = []
+    for chains in groups:
+        d = _draws(model.with_chains(chains), grid, shape, max_draws, seed)
+        vals = obj.values(d, loads, is_open)
+        vals = cap_latency(vals, latency_cap_s) if obj.capped else vals
+        chosen.append([_decide_at(d, vals, i, obj, resolution).best for i in range(len(loads))])
+    return np.array(chosen)
 
 
 def recommend_k(model, *, verifier: str, drafter: str, hardware: str, dataset: str, prompt_len: float,

@@ -23,7 +23,7 @@ import pandas as pd
 
 from bayes_sd._io import write_bytes, write_text
 from bayes_sd._progress import progress_bar
-from bayes_sd._stats import quantile
+from bayes_sd._stats import chain_agreement_text, quantile
 from bayes_sd.evaluation.baselines import LABELS, error_table, in_sample_comparison
 from bayes_sd.evaluation.trust import trust_reading, trust_table
 from bayes_sd.model.conditions import load_column
@@ -130,6 +130,9 @@ def _diagnostics(model, s: Section, ctx: dict) -> None:
               f"{d['min_ess_tail']:.0f} (target >= 400), {d['divergences']} divergences (target 0)."
               + (" The sampler gives no reason to distrust the intervals below." if d["converged"] else
                  " Treat every interval below as provisional: refit with more draws/tune or a higher target_accept."))
+    if not d["converged"] and d["chains"] > 1:
+        agreement = model.chain_agreement()
+        s.text += f" Where the chains disagree: {chain_agreement_text(agreement)}."
     rows = [("max R-hat", d["max_rhat"], "<= 1.01", d["max_rhat"] <= 1.01),
             ("min bulk ESS", d["min_ess_bulk"], ">= 400", d["min_ess_bulk"] >= 400),
             ("min tail ESS", d["min_ess_tail"], ">= 400", d["min_ess_tail"] >= 400),
@@ -137,6 +140,12 @@ def _diagnostics(model, s: Section, ctx: dict) -> None:
             ("verdict", verdict, "converged", d["converged"])]
     s.tables = [("Convergence", pd.DataFrame(rows, columns=["quantity", "value", "target", "pass"])),
                 ("Worst parameters by R-hat", tab.nlargest(8, "rhat"))]
+    if not d["converged"] and d["chains"] > 1:
+        group = {c: i + 1 for i, g in enumerate(agreement["groups"]) for c in g}
+        s.tables.append((f"Chains on {agreement['parameter']}", pd.DataFrame({
+            "chain": np.arange(1, d["chains"] + 1), "mean": agreement["chain_means"],
+            "group": [group[c] for c in range(d["chains"])],
+            "mean log density": agreement["chain_logp"] or [np.nan] * d["chains"]})))
     s.figure = plots.plot_diagnostics(model, data=tab)
 
 

@@ -405,8 +405,9 @@ def run_mean_inflation(load_share, is_open, xp=np):
     Parameters
     ----------
     load_share : float or array-like
-        Open loop: ``rho / (1 - rho)``, ``rho = rate * C2`` the utilisation (dimensionless, >= 0);
-        ignored in closed loops.
+        Open loop: ``rho / (1 - rho)``, ``rho = rate / capacity`` the utilisation (dimensionless,
+        >= 0; ``rate * C2`` uncapped, ``rate * L(B) / B`` where a batch cap of ``B`` binds first,
+        :mod:`.batch_cap`); ignored in closed loops.
     is_open : bool or array-like
         Open-loop (fixed-rate) runs.
 

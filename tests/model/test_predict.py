@@ -52,7 +52,8 @@ def test_unseen_pair_dataset_with_learned_scalar_scale():
 
 def test_a_run_of_n_requests_adds_its_mean_sampling_error_inflated_by_queueing():
     """latency_pred of a run of n requests = the long-run prediction times exp(rel_se z), rel_se^2 =
-    CV^2 / n times theory.run_mean_inflation at each draw's own utilisation; none without n_requests."""
+    CV^2 / n times theory.run_mean_inflation at each draw's own utilisation rate / capacity (the
+    capped server's where a batch cap binds); none without n_requests."""
     from bayes_sd.model.predict import latency_at
 
     post = _posterior(n=2000)
@@ -60,22 +61,30 @@ def test_a_run_of_n_requests_adds_its_mean_sampling_error_inflated_by_queueing()
     cfg = load_config("default")
     cfg["model"]["configuration_effects"] = []
     costs = theory.ServiceCosts(**{c: np.exp(LOG_MS[c]) / 1000.0 for c in theory.COEFS})
-    c2 = theory.demand(dataclasses.replace(costs, d0=0.0, d1=0.0), 0, 1.0, 100.0, 100.0).c2
+    dem0 = theory.demand(dataclasses.replace(costs, d0=0.0, d1=0.0), 0, 1.0, 100.0, 100.0)
+    c2, capped_capacity = dem0.c2, 2.0 / theory.latency_closed(dem0.c1, dem0.c2, 2.0)  # two slots: 2 / L(2)
+    is_open = np.array([True, True, False, True])
     cond = pd.DataFrame({"verifier": "v", "drafter": "none", "hardware": "h", "dataset": "a", "k": 0,
-                         "prompt_len": 100.0, "output_len": 100.0, "load_type": ["rate", "rate", "concurrency"],
-                         "rate_rps": [0.1 / c2, 0.7 / c2, np.nan], "concurrency": [np.nan, np.nan, 8.0]})
+                         "prompt_len": 100.0, "output_len": 100.0,
+                         "load_type": np.where(is_open, "rate", "concurrency"),
+                         "rate_rps": [0.1 / c2, 0.7 / c2, np.nan, 0.5 * capped_capacity],
+                         "concurrency": [np.nan, np.nan, 8.0, np.nan],
+                         "max_num_seqs": [np.nan, np.nan, np.nan, 2.0]})
     long_run = condition_draws(post, cfg, fit_coords, cond, seed=1)
     of_400 = condition_draws(post, cfg, fit_coords, cond.assign(n_requests=400), seed=1)
     np.testing.assert_array_equal(of_400.latency, long_run.latency)
     with np.errstate(invalid="ignore", divide="ignore"):
         log_ratio = np.log(of_400.latency_pred / long_run.latency_pred)
-    _, dem, *_ = latency_at(long_run.inputs, np.zeros(3), np.ones(3), np.ones(3))
-    rho = np.array(cond["rate_rps"].fillna(0.0)) * dem.c2
+    _, dem, *_, capacity = latency_at(long_run.inputs, np.zeros(4), np.ones(4), np.ones(4))
+    rate = np.array(cond["rate_rps"].fillna(0.0))
+    rho = rate / capacity
+    # two slots bind long before 1 / C2: the capped utilisation is well above rate C2
+    assert np.median(rho[:, 3]) > 2.0 * np.median(rate[3] * dem.c2[:, 3])
     with np.errstate(invalid="ignore", divide="ignore"):  # each draw's tail shape: p50 = mean exp(-s^2 / 2)
         cv_sq = np.expm1(2.0 * np.log(long_run.latency / long_run.latency_p50))
-    inflation = np.where([True, True, False], (1 + rho) / (1 - rho), 1.0)
+    inflation = np.where(is_open, (1 + rho) / (1 - rho), 1.0)
     ok = np.isfinite(log_ratio) & (rho < 1)
-    for j in range(3):
+    for j in range(4):
         z = log_ratio[ok[:, j], j] / np.sqrt(cv_sq[ok[:, j], j] / 400 * inflation[ok[:, j], j])
         assert 0.9 < z.std() < 1.1, j
     # the draws' utilisation spreads (unseen hardware effects); at 70% nominal the error is several times

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from bayes_sd._stats import chain_agreement_text
 from bayes_sd.report import SECTIONS, document, plots, write_report
 
 
@@ -100,6 +101,10 @@ def test_diagnostics_and_data_readings_use_the_models_numbers(model, report):
     assert (f"The sampler has {verdict} ({d['chains']} chains x {d['draws']} draws): max R-hat "
             f"{d['max_rhat']:.3f}") in md
     assert f"{d['divergences']} divergences" in md and f"min bulk ESS {d['min_ess_bulk']:.0f}" in md
+    if not d["converged"]:  # the worst parameter's chains, and how far apart their predictions are
+        agreement = model.chain_agreement()
+        assert f"Where the chains disagree: {chain_agreement_text(agreement)}." in md
+        assert f"Chains on {agreement['parameter']}" in md
     n_exc = len(model.fit_data.excluded)
     assert f"The model was given {len(model.runs)} runs" in md
     assert f"{model.fit_data.n_runs} runs were fitted and {n_exc} excluded" in md
