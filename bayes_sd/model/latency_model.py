@@ -8,7 +8,6 @@ checked by an id on load.
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import json
 import logging
@@ -26,11 +25,11 @@ from bayes_sd._io import atomic_write
 from bayes_sd._stats import (
     CONVERGENCE,
     chain_agreement_text,
-    chain_groups,
     convergence,
     convergence_stats,
     convergence_text,
 )
+from bayes_sd.model import chains as _chains
 from bayes_sd.model.build import build_model
 from bayes_sd.model.conditions import (
     CONDITION_COLUMNS,
@@ -437,37 +436,17 @@ class LatencyModel:
             When the model is not fitted.
         """
         self._require_fit()
-        post = self.idata.posterior
         cached = getattr(self, "_agreement", None)
-        if cached is not None and cached[0] is post and cached[1] == (max_draws, seed):
-            return dict(cached[2])
-        out = chain_groups(post, self.convergence_stats()["rhat"])
-        stats = self.idata.sample_stats if "sample_stats" in self.idata.groups() else {}
-        logp = next((stats[n] for n in ("logp", "lp") if n in stats), None)
-        out["chain_logp"] = None if logp is None else [float(x) for x in logp.mean("draw").values]
-        runs = self.fit_data.runs
-        cond = validate_conditions(runs[[c for c in CONDITION_COLUMNS if c in runs and c != "n_requests"]])
-        medians = np.stack([np.median(self._draws(stack_posterior(post.isel(chain=[c]), max_draws, seed), cond,
-                                                  seed).latency, axis=0) for c in range(post.sizes["chain"])])
-        ok = np.all(np.isfinite(medians), axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            spread = (medians.max(0) - medians.min(0))[ok] / np.median(medians, axis=0)[ok]
-        out["latency_spread_max"] = float(spread.max()) if spread.size else float("nan")
-        out["latency_spread_median"] = float(np.median(spread)) if spread.size else float("nan")
-        self._agreement = (post, (max_draws, seed), out)
-        return dict(out)
+        if cached is None or cached[0] is not self.idata.posterior or cached[1] != (max_draws, seed):
+            cached = self._agreement = (self.idata.posterior, (max_draws, seed),
+                                        _chains.chain_agreement(self, max_draws, seed))
+        return dict(cached[2])
 
     def with_chains(self, chains: list[int]) -> LatencyModel:
         """This fitted model with only the posterior's ``chains`` (indices from 0): what each group of
         chains that did not mix says on its own (:meth:`chain_agreement`). Shares the training data."""
         self._require_fit()
-        other = copy.copy(self)
-        other.idata = copy.copy(self.idata)
-        for group in ("posterior", "sample_stats"):
-            if group in self.idata.groups():
-                setattr(other.idata, group, getattr(self.idata, group).isel(chain=list(chains)))
-        other._diagnostics = other._agreement = None
-        return other
+        return _chains.with_chains(self, chains)
 
     def diagnostics_text(self) -> str:
         """One line: converged or not, R-hat, ESS, divergences, runs fitted and excluded; when not
