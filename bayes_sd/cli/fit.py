@@ -19,15 +19,16 @@ parameter, which chains agree on it) and how far apart their predictions of the 
 if it still has not, sample longer (--draws, --tune) before trusting it: predict, recommend and
 report say so first until then, and recommend says where the chains' modes would choose another k.
 
-Configurations: default (dense verifiers), moe_roofline_per_position (the main job's: roofline
+Configurations: default (dense verifiers), moe_roofline_speculation (the main job's: roofline
 knee, per-sequence cost, MoE expert coverage, acceptance decaying with draft position, the decay
-pooled across drafters; pass --models so it knows the MoE verifiers), moe_roofline (the same with
-constant acceptance), moe, roofline, per_position, moe_per_position, drafter_design, achieved_rate,
-or a .toml path.
+pooled across drafters, and what a speculating step and each sequence in it cost whatever k; pass
+--models so it knows the MoE verifiers), moe_roofline_per_position (the same without the cost of
+speculating), moe_roofline (constant acceptance), moe, roofline, per_position, moe_per_position,
+drafter_design, achieved_rate, or a .toml path.
 
 Example:
   bayes-sd fit runs.csv --out posterior.nc
-  bayes-sd fit runs.csv --models models.csv --config moe_roofline_per_position --out posterior.nc
+  bayes-sd fit runs.csv --models models.csv --config moe_roofline_speculation --out posterior.nc
 """
 
 

@@ -28,6 +28,7 @@ with pytensor tensors.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pymc as pm
@@ -44,6 +45,7 @@ from bayes_sd.model.fit_data import (
     KNEE_FORMS,
     MOE_FORMS,
     OPEN_LOOP_BATCHES,
+    SPECULATION_COSTS,
     TAIL_QUANTILES,
     VERIFIER_COEFS,
     FitData,
@@ -53,6 +55,8 @@ from bayes_sd.model.fit_data import (
     model_free_keep,
 )
 from bayes_sd.theory import acceptance
+
+log = logging.getLogger(__name__)
 
 __all__ = ["build_model", "z_quantile"]
 
@@ -254,8 +258,9 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
             d0, d1 = d[:, 0], d[:, 1]
         else:
             tau, tau_sq, d0, d1 = pt.ones(fd.n_runs), None, pt.zeros(fd.n_runs), pt.zeros(fd.n_runs)
+        e0, e1 = _speculation_costs(cfg, fd)
         costs = theory.ServiceCosts(**{c: v[:, i] for i, c in enumerate(VERIFIER_COEFS)}, d0=d0, d1=d1,
-                                    s1=_sequence_cost(cfg, fd))
+                                    s1=_sequence_cost(cfg, fd), e0=e0, e1=e1)
         P, D = x["prompt_len"], x["output_len"]
         dem = theory.demand(costs, k, tau, P, D, xp=pt, tau_sq=tau_sq)
         c1_factor, c2_factor = _configuration_factors(eff, fd)
@@ -521,6 +526,39 @@ def _sequence_cost(cfg: dict, fd: FitData):
     log_s1 = _pooled_log_levels(cfg, fd, "sequence_cost", "sequence_cost_ms", "verifier_hw")
     s1 = pm.Deterministic("sequence_cost_ms", pt.exp(log_s1), dims="verifier_hw")
     return s1[fd.idx["run_vh"]] / 1000.0
+
+
+def _speculation_costs(cfg: dict, fd: FitData):
+    """Per-run costs (s) of turning speculation on, ``(e0, e1)``, or ``(0, 0)`` unless ``speculation_cost
+    = true``: a step that speculates costs ``e0`` more and each of its sequences ``e1`` more, whatever the
+    draft length (draft bookkeeping and the host's proposal loop; per-request rejection sampling; a verify
+    attention kernel that pads a sequence's few query tokens to a whole tile). Without them the only
+    costs of speculating grow with ``k`` (``k d0``, ``k d1``, ``(k+1) v1``), so where engines pay most of
+    it at ``k = 1`` already the fit puts k = 1 too cheap and a long draft too dear. One of each per
+    verifier x hardware (the engine and the verifier's kernels on that device), partially pooled on the
+    log scale (``speculation_step_ms`` / ``speculation_sequence_ms`` the priors of their centres,
+    ``*_spread`` their fixed spreads) as ``_sequence_cost``: the runs of one verifier x hardware at
+    several draft lengths, with and without speculation, separate them from the drafter's ``k d0``
+    (``FitData.x["speculation_identified"]``); a level whose runs cannot (one draft length per drafter: the
+    real B200 runs) is fitted all the same, informed by the population and by what its runs say about
+    ``k d0 + e0`` together (held at the centre instead, it tied the centre to the B200 drafters' costs: the
+    main job's tail ESS fell to 64 in one seed of two). With no identifying level at all, nothing pins the
+    centre but its prior, a ridge with every ``d0`` (R-hat 1.11 on the real B200 runs alone), so the fit
+    goes without them and logs why."""
+    if not cfg.get("model", {}).get("speculation_cost", False):
+        return 0.0, 0.0
+    identified = fd.x["speculation_identified"]
+    if not identified.any():
+        log.info("speculation_cost: no verifier x hardware has runs without speculation and one drafter at two or "
+                 "more draft lengths, so nothing tells what turning speculation on costs from the drafters' costs "
+                 "per k; fitted without it (as moe_roofline_per_position)")
+        return 0.0, 0.0
+    out = []
+    for effect in SPECULATION_COSTS:
+        log_e = _pooled_log_levels(cfg, fd, effect, f"{effect}_ms", "verifier_hw")
+        e = pm.Deterministic(f"{effect}_ms", pt.exp(log_e), dims="verifier_hw")
+        out.append(e[fd.idx["run_vh"]] / 1000.0)
+    return tuple(out)
 
 
 def _roofline_knee(cfg: dict, fd: FitData):

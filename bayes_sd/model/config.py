@@ -195,7 +195,14 @@ def _check(cfg: dict[str, Any]) -> None:
     if cfg.get("model", {}).get("sequence_cost", False) and "sequence_cost_ms" not in cfg["priors"]:
         raise ModelConfigError("sequence_cost = true needs the prior sequence_cost_ms. "
                                "Fix: extend models/roofline.toml")
-    for name, effect in (("sequence_cost_spread", "sequence_cost"), ("accept_decay_spread", "accept_decay")):
+    speculation = ("speculation_step_ms", "speculation_step_spread", "speculation_sequence_ms",
+                   "speculation_sequence_spread")
+    if cfg.get("model", {}).get("speculation_cost", False) and not set(speculation) <= set(cfg["priors"]):
+        raise ModelConfigError(f"speculation_cost = true needs the priors {', '.join(speculation)}. "
+                               "Fix: extend models/moe_roofline_speculation.toml")
+    for name, effect in (("sequence_cost_spread", "sequence_cost"), ("accept_decay_spread", "accept_decay"),
+                         ("speculation_step_spread", "speculation_step"),
+                         ("speculation_sequence_spread", "speculation_sequence")):
         spread = cfg["priors"].get(name)
         if spread is not None and spread.get("dist") not in ("HalfNormal", "Exponential"):
             raise ModelConfigError(f"prior '{name}' must be HalfNormal or Exponential (a scale, fixed at its "
@@ -204,7 +211,7 @@ def _check(cfg: dict[str, Any]) -> None:
         raise ModelConfigError("a pooled decay (prior 'accept_decay_spread') needs 'accept_decay' LogNormal (the prior "
                                "of its centre). Fix: set [priors.accept_decay] dist = \"LogNormal\" with mu and "
                                "sigma on the log scale")
-    for pname in ("knee_tokens", "knee_compute_share", "sequence_cost_ms"):  # predict draws unseen levels as lognormal
+    for pname in ("knee_tokens", "knee_compute_share", "sequence_cost_ms", *speculation[::2]):  # lognormal levels
         if pname in cfg["priors"] and cfg["priors"][pname].get("dist") != "LogNormal":
             raise ModelConfigError(f"prior '{pname}' must be LogNormal (a positive quantity per verifier x hardware). "
                                    "Fix: set dist = \"LogNormal\" with mu and sigma on the log scale")

@@ -26,6 +26,7 @@ from .acceptance_data import (
 __all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OPEN_LOOP_BATCHES", "VERIFIER_FORMS",
            "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS",
            "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "CONFIGURATION_EFFECTS", "OTHER_POOLED_LEVELS",
+           "SPECULATION_COSTS", "speculation_identified",
            "pair_label", "level_label", "configuration_effects", "configuration_level_label", "fixed_scale",
            "observed_acceptance", "observed_decay", "replayed_acceptance", "measured_pivot", "acceptance_pivot",
            "ACCEPTANCE_PIVOTS", "SATURATED_RUNS", "batch_cap", "POSITION_SE_IDENTIFIED"]
@@ -54,9 +55,13 @@ EFFECTS: dict[str, tuple[str, str, str | None, tuple[str, ...] | None]] = {
 #: a configuration's departures from the cost law: the model has those its ``[model]
 #: configuration_effects`` lists (each needs its scale's prior)
 CONFIGURATION_EFFECTS = ("config_level", "config_load")
+#: The per-verifier x hardware costs of a step that speculates, whatever its draft length, with the
+#: ``theory.ServiceCosts`` field each fills (``[model] speculation_cost = true``; build._speculation_costs).
+SPECULATION_COSTS = {"speculation_step": "e0", "speculation_sequence": "e1"}
 #: partially pooled levels built outside ``EFFECTS`` (by their own code in build.py) whose scale
 #: follows the same policy (``FitData.learns_scale``): name -> grouping dim
-OTHER_POOLED_LEVELS = {"sequence_cost": "verifier_hw", "accept_decay": "drafter"}
+OTHER_POOLED_LEVELS = {"sequence_cost": "verifier_hw", "accept_decay": "drafter", "speculation_step": "verifier_hw",
+                       "speculation_sequence": "verifier_hw"}
 #: groups with fewer levels than this get a fixed scale (the prior's) instead of a learned one:
 #: with under five groups a population scale is barely estimable and only adds a funnel
 MIN_LEVELS_FOR_SCALE = 5
@@ -113,6 +118,18 @@ def moe_log_q(verifiers: list[str], models: pd.DataFrame | None) -> np.ndarray:
                                  "Fix: give the routed experts per layer and the top-k")
             out[i] = np.log1p(-top / e)
     return out
+
+
+def speculation_identified(fit: pd.DataFrame, levels: list[str]) -> np.ndarray:
+    """Per verifier x hardware level (``levels``, labels of :func:`level_label`), 1.0 where its runs can
+    tell what turning speculation on costs from the drafters' per-k costs: runs without speculation,
+    and one pair at two or more draft lengths (its step cost's intercept in ``k``), else 0.0."""
+    label = pd.Series([level_label(v, h) for v, h in zip(fit["verifier"], fit["hardware"])], index=fit.index)
+    spec = fit["k"] > 0
+    baseline = set(label[~spec])
+    ks = fit[spec].groupby([label[spec], fit.loc[spec, "drafter"].astype(str)])["k"].nunique()
+    several = {vh for (vh, _), n in ks.items() if n >= 2}
+    return np.array([float(vh in baseline and vh in several) for vh in levels])
 
 
 def fixed_scale(cfg: dict, prior: str) -> float:
@@ -410,6 +427,7 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     x["drafter_pivot"] = measured_pivot(fit, drafters, tau)
     spec_ks = fit[fit["k"] > 0].groupby(fit["drafter"].astype(str))["k"].nunique()
     x["drafter_ks"] = np.array([float(spec_ks.get(d, 0)) for d in drafters])  # draft lengths measured
+    x["speculation_identified"] = speculation_identified(fit, vh)
     x["rate"] = np.nan_to_num(x["rate"])
     x["concurrency"] = np.nan_to_num(x["concurrency"], nan=1.0)
     censored = fit["censored"].to_numpy(bool)

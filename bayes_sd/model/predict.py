@@ -30,6 +30,7 @@ from bayes_sd.model.fit_data import (
     EFFECTS,
     KNEE_FORMS,
     MOE_FORMS,
+    SPECULATION_COSTS,
     VERIFIER_COEFS,
     acceptance_pivot,
     batch_cap,
@@ -211,8 +212,9 @@ def _lognormal_prior(cfg: dict, name: str, rng: np.random.Generator):
 def _verifier_extras(post: dict, cfg: dict, fit_coords: dict, verifier_hw: list[str], log_q: np.ndarray,
                      rng: np.random.Generator) -> dict[str, np.ndarray]:
     """(sample, condition) roofline knee (tokens per verify pass), its compute share, and the
-    per-sequence cost s1 (s), of the variants that have them (``verifier_form = "roofline"`` or
-    ``"moe_roofline"``, ``sequence_cost = true``); otherwise no knee (share 0) and s1 = 0.
+    per-sequence cost s1 (s) and the costs of a step that speculates e0, e1 (s), of the variants that
+    have them (``verifier_form = "roofline"`` or ``"moe_roofline"``, ``sequence_cost = true``,
+    ``speculation_cost = true``); otherwise no knee (share 0) and s1 = e0 = e1 = 0.
     ``log_q``: per condition ``log(1 - top_k / E)``, NaN for a dense verifier (``moe_log_q``)."""
     opts = cfg.get("model", {})
     shape = (next(iter(post.values())).shape[0], len(verifier_hw))
@@ -237,6 +239,14 @@ def _verifier_extras(post: dict, cfg: dict, fit_coords: dict, verifier_hw: list[
                                lambda n: np.exp(centre + spread * rng.standard_normal(n))) / 1000.0
     elif opts.get("sequence_cost", False):
         out["s1"] = draws("sequence_cost_ms") / 1000.0
+    for effect, field in SPECULATION_COSTS.items():  # build._speculation_costs
+        out[field] = np.zeros(shape)
+        if opts.get("speculation_cost", False) and f"log_{effect}_centre" in post:  # else fitted without
+            centre = post[f"log_{effect}_centre"].values
+            spread = (post[f"{effect}_spread"].values if f"{effect}_spread" in post
+                      else fixed_scale(cfg, f"{effect}_spread"))
+            out[field] = _per_level(post, f"{effect}_ms", fitted, verifier_hw,
+                                    lambda n, c=centre, w=spread: np.exp(c + w * rng.standard_normal(n))) / 1000.0
     return out
 
 
@@ -267,7 +277,8 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     share = _expert_share(post, cfg, fit_coords, labels["verifier"], log_q, rng)
     extras = _verifier_extras(post, cfg, fit_coords, labels["verifier_hw"], log_q, rng)
     log_q = np.where(np.isfinite(log_q), log_q, np.log(0.5))  # dense: any finite value (share 0)
-    c["s1"] = extras["s1"]
+    for field in ("s1", *SPECULATION_COSTS.values()):
+        c[field] = extras[field]
     logit_a = post["mu_accept"].values[:, None] + eff("accept_drafter") + eff("accept_dataset") + eff("accept_pair")
     decay = _accept_decay(post, cfg, fit_coords, labels["drafter"], rng, fitted_drafters)
     if decay is not None and acceptance_pivot(cfg) == "measured":  # build.py, _acceptance_logit
@@ -426,7 +437,7 @@ def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
     slots = inputs.get("slots", np.ones_like(conc))
     has_cap = inputs.get("has_cap", np.zeros(np.shape(conc), bool))
     costs = theory.ServiceCosts(**{n: (c[n] if n[0] != "d" else c[n] * drafter_scale * (k > 0)) for n in COEFS},
-                                s1=c["s1"])
+                                s1=c["s1"], e0=c["e0"], e1=c["e1"])
     dem = theory.demand(costs, k, tau, P, D, tau_sq=tau_sq).scaled(*inputs.get("configuration", (1.0, 1.0)))
     knee, r = inputs["knee_tokens"], inputs["compute_share"]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):

@@ -46,6 +46,14 @@ class ServiceCosts:
     s1 : float or array-like, default 0.0
         s per sequence per pass, whatever tokens it carries (sampler, scheduler bookkeeping,
         per-sequence kernel work); 0 unless a model variant fits it (``[model] sequence_cost``).
+    e0 : float or array-like, default 0.0
+        s, fixed cost of a step that speculates, whatever its draft length (draft bookkeeping, the
+        rejection sampler's launch, the host's proposal loop); 0 unless a model variant fits it
+        (``[model] speculation_cost``).
+    e1 : float or array-like, default 0.0
+        s per sequence in a step that speculates, whatever its draft length (per-request rejection
+        sampling and input preparation, a verify attention kernel whose multi-token queries fill a
+        whole tile); 0 unless a model variant fits it.
     knee_tokens : float or array-like, optional
         Tokens in a verify pass at its roofline knee (None = no knee): past it the pass
         is compute-bound and its fixed cost grows as ``v0 * (1 + compute_share * knee_excess)``
@@ -68,6 +76,8 @@ class ServiceCosts:
     p1: Any
     c1: Any
     s1: Any = 0.0
+    e0: Any = 0.0
+    e1: Any = 0.0
     knee_tokens: Any = None
     compute_share: Any = 0.0
     experts: Any = None
@@ -243,6 +253,11 @@ def iterations(output_len, tau, tau_sq=None):
 # --------------------------------------------------------------------------- demand and latency
 
 
+def _speculates(k, xp=np):
+    """1.0 where the draft length ``k`` (tokens, >= 0) is positive, else 0.0."""
+    return xp.minimum(k, 1.0)
+
+
 def _sequence_pass_cost(costs, prompt_len, output_len):
     """``ctx = c1 * (P + D/2) + s1`` (s): what one sequence adds to a pass beyond its tokens' weight
     work, attention over its mean context and the per-sequence cost."""
@@ -252,12 +267,15 @@ def _sequence_pass_cost(costs, prompt_len, output_len):
 def demand(costs, k, tau, prompt_len, output_len, xp=np, tau_sq=None):
     """Per-request demand (s) of a request with ``P`` prompt and ``D`` output tokens.
 
-    With ``N = iterations(D, tau, tau_sq)`` and ``ctx = c1 * (P + D/2) + s1`` (attention and
-    per-sequence work, s per pass)::
+    With ``N = iterations(D, tau, tau_sq)``, ``ctx = c1 * (P + D/2) + s1`` (attention and
+    per-sequence work, s per pass) and ``[k > 0]`` 1 for a step that speculates::
 
-        c1_prefill = p0 + p1 P              c2_prefill = p1 P
-        c1_draft   = N k (d0 + d1)          c2_draft   = N k d1
-        c1_verify  = N (v0 + (k+1) v1 + ctx) c2_verify = N ((k+1) v1 + ctx)
+        c1_prefill = p0 + p1 P                           c2_prefill = p1 P
+        c1_draft   = N (k (d0 + d1) + [k > 0] (e0 + e1)) c2_draft   = N (k d1 + [k > 0] e1)
+        c1_verify  = N (v0 + (k+1) v1 + ctx)             c2_verify  = N ((k+1) v1 + ctx)
+
+    ``e0``, ``e1``: what turning speculation on costs a step and each of its sequences, whatever
+    the draft length (0 unless a model variant fits them).
 
     ``C1`` is the latency alone on the server; ``C2`` what each other in-flight request
     adds (its sequence-tokens in my passes, its prefill tokens in my steps; its fixed
@@ -289,12 +307,13 @@ def demand(costs, k, tau, prompt_len, output_len, xp=np, tau_sq=None):
     n = iterations(output_len, tau, tau_sq)
     ctx = _sequence_pass_cost(c, prompt_len, output_len)
     prefill = c.p0 + c.p1 * prompt_len
+    spec = _speculates(k, xp)
     return Demand(
         c1_prefill=prefill,
-        c1_draft=n * k * (c.d0 + c.d1),
+        c1_draft=n * (k * (c.d0 + c.d1) + spec * (c.e0 + c.e1)),
         c1_verify=n * (c.v0 + (k + 1.0) * c.v1 + ctx),
         c2_prefill=c.p1 * prompt_len,
-        c2_draft=n * k * c.d1,
+        c2_draft=n * (k * c.d1 + spec * c.e1),
         c2_verify=n * ((k + 1.0) * c.v1 + ctx),
     )
 
@@ -427,7 +446,7 @@ def in_flight(rate, latency):
 def step_time(costs, k, tau, prompt_len, output_len, others, xp=np, tau_sq=None):
     """Mean duration (s) of one scheduler step (k draft passes + one verify pass).
 
-    ``v0 + k d0 + (others+1) ((k+1) v1 + k d1 + ctx) + others p1 P / N``:
+    ``v0 + k d0 + [k > 0] e0 + (others+1) ((k+1) v1 + k d1 + [k > 0] e1 + ctx) + others p1 P / N``:
     every in-flight sequence adds its per-token work, and the others' prefills
     (one per request over its ``N`` steps) are spread uniformly over the steps.
     Consistency: ``p0 + p1 P + N * step_time(others) == C1 + others * C2`` (same ``tau_sq``).
@@ -435,8 +454,9 @@ def step_time(costs, k, tau, prompt_len, output_len, others, xp=np, tau_sq=None)
     c = costs
     n = iterations(output_len, tau, tau_sq)
     ctx = _sequence_pass_cost(c, prompt_len, output_len)
-    per_seq = (k + 1.0) * c.v1 + k * c.d1 + ctx
-    return c.v0 + k * c.d0 + (others + 1.0) * per_seq + others * c.p1 * prompt_len / n
+    spec = _speculates(k, xp)
+    per_seq = (k + 1.0) * c.v1 + k * c.d1 + spec * c.e1 + ctx
+    return c.v0 + k * c.d0 + spec * c.e0 + (others + 1.0) * per_seq + others * c.p1 * prompt_len / n
 
 
 def ttft(costs, k, tau, prompt_len, output_len, others, xp=np, tau_sq=None, p_busy=None):

@@ -22,7 +22,7 @@ from bayes_sd.model import LatencyModel
 from bayes_sd.model.build import build_model
 from bayes_sd.model.config import load_config
 from bayes_sd.model.fit_data import prepare_fit_data
-from bayes_sd.model.predict import condition_draws
+from bayes_sd.model.predict import acceptance_second_moment, condition_draws
 from bayes_sd.recommend import fitted_batch_cap
 from bayes_sd.simulate.presets import PRESETS
 
@@ -89,7 +89,7 @@ def test_missing_drafter_sizes_name_the_fix(fleet_subset):
 
 
 @pytest.mark.parametrize("config", ["default", "moe", "drafter_design", "per_position", "roofline", "moe_roofline",
-                                    "moe_roofline_per_position"])
+                                    "moe_roofline_per_position", "moe_roofline_speculation"])
 def test_numpy_predictor_reproduces_the_pymc_graph(fleet_subset, config):
     runs, models = fleet_subset
     cfg = load_config(config)
@@ -283,6 +283,57 @@ def test_pooled_sequence_cost_gives_an_unseen_verifier_a_draw_from_the_fitted_po
     assert np.std(np.log(s1_ms[:, 1])) == pytest.approx(0.1, rel=0.1)  # the fitted spread, not the prior's 1.0
 
 
+def test_speculation_costs_are_paid_from_k_1_on_and_pooled_for_an_unseen_verifier():
+    """moe_roofline_speculation: e0 and e1 (ms) of a fitted verifier x hardware keep their posterior, an
+    unseen one gets a draw from the fitted population; a condition without speculation pays neither, and
+    a speculating one pays them the same at k = 1 and k = 7 (its predicted latency, with e1 large, rises
+    by the same amount at both draft lengths)."""
+    from bayes_sd.model.predict import _verifier_extras
+
+    cfg = load_config("moe_roofline_speculation")
+    n, rng = 4000, np.random.default_rng(0)
+    post = {"log_speculation_step_centre": _da(np.full(n, np.log(0.3))),
+            "log_speculation_sequence_centre": _da(np.full(n, np.log(0.01))),
+            "speculation_step_ms": _da(np.full((n, 1), 0.8)), "speculation_sequence_ms": _da(np.full((n, 1), 0.02)),
+            "log_sequence_cost_centre": _da(np.full(n, np.log(0.02))), "sequence_cost_ms": _da(np.full((n, 1), 0.02)),
+            "knee_tokens": _da(np.full((n, 1), 200.0)), "knee_compute_share": _da(np.full((n, 1), 0.5))}
+    out = _verifier_extras(post, cfg, {"verifier_hw": ["seen @ B200"]}, ["seen @ B200", "unseen @ H100"],
+                           np.array([np.nan, np.nan]), rng)
+    np.testing.assert_allclose(out["e0"][:, 0] * 1000.0, 0.8)
+    np.testing.assert_allclose(out["e1"][:, 0] * 1000.0, 0.02)
+    assert np.median(out["e0"][:, 1] * 1000.0) == pytest.approx(0.3, rel=0.05)
+    spread = cfg["priors"]["speculation_sequence_spread"]["sigma"]  # fixed at its prior's scale
+    assert np.std(np.log(out["e1"][:, 1])) == pytest.approx(spread, rel=0.1)
+    without = load_config("moe_roofline_per_position")
+    assert not np.any(_verifier_extras(post, without, {"verifier_hw": ["seen @ B200"]}, ["seen @ B200"],
+                                       np.array([np.nan]), rng)["e1"])
+
+
+def test_speculation_costs_shift_every_speculating_k_alike(fleet_subset):
+    """At the same prior draws, a larger per-sequence speculation cost e1 leaves k = 0 unchanged and adds
+    the same time per verify step at k = 1 and k = 7 (closed loop, where the latency is linear in it)."""
+    runs, models = fleet_subset
+    cfg = load_config("moe_roofline_speculation")
+    fd = prepare_fit_data(runs, models)
+    prior = pm.sample_prior_predictive(draws=50, model=build_model(fd, cfg), random_seed=4).prior
+    post = {name: da.stack(sample=("chain", "draw")).transpose("sample", ...) for name, da in prior.data_vars.items()}
+    base = fd.runs[COND].iloc[[0]]
+    cond = pd.concat([base.assign(k=k, drafter="eagle3-small" if k else "none", load_type="concurrency",
+                                  rate_rps=np.nan, concurrency=8.0) for k in (0, 1, 7)], ignore_index=True)
+    bigger = dict(post, speculation_sequence_ms=post["speculation_sequence_ms"] + 0.05)  # e1 + 0.05 ms
+
+    def draws(p):
+        return condition_draws(p, cfg, fd.coords, cond, seed=0, models=models, fitted_drafters=fd.drafter_table())
+
+    a, b = draws(post), draws(bigger)
+    np.testing.assert_allclose(b.latency[:, 0], a.latency[:, 0], rtol=1e-12)
+    k = cond["k"].to_numpy(float)
+    tau_sq = acceptance_second_moment(a.inputs["acceptance"], k, a.inputs["accept_decay"])
+    steps = theory.iterations(cond["output_len"].to_numpy(float), a.acceptance_length, tau_sq)
+    per_step = ((b.latency - a.latency) / steps)[:, 1:]
+    np.testing.assert_allclose(per_step, 0.05e-3 * 8.0, rtol=1e-6)  # e1 of the request itself and 7 others
+
+
 def _da(values):
     import xarray as xr
 
@@ -361,3 +412,25 @@ def test_model_free_drafters_must_be_a_list_of_names():
 
     with pytest.raises(ModelConfigError, match="model_free_drafters = 'ngram'.*Fix: a list"):
         merge_config(load_config("default"), {"model": {"model_free_drafters": "ngram"}})
+
+
+def test_speculation_cost_is_fitted_only_where_the_runs_can_tell_it_from_the_drafters_costs(b200_runs, caplog):
+    """A verifier x hardware identifies e0, e1 with runs without speculation and one drafter at two or more
+    draft lengths. The real B200 runs have neither drafter at two (DSpark at k = 7, MTP at k = 2): fitted
+    alone, the variant goes without the two costs and says why; the synthetic fleet's servers identify them."""
+    import logging
+
+    from bayes_sd.model.fit_data import level_label, speculation_identified
+
+    fleet = load_fleet_runs()
+    levels = sorted({level_label(v, h) for v, h in zip(fleet["verifier"], fleet["hardware"])})
+    assert speculation_identified(fleet, levels).all()
+    one_k = fleet[(fleet["k"] == 0) | (fleet["k"] == fleet["k"].max())]
+    assert not speculation_identified(one_k, levels).any()
+    b200_levels = sorted({level_label(v, h) for v, h in zip(b200_runs["verifier"], b200_runs["hardware"])})
+    assert not speculation_identified(b200_runs, b200_levels).any()
+    with caplog.at_level(logging.INFO, logger="bayes_sd.model.build"):
+        alone = LatencyModel("moe_roofline_speculation").build(b200_runs)
+    assert "log_speculation_step_centre" not in alone.named_vars and "fitted without it" in caplog.text
+    pooled = LatencyModel("moe_roofline_speculation").build(fleet, models=load_fleet_models())
+    assert {"speculation_step_ms", "speculation_sequence_ms"} <= set(pooled.named_vars)
