@@ -28,7 +28,6 @@ with pytensor tensors.
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 import numpy as np
 import pymc as pm
@@ -42,10 +41,7 @@ from bayes_sd.model.fit_data import (
     DEFAULT_LEARNED_SCALES,
     DRAFTER_COEFS,
     EFFECTS,
-    KNEE_FORMS,
-    MOE_FORMS,
     OPEN_LOOP_BATCHES,
-    SPECULATION_COSTS,
     TAIL_QUANTILES,
     VERIFIER_COEFS,
     FitData,
@@ -54,9 +50,14 @@ from bayes_sd.model.fit_data import (
     fixed_scale,
     model_free_keep,
 )
+from bayes_sd.model.server_costs import (
+    expert_share,
+    pooled_log_levels,
+    roofline_knee,
+    sequence_cost,
+    speculation_costs,
+)
 from bayes_sd.theory import acceptance
-
-log = logging.getLogger(__name__)
 
 __all__ = ["build_model", "z_quantile"]
 
@@ -258,9 +259,9 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
             d0, d1 = d[:, 0], d[:, 1]
         else:
             tau, tau_sq, d0, d1 = pt.ones(fd.n_runs), None, pt.zeros(fd.n_runs), pt.zeros(fd.n_runs)
-        e0, e1 = _speculation_costs(cfg, fd)
+        e0, e1 = speculation_costs(cfg, fd)
         costs = theory.ServiceCosts(**{c: v[:, i] for i, c in enumerate(VERIFIER_COEFS)}, d0=d0, d1=d1,
-                                    s1=_sequence_cost(cfg, fd), e0=e0, e1=e1)
+                                    s1=sequence_cost(cfg, fd), e0=e0, e1=e1)
         P, D = x["prompt_len"], x["output_len"]
         dem = theory.demand(costs, k, tau, P, D, xp=pt, tau_sq=tau_sq)
         c1_factor, c2_factor = _configuration_factors(eff, fd)
@@ -271,8 +272,8 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
         lat_open = c1 / headroom
         capped = bool(x["has_cap"].any())
         has_cap, slots = x["has_cap"] > 0, x["slots"]
-        share = _expert_share(cfg, fd)
-        knee = _roofline_knee(cfg, fd)
+        share = expert_share(cfg, fd)
+        knee = roofline_knee(cfg, fd)
 
         def in_service(others_in_flight):  # a pass carries at most the batch cap's sequences
             if not capped:
@@ -416,7 +417,7 @@ def _accept_decay(cfg: dict, fd: FitData):
     other k widen by what the population does not know. Positive: every published per-position
     curve falls with position, and a decay free to go negative gave divergences where a one-k
     drafter's draws reached rising acceptance. The spread stays fixed at its prior's scale unless
-    ``learned_scales`` lists ``accept_decay`` and enough drafters are fitted (as ``_sequence_cost``)."""
+    ``learned_scales`` lists ``accept_decay`` and enough drafters are fitted (as ``sequence_cost``)."""
     if "accept_decay_spread" not in cfg["priors"]:
         return make_prior(cfg, "accept_decay", dims="drafter")
     # A drafter measured at one draft length without per-position counts that pin its decay
@@ -425,23 +426,10 @@ def _accept_decay(cfg: dict, fd: FitData):
     # the population's, which predict.py draws afresh; sampled here, it was a curved ridge with the
     # latent that gave 5-16 divergences on all bundled data (models/moe_roofline_per_position.toml).
     identified = fd.drafter_table()["decay_identified"].to_numpy(float)
-    log_decay = _pooled_log_levels(cfg, fd, "accept_decay", "accept_decay", "drafter", keep=identified)
+    log_decay = pooled_log_levels(cfg, fd, "accept_decay", "accept_decay", "drafter", keep=identified)
     return pm.Deterministic("accept_decay", pt.exp(log_decay), dims="drafter")
 
 
-def _pooled_log_levels(cfg: dict, fd: FitData, effect: str, level_prior: str, dim: str, keep=1.0):
-    """Log levels ``centre + spread * z[dim] * keep`` of a positive per-level quantity pooled across
-    ``dim``: ``log_<effect>_centre`` under the log-scale mu and sigma of the LogNormal prior
-    ``level_prior``, ``spread`` the prior ``<effect>_spread``, learned only if ``learned_scales``
-    lists ``effect`` and there are enough levels (:meth:`FitData.learns_scale`), else fixed at its
-    scale; ``keep`` (per level, 0 or 1) holds a level at the centre."""
-    spec = cfg["priors"][level_prior]
-    centre = pm.Normal(f"log_{effect}_centre", spec["mu"], spec["sigma"])
-    if fd.learns_scale(effect, tuple(cfg.get("model", {}).get("learned_scales", DEFAULT_LEARNED_SCALES))):
-        spread = make_prior(cfg, f"{effect}_spread")
-    else:
-        spread = fixed_scale(cfg, f"{effect}_spread")
-    return centre + spread * pm.Normal(f"z_{effect}", 0.0, 1.0, dims=dim) * keep
 
 
 def _model_free_level_keep(cfg: dict, fd: FitData) -> np.ndarray:
@@ -464,13 +452,6 @@ def _drafter_design(cfg: dict, fd: FitData):
     return pt.as_tensor(fd.x["drafter_z"]) @ beta.T
 
 
-def _expert_share(cfg: dict, fd: FitData):
-    """Per-run share of the verifier fixed cost that scales with expert coverage (0 for dense
-    verifiers), or None when the form has no expert coverage or no verifier is MoE."""
-    if cfg.get("model", {}).get("verifier_form", "dense") not in MOE_FORMS or not fd.coords["moe_verifier"]:
-        return None
-    share = make_prior(cfg, "expert_share", dims="moe_verifier")
-    return share[fd.idx["run_moe"]] * fd.x["moe_on"]
 
 
 def _knee_open_latency(opts: dict, fd: FitData, c1, headroom, dense, rate, verify_extra):
@@ -504,79 +485,10 @@ def _observed_or(fd: FitData, name: str, fallback):
     return pt.set_subtensor(fallback[rows], pt.as_tensor(np.asarray(vals, float)))
 
 
-def _sequence_cost(cfg: dict, fd: FitData):
-    """Per-run cost s1 (s) of one sequence in one pass whatever tokens it carries, or 0 unless
-    ``sequence_cost = true``; one per verifier x hardware, from its prior (``sequence_cost_ms``).
-    Without it the per-sequence slope of a pass is ``(k+1) v1 + k d1 + ctx``: runs without
-    speculation then force ``v1`` up and runs with a long draft force it down. With the prior
-    ``sequence_cost_spread`` the levels are partially pooled (see below)."""
-    if not cfg.get("model", {}).get("sequence_cost", False):
-        return 0.0
-    if "sequence_cost_spread" not in cfg["priors"]:  # one independent s1 per verifier x hardware
-        return make_prior(cfg, "sequence_cost_ms", dims="verifier_hw")[fd.idx["run_vh"]] / 1000.0
-    # Partially pooled: log s1[vh] = centre + spread * z[vh], the centre under the sequence_cost_ms
-    # prior. A verifier x hardware whose runs cannot separate s1 from v1 and d1 (the real B200 runs:
-    # one draft length per drafter, three per-stream slopes for four costs) borrows the level that
-    # the other verifiers' runs pin, instead of leaving the sampler a ridge the prior alone closes.
-    # As for the other effects (_Effects), the spread stays fixed at its prior's scale unless
-    # "sequence_cost" is in learned_scales and there are enough levels to learn it: learned, it was
-    # a funnel (bulk ESS 260 in 2 x 3500 draws with the 7 levels of all bundled data, the fit's
-    # lowest; bench/fit_speed.py --config moe_roofline), and with one level, the real runs alone, it
-    # gave 4 divergences.
-    log_s1 = _pooled_log_levels(cfg, fd, "sequence_cost", "sequence_cost_ms", "verifier_hw")
-    s1 = pm.Deterministic("sequence_cost_ms", pt.exp(log_s1), dims="verifier_hw")
-    return s1[fd.idx["run_vh"]] / 1000.0
 
 
-def _speculation_costs(cfg: dict, fd: FitData):
-    """Per-run costs (s) of turning speculation on, ``(e0, e1)``, or ``(0, 0)`` unless ``speculation_cost
-    = true``: a step that speculates costs ``e0`` more and each of its sequences ``e1`` more, whatever the
-    draft length (draft bookkeeping and the host's proposal loop; per-request rejection sampling; a verify
-    attention kernel that pads a sequence's few query tokens to a whole tile). Without them the only
-    costs of speculating grow with ``k`` (``k d0``, ``k d1``, ``(k+1) v1``), so where engines pay most of
-    it at ``k = 1`` already the fit puts k = 1 too cheap and a long draft too dear. One of each per
-    verifier x hardware (the engine and the verifier's kernels on that device), partially pooled on the
-    log scale (``speculation_step_ms`` / ``speculation_sequence_ms`` the priors of their centres,
-    ``*_spread`` their fixed spreads) as ``_sequence_cost``: the runs of one verifier x hardware at
-    several draft lengths, with and without speculation, separate them from the drafter's ``k d0``
-    (``FitData.x["speculation_identified"]``); a level whose runs cannot (one draft length per drafter: the
-    real B200 runs) is fitted all the same, informed by the population and by what its runs say about
-    ``k d0 + e0`` together (held at the centre instead, it tied the centre to the B200 drafters' costs: the
-    main job's tail ESS fell to 64 in one seed of two). With no identifying level at all, nothing pins the
-    centre but its prior, a ridge with every ``d0`` (R-hat 1.11 on the real B200 runs alone), so the fit
-    goes without them and logs why."""
-    if not cfg.get("model", {}).get("speculation_cost", False):
-        return 0.0, 0.0
-    identified = fd.x["speculation_identified"]
-    if not identified.any():
-        log.info("speculation_cost: no verifier x hardware has runs without speculation and one drafter at two or "
-                 "more draft lengths, so nothing tells what turning speculation on costs from the drafters' costs "
-                 "per k; fitted without it (as moe_roofline_per_position)")
-        return 0.0, 0.0
-    out = []
-    for effect in SPECULATION_COSTS:
-        log_e = _pooled_log_levels(cfg, fd, effect, f"{effect}_ms", "verifier_hw")
-        e = pm.Deterministic(f"{effect}_ms", pt.exp(log_e), dims="verifier_hw")
-        out.append(e[fd.idx["run_vh"]] / 1000.0)
-    return tuple(out)
 
 
-def _roofline_knee(cfg: dict, fd: FitData):
-    """Per-run roofline knee (tokens per verify pass) and compute share, or None unless
-    ``verifier_form = "roofline"``. One of each per verifier x hardware, from their priors:
-    the knee is where a pass of ``T`` tokens turns compute-bound, and past it every further
-    knee's worth of tokens adds ``compute_share * v0`` to the pass (at the knee, compute time
-    equals the weight-read time, the part of ``v0`` that ``compute_share`` stands for). In the
-    ``moe_roofline`` form an MoE verifier's knee is ``knee_tokens * E / top_k`` tokens
-    (``theory.moe_knee_scale``), so the prior on ``knee_tokens`` stays the dense one."""
-    form = cfg.get("model", {}).get("verifier_form", "dense")
-    if form not in KNEE_FORMS:
-        return None
-    knee = make_prior(cfg, "knee_tokens", dims="verifier_hw")[fd.idx["run_vh"]]
-    share = make_prior(cfg, "knee_compute_share", dims="verifier_hw")
-    if form == "moe_roofline":  # an MoE pass reads all experts but computes with the active ones
-        knee = knee * np.where(fd.x["moe_on"] > 0, theory.moe_knee_scale(fd.x["moe_log_q"]), 1.0)
-    return knee, share[fd.idx["run_vh"]]
 
 
 def _tail_shape(eff: _Effects, fd: FitData, others):

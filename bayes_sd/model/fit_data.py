@@ -56,7 +56,7 @@ EFFECTS: dict[str, tuple[str, str, str | None, tuple[str, ...] | None]] = {
 #: configuration_effects`` lists (each needs its scale's prior)
 CONFIGURATION_EFFECTS = ("config_level", "config_load")
 #: The per-verifier x hardware costs of a step that speculates, whatever its draft length, with the
-#: ``theory.ServiceCosts`` field each fills (``[model] speculation_cost = true``; build._speculation_costs).
+#: ``theory.ServiceCosts`` field each fills (``[model] speculation_cost = true``; server_costs.speculation_costs).
 SPECULATION_COSTS = {"speculation_step": "e0", "speculation_sequence": "e1"}
 #: partially pooled levels built outside ``EFFECTS`` (by their own code in build.py) whose scale
 #: follows the same policy (``FitData.learns_scale``): name -> grouping dim

@@ -227,7 +227,7 @@ def _verifier_extras(post: dict, cfg: dict, fit_coords: dict, verifier_hw: list[
     form = opts.get("verifier_form", "dense")
     if form in KNEE_FORMS:
         out["knee_tokens"], out["compute_share"] = draws("knee_tokens"), draws("knee_compute_share")
-    if form == "moe_roofline":  # as in build._roofline_knee
+    if form == "moe_roofline":  # as in server_costs.roofline_knee
         moe = np.isfinite(log_q)
         out["knee_tokens"] = out["knee_tokens"] * np.where(moe, theory.moe_knee_scale(np.where(moe, log_q, -1.0)), 1.0)
     if opts.get("sequence_cost", False) and "sequence_cost_spread" in cfg["priors"]:
@@ -239,7 +239,7 @@ def _verifier_extras(post: dict, cfg: dict, fit_coords: dict, verifier_hw: list[
                                lambda n: np.exp(centre + spread * rng.standard_normal(n))) / 1000.0
     elif opts.get("sequence_cost", False):
         out["s1"] = draws("sequence_cost_ms") / 1000.0
-    for effect, field in SPECULATION_COSTS.items():  # build._speculation_costs
+    for effect, field in SPECULATION_COSTS.items():  # server_costs.speculation_costs
         out[field] = np.zeros(shape)
         if opts.get("speculation_cost", False) and f"log_{effect}_centre" in post:  # else fitted without
             centre = post[f"log_{effect}_centre"].values

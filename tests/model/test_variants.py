@@ -429,7 +429,7 @@ def test_speculation_cost_is_fitted_only_where_the_runs_can_tell_it_from_the_dra
     assert not speculation_identified(one_k, levels).any()
     b200_levels = sorted({level_label(v, h) for v, h in zip(b200_runs["verifier"], b200_runs["hardware"])})
     assert not speculation_identified(b200_runs, b200_levels).any()
-    with caplog.at_level(logging.INFO, logger="bayes_sd.model.build"):
+    with caplog.at_level(logging.INFO, logger="bayes_sd.model.server_costs"):
         alone = LatencyModel("moe_roofline_speculation").build(b200_runs)
     assert "log_speculation_step_centre" not in alone.named_vars and "fitted without it" in caplog.text
     pooled = LatencyModel("moe_roofline_speculation").build(fleet, models=load_fleet_models())
