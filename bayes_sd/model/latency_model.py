@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import warnings
 from pathlib import Path
 
 import arviz as az
@@ -22,14 +21,6 @@ import xarray as xr
 
 from bayes_sd import __version__
 from bayes_sd._io import atomic_write
-from bayes_sd._stats import (
-    CONVERGENCE,
-    chain_agreement_text,
-    convergence,
-    convergence_stats,
-    convergence_text,
-)
-from bayes_sd.model import chains as _chains
 from bayes_sd.model.build import build_model
 from bayes_sd.model.conditions import (
     CONDITION_COLUMNS,
@@ -37,6 +28,7 @@ from bayes_sd.model.conditions import (
     validate_conditions,
 )
 from bayes_sd.model.config import config_id, load_config, merge_config
+from bayes_sd.model.diagnostics import ConvergenceWarning, PosteriorDiagnostics
 from bayes_sd.model.fit_data import (
     MOE_FORMS,
     OPEN_LOOP_RATES,
@@ -60,11 +52,7 @@ class DifferentModelError(ValueError):
     """A saved posterior does not match the model that tries to load it."""
 
 
-class ConvergenceWarning(UserWarning):
-    """R-hat, effective sample size or divergences say the posterior is not to be trusted yet."""
-
-
-class LatencyModel:
+class LatencyModel(PosteriorDiagnostics):
     """Hierarchical Bayesian model of speculative-decoding latency under load.
 
     Parameters
@@ -280,13 +268,6 @@ class LatencyModel:
         self.check_convergence()
         return self
 
-    @property
-    def fit_attempts(self) -> list[dict]:
-        """The sampling attempts of :meth:`fit` (one unless ``retries`` was used): per attempt its
-        ``tune``, ``target_accept``, ``max_tree_depth``, ``random_seed`` and diagnostics."""
-        self._require_fit()
-        return json.loads(self.idata.attrs.get("fit_attempts", "[]"))
-
     @staticmethod
     def _stored_var_names(model: pm.Model) -> list[str]:
         free = [v.name for v in model.free_RVs]
@@ -314,168 +295,6 @@ class LatencyModel:
     def _require_fit(self) -> None:
         if self.idata is None:
             raise ValueError("the model is not fitted. Fix: call fit(runs) or LatencyModel.load(path)")
-
-    def summary(self, var_names: list[str] | None = None) -> pd.DataFrame:
-        """``az.summary`` of the named parameters (default: every stored parameter).
-
-        Parameters
-        ----------
-        var_names : list of str, optional
-            Parameters to summarise (default: every stored parameter).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per parameter element; columns ``mean``, ``sd``, ``hdi_3%``, ``hdi_97%``,
-            ``mcse_mean``, ``mcse_sd``, ``ess_bulk``, ``ess_tail``, ``r_hat``.
-
-        Raises
-        ------
-        ValueError
-            When the model is not fitted.
-        """
-        self._require_fit()
-        return az.summary(self.idata, var_names=var_names)
-
-    def convergence_stats(self) -> dict[str, xr.Dataset]:
-        """R-hat and bulk/tail ESS of every stored parameter element.
-
-        An element fixed at 0 (the cost deviation of a drafter with a single verifier) has no R-hat: NaN.
-
-        Returns
-        -------
-        dict of str to xarray.Dataset
-            ``rhat``, ``ess_bulk``, ``ess_tail``: datasets shaped like the posterior (without chain and draw).
-
-        Raises
-        ------
-        ValueError
-            When the model is not fitted.
-        """
-        self._require_fit()
-        return convergence_stats(self.idata.posterior)
-
-    def diagnostics(self) -> dict:
-        """Convergence figures: max R-hat, min bulk/tail ESS, divergences, draws, and whether all pass.
-
-        Returns
-        -------
-        dict
-            ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` (over the elements that have an R-hat),
-            ``divergences``, ``chains``, ``draws`` (per chain) and ``converged``: every figure within
-            the thresholds of :data:`bayes_sd._stats.CONVERGENCE`. Computed once per posterior (R-hat
-            and ESS of every element take seconds on a large one).
-
-        Raises
-        ------
-        ValueError
-            When the model is not fitted.
-        """
-        self._require_fit()
-        cached = getattr(self, "_diagnostics", None)
-        if cached is None or cached[0] is not self.idata.posterior:
-            cached = self._diagnostics = (self.idata.posterior, convergence(self.idata))
-        return dict(cached[1])
-
-    def check_convergence(self) -> dict:
-        """Warn (``ConvergenceWarning``) when any diagnostic is off; return the diagnostics.
-
-        Returns
-        -------
-        dict
-            The figures of :meth:`diagnostics`.
-
-        Raises
-        ------
-        ValueError
-            When the model is not fitted.
-
-        Warns
-        -----
-        ConvergenceWarning
-            When any figure is outside :data:`bayes_sd._stats.CONVERGENCE`; the message names the fix.
-        """
-        d = self.diagnostics()
-        if not d["converged"]:
-            warnings.warn(
-                f"posterior not yet trustworthy: max R-hat {d['max_rhat']:.3f} (want <= {CONVERGENCE['max_rhat']}), "
-                f"min ESS bulk {d['min_ess_bulk']:.0f} / tail {d['min_ess_tail']:.0f} "
-                f"(want >= {CONVERGENCE['min_ess']}), "
-                f"{d['divergences']} divergences (want {CONVERGENCE['max_divergences']}). "
-                "Fix: more draws/tune, or a higher target_accept",
-                ConvergenceWarning, stacklevel=2)
-        return d
-
-    def chain_agreement(self, max_draws: int = 200, seed: int = 0) -> dict:
-        """Where the chains disagree most, and what it does to the fitted runs' predicted latency.
-
-        Chains that did not mix (a multimodal posterior, or a chain stuck apart) may still agree on
-        what matters: :func:`bayes_sd._stats.chain_groups` names the worst parameter and the groups of
-        chains that agree on it; each chain's posterior median of every fitted run's mean latency then
-        says how far apart the chains' predictions are.
-
-        Parameters
-        ----------
-        max_draws : int, default 200
-            Draws per chain for the predictions (a random subset).
-        seed : int, default 0
-            Seed of the subset.
-
-        Returns
-        -------
-        dict
-            ``parameter``, ``chain_means`` and ``groups`` of :func:`~bayes_sd._stats.chain_groups`;
-            ``chain_logp``: each chain's mean log density (None when the sampler does not store it);
-            ``latency_spread_max`` and ``latency_spread_median``: over the fitted runs finite in every
-            chain, (largest - smallest chain median) / median of the chain medians (a share; 0 with
-            one chain).
-
-        Raises
-        ------
-        ValueError
-            When the model is not fitted.
-        """
-        self._require_fit()
-        cached = getattr(self, "_agreement", None)
-        if cached is None or cached[0] is not self.idata.posterior or cached[1] != (max_draws, seed):
-            cached = self._agreement = (self.idata.posterior, (max_draws, seed),
-                                        _chains.chain_agreement(self, max_draws, seed))
-        return dict(cached[2])
-
-    def with_chains(self, chains: list[int]) -> LatencyModel:
-        """This fitted model with only the posterior's ``chains`` (indices from 0): what each group of
-        chains that did not mix says on its own (:meth:`chain_agreement`). Shares the training data."""
-        self._require_fit()
-        return _chains.with_chains(self, chains)
-
-    def diagnostics_text(self) -> str:
-        """One line: converged or not, R-hat, ESS, divergences, runs fitted and excluded; when not
-        converged, where the chains disagree and how much it moves the fitted runs' predictions
-        (:meth:`chain_agreement`).
-
-        Returns
-        -------
-        str
-            E.g. ``"converged: 4 chains x 1000 draws; max R-hat 1.003, ...; 46 runs fitted, 2 excluded"``.
-
-        Raises
-        ------
-        ValueError
-            When the model is not fitted.
-        """
-        n_censored = int(self.fit_data.runs["censored"].sum()) if "censored" in self.fit_data.runs else 0
-        d = self.diagnostics()
-        text = (f"{convergence_text(d)}; {self.fit_data.n_runs} runs fitted"
-                + (f" ({n_censored} of them saturated, as censored)" if n_censored else "")
-                + f", {len(self.fit_data.excluded)} excluded")
-        tried = self.fit_attempts
-        if len(tried) > 1:
-            text += "; tried " + ", then ".join(
-                f"tune {a['tune']} at target acceptance {a['target_accept']:g} (max R-hat {a['max_rhat']:.3f})"
-                for a in tried)
-        if not d["converged"] and d["chains"] > 1:
-            text += "; " + chain_agreement_text(self.chain_agreement())
-        return text
 
     # ------------------------------------------------------------------ prediction
     def predict_draws(self, conditions: pd.DataFrame, *, max_draws: int | None = 1000, seed: int = 0,

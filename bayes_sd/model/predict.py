@@ -231,23 +231,25 @@ def _verifier_extras(post: dict, cfg: dict, fit_coords: dict, verifier_hw: list[
         moe = np.isfinite(log_q)
         out["knee_tokens"] = out["knee_tokens"] * np.where(moe, theory.moe_knee_scale(np.where(moe, log_q, -1.0)), 1.0)
     if opts.get("sequence_cost", False) and "sequence_cost_spread" in cfg["priors"]:
-        # pooled: a level never fitted is a fresh draw from the fitted population, per sample
-        centre = post["log_sequence_cost_centre"].values
-        spread = (post["sequence_cost_spread"].values if "sequence_cost_spread" in post  # else fixed (build.py)
-                  else fixed_scale(cfg, "sequence_cost_spread"))
-        out["s1"] = _per_level(post, "sequence_cost_ms", fitted, verifier_hw,
-                               lambda n: np.exp(centre + spread * rng.standard_normal(n))) / 1000.0
+        out["s1"] = _pooled_per_level(post, cfg, "sequence_cost", fitted, verifier_hw, rng) / 1000.0
     elif opts.get("sequence_cost", False):
         out["s1"] = draws("sequence_cost_ms") / 1000.0
     for effect, field in SPECULATION_COSTS.items():  # server_costs.speculation_costs
         out[field] = np.zeros(shape)
         if opts.get("speculation_cost", False) and f"log_{effect}_centre" in post:  # else fitted without
-            centre = post[f"log_{effect}_centre"].values
-            spread = (post[f"{effect}_spread"].values if f"{effect}_spread" in post
-                      else fixed_scale(cfg, f"{effect}_spread"))
-            out[field] = _per_level(post, f"{effect}_ms", fitted, verifier_hw,
-                                    lambda n, c=centre, w=spread: np.exp(c + w * rng.standard_normal(n))) / 1000.0
+            out[field] = _pooled_per_level(post, cfg, effect, fitted, verifier_hw, rng) / 1000.0
     return out
+
+
+def _pooled_per_level(post: dict, cfg: dict, effect: str, fitted: list[str], query: list[str],
+                      rng: np.random.Generator) -> np.ndarray:
+    """(sample, condition) draws of ``<effect>_ms`` (server_costs.pooled_log_levels): the posterior for a
+    level seen in the fit, and for one never fitted a fresh draw from the fitted population per sample,
+    ``exp(centre + spread z)`` (the spread fixed at its prior's scale unless the fit learned it)."""
+    centre = post[f"log_{effect}_centre"].values
+    spread = (post[f"{effect}_spread"].values if f"{effect}_spread" in post
+              else fixed_scale(cfg, f"{effect}_spread"))
+    return _per_level(post, f"{effect}_ms", fitted, query, lambda n: np.exp(centre + spread * rng.standard_normal(n)))
 
 
 def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.DataFrame, *, seed: int = 0,

@@ -43,7 +43,6 @@ def pooled_log_levels(cfg: dict, fd: FitData, effect: str, level_prior: str, dim
     return centre + spread * pm.Normal(f"z_{effect}", 0.0, 1.0, dims=dim) * keep
 
 
-
 def expert_share(cfg: dict, fd: FitData):
     """Per-run share of the verifier fixed cost that scales with expert coverage (0 for dense
     verifiers), or None when the form has no expert coverage or no verifier is MoE."""
@@ -51,7 +50,6 @@ def expert_share(cfg: dict, fd: FitData):
         return None
     share = make_prior(cfg, "expert_share", dims="moe_verifier")
     return share[fd.idx["run_moe"]] * fd.x["moe_on"]
-
 
 
 def sequence_cost(cfg: dict, fd: FitData):
@@ -76,7 +74,6 @@ def sequence_cost(cfg: dict, fd: FitData):
     log_s1 = pooled_log_levels(cfg, fd, "sequence_cost", "sequence_cost_ms", "verifier_hw")
     s1 = pm.Deterministic("sequence_cost_ms", pt.exp(log_s1), dims="verifier_hw")
     return s1[fd.idx["run_vh"]] / 1000.0
-
 
 
 def speculation_costs(cfg: dict, fd: FitData):
@@ -110,7 +107,6 @@ def speculation_costs(cfg: dict, fd: FitData):
         e = pm.Deterministic(f"{effect}_ms", pt.exp(log_e), dims="verifier_hw")
         out.append(e[fd.idx["run_vh"]] / 1000.0)
     return tuple(out)
-
 
 
 def roofline_knee(cfg: dict, fd: FitData):
