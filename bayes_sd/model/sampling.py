@@ -104,15 +104,18 @@ def start_near_the_data(compiled, floor: float = -np.inf, candidates: int = INIT
 
     def _start(seed):
         own = jittered(seed)
-        if np.isfinite(downhill(own)[0]) and -downhill(own)[0] >= floor:
+        own_value = downhill(own)[0]
+        if np.isfinite(own_value) and -own_value >= floor:
             return own
         rng = np.random.default_rng(seed)
         points = [own] + [jittered(int(rng.integers(2**31))) for _ in range(candidates - 1)]
-        x = points[int(np.argmin([downhill(p)[0] for p in points]))]
-        if steps and np.isfinite(downhill(x)[0]):
+        values = [own_value] + [downhill(p)[0] for p in points[1:]]
+        best = int(np.argmin(values))
+        x, value = points[best], values[best]
+        if steps and np.isfinite(value):
             with np.errstate(all="ignore"):
                 res = minimize(downhill, x, jac=True, method="L-BFGS-B", options={"maxiter": steps})
-            if np.isfinite(res.fun) and res.fun <= downhill(x)[0]:
+            if np.isfinite(res.fun) and res.fun <= value:
                 x = res.x
         return x
 
