@@ -29,7 +29,9 @@ CRPS (saturated draws and runs capped at 10x the largest finite latency), Brier 
 P(saturated), PIT's distance from uniform, per-request p90/p99 error; for runs with speculation, the
 acceptance length's error, 90% coverage and relative width (with the fit's run-to-run scatter; the
 figures of the one-k splits). Each held-out run is predicted
-twice: at the workload's training mean lengths and at the run's own realised lengths.
+twice: at the workload's training mean lengths and configured load, and at the run's own realised
+lengths and the load its requests saw (`in_flight_seen`: a closed loop that drains at the end saw fewer
+streams than configured).
 
 `--decisions`: fitted on each whole fleet, `recommend_k` (mean latency, k in 0..7) per (pair, load)
 of the fleet's ground truth, by two rules on the same fits (the default: capped latency, a smaller k
@@ -65,7 +67,7 @@ from bayes_sd.evaluation.scoring import (  # noqa: E402
 from bayes_sd.evaluation.splits import SPLITS, configuration_label  # noqa: E402
 from bayes_sd.model import ConvergenceWarning, LatencyModel  # noqa: E402
 from bayes_sd.model.conditions import CONDITION_COLUMNS  # noqa: E402
-from bayes_sd.model.fit_data import observed_acceptance  # noqa: E402
+from bayes_sd.model.fit_data import closed_loop_load, observed_acceptance  # noqa: E402
 from bayes_sd.recommend import Objective, recommend_k  # noqa: E402
 from bayes_sd.traces import write_table  # noqa: E402
 
@@ -113,7 +115,9 @@ def score_split(model: LatencyModel, train: pd.DataFrame, test: pd.DataFrame, se
     test = test.reset_index(drop=True)
     saturated = scored_saturated(test)
     out = []
-    for lengths, cond in (("realised", test[CONDITION_COLUMNS]), ("training", training_lengths(train, test))):
+    # realised: the run's own lengths and the load its requests saw (a drained closed loop saw fewer streams)
+    realised = test[CONDITION_COLUMNS].assign(concurrency=closed_loop_load(test).fillna(test["concurrency"]))
+    for lengths, cond in (("realised", realised), ("training", training_lengths(train, test))):
         d = model.predict_draws(cond.reset_index(drop=True), max_draws=1000, seed=seed)
         s = score_runs(d.latency_pred, test["latency_mean_s"], saturated=saturated,
                        p90_draws=d.latency_p90, p90_observed=test.get("latency_p90_s"),

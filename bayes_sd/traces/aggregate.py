@@ -90,6 +90,8 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
         window ``[t0 + warmup, t1 - cooldown]``:
         ``achieved_rps`` = requests completing in it / its length (requests/s), ``output_tps``
         = their output tokens / its length (tokens/s).
+        ``in_flight_seen`` (requests): the requests in flight that the kept requests saw over their
+        lives, output-token weighted (a closed loop that drains at the end sees fewer than its streams).
 
     Raises
     ------
@@ -140,6 +142,7 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
                   ttft_mean_s=("ttft", "mean"), ttft_p50_s=("ttft", "median"), tpot_mean_s=("tpot", "mean"),
                   prompt_len=("prompt", "mean"), output_len=("out", "mean"))
     stats["latency_se_s"] = _mean_se(kept)
+    stats["in_flight_seen"] = _in_flight_seen(codes, start, end, out_tok, keep, n_runs)[stats.index]
     q = g["lat"].quantile([0.5, 0.9, 0.99]).unstack()
     stats["latency_p50_s"], stats["latency_p90_s"], stats["latency_p99_s"] = q[0.5], q[0.9], q[0.99]
     for c in ("draft_tokens", "accepted_tokens", "num_drafts"):
@@ -162,6 +165,35 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
     if detect:
         runs = fill_saturation(runs, req)
     return runs
+
+
+def _in_flight_seen(codes: np.ndarray, start: np.ndarray, end: np.ndarray, output_tokens: np.ndarray,
+                    keep: np.ndarray, n_runs: int) -> np.ndarray:
+    """Per run code, the requests in flight (itself included) that the run's kept requests saw: each
+    request's time average of the run's requests in flight over its own life, averaged over the kept
+    requests weighted by their output tokens (a request's load cost grows with its steps, so a long
+    request's view counts for more). Every request of the run counts as in flight, the trimmed ones too.
+    A closed loop of N streams sees N in steady state, fewer where it drains at the end (the last
+    requests finish alone); NaN for a run whose kept requests all take no time."""
+    t = np.concatenate([start, end])
+    step = np.concatenate([np.ones(start.size), -np.ones(end.size)])
+    run = np.concatenate([codes, codes])
+    order = np.lexsort((t, run))
+    t, step, run = t[order], step[order], run[order]
+    in_flight = np.cumsum(step)  # after each event; each run's starts and ends cancel, so runs do not mix
+    dt = np.diff(t, prepend=t[:1])
+    dt[np.flatnonzero(np.diff(run, prepend=run[:1]))] = 0.0  # no time passes between two runs' events
+    area = np.cumsum(np.concatenate([[0.0], in_flight[:-1]]) * dt)  # integral of requests in flight
+    at = np.empty_like(area)
+    at[order] = area
+    life = end - start
+    with np.errstate(divide="ignore", invalid="ignore"):
+        seen = (at[start.size:] - at[:start.size]) / life
+    ok = keep & (life > 0) & np.isfinite(seen)
+    weight = np.where(ok, np.maximum(output_tokens, 1.0), 0.0)
+    total = np.bincount(codes, weights=weight, minlength=n_runs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, _per_run(codes, n_runs, np.where(ok, seen, 0.0) * weight) / total, np.nan)
 
 
 def _mean_se(kept: pd.DataFrame) -> pd.Series:

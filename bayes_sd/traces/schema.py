@@ -123,6 +123,10 @@ RUNS: tuple[Column, ...] = (
     Column("rate_rps", "float", "requests/s", False, "offered request rate (open loop)", lo=0),
     Column("achieved_rps", "float", "requests/s", False, "completed requests per second", lo=0),
     Column("concurrency", "float", "requests", False, "streams in flight (closed loop setting)", lo=0),
+    Column("in_flight_seen", "float", "requests", False, "requests in flight (itself included) that the run's "
+           "requests saw, averaged over each one's life and weighted by its output tokens; from request times. A "
+           "closed loop of N streams sees N in steady state and fewer where it drains at the end (a fixed number "
+           "of requests, as vllm bench serve sends): the fit takes it as the closed loop's load", lo=0),
     Column("prompt_len", "float", "tokens", True, "mean prompt tokens per request", lo=0),
     Column("output_len", "float", "tokens", True, "mean output tokens per request", lo=1),
     Column("n_requests", "int", "", True, "successful requests in the measured window", lo=1),

@@ -32,7 +32,7 @@ __all__ = ["validate_requests", "validate_runs", "validate_models", "empty_table
 STAT_COLUMNS = frozenset(
     {"achieved_rps", "prompt_len", "output_len", "n_requests", "latency_mean_s", "latency_sd_s", "latency_se_s",
      "latency_p50_s", "latency_p90_s", "latency_p99_s", "ttft_mean_s", "ttft_p50_s", "tpot_mean_s",
-     "output_tps", "draft_tokens", "accepted_tokens", "num_drafts", "acceptance_length"}
+     "output_tps", "draft_tokens", "accepted_tokens", "num_drafts", "acceptance_length", "in_flight_seen"}
 )
 #: A request or run latency above this many seconds is taken as milliseconds given as seconds.
 MAX_PLAUSIBLE_LATENCY_S = 600.0

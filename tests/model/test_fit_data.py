@@ -62,6 +62,28 @@ def test_default_feeds_the_configured_rate_and_the_variant_the_achieved_one(b200
         LatencyModel(overrides={"model": {"open_loop_rate": "measured"}})
 
 
+def test_a_drained_closed_loop_is_fitted_at_the_load_its_requests_saw(b200_runs, caplog):
+    """``in_flight_seen`` replaces the streams of a closed loop (kept within [1, streams]); runs without
+    it, and open-loop runs, keep their configured load; the drained runs are logged."""
+    from bayes_sd.model.fit_data import closed_loop_load
+
+    runs = b200_runs[~b200_runs["saturated"].astype(bool)].reset_index(drop=True)
+    runs["in_flight_seen"] = np.nan
+    high = runs.index[runs["concurrency"] >= 32]
+    runs.loc[high[0], "in_flight_seen"] = 0.8 * runs.loc[high[0], "concurrency"]  # drained
+    runs.loc[high[1], "in_flight_seen"] = 2.0 * runs.loc[high[1], "concurrency"]  # more than its streams
+    load = closed_loop_load(runs)
+    assert load[high[0]] == pytest.approx(0.8 * runs.loc[high[0], "concurrency"])
+    assert load[high[1]] == runs.loc[high[1], "concurrency"]
+    assert closed_loop_load(runs.assign(load_type="rate")).isna().all()
+    with caplog.at_level("INFO", logger="bayes_sd.model.fit_data"):
+        fd = prepare_fit_data(runs)
+    expected = runs["concurrency"].to_numpy(float).copy()
+    expected[high[0]] *= 0.8
+    assert np.allclose(fd.x["concurrency"], expected)
+    assert "1 closed-loop runs drained" in caplog.text and runs.loc[high[0], "run_id"] in caplog.text
+
+
 def test_acceptance_comes_from_whatever_the_run_carries():
     from bayes_sd.model.fit_data import observed_acceptance
 

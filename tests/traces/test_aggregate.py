@@ -56,6 +56,28 @@ def test_hand_computed_statistics_no_trimming():
     assert list(aggregate_runs(req, meta(["r1"])).columns) == [c.name for c in RUNS]
 
 
+def test_in_flight_seen_by_hand_drain_and_steady():
+    # two streams: A [0, 1] then C [1, 2] on one, B [0, 4] on the other; B runs alone over [2, 4]
+    req = requests(start=[0, 0, 1], latency=[1, 4, 1], out=[10, 40, 10])
+    r = aggregate_runs(req, meta(["r1"], concurrency=2.0)).iloc[0]
+    # A and C see 2 all their lives, B 2 for half of its and 1 for the other; weights 10, 40, 10
+    assert r["in_flight_seen"] == pytest.approx((10 * 2 + 40 * 1.5 + 10 * 2) / 60)
+    # three streams of equal requests back to back: every request sees exactly 3
+    steady = requests(start=np.repeat(np.arange(5) * 2.0, 3), latency=np.full(15, 2.0))
+    assert aggregate_runs(steady, meta(["r1"], concurrency=3.0)).iloc[0]["in_flight_seen"] == pytest.approx(3.0)
+
+
+def test_in_flight_seen_counts_trimmed_requests_as_company_and_keeps_runs_apart():
+    # 30 requests of 3 s, two at a time; the trimmed first and last still keep the kept ones company
+    start = np.repeat(np.arange(15) * 3.0, 2)
+    req = pd.concat([requests(start=start, latency=np.full(30, 3.0), run="a"),
+                     requests(start=[0.5], latency=[1.0], run="b")])  # another run's request overlaps in time
+    out = aggregate_runs(req, meta(["a", "b"], concurrency=2.0)).set_index("run_id")
+    assert out.loc["a", "n_requests"] < 30
+    assert out.loc["a", "in_flight_seen"] == pytest.approx(2.0)
+    assert out.loc["b", "in_flight_seen"] == pytest.approx(1.0)
+
+
 def _trim_table():
     # 40 requests, start i s; latency 2 s, except the first five (warm-up) at 5 s
     lat = np.where(np.arange(40) < 5, 5.0, 2.0)
