@@ -45,9 +45,10 @@ DEMO_DECISIONS = (
 #: accuracy) with acceptance that decays with draft position, its decay pooled across drafters, so that
 #: a k never measured for a pair is predicted with the population's doubt, and with what turning
 #: speculation on costs whatever k, without which it chose slower speculation in a third of the
-#: development fleets' conditions (docs/variants.md); on all bundled data it converges in about 70 s
-#: (bench/README.md, fit_speed); models/default.toml is the dense base that the variants extend, and
-#: what LatencyModel() fits when given no name
+#: development fleets' conditions (docs/variants.md); on all bundled data it converges in about 80 s
+#: with its own [sampling] table (chains started where the data are plausible; bench/README.md,
+#: fit_speed); models/default.toml is the dense base that the variants extend, and what
+#: LatencyModel() fits when given no name
 MAIN_MODEL = "moe_roofline_speculation"
 
 #: sampling settings of the main job: full, and --quick (a smoke run on the real runs plus the

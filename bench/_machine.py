@@ -24,9 +24,11 @@ def machine_line(name: str) -> str:
 
 def fill_sampling_defaults(args, settings: dict) -> None:
     """Set each sampling option left unset on the command line (None) from ``settings``, the main
-    job's for the chosen configuration (``bayes_sd.demo.demo_sampling``); ``max_tree_depth`` defaults to 10."""
+    job's for the chosen configuration (``bayes_sd.demo.demo_sampling``); where those do not say,
+    ``LatencyModel.fit``'s own: trees to depth 10, nutpie's jittered starts."""
     from bayes_sd.model.config import SAMPLING_KEYS
 
+    fit_defaults = {"max_tree_depth": 10, "start": "jittered"}
     for key in SAMPLING_KEYS:
         if hasattr(args, key) and getattr(args, key) is None:
-            setattr(args, key, settings.get(key, 10 if key == "max_tree_depth" else None))
+            setattr(args, key, settings.get(key, fit_defaults.get(key)))

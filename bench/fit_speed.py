@@ -7,8 +7,9 @@ unless --config).
 
 The defaults are the settings of the main job for ``--config`` (``bayes-sd demo --model``,
 ``bayes_sd.demo.demo_sampling``): 2 chains (one per core) x (700 tune + 3500 draws), target acceptance
-0.9, trees capped at depth 6; a configuration's ``[sampling]`` table changes them (``moe_roofline``:
-3000 draws).
+0.9, trees capped at depth 6, nutpie's jittered starts; a configuration's ``[sampling]`` table changes
+them (``moe_roofline``: 3000 draws; the main job's ``moe_roofline_speculation``: 1000 tune + 3000
+draws, chains started where the data are plausible).
 nutpie with its low-rank mass matrix (``--diagonal``: without it).
 
 Reports wall time (compilation included, as a user sees it), R-hat, ESS (bulk and tail),
@@ -40,8 +41,8 @@ def main() -> None:
                     help="diagonal mass matrix (nutpie's default) instead of low-rank")
     ap.add_argument("--data", default="all", choices=["all", "real", "synthetic"])
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--start", choices=["jittered", "plausible"], default="jittered",
-                    help="where chains start (LatencyModel.fit's start)")
+    ap.add_argument("--start", choices=["jittered", "plausible"],
+                    help="where chains start (LatencyModel.fit's start; default: the main job's for --config)")
     ap.add_argument("--config", default=MAIN_MODEL,
                     help="model configuration (a name in models/ or a .toml path; default: the main job's)")
     args = ap.parse_args()
@@ -63,7 +64,8 @@ def main() -> None:
           f"{len(model.fit_data.excluded)} excluded; "
           f"requests behind them: {int(runs['n_requests'].sum())}")
     print(f"config={args.config}; sampler: nutpie, {args.chains} chains x ({args.tune} tune + {args.draws} draws), "
-          f"low-rank={not args.diagonal}, target_accept={args.target_accept}, max tree depth {args.max_tree_depth}")
+          f"low-rank={not args.diagonal}, target_accept={args.target_accept}, max tree depth {args.max_tree_depth}, "
+          f"start={args.start}")
     print(f"wall {wall:.1f} s (compile + sample); max R-hat {d['max_rhat']:.3f}; min ESS bulk {d['min_ess_bulk']:.0f}, "
           f"tail {d['min_ess_tail']:.0f}; divergences {d['divergences']}; "
           f"min ESS bulk per second {d['min_ess_bulk'] / wall:.1f}; "

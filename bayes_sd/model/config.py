@@ -36,6 +36,7 @@ from bayes_sd.model.fit_data import (
     VERIFIER_FORMS,
     acceptance_pivot,
 )
+from bayes_sd.model.sampling import STARTS
 
 __all__ = ["ModelConfigError", "load_config", "merge_config", "config_id", "make_prior", "models_dir"]
 
@@ -247,8 +248,9 @@ def _check(cfg: dict[str, Any]) -> None:
 
 
 #: what a configuration's [sampling] table may set: the main job's settings for this model
-#: (``bayes_sd.demo.demo_sampling``), as integers except target_accept
-SAMPLING_KEYS = ("draws", "tune", "chains", "target_accept", "max_tree_depth")
+#: (``bayes_sd.demo.demo_sampling``), as integers except target_accept (a number) and start (one of
+#: :data:`bayes_sd.model.sampling.STARTS`: where the chains start)
+SAMPLING_KEYS = ("draws", "tune", "chains", "target_accept", "max_tree_depth", "start")
 
 
 def _check_sampling(sampling: dict[str, Any]) -> None:
@@ -256,7 +258,10 @@ def _check_sampling(sampling: dict[str, Any]) -> None:
     if unknown:
         raise ModelConfigError(f"[sampling] has unknown settings {unknown}. Fix: use only {list(SAMPLING_KEYS)}")
     for key, value in sampling.items():
-        if key == "target_accept":
+        if key == "start":
+            if value not in STARTS:
+                raise ModelConfigError(f"[sampling] start = {value!r}. Fix: one of {', '.join(map(repr, STARTS))}")
+        elif key == "target_accept":
             if not isinstance(value, float) or not 0.0 < value < 1.0:
                 raise ModelConfigError(f"[sampling] target_accept = {value!r}. Fix: a number between 0 and 1, e.g. 0.9")
         elif isinstance(value, bool) or not isinstance(value, int) or value < 1:

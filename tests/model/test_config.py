@@ -94,6 +94,9 @@ def test_sampling_table_and_learned_scales_are_checked():
         merge_config(base, {"sampling": {"draws": 0}})
     with pytest.raises(ModelConfigError, match=r"target_accept = 1.5.*between 0 and 1"):
         merge_config(base, {"sampling": {"target_accept": 1.5}})
+    with pytest.raises(ModelConfigError, match=r"start = 'prior'.*Fix: one of 'jittered', 'plausible'"):
+        merge_config(base, {"sampling": {"start": "prior"}})
+    assert merge_config(base, {"sampling": {"start": "plausible"}})["sampling"]["start"] == "plausible"
     with pytest.raises(ModelConfigError, match=r"learned_scales names \['tail_pairs'\].*Fix"):
         merge_config(base, {"model": {"learned_scales": ["tail_pairs"]}})
     assert demo_sampling("default") == DEMO_SAMPLING["full"]
