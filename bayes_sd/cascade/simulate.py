@@ -52,7 +52,8 @@ from bayes_sd.cascade.theory import (
     drafter_as_qualifier,
     pyramid_demand,
 )
-from bayes_sd.simulate.server import request_stream, run_scheduler, run_seed
+from bayes_sd.simulate.requests import request_stream, run_seed
+from bayes_sd.simulate.server import run_scheduler
 
 __all__ = ["SOURCE", "simulate_pyramid_run", "simulate_pyramid_runs", "summarise_run", "ACCEPTANCE_COUNTS",
            "scenario", "scenario_configs"]

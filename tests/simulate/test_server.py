@@ -270,7 +270,7 @@ def test_plain_rows_of_simulate_pyramid_runs_are_simulate_run(k):
     """A ``mode='plain'`` row of simulate_pyramid_runs is simulate_run at k = k_draft with acceptance
     a_dv, seeded as simulate_runs seeds run i (run_seed): same timings at a_dv = 1 with step noise."""
     from bayes_sd.cascade.simulate import scenario, simulate_pyramid_runs
-    from bayes_sd.simulate.server import run_seed
+    from bayes_sd.simulate.requests import run_seed
 
     sc = scenario()
     cfg = pd.DataFrame([dict(run_id="p", mode="plain", k_draft=k, k_qual=0, load_type="concurrency", concurrency=8,

@@ -160,9 +160,8 @@ def test_simulated_light_load_long_prompts_and_speculation_are_not_flagged():
     (k = 4) at 10-70 % of capacity: the old rule (median TTFT above 0.2 x mean latency) flags all the
     long-prompt runs; none is saturated, and no rule fires. Past capacity (1.2x) they are flagged."""
     from bayes_sd import theory
-    from bayes_sd.simulate import simulate_runs
+    from bayes_sd.simulate import simulate_runs, theory_tau
     from bayes_sd.simulate.presets import PRESETS
-    from bayes_sd.simulate.server import theory_tau
 
     name = "llama3.1-8b+eagle3-small@H100"
     pre = PRESETS[name]
