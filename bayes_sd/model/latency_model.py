@@ -3,12 +3,12 @@
 Shaped after pymc-marketing's model builders: a configuration (priors) loaded by name from
 ``models/``, ``fit`` on a canonical run table, predictions as ``xr.Dataset``, and one netCDF
 file holding the posterior, the training runs (group ``fit_data``) and the configuration,
-checked by an id on load.
+checked by an id on load. Convergence and chain agreement come from the mixin
+:mod:`.diagnostics`, saving and loading from :mod:`.persistence`.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 from pathlib import Path
@@ -19,8 +19,6 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from bayes_sd import __version__
-from bayes_sd._io import atomic_write
 from bayes_sd.model.build import build_model
 from bayes_sd.model.conditions import (
     CONDITION_COLUMNS,
@@ -36,6 +34,7 @@ from bayes_sd.model.fit_data import (
     FitData,
     prepare_fit_data,
 )
+from bayes_sd.model.persistence import DifferentModelError, SavedPosterior
 from bayes_sd.model.predict import condition_draws, stack_posterior, summarise
 from bayes_sd.model.sampling import sample_until_converged
 from bayes_sd.traces.validate import validate_models, validate_runs
@@ -48,11 +47,7 @@ log = logging.getLogger(__name__)
 _RUN_LEVEL = ("latency_s", "saturation_rps", "tail_shape")
 
 
-class DifferentModelError(ValueError):
-    """A saved posterior does not match the model that tries to load it."""
-
-
-class LatencyModel(PosteriorDiagnostics):
+class LatencyModel(PosteriorDiagnostics, SavedPosterior):
     """Hierarchical Bayesian model of speculative-decoding latency under load.
 
     Parameters
@@ -273,23 +268,6 @@ class LatencyModel(PosteriorDiagnostics):
         free = [v.name for v in model.free_RVs]
         det = [v.name for v in model.deterministics if v.name not in _RUN_LEVEL]
         return free + det
-
-    def _data_groups(self) -> dict[str, xr.Dataset]:
-        """The training runs (and models table) as groups stored with the posterior."""
-        groups = {"fit_data": _runs_to_dataset(self.runs)}
-        if self.models is not None:
-            groups["fit_models"] = _runs_to_dataset(self.models).rename({"fit_run": "fit_model"})
-        return groups
-
-    def _attrs(self) -> dict:
-        return {
-            "model_type": self.model_type,
-            "model_version": self.version,
-            "id": self.id,
-            "config": json.dumps(self.config),
-            "bayes_sd_version": __version__,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        }
 
     # ------------------------------------------------------------------ diagnostics
     def _require_fit(self) -> None:
@@ -528,101 +506,6 @@ class LatencyModel(PosteriorDiagnostics):
                 self.idata.add_groups({"log_likelihood": ll})
         return az.loo(self.idata, var_name=var_name, pointwise=pointwise)
 
-    # ------------------------------------------------------------------ save / load
-    def save(self, path: str | Path) -> Path:
-        """Write posterior, training runs and configuration to one netCDF file, atomically.
-
-        Parameters
-        ----------
-        path : str or pathlib.Path
-            The netCDF file to write (replaced if it exists).
-
-        Returns
-        -------
-        pathlib.Path
-            ``path``.
-
-        Raises
-        ------
-        ValueError
-            When the model is not fitted.
-
-        Examples
-        --------
-        >>> model.save("posterior.nc")  # doctest: +SKIP
-        """
-        self._require_fit()
-        path = Path(path)
-        with atomic_write(path) as tmp:
-            self.idata.to_netcdf(tmp, engine="h5netcdf")
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path, check: bool = True) -> LatencyModel:
-        """Load a model saved by :meth:`save`, rebuilding it from the stored runs and config.
-
-        Parameters
-        ----------
-        path : str or pathlib.Path
-            A netCDF file written by :meth:`save` (``bayes-sd fit --out``).
-        check : bool, default True
-            Check that the saved model id and version match the rebuilt model, and that the stored runs
-            rebuild the posterior's levels.
-
-        Returns
-        -------
-        LatencyModel
-            The fitted model.
-
-        Raises
-        ------
-        FileNotFoundError
-            When ``path`` is not a file.
-        ValueError
-            When ``path`` is not a readable netCDF file.
-        DifferentModelError
-            When the file is not a bayes_sd LatencyModel posterior, has no ``fit_data`` group, or (with
-            ``check``) its id, version or levels differ from the rebuilt model's.
-
-        Examples
-        --------
-        >>> model = LatencyModel.load("posterior.nc")  # doctest: +SKIP
-        """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such posterior file. Fix: run `bayes-sd fit ... --out {path}`")
-        try:
-            idata = az.from_netcdf(path, engine="h5netcdf")
-        except Exception as exc:  # noqa: BLE001 - any reader failure means the same thing to the user
-            raise ValueError(f"{path}: not a readable netCDF posterior ({type(exc).__name__}). "
-                             "Fix: pass a file written by `bayes-sd fit`") from exc
-        attrs = idata.attrs
-        if attrs.get("model_type") != cls.model_type or "config" not in attrs:
-            raise DifferentModelError(f"{path}: not a bayes_sd LatencyModel posterior. "
-                                      "Fix: pass a file written by `bayes-sd fit`")
-        model = cls(json.loads(attrs["config"]))
-        if check and (attrs.get("id") != model.id or attrs.get("model_version") != cls.version):
-            raise DifferentModelError(
-                f"{path}: saved model id {attrs.get('id')} (version {attrs.get('model_version')}) does not match "
-                f"the rebuilt one {model.id} (version {cls.version}). Fix: refit with this bayes_sd version")
-        if "fit_data" not in idata.groups():
-            raise DifferentModelError(f"{path}: has no fit_data group (training runs). Fix: refit and save again")
-        model.runs = validate_runs(_dataset_to_runs(idata.fit_data), f"{path} fit_data")
-        if "fit_models" in idata.groups():
-            models = _dataset_to_runs(idata.fit_models)
-            model.models = validate_models(models.astype({c: float for c in models if c != "name"}),
-                                           f"{path} fit_models")
-        model.fit_data = model._prepare(model.runs, model.models)
-        if check:
-            for dim, levels in model.fit_data.coords.items():
-                if dim in idata.posterior.coords and list(idata.posterior.coords[dim].values) != list(levels):
-                    raise DifferentModelError(f"{path}: the stored runs rebuild different '{dim}' levels than "
-                                              "the posterior's. Fix: refit and save again")
-        model.idata = idata
-        model.sampler_settings = json.loads(attrs.get("sampler", "{}"))
-        return model
-
-
 # ---------------------------------------------------------------------- helpers
 def _merge_models(fitted: pd.DataFrame | None, extra: pd.DataFrame) -> pd.DataFrame:
     """Fitted MODELS rows plus ``extra`` ones (validated; an extra row replaces a fitted one of the same name)."""
@@ -630,25 +513,3 @@ def _merge_models(fitted: pd.DataFrame | None, extra: pd.DataFrame) -> pd.DataFr
     if fitted is None:
         return extra
     return pd.concat([fitted[~fitted["name"].isin(extra["name"])], extra], ignore_index=True)
-
-
-def _runs_to_dataset(runs: pd.DataFrame) -> xr.Dataset:
-    """A run table as an ``xr.Dataset`` on dim ``fit_run`` (strings as str, numbers as float)."""
-    data = {}
-    for col in runs.columns:
-        s = runs[col]
-        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s):
-            data[col] = ("fit_run", s.astype(object).where(s.notna(), "").astype(str).to_numpy(dtype=object))
-        else:
-            data[col] = ("fit_run", s.astype(float).to_numpy())
-    return xr.Dataset(data)
-
-
-def _dataset_to_runs(ds: xr.Dataset) -> pd.DataFrame:
-    df = pd.DataFrame({name: ds[name].values for name in ds.data_vars})
-    for col in df.columns:
-        if df[col].dtype == object:
-            df[col] = df[col].replace("", np.nan)
-    if "saturated" in df:
-        df["saturated"] = df["saturated"].map({"True": True, "False": False})
-    return df
