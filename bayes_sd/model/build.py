@@ -430,8 +430,6 @@ def _accept_decay(cfg: dict, fd: FitData):
     return pm.Deterministic("accept_decay", pt.exp(log_decay), dims="drafter")
 
 
-
-
 def _model_free_level_keep(cfg: dict, fd: FitData) -> np.ndarray:
     """(drafter_hw, dcoef) 1.0, with 0.0 at d1 of the model-free drafters (``model_free_keep``)."""
     keep = np.ones((len(fd.coords["drafter_hw"]), len(DRAFTER_COEFS)))
@@ -450,8 +448,6 @@ def _drafter_design(cfg: dict, fd: FitData):
         return 0.0
     beta = make_prior(cfg, "beta_drafter_design", dims=("dcoef", "drafter_predictor"))
     return pt.as_tensor(fd.x["drafter_z"]) @ beta.T
-
-
 
 
 def _knee_open_latency(opts: dict, fd: FitData, c1, headroom, dense, rate, verify_extra):
@@ -483,12 +479,6 @@ def _observed_or(fd: FitData, name: str, fallback):
         return fallback
     rows, vals = fd.obs[name]
     return pt.set_subtensor(fallback[rows], pt.as_tensor(np.asarray(vals, float)))
-
-
-
-
-
-
 
 
 def _tail_shape(eff: _Effects, fd: FitData, others):

@@ -33,6 +33,7 @@ from bayes_sd.model.fit_data import (
     OPEN_LOOP_BATCHES,
     OPEN_LOOP_RATES,
     OTHER_POOLED_LEVELS,
+    SPECULATION_COSTS,
     VERIFIER_FORMS,
     acceptance_pivot,
 )
@@ -196,14 +197,13 @@ def _check(cfg: dict[str, Any]) -> None:
     if cfg.get("model", {}).get("sequence_cost", False) and "sequence_cost_ms" not in cfg["priors"]:
         raise ModelConfigError("sequence_cost = true needs the prior sequence_cost_ms. "
                                "Fix: extend models/roofline.toml")
-    speculation = ("speculation_step_ms", "speculation_step_spread", "speculation_sequence_ms",
-                   "speculation_sequence_spread")
+    speculation_levels = tuple(f"{effect}_ms" for effect in SPECULATION_COSTS)  # priors of the pooled centres
+    speculation = (*speculation_levels, *(f"{effect}_spread" for effect in SPECULATION_COSTS))
     if cfg.get("model", {}).get("speculation_cost", False) and not set(speculation) <= set(cfg["priors"]):
         raise ModelConfigError(f"speculation_cost = true needs the priors {', '.join(speculation)}. "
                                "Fix: extend models/moe_roofline_speculation.toml")
     for name, effect in (("sequence_cost_spread", "sequence_cost"), ("accept_decay_spread", "accept_decay"),
-                         ("speculation_step_spread", "speculation_step"),
-                         ("speculation_sequence_spread", "speculation_sequence")):
+                         *((f"{effect}_spread", effect) for effect in SPECULATION_COSTS)):
         spread = cfg["priors"].get(name)
         if spread is not None and spread.get("dist") not in ("HalfNormal", "Exponential"):
             raise ModelConfigError(f"prior '{name}' must be HalfNormal or Exponential (a scale, fixed at its "
@@ -212,7 +212,7 @@ def _check(cfg: dict[str, Any]) -> None:
         raise ModelConfigError("a pooled decay (prior 'accept_decay_spread') needs 'accept_decay' LogNormal (the prior "
                                "of its centre). Fix: set [priors.accept_decay] dist = \"LogNormal\" with mu and "
                                "sigma on the log scale")
-    for pname in ("knee_tokens", "knee_compute_share", "sequence_cost_ms", *speculation[::2]):  # lognormal levels
+    for pname in ("knee_tokens", "knee_compute_share", "sequence_cost_ms", *speculation_levels):  # lognormal levels
         if pname in cfg["priors"] and cfg["priors"][pname].get("dist") != "LogNormal":
             raise ModelConfigError(f"prior '{pname}' must be LogNormal (a positive quantity per verifier x hardware). "
                                    "Fix: set dist = \"LogNormal\" with mu and sigma on the log scale")

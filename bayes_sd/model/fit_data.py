@@ -431,9 +431,10 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
         "rate": np.where(is_open, rate.to_numpy(float), 0.0),
         "concurrency": np.where(is_open, 1.0, closed_loop_load(fit).to_numpy(float)),
     }
-    drained = ~is_open & (x["concurrency"] < 0.95 * fit["concurrency"].to_numpy(float))
+    streams = fit["concurrency"].to_numpy(float)
+    drained = ~is_open & (x["concurrency"] < 0.95 * streams)
     if drained.any():
-        share = x["concurrency"][drained] / fit["concurrency"].to_numpy(float)[drained]
+        share = x["concurrency"][drained] / streams[drained]
         log.info(f"{int(drained.sum())} closed-loop runs drained at the end: their requests saw {share.min():.2f}-"
                  f"{share.max():.2f} of their streams in flight (in_flight_seen), the load they are fitted at, e.g. "
                  f"{fit['run_id'].to_numpy()[drained][0]}")

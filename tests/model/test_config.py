@@ -103,3 +103,12 @@ def test_sampling_table_and_learned_scales_are_checked():
     assert demo_sampling("default", quick=True) == DEMO_SAMPLING["quick"]
     own = load_config("moe_roofline")["sampling"]
     assert demo_sampling("moe_roofline") == {**DEMO_SAMPLING["full"], **own} != DEMO_SAMPLING["full"]
+
+
+def test_speculation_cost_needs_its_priors_and_lognormal_levels():
+    base = load_config("moe_roofline_per_position")
+    with pytest.raises(ModelConfigError, match=r"speculation_cost = true needs the priors speculation_step_ms.*Fix"):
+        merge_config(base, {"model": {"speculation_cost": True}})
+    spec = load_config("moe_roofline_speculation")
+    with pytest.raises(ModelConfigError, match=r"prior 'speculation_sequence_ms' must be LogNormal"):
+        merge_config(spec, {"priors": {"speculation_sequence_ms": {"dist": "HalfNormal", "sigma": 1.0}}})
