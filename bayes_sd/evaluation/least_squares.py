@@ -21,6 +21,7 @@ from bayes_sd.model.fit_data import (
     DRAFTER_COEFS,
     VERIFIER_COEFS,
     FitData,
+    draft_share,
     level_label,
     pair_label,
     prepare_fit_data,
@@ -33,18 +34,20 @@ __all__ = ["LeastSquaresFit", "fit_least_squares"]
 _START = {"v0": 2.3, "v1": -2.5, "p0": 3.0, "p1": -4.0, "c1": -10.4, "d0": -0.5, "d1": -4.6}
 
 
-def _latency(log_v, log_d, logit_a, k, P, D, is_open, rate, conc):
+def _latency(log_v, log_d, logit_a, k, P, D, is_open, rate, conc, share):
     v, d = np.exp(log_v) / 1000.0, np.exp(log_d) / 1000.0
     a = 1.0 / (1.0 + np.exp(-logit_a))
     tau, tau_sq = np.where(k > 0, theory.tau_constant(a, k), 1.0), theory.tau_sq_constant(a, k)
     costs = theory.ServiceCosts(**{c: v[:, i] for i, c in enumerate(VERIFIER_COEFS)},
                                 **{c: d[:, i] * (k > 0) for i, c in enumerate(DRAFTER_COEFS)})
-    dem = theory.demand(costs, k, tau, P, D, tau_sq=tau_sq)
+    k_step, tau_step, tau_sq_step = theory.per_decode_step(k, tau, tau_sq, share)
+    dem = theory.demand(costs, k_step, tau_step, P, D, tau_sq=tau_sq_step)
     with np.errstate(divide="ignore", invalid="ignore"):
         lat = np.where(is_open, theory.latency_open(dem.c1, dem.c2, rate), theory.latency_closed(dem.c1, dem.c2, conc))
     others = np.where(is_open, rate * lat, conc - 1.0)
     with np.errstate(invalid="ignore"):  # past saturation (others = inf) TTFT is undefined: NaN
-        ttft = theory.ttft(costs, k, tau, P, D, others, tau_sq=tau_sq, p_busy=theory.busy_probability(others, is_open))
+        ttft = theory.ttft(costs, k_step, tau_step, P, D, others, tau_sq=tau_sq_step,
+                           p_busy=theory.busy_probability(others, is_open))
     return lat, ttft, tau
 
 
@@ -57,6 +60,7 @@ class LeastSquaresFit:
     log_d: np.ndarray  # (drafter_hw, dcoef)
     logit_a: np.ndarray  # (pair_dataset,)
     success: bool
+    runs: pd.DataFrame  # the fitted runs (their drafters' share of decode steps that carry drafts)
 
     def _lookup(self, labels, levels, values):
         fallback = values.mean(axis=0) if len(values) else None
@@ -78,7 +82,8 @@ class LeastSquaresFit:
         rate = np.nan_to_num(c["rate_rps"].to_numpy(float))
         conc = np.nan_to_num(c["concurrency"].to_numpy(float), nan=1.0)
         lat, _, _ = _latency(log_v, log_d, logit_a, k, c["prompt_len"].to_numpy(float),
-                             c["output_len"].to_numpy(float), is_open, rate, conc)
+                             c["output_len"].to_numpy(float), is_open, rate, conc,
+                             draft_share(c.assign(drafter=drafter), self.runs))
         return lat
 
 
@@ -104,7 +109,7 @@ def fit_least_squares(runs: pd.DataFrame) -> LeastSquaresFit:
         log_v, log_d, logit_a = unpack(theta)
         lat, ttft, tau = _latency(log_v[fd.idx["run_vh"]], log_d[fd.idx["run_dh"]], logit_a[fd.idx["run_pd"]],
                                   x["k"], x["prompt_len"], x["output_len"], x["is_open"] > 0, x["rate"],
-                                  x["concurrency"])
+                                  x["concurrency"], x["draft_share"])
         lat = np.where(np.isfinite(lat) & (lat > 0), lat, 1e3)  # past saturation: a large, finite miss
         ttft = np.where(np.isfinite(ttft) & (ttft > 0), ttft, 1e3)
         parts = [np.log(lat[lat_rows] / lat_obs), 0.3 * np.log(ttft[ttft_rows] / ttft_obs),
@@ -120,4 +125,4 @@ def fit_least_squares(runs: pd.DataFrame) -> LeastSquaresFit:
     log_v, log_d, logit_a = unpack(sol.x)
     return LeastSquaresFit(coords=fd.coords, log_v=log_v, log_d=log_d if n_dh else np.zeros((0, nd)),
                            logit_a=logit_a if n_pd else np.zeros(0),
-                           success=bool(sol.success))
+                           success=bool(sol.success), runs=fd.runs)

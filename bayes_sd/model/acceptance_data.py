@@ -13,7 +13,7 @@ from bayes_sd.theory.acceptance import decay_from_positions, information_centre
 from bayes_sd.traces.validate import parse_per_position
 
 __all__ = ["POSITION_SE_IDENTIFIED", "observed_acceptance", "replayed_acceptance", "observed_decay",
-           "measured_pivot"]
+           "measured_pivot", "observed_draft_share", "draft_share", "EVERY_STEP_SHARE"]
 
 #: Per-position counts identify a drafter's decay (logits per position) when they pin it within this
 #: standard error: the spread of the drafters' decays at the population's prior centre (exp(-1.7) x 0.5,
@@ -139,3 +139,67 @@ def measured_pivot(runs: pd.DataFrame, drafters: list[str], tau: pd.Series) -> n
         a = float(implied_acceptance(tau.mean(), k)) if len(tau) else 0.75
         out.append(float(information_centre(a, k)))
     return np.array(out)
+
+
+def _drafts_and_steps(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per speculative run with its counts, the drafts (:func:`_counted_drafts`) and the decode steps of
+    its requests, ``n_requests (output_len - 1) - accepted_tokens`` (a request's first token comes from
+    its prefill, each decode step emits one token plus the drafts it accepted); NaN elsewhere."""
+    steps = (runs["n_requests"].astype(float) * (runs["output_len"].astype(float) - 1.0)
+             - _column(runs, "accepted_tokens"))
+    drafts = _counted_drafts(runs)
+    ok = drafts.notna() & (steps > 0) & (runs["k"] > 0)
+    return drafts.where(ok), steps.where(ok)
+
+
+def observed_draft_share(runs: pd.DataFrame) -> pd.Series:
+    """Share of each speculative run's decode steps that carried drafts, ``drafts / decode steps``
+    (dimensionless, at most 1), NaN where the run lacks the counts (``num_drafts`` or ``draft_tokens``,
+    ``accepted_tokens``) or ``k = 0``.
+
+    A drafter with weights drafts at every step (counters that also saw warm-up requests read a little
+    above 1, hence the cap); a proposer without weights (n-gram / prompt lookup, suffix decoding)
+    drafts only where it finds a match, and its acceptance length counts per draft
+    (:func:`bayes_sd.theory.per_decode_step`)."""
+    drafts, steps = _drafts_and_steps(runs)
+    return (drafts / steps).clip(upper=1.0)
+
+
+#: A pooled share of decode steps that carry drafts at or above this reads as 1 (every step drafts):
+#: run counters that also span warm-up or trimmed requests, or that a replayed sweep repeats at every
+#: load, put a drafter with weights a few per cent either side of 1 (the real llama.cpp sweep: 0.96-1.6
+#: per run), while proposers that need a match draft at 0.07-0.79 of the steps (the fleets' n-gram).
+EVERY_STEP_SHARE = 0.9
+
+
+def draft_share(conditions: pd.DataFrame, runs: pd.DataFrame) -> np.ndarray:
+    """Share of decode steps that carry drafts, per condition (dimensionless): pooled over the ``runs``
+    of its drafter on its dataset (all their drafts over all their decode steps), else of its drafter
+    on any dataset, else 1 (every step drafts; also for ``k = 0``, and for a pooled share of at least
+    :data:`EVERY_STEP_SHARE`).
+
+    Parameters
+    ----------
+    conditions : pandas.DataFrame
+        ``drafter``, ``dataset``, ``k`` per condition.
+    runs : pandas.DataFrame
+        Canonical runs with the counts (:func:`observed_draft_share`), e.g. the fitted ones.
+
+    Returns
+    -------
+    numpy.ndarray
+        Share in (0, 1] per condition.
+    """
+    drafts, steps = _drafts_and_steps(runs)
+    counted = pd.DataFrame({"drafter": runs["drafter"].astype(str), "dataset": runs["dataset"].astype(str),
+                            "drafts": drafts, "steps": steps}).dropna()
+    by_pair = counted.groupby(["drafter", "dataset"])[["drafts", "steps"]].sum()
+    by_drafter = counted.groupby("drafter")[["drafts", "steps"]].sum()
+    pair_share = (by_pair["drafts"] / by_pair["steps"]).clip(upper=1.0)
+    drafter_share = (by_drafter["drafts"] / by_drafter["steps"]).clip(upper=1.0)
+    key = pd.MultiIndex.from_arrays([conditions["drafter"].astype(str), conditions["dataset"].astype(str)])
+    share = pd.Series(pair_share.reindex(key).to_numpy(), index=conditions.index)
+    share = share.fillna(pd.Series(drafter_share.reindex(conditions["drafter"].astype(str)).to_numpy(),
+                                   index=conditions.index))
+    share = share.fillna(1.0).where(share < EVERY_STEP_SHARE, 1.0)
+    return share.where(conditions["k"].astype(float) > 0, 1.0).to_numpy(float)

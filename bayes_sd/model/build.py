@@ -259,11 +259,13 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
             d0, d1 = d[:, 0], d[:, 1]
         else:
             tau, tau_sq, d0, d1 = pt.ones(fd.n_runs), None, pt.zeros(fd.n_runs), pt.zeros(fd.n_runs)
+        # per decode step: a proposer without weights drafts only at the steps where it finds a match
+        k_step, tau_step, tau_sq_step = theory.per_decode_step(k, tau, tau_sq, x["draft_share"])
         e0, e1 = speculation_costs(cfg, fd)
         costs = theory.ServiceCosts(**{c: v[:, i] for i, c in enumerate(VERIFIER_COEFS)}, d0=d0, d1=d1,
                                     s1=sequence_cost(cfg, fd), e0=e0, e1=e1)
         P, D = x["prompt_len"], x["output_len"]
-        dem = theory.demand(costs, k, tau, P, D, xp=pt, tau_sq=tau_sq)
+        dem = theory.demand(costs, k_step, tau_step, P, D, xp=pt, tau_sq=tau_sq_step)
         c1_factor, c2_factor = _configuration_factors(eff, fd)
         c1, c2 = dem.c1 * c1_factor, dem.c2 * c2_factor
         # Open loop: L = C1 / (1 - rate C2), with a smooth positive floor on the denominator so
@@ -282,24 +284,24 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
 
         if knee is not None:  # past the knee a verify pass is compute-bound and grows with its tokens
             knee_tokens, compute_share = knee
-            n_v0 = theory.iterations(D, tau, tau_sq) * costs.v0
+            n_v0 = theory.iterations(D, tau_step, tau_sq_step) * costs.v0
         elif share is not None:  # MoE verifiers: the verify pass reads only the experts its tokens touch
-            saving = theory.iterations(D, tau, tau_sq) * costs.v0 * share
+            saving = theory.iterations(D, tau_step, tau_sq_step) * costs.v0 * share
 
         def load_extra(others_in_flight):
             """s per request the knee adds to (and MoE coverage saves from) the dense C1 + others C2."""
             if knee is not None:
                 mult = theory.verify_cost_multiplier(0.0 if share is None else share, x["moe_log_q"], compute_share,
-                                                     knee_tokens, k, in_service(others_in_flight), xp=pt)
+                                                     knee_tokens, k_step, in_service(others_in_flight), xp=pt)
                 return n_v0 * (mult - 1.0)
             if share is not None:
-                return -saving * theory.moe_untouched(x["moe_log_q"], k, others_in_flight, xp=pt)
+                return -saving * theory.moe_untouched(x["moe_log_q"], k_step, others_in_flight, xp=pt)
             return 0.0
 
         if knee is not None:
             lat_open = _knee_open_latency(opts, fd, c1, headroom, lat_open, x["rate"], load_extra)
         elif share is not None:
-            lat_open = theory.latency_moe_open_newton(c1, c2, saving, x["moe_log_q"], k, x["rate"], xp=pt,
+            lat_open = theory.latency_moe_open_newton(c1, c2, saving, x["moe_log_q"], k_step, x["rate"], xp=pt,
                                                       start=lat_open)
 
         def closed_at(streams):
@@ -321,11 +323,11 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
         others = in_service(pt.where(x["is_open"] > 0, x["rate"] * service, x["concurrency"] - 1.0))
         pm.Deterministic("saturation_rps", capacity, dims="run")
         if share is not None:  # TTFT sees the effective (partly covered) verifier fixed cost
-            v0_eff = costs.v0 * (1.0 - share * theory.moe_untouched(x["moe_log_q"], k, others, xp=pt))
+            v0_eff = costs.v0 * (1.0 - share * theory.moe_untouched(x["moe_log_q"], k_step, others, xp=pt))
             costs = dataclasses.replace(costs, v0=v0_eff)
         if knee is not None:  # so does the step a new request's prefill rides
             costs = dataclasses.replace(
-                costs, v0=costs.v0 * (1.0 + compute_share * theory.knee_excess(others, k, knee_tokens, xp=pt)))
+                costs, v0=costs.v0 * (1.0 + compute_share * theory.knee_excess(others, k_step, knee_tokens, xp=pt)))
 
         if "saturated" in fd.obs:  # censored runs: their offered rate exceeded the capacity
             rows, vals = fd.obs["saturated"]
@@ -348,7 +350,7 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
             scale = pt.sqrt(var)
             pm.StudentT("latency_obs", nu=nu, mu=pt.log(latency[rows]), sigma=scale,
                         observed=observed("latency_obs", np.log(vals)), dims="latency_run")
-        ttft = theory.ttft(costs, k, tau, P, D, others, xp=pt, tau_sq=tau_sq,
+        ttft = theory.ttft(costs, k_step, tau_step, P, D, others, xp=pt, tau_sq=tau_sq_step,
                            p_busy=theory.busy_probability(others, x["is_open"] > 0, xp=pt)) + wait
         if "ttft" in fd.obs:
             rows, vals = fd.obs["ttft"]

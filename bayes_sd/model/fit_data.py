@@ -17,9 +17,11 @@ from bayes_sd.traces.schema import NO_DRAFTER
 
 from .acceptance_data import (
     POSITION_SE_IDENTIFIED,
+    draft_share,
     measured_pivot,
     observed_acceptance,
     observed_decay,
+    observed_draft_share,
     replayed_acceptance,
 )
 
@@ -29,7 +31,8 @@ __all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OP
            "SPECULATION_COSTS", "speculation_identified",
            "pair_label", "level_label", "configuration_effects", "configuration_level_label", "fixed_scale",
            "observed_acceptance", "observed_decay", "replayed_acceptance", "measured_pivot", "acceptance_pivot",
-           "ACCEPTANCE_PIVOTS", "SATURATED_RUNS", "batch_cap", "POSITION_SE_IDENTIFIED", "closed_loop_load"]
+           "ACCEPTANCE_PIVOTS", "SATURATED_RUNS", "batch_cap", "POSITION_SE_IDENTIFIED", "closed_loop_load",
+           "draft_share", "observed_draft_share"]
 
 log = logging.getLogger(__name__)
 
@@ -449,6 +452,13 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
                  f"{fit['run_id'].to_numpy()[replayed.to_numpy()][0]}")
         tau = tau.mask(replayed)
     x["acceptance_replayed"] = replayed.to_numpy(float)
+    # acceptance counts per draft; a proposer that drafts at only some decode steps speeds up the rest less
+    x["draft_share"] = draft_share(fit, fit)
+    sparse = fit.assign(_share=x["draft_share"])[(fit["k"] > 0) & (x["draft_share"] < 0.95)]
+    if not sparse.empty:
+        shares = sparse.groupby(sparse["drafter"].astype(str))["_share"].agg(["min", "max"])
+        log.info("drafters that draft at only some decode steps (no match found at the others; acceptance counts "
+                 "per draft): " + ", ".join(f"{d} {r['min']:.2f}-{r['max']:.2f}" for d, r in shares.iterrows()))
     x["drafter_pivot"] = measured_pivot(fit, drafters, tau)
     spec_ks = fit[fit["k"] > 0].groupby(fit["drafter"].astype(str))["k"].nunique()
     x["drafter_ks"] = np.array([float(spec_ks.get(d, 0)) for d in drafters])  # draft lengths measured

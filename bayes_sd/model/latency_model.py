@@ -32,6 +32,7 @@ from bayes_sd.model.fit_data import (
     OPEN_LOOP_RATES,
     SATURATED_RUNS,
     FitData,
+    draft_share,
     prepare_fit_data,
 )
 from bayes_sd.model.persistence import DifferentModelError, SavedPosterior
@@ -319,7 +320,8 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
                acceptance=None):
         return condition_draws(post, self.config, self.fit_data.coords, conditions, seed=seed,
                                models=self.models if models is None else _merge_models(self.models, models),
-                               acceptance=acceptance, fitted_drafters=self.fit_data.drafter_table())
+                               acceptance=acceptance, fitted_drafters=self.fit_data.drafter_table(),
+                               draft_share=draft_share(conditions, self.fit_data.runs))
 
     def predict(self, conditions: pd.DataFrame, *, max_draws: int | None = 1000, seed: int = 0,
                 models: pd.DataFrame | None = None, acceptance=None) -> xr.Dataset:

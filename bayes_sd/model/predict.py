@@ -254,7 +254,7 @@ def _pooled_per_level(post: dict, cfg: dict, effect: str, fitted: list[str], que
 
 def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.DataFrame, *, seed: int = 0,
                     models: pd.DataFrame | None = None, acceptance=None,
-                    fitted_drafters: pd.DataFrame | None = None) -> Draws:
+                    fitted_drafters: pd.DataFrame | None = None, draft_share=None) -> Draws:
     """Posterior draws of latency and friends for each condition row.
 
     ``post``: stacked posterior (:func:`stack_posterior`); ``cfg``: the model configuration;
@@ -262,7 +262,9 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     (MoE experts, drafter sizes) for the variants that use it; ``acceptance``: per-condition
     per-position acceptance (first-position in the ``per_position`` variant) replacing the
     model's, NaN where the model's is kept (for what-if questions); ``fitted_drafters``: the fit's
-    :meth:`FitData.drafter_table`, needed with a pooled decay or ``acceptance_pivot = "measured"``.
+    :meth:`FitData.drafter_table`, needed with a pooled decay or ``acceptance_pivot = "measured"``;
+    ``draft_share``: per condition, the share of decode steps that carry drafts (default 1, every step;
+    :func:`bayes_sd.model.fit_data.draft_share` from the fitted runs).
     """
     cond = conditions.reset_index(drop=True).copy()
     cond["drafter"] = cond["drafter"].fillna(NO_DRAFTER).astype(str).where(cond["k"] > 0, NO_DRAFTER)
@@ -301,14 +303,16 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     inputs = {"cost": c, "acceptance": a, "accept_decay": decay, "share": share, "log_q": log_q,
               "knee_tokens": extras["knee_tokens"], "compute_share": extras["compute_share"], "prompt_len": P,
               "output_len": D, "is_open": is_open, "rate": rate, "concurrency": conc, "configuration": factors,
-              "slots": np.where(np.isfinite(cap), cap, 1.0), "has_cap": np.isfinite(cap)}
+              "slots": np.where(np.isfinite(cap), cap, 1.0), "has_cap": np.isfinite(cap),
+              "draft_share": np.ones(len(cond)) if draft_share is None else np.asarray(draft_share, float)}
 
     costs, dem, lat, others, wait, capacity = latency_at(inputs, k, tau, tau_sq)
     _, _, lat0, *_ = latency_at({**inputs, "configuration": factors_k0}, np.zeros_like(k), np.ones_like(tau),
                                np.ones_like(tau))
     with np.errstate(over="ignore", invalid="ignore"):  # past saturation: infinite latency, by design
         others_ok = np.where(np.isfinite(others), others, np.nan)
-        ttft = theory.ttft(costs, k, tau, P, D, others_ok, tau_sq=tau_sq,
+        k_step, tau_step, tau_sq_step = theory.per_decode_step(k, tau, tau_sq, inputs["draft_share"])
+        ttft = theory.ttft(costs, k_step, tau_step, P, D, others_ok, tau_sq=tau_sq_step,
                            p_busy=theory.busy_probability(others_ok, is_open)) + wait
         tpot = theory.tpot(lat, ttft, D)
         shape = np.exp(post["mu_tail"].values[:, None] + eff("tail_pair")
@@ -428,19 +432,22 @@ def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
     past saturation, where the knee may bring saturation below ``1 / C2``), the mean number of other
     requests in service, the mean wait for a slot where the batch cap (``inputs["slots"]``) is known
     (:mod:`bayes_sd.theory.batch_cap`; 0 elsewhere, s) and the capacity (requests/s: ``1 / C2``, or the
-    capped server's where the cap is known). ``k``, ``tau`` (tokens per step), ``tau_sq``
+    capped server's where the cap is known). ``k``, ``tau`` (tokens per drafting step), ``tau_sq``
     (its second moment, :func:`acceptance_second_moment`: the iteration-boundary term the fitted
     model has) and ``drafter_scale`` (a multiplier on the drafter costs d0, d1) may differ from
-    the conditions' own, for what-if questions.
+    the conditions' own, for what-if questions; ``inputs["draft_share"]`` (default 1) is the share of
+    decode steps that carry drafts (:func:`bayes_sd.theory.per_decode_step`).
     """
     c, share, log_q = inputs["cost"], inputs["share"], inputs["log_q"]
+    k, tau, tau_sq = theory.per_decode_step(k, tau, tau_sq, inputs.get("draft_share", 1.0))
     P, D, is_open = inputs["prompt_len"], inputs["output_len"], inputs["is_open"]
     rate, conc = inputs["rate"], inputs["concurrency"]
     slots = inputs.get("slots", np.ones_like(conc))
     has_cap = inputs.get("has_cap", np.zeros(np.shape(conc), bool))
     costs = theory.ServiceCosts(**{n: (c[n] if n[0] != "d" else c[n] * drafter_scale * (k > 0)) for n in COEFS},
                                 s1=c["s1"], e0=c["e0"], e1=c["e1"])
-    dem = theory.demand(costs, k, tau, P, D, tau_sq=tau_sq).scaled(*inputs.get("configuration", (1.0, 1.0)))
+    dem = theory.demand(costs, k, tau, P, D, tau_sq=tau_sq).scaled(
+        *inputs.get("configuration", (1.0, 1.0)))
     knee, r = inputs["knee_tokens"], inputs["compute_share"]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if np.any(r > 0):  # roofline variants: a pass past its knee grows with its tokens

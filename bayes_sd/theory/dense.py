@@ -250,12 +250,51 @@ def iterations(output_len, tau, tau_sq=None):
     return n + (tau_sq / tau - 1.0) / (2.0 * tau)
 
 
+def per_decode_step(k, tau, tau_sq, draft_share):
+    """Draft tokens, emitted tokens and their second moment per decode step, when only a share of a
+    request's decode steps carry drafts.
+
+    A proposer without weights (n-gram / prompt lookup, suffix decoding) drafts only when it finds a
+    match: the other steps verify one token and emit one. Engines count acceptance per draft (vLLM's
+    ``1 + accepted / num_drafts``), so ``tau`` of a run is per drafting step; per decode step::
+
+        k_step   = share k                       draft tokens a sequence carries into a verify pass
+        tau_step = 1 + share (tau - 1)           tokens emitted
+        E[Y^2]   = (1 - share) + share E[Y^2 | draft]
+
+    Parameters
+    ----------
+    k : float or array-like
+        Draft length, tokens.
+    tau : float or array-like
+        Acceptance length per drafting step, tokens (bonus token included).
+    tau_sq : float or array-like or None
+        Its second moment, tokens^2 (None: not modelled).
+    draft_share : float or array-like
+        Share (0-1] of decode steps that carry drafts (1: every step, as a drafter with weights does).
+
+    Returns
+    -------
+    tuple
+        ``(k_step, tau_step, tau_sq_step)`` as above. The costs of turning speculation on (``e0``,
+        ``e1``) stay those of every step: the proposer is consulted at each one, match or not.
+
+    Examples
+    --------
+    >>> [float(v) for v in per_decode_step(4.0, 3.0, None, 0.25)[:2]]
+    [1.0, 1.5]
+    """
+    tau_sq_step = None if tau_sq is None else (1.0 - draft_share) + draft_share * tau_sq
+    return draft_share * k, 1.0 + draft_share * (tau - 1.0), tau_sq_step
+
+
 # --------------------------------------------------------------------------- demand and latency
 
 
 def _speculates(k, xp=np):
-    """1.0 where the draft length ``k`` (tokens, >= 0) is positive, else 0.0."""
-    return xp.minimum(k, 1.0)
+    """1.0 where the draft length ``k`` (tokens per step, >= 0, fractional per decode step) is positive,
+    else 0.0."""
+    return xp.where(k > 0, 1.0, 0.0)
 
 
 def _sequence_pass_cost(costs, prompt_len, output_len):
@@ -275,7 +314,8 @@ def demand(costs, k, tau, prompt_len, output_len, xp=np, tau_sq=None):
         c1_verify  = N (v0 + (k+1) v1 + ctx)             c2_verify  = N ((k+1) v1 + ctx)
 
     ``e0``, ``e1``: what turning speculation on costs a step and each of its sequences, whatever
-    the draft length (0 unless a model variant fits them).
+    the draft length (0 unless a model variant fits them). Where only a share of the decode steps
+    carry drafts, pass the per-step ``k``, ``tau`` and ``tau_sq`` of :func:`per_decode_step`.
 
     ``C1`` is the latency alone on the server; ``C2`` what each other in-flight request
     adds (its sequence-tokens in my passes, its prefill tokens in my steps; its fixed

@@ -258,3 +258,49 @@ def test_per_position_counts_identify_a_decay_only_when_they_pin_it(b200_runs, d
     assert (table["measured_ks"] == 1).all() and (table["position_runs"] > 0).all()
     assert (table["decay_identified"] == identified).all()
     assert ((table["position_se"] < POSITION_SE_IDENTIFIED) == identified).all()
+
+
+def test_the_share_of_decode_steps_that_draft_comes_from_the_counts():
+    """Drafts over decode steps (``n (D - 1) - accepted``), at most 1; pooled over a drafter's runs on a
+    dataset for conditions, else over its runs anywhere, else 1, and 1 from 0.9 up; k = 0 is 1."""
+    from bayes_sd.model.fit_data import draft_share, observed_draft_share
+
+    runs = pd.DataFrame({
+        "drafter": ["ngram", "ngram", "ngram", "eagle", "eagle", "none"],
+        "dataset": ["code", "code", "chat", "chat", "chat", "chat"],
+        "k": [4, 4, 4, 3, 3, 0], "n_requests": [100, 100, 50, 100, 100, 100],
+        "output_len": [201.0, 201.0, 101.0, 201.0, 201.0, 201.0],
+        "accepted_tokens": [4000.0, 2000.0, 1000.0, 9000.0, np.nan, np.nan],
+        "num_drafts": [4000.0, np.nan, 2000.0, 12000.0, np.nan, np.nan],
+        "draft_tokens": [16000.0, 8000.0, 8000.0, 36000.0, np.nan, np.nan],
+    })
+    share = observed_draft_share(runs)
+    # 4000 drafts over 20000 - 4000 steps; 8000 / 4 drafts over 18000; 2000 over 4000; warm-up counted: 1
+    np.testing.assert_allclose(share.to_numpy()[:4], [0.25, 2000 / 18000, 0.5, 1.0])
+    assert share.iloc[4:].isna().all()  # no counts; no speculation
+    cond = pd.DataFrame({"drafter": ["ngram", "ngram", "eagle", "ngram", "unknown"],
+                         "dataset": ["code", "summaries", "chat", "code", "code"], "k": [2, 2, 5, 0, 2]})
+    np.testing.assert_allclose(draft_share(cond, runs),
+                               [6000 / 34000, 8000 / 38000, 1.0, 1.0, 1.0])
+    nearly = runs.assign(num_drafts=runs["num_drafts"] * [3.7, 1, 1, 1, 1, 1],
+                         draft_tokens=runs["draft_tokens"] * [1, 8, 1, 1, 1, 1])
+    # code: (14800 + 16000) / 34000 = 0.906 -> 1; the drafter anywhere: 32800 / 38000 = 0.863
+    np.testing.assert_allclose(draft_share(cond, nearly)[:2], [1.0, 32800 / 38000])
+
+
+def test_a_proposer_that_drafts_at_some_steps_is_fitted_so(b200_runs, caplog):
+    """The fit data carry each run's share (its own where counted, its drafter's where not) and log the
+    drafters that draft at only some steps."""
+    runs = b200_runs[~b200_runs["saturated"].astype(bool)].reset_index(drop=True)
+    mtp = runs["drafter"] == "mtp"
+    steps = runs["n_requests"] * (runs["output_len"] - 1) - runs["accepted_tokens"]
+    runs.loc[mtp, "num_drafts"] = 0.3 * steps[mtp]
+    runs.loc[mtp & (runs["k"] > 0) & (runs.index % 2 == 0), ["num_drafts", "draft_tokens"]] = np.nan
+    with caplog.at_level("INFO", logger="bayes_sd.model.fit_data"):
+        fd = prepare_fit_data(runs)
+    order = fd.runs["run_id"].to_numpy()
+    share = pd.Series(fd.x["draft_share"], index=order)
+    mtp_runs = runs.loc[mtp & (runs["k"] > 0), "run_id"]
+    np.testing.assert_allclose(share[mtp_runs], 0.3, rtol=1e-9)  # pooled over its runs with counts
+    assert (share[runs.loc[runs["drafter"] == "dspark", "run_id"]] == 1.0).all()
+    assert "mtp 0.30-0.30" in caplog.text

@@ -65,6 +65,34 @@ def test_speculation_pays_at_batch_one_on_b200(fitted_b200):
     assert row["p_slower_than_k0"] < 0.05
 
 
+def test_predictions_take_the_fitted_runs_share_of_decode_steps_that_draft(fitted_b200):
+    """A drafter whose fitted runs drafted at 30% of their decode steps is predicted so: the same
+    acceptance length per draft, the latency of the closed form at that share."""
+    import copy
+    import dataclasses
+
+    from bayes_sd.model.predict import acceptance_second_moment, latency_at
+
+    model, _ = fitted_b200
+    cond = pd.DataFrame({"verifier": "Qwen/Qwen3.8-27B", "drafter": "mtp", "hardware": "B200", "dataset": "HumanEval",
+                         "k": [2], "prompt_len": 200.0, "output_len": 256.0, "load_type": "concurrency",
+                         "rate_rps": np.nan, "concurrency": 1.0})
+    every = model.predict_draws(cond, max_draws=200, seed=0)
+    runs = model.fit_data.runs.copy()
+    mtp = runs["drafter"] == "mtp"
+    runs.loc[mtp, "num_drafts"] = 0.3 * (runs["n_requests"] * (runs["output_len"] - 1) - runs["accepted_tokens"])[mtp]
+    sparse = copy.copy(model)
+    sparse.fit_data = dataclasses.replace(model.fit_data, runs=runs)
+    some = sparse.predict_draws(cond, max_draws=200, seed=0)
+    np.testing.assert_allclose(some.acceptance_length, every.acceptance_length)
+    inputs = every.inputs
+    tau_sq = acceptance_second_moment(inputs["acceptance"], np.array([2.0]), inputs["accept_decay"])
+    expected = latency_at({**inputs, "draft_share": np.array([0.3])}, np.array([2.0]), every.acceptance_length,
+                          tau_sq)[2]
+    np.testing.assert_allclose(some.latency, expected, rtol=1e-9)
+    assert np.median(some.latency) > np.median(every.latency)  # fewer steps speculate: less of its gain
+
+
 def test_unseen_hardware_is_more_uncertain_than_seen(fitted_b200):
     model, _ = fitted_b200
     base = {"verifier": "Qwen/Qwen3.8-27B", "drafter": "mtp", "dataset": "HumanEval", "k": 2, "prompt_len": 190,

@@ -9,7 +9,7 @@ import xarray as xr
 
 from bayes_sd import theory
 from bayes_sd.model.config import load_config
-from bayes_sd.model.predict import condition_draws
+from bayes_sd.model.predict import acceptance_second_moment, condition_draws
 
 #: log ms of each cost coefficient in the fake posterior
 LOG_MS = {"v0": 2.0, "v1": -3.0, "d0": -0.5, "d1": -4.6, "p0": 3.0, "p1": -4.0, "c1": -10.4}
@@ -48,6 +48,31 @@ def test_unseen_pair_dataset_with_learned_scalar_scale():
     costs = theory.ServiceCosts(**{c: np.exp(LOG_MS[c]) / 1000.0 for c in theory.COEFS})
     dem = theory.demand(dataclasses.replace(costs, d0=0.0, d1=0.0), 0, 1.0, 100.0, 100.0)
     assert np.median(dr.latency[:, 2]) == pytest.approx(theory.latency_closed(dem.c1, dem.c2, 4.0), rel=0.05)
+
+
+def test_a_proposer_that_drafts_at_some_steps_is_predicted_per_decode_step():
+    """The acceptance length stays per draft (what engines report); the latency takes the share of
+    decode steps that carry drafts: at share 0 exactly the latency without speculation, and in between
+    the closed form at the per-step draft length and acceptance length."""
+    post = _posterior(n=200)
+    cond = pd.DataFrame({"verifier": "v", "drafter": ["d", "d", "d", "none"], "hardware": "h", "dataset": "a",
+                         "k": [3, 3, 3, 0], "prompt_len": 100.0, "output_len": 100.0, "load_type": "concurrency",
+                         "rate_rps": np.nan, "concurrency": 4.0})
+    fit_coords = {"pair_dataset": ["v / d | a", "v / d | b"], "hardware": ["h"], "verifier": ["v"], "drafter": ["d"]}
+    cfg = load_config("default")
+    cfg["model"]["configuration_effects"] = []
+    dr = condition_draws(post, cfg, fit_coords, cond, seed=1, draft_share=[1.0, 0.4, 0.0, 1.0])
+    np.testing.assert_allclose(dr.acceptance_length[:, 1], dr.acceptance_length[:, 0])
+    np.testing.assert_allclose(dr.latency[:, 2], dr.latency[:, 3], rtol=1e-12)
+    tau = dr.acceptance_length[:, 0]
+    c = dr.inputs["cost"]
+    costs = theory.ServiceCosts(**{n: c[n][:, 1] for n in theory.COEFS}, s1=c["s1"][:, 1], e0=c["e0"][:, 1],
+                                e1=c["e1"][:, 1])
+    tau_sq = acceptance_second_moment(dr.inputs["acceptance"][:, 1], 3.0)
+    k_step, tau_step, tau_sq_step = theory.per_decode_step(3.0, tau, tau_sq, 0.4)
+    dem = theory.demand(costs, k_step, tau_step, 100.0, 100.0, tau_sq=tau_sq_step)
+    np.testing.assert_allclose(dr.latency[:, 1], theory.latency_closed(dem.c1, dem.c2, 4.0), rtol=1e-9)
+    assert np.median(dr.latency[:, 0]) < np.median(dr.latency[:, 1]) < np.median(dr.latency[:, 3])
 
 
 def test_a_run_of_n_requests_adds_its_mean_sampling_error_inflated_by_queueing():

@@ -247,6 +247,55 @@ def test_speculation_cost_is_paid_once_per_speculating_step_whatever_k(k):
     assert float(symbolic.c2.eval()) == pytest.approx(dem.c2, rel=1e-12)
 
 
+@pytest.mark.parametrize("share", [1.0, 0.6, 0.2])
+def test_a_proposer_that_drafts_at_some_steps_matches_its_steps_simulated(share):
+    """A request whose decode steps carry k drafts with probability ``share`` (an n-gram proposer that
+    found a match) and accept a truncated-geometric number of them, simulated step by step: its mean
+    decode steps and its verify tokens per step are what ``per_decode_step`` feeds the closed form
+    (iterations with the boundary term; ``k_step + 1``)."""
+    rng = np.random.default_rng(7)
+    a, k, D, n_req = 0.7, 4, 120, 20_000
+    steps = np.zeros(n_req)
+    verify_tokens = np.zeros(n_req)
+    for i in range(n_req):
+        left = D - 1  # the first token comes from the prefill
+        while left > 0:
+            drafts = rng.random() < share
+            accepted = 0
+            if drafts:
+                while accepted < k and rng.random() < a:
+                    accepted += 1
+            left -= 1 + accepted
+            steps[i] += 1
+            verify_tokens[i] += 1 + (k if drafts else 0)
+    tau, tau_sq = th.tau_constant(a, k), th.tau_sq_constant(a, k)
+    k_step, tau_step, tau_sq_step = th.per_decode_step(k, tau, tau_sq, share)
+    n = th.iterations(D, tau_step, tau_sq_step) - 1.0  # less the prefill pass
+    assert steps.mean() == pytest.approx(n, rel=0.01)
+    assert verify_tokens.sum() / steps.sum() == pytest.approx(k_step + 1.0, rel=0.01)
+
+
+def test_a_proposer_that_never_drafts_costs_what_no_speculation_costs():
+    """At share 0 a speculative configuration's demand is that of k = 0 exactly, drafter costs and the
+    speculation costs included; at share 1 it is the plain closed form; in between the costs of turning
+    speculation on stay those of every step (the proposer is consulted at each)."""
+    costs = th.ServiceCosts(v0=0.01, v1=1e-4, d0=1e-3, d1=1e-5, p0=0.02, p1=2e-5, c1=1e-8, e0=3e-4, e1=2e-5)
+    k, a, P, D = 3, 0.7, 300.0, 250.0
+    tau, tau_sq = th.tau_constant(a, k), th.tau_sq_constant(a, k)
+    never = th.demand(costs, *th.per_decode_step(k, tau, tau_sq, 0.0)[:2], P, D, tau_sq=1.0)
+    plain = th.demand(costs, 0, 1.0, P, D, tau_sq=1.0)
+    assert (never.c1, never.c2) == pytest.approx((plain.c1, plain.c2), rel=1e-12)
+    k_step, tau_step, tau_sq_step = th.per_decode_step(k, tau, tau_sq, 1.0)
+    every = th.demand(costs, k_step, tau_step, P, D, tau_sq=tau_sq_step)
+    plain_k = th.demand(costs, k, tau, P, D, tau_sq=tau_sq)
+    assert (every.c1, every.c2) == pytest.approx((plain_k.c1, plain_k.c2), rel=1e-12)
+    k_step, tau_step, tau_sq_step = th.per_decode_step(k, tau, tau_sq, 0.3)
+    some = th.demand(costs, k_step, tau_step, P, D, tau_sq=tau_sq_step)
+    free = th.demand(dataclasses.replace(costs, e0=0.0, e1=0.0), k_step, tau_step, P, D, tau_sq=tau_sq_step)
+    n = th.iterations(D, tau_step, tau_sq_step)
+    assert (some.c1 - free.c1, some.c2 - free.c2) == pytest.approx((n * (3e-4 + 2e-5), n * 2e-5), rel=1e-12)
+
+
 def test_vectorised_broadcasting():
     costs = th.ServiceCosts(v0=np.array([0.01, 0.02]), v1=1e-4, d0=1e-3, d1=1e-5, p0=0.0, p1=1e-5, c1=0.0)
     dem = th.demand(costs, np.array([[0], [4]]), np.array([[1.0], [3.0]]), 512.0, 256.0)
