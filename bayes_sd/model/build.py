@@ -7,6 +7,7 @@ Structure (MODEL.md section 2), all service costs on the log scale in millisecon
     log theta[run, c]         = mu[c] + hardware[h, c] + drafter[d, c] + drafter_hw[dh, c]
                                 + spec_pair[pair, c]                     c in d0 d1
     logit a[pair, dataset]    = mu_a + accept_drafter[d] + accept_dataset[s] + accept_pair[pair, dataset]
+    logit a[run]              = logit a[pair, dataset] + accept_deployment[pair, dataset, hardware]
 
 Variants (``models/*.toml``): ``drafter_predictors`` add ``beta . z[drafter]`` (size elasticities)
 to the drafter costs; ``verifier_form = "moe"`` scales an MoE verifier's v0 by its expert coverage
@@ -72,7 +73,7 @@ def z_quantile(q: float) -> float:
 #: lowest-level deviations, whose scale is often near zero: non-centred avoids the funnel there
 #: (in the sum form; in the centred configuration HIERARCHICALLY_CENTRED below takes precedence)
 ALWAYS_NON_CENTERED = frozenset({"verifier_hw", "drafter_hw", "spec_pair", "tail_pair", "config_level",
-                                 "config_load"})
+                                 "config_load", "accept_deployment"})
 #: lowest levels the data pin tightly, sampled as the level's own value (hierarchical centring,
 #: Gelfand, Sahu & Carlin 1995): ``logit a[pair, dataset] ~ N(mu_a + drafter + dataset, sigma)``
 #: instead of ``mu_a + drafter + dataset + effect``. With the sum form, every pinned cell ties its
@@ -85,11 +86,14 @@ HIERARCHICALLY_CENTRED = {"accept_pair": "logit_acceptance", "tail_pair": "log_t
 #: main effects crossed with the grand mean: zero-sum over the observed levels, so the grand
 #: mean and the effects are identified separately (no additive ridge for the sampler to crawl)
 ZERO_SUM = frozenset({"accept_drafter", "accept_dataset"})
-#: pair deviations of the drafter costs sum to zero within each drafter, so the drafter x hardware
-#: level is the drafter's average over its verifiers. Unconstrained, each drafter's level and its
-#: pairs' deviations formed a ridge (posterior correlations down to -0.99 on the bundled data)
-#: that set the fit's lowest ESS. Rescaled so each deviation keeps its prior variance.
-ZERO_SUM_WITHIN_DRAFTER = frozenset({"spec_pair"})
+#: deviations that sum to zero within their parent level (name -> the fit data's index from a level to
+#: its parent): the pair deviations of the drafter costs within each drafter, so the drafter x hardware
+#: level is the drafter's average over its verifiers (unconstrained, each drafter's level and its pairs'
+#: deviations formed a ridge, posterior correlations down to -0.99 on the bundled data, that set the
+#: fit's lowest ESS); the deployments' acceptance within their pair x dataset, which is then their
+#: average (a pair x dataset served on one hardware has no deviation). Rescaled so each deviation keeps
+#: its prior variance.
+ZERO_SUM_WITHIN = {"spec_pair": "spec_pair_drafter", "accept_deployment": "deployment_pair_dataset"}
 
 
 class _Effects:
@@ -104,7 +108,8 @@ class _Effects:
     - the well-measured lowest levels (``HIERARCHICALLY_CENTRED``) are, in the centred
       configuration, parameters in their own right: ``level ~ N(parent, sigma)`` (see ``level``);
     - main effects crossed with the grand mean are zero-sum (``ZERO_SUM``), and pair deviations
-      of the drafter costs are zero-sum within each drafter (``ZERO_SUM_WITHIN_DRAFTER``);
+      of the drafter costs are zero-sum within each drafter, deployments' acceptance within their pair x
+      dataset (``ZERO_SUM_WITHIN``);
     - the effect is always stored as ``effect_<name>`` and a learned scale as its prior's name.
     """
 
@@ -160,8 +165,8 @@ class _Effects:
         if self.centered and name not in ALWAYS_NON_CENTERED:
             return pm.Normal(f"effect_{name}", 0.0, sigma, dims=dims)
         z = pm.Normal(f"z_{name}", 0.0, 1.0, dims=dims)
-        if name in ZERO_SUM_WITHIN_DRAFTER:
-            z = pt.as_tensor(within_group_centring(self.fd.idx["spec_pair_drafter"])) @ z
+        if name in ZERO_SUM_WITHIN:
+            z = pt.as_tensor(within_group_centring(self.fd.idx[ZERO_SUM_WITHIN[name]])) @ z
         return pm.Deterministic(f"effect_{name}", sigma * z, dims=dims)
 
 
@@ -216,7 +221,7 @@ def _acceptance_logit(eff: _Effects, fd: FitData, decay=None):
     if decay is not None and acceptance_pivot(eff.cfg) == "measured":
         logit_a = logit_a + fd.x["drafter_pivot"][fd.idx["pd_drafter"]] * decay[fd.idx["pd_drafter"]]
     pm.Deterministic("acceptance", pm.math.sigmoid(logit_a), dims="pair_dataset")
-    return logit_a[fd.idx["run_pd"]]
+    return logit_a[fd.idx["run_pd"]] + _at(eff("accept_deployment"), fd.idx["run_deployment"])
 
 
 def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm.Model:

@@ -29,7 +29,8 @@ __all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OP
            "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS",
            "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "CONFIGURATION_EFFECTS", "OTHER_POOLED_LEVELS",
            "SPECULATION_COSTS", "speculation_identified",
-           "pair_label", "level_label", "configuration_effects", "configuration_level_label", "fixed_scale",
+           "pair_label", "level_label", "deployment_label", "configuration_effects", "configuration_level_label",
+           "fixed_scale",
            "observed_acceptance", "observed_decay", "replayed_acceptance", "measured_pivot", "acceptance_pivot",
            "ACCEPTANCE_PIVOTS", "SATURATED_RUNS", "batch_cap", "POSITION_SE_IDENTIFIED", "closed_loop_load",
            "draft_share", "observed_draft_share"]
@@ -49,6 +50,9 @@ EFFECTS: dict[str, tuple[str, str, str | None, tuple[str, ...] | None]] = {
     "accept_drafter": ("drafter", "sigma_accept_drafter", None, None),
     "accept_dataset": ("dataset", "sigma_accept_dataset", None, None),
     "accept_pair": ("pair_dataset", "sigma_accept_pair", None, None),
+    # a deployment (pair x dataset on one hardware) departs from its pair x dataset's acceptance, zero-sum
+    # within it: the same pair on one workload served elsewhere (sampling settings, engine, template)
+    "accept_deployment": ("deployment", "sigma_accept_deployment", None, None),
     "tail_pair": ("pair", "sigma_tail_pair", None, None),
     # a configuration's departure from the cost law, shared by its runs at every load: on its
     # load-independent demand C1 and on its per-request load cost C2 (see CONFIGURATION_EFFECTS)
@@ -72,7 +76,7 @@ MIN_LEVELS_FOR_SCALE = 5
 #: levels and drive predictions for unmeasured pairs. The scales of main effects and
 #: hardware interactions stay at their prior values (two or three hardware types or
 #: verifiers say little about a population scale, and learning it there only adds funnels).
-DEFAULT_LEARNED_SCALES = ("accept_pair", "tail_pair")
+DEFAULT_LEARNED_SCALES = ("accept_pair", "accept_deployment", "tail_pair")
 #: per-request latency quantiles whose run-level values inform the tail model
 TAIL_QUANTILES = {"latency_p50_s": 0.5, "latency_p90_s": 0.9, "latency_p99_s": 0.99}
 
@@ -161,6 +165,11 @@ def level_label(name: str, hardware: str) -> str:
     return f"{name} @ {hardware}"
 
 
+def deployment_label(pair_dataset: str, hardware: str) -> str:
+    """A pair on one dataset served on one hardware: ``'<verifier> / <drafter> | <dataset> @ <hardware>'``."""
+    return level_label(pair_dataset, hardware)
+
+
 def configuration_effects(cfg: dict) -> list[str]:
     """The departures from the cost law a model configuration has (``[model] configuration_effects``)."""
     return list(cfg.get("model", {}).get("configuration_effects", []))
@@ -245,6 +254,7 @@ class FitData:
             "accept_drafter": n["drafter"] > 1,
             "accept_dataset": n["dataset"] > 1,
             "accept_pair": n["pair_dataset"] > max(n["drafter"], n["dataset"]),
+            "accept_deployment": n["deployment"] > n["pair_dataset"],
             "tail_pair": n["pair"] > 1,
             "config_level": n["configuration"] > 1,
             "config_load": n["configuration"] > 1,
@@ -389,11 +399,13 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     fit["_dh"] = [level_label(d, h) for d, h in zip(fit["drafter"], fit["hardware"])]
     fit["_pair"] = [pair_label(v, d) for v, d in zip(fit["verifier"], fit["drafter"])]
     fit["_pd"] = fit["_pair"] + " | " + fit["dataset"]
+    fit["_dep"] = [deployment_label(p, h) for p, h in zip(fit["_pd"], fit["hardware"])]
     vh = sorted(fit["_vh"].unique())
     dh = sorted(fit.loc[spec, "_dh"].unique())
     pairs = sorted(fit["_pair"].unique())  # all pairs, k = 0 baselines included (tails)
     spec_pairs = sorted(fit.loc[spec, "_pair"].unique())
     pds = sorted(fit.loc[spec, "_pd"].unique())
+    deployments = sorted(fit.loc[spec, "_dep"].unique())
     fit["_cfg"] = [configuration_level_label(*row) for row in
                    zip(fit["verifier"], fit["drafter"], fit["hardware"], fit["dataset"], fit["k"])]
     configurations = sorted(fit["_cfg"].unique())
@@ -412,12 +424,14 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     idx["run_dh"] = np.where(spec, np.maximum(_codes(fit["_dh"], dh), 0), 0)
     idx["run_spec_pair"] = np.where(spec, np.maximum(_codes(fit["_pair"], spec_pairs), 0), 0)
     idx["run_pd"] = np.where(spec, np.maximum(_codes(fit["_pd"], pds), 0), 0)
+    idx["run_deployment"] = np.where(spec, np.maximum(_codes(fit["_dep"], deployments), 0), 0)
     if len(sub):
         idx["drafter_hw_drafter"] = _codes(first("drafter", "_dh", dh), drafters)
         idx["drafter_hw_hardware"] = _codes(first("hardware", "_dh", dh), hardware)
         idx["pd_dataset"] = _codes(first("dataset", "_pd", pds), datasets)
         idx["pd_drafter"] = _codes(first("drafter", "_pd", pds), drafters)
         idx["spec_pair_drafter"] = _codes(first("drafter", "_pair", spec_pairs), drafters)
+        idx["deployment_pair_dataset"] = _codes(first("_pd", "_dep", deployments), pds)
 
     log_q = moe_log_q(verifiers, models)
     moe_verifiers = [v for v, q in zip(verifiers, log_q) if np.isfinite(q)]
@@ -529,6 +543,7 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
         "pair": pairs,
         "spec_pair": spec_pairs,
         "pair_dataset": pds,
+        "deployment": deployments,
         "configuration": configurations,
         "coef": list(COEFS),
         "vcoef": list(VERIFIER_COEFS),
@@ -536,5 +551,5 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
         "moe_verifier": moe_verifiers,
         "drafter_predictor": list(drafter_predictors),
     }
-    return FitData(runs=fit.drop(columns=["_vh", "_dh", "_pair", "_pd", "_cfg"]), excluded=excluded,
+    return FitData(runs=fit.drop(columns=["_vh", "_dh", "_pair", "_pd", "_dep", "_cfg"]), excluded=excluded,
                    coords=coords, idx=idx, x=x, obs=obs)

@@ -36,6 +36,7 @@ from bayes_sd.model.fit_data import (
     batch_cap,
     configuration_effects,
     configuration_level_label,
+    deployment_label,
     drafter_predictor_matrix,
     fixed_scale,
     level_label,
@@ -68,6 +69,7 @@ def _labels(cond: pd.DataFrame) -> dict[str, list[str]]:
         "verifier_hw": [level_label(a, b) for a, b in zip(v, h)],
         "drafter_hw": [level_label(a, b) for a, b in zip(d, h)],
         "pair_dataset": [f"{p} | {x}" for p, x in zip(pair, s)],
+        "deployment": [deployment_label(f"{p} | {x}", hw) for p, x, hw in zip(pair, s, h)],
         "configuration": [configuration_level_label(*row) for row in zip(v, d, h, s, cond["k"])],
     }
 
@@ -287,6 +289,7 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     decay = _accept_decay(post, cfg, fit_coords, labels["drafter"], rng, fitted_drafters)
     if decay is not None and acceptance_pivot(cfg) == "measured":  # build.py, _acceptance_logit
         logit_a = logit_a + _drafter_pivot(fitted_drafters, labels["drafter"]) * decay
+    logit_a = logit_a + eff("accept_deployment")  # after the pivot shift, as in build.py
     a = 1.0 / (1.0 + np.exp(-logit_a))
     if acceptance is not None:  # what-if: a given per-position acceptance replaces the model's
         given = np.asarray(acceptance, float)

@@ -304,3 +304,22 @@ def test_a_proposer_that_drafts_at_some_steps_is_fitted_so(b200_runs, caplog):
     np.testing.assert_allclose(share[mtp_runs], 0.3, rtol=1e-9)  # pooled over its runs with counts
     assert (share[runs.loc[runs["drafter"] == "dspark", "run_id"]] == 1.0).all()
     assert "mtp 0.30-0.30" in caplog.text
+
+
+def test_a_pair_served_on_two_hardware_gets_a_deployment_level(b200_runs):
+    """A pair x dataset measured on two hardware has a deployment level each, pointing at its pair x
+    dataset; one hardware has none (the effect is the pair x dataset's own)."""
+    fd = prepare_fit_data(b200_runs)
+    assert not fd.uses("accept_deployment") and len(fd.coords["deployment"]) == len(fd.coords["pair_dataset"])
+    other = b200_runs[b200_runs["drafter"] == "mtp"].assign(hardware="H200",
+                                                            run_id=lambda r: r["run_id"] + "-h200")
+    fd = prepare_fit_data(pd.concat([b200_runs, other], ignore_index=True))
+    assert fd.uses("accept_deployment")
+    deployments = fd.coords["deployment"]
+    assert len(deployments) == len(fd.coords["pair_dataset"]) + fd.runs.loc[fd.runs["drafter"] == "mtp",
+                                                                             "dataset"].nunique()
+    parent = np.array(fd.coords["pair_dataset"])[fd.idx["deployment_pair_dataset"]]
+    assert all(d.startswith(p + " @ ") for d, p in zip(deployments, parent))
+    spec = fd.x["k"] > 0
+    run_dep = np.array(deployments)[fd.idx["run_deployment"]]
+    assert all(d.endswith("@ " + h) for d, h in zip(run_dep[spec], fd.runs["hardware"].to_numpy()[spec]))

@@ -223,3 +223,35 @@ def test_ttft_error_scale_grows_with_the_load_share():
     s_ttft = np.exp(point["sigma_ttft_log__"])
     assert alone.any() and np.allclose(scale[alone], s_ttft)
     assert np.all(scale >= s_ttft * (1 - 1e-12)) and scale.max() > 1.5 * s_ttft
+
+
+def test_each_deployment_keeps_its_own_acceptance(b200_runs):
+    """The same pair and dataset measured on two hardware with acceptance 25% apart (another server's
+    sampling settings): each deployment's predicted acceptance length follows its own runs, and a
+    third hardware gets the pair x dataset's average, more uncertain."""
+    import warnings
+
+    from bayes_sd.model import ConvergenceWarning
+
+    mtp = b200_runs[(b200_runs["drafter"].isin(["mtp", "none"])) & (b200_runs["dataset"] == "HumanEval")]
+    other = mtp.assign(hardware="H200", run_id=mtp["run_id"] + "-h200")
+    spec = other["k"] > 0
+    scale = 0.75  # accepted drafts per step: 25% fewer
+    other.loc[spec, "accepted_tokens"] = other.loc[spec, "accepted_tokens"] * scale
+    other.loc[spec, "acceptance_length"] = 1 + (other.loc[spec, "acceptance_length"] - 1) * scale
+    other = other.drop(columns="per_position_acceptance", errors="ignore")
+    runs = pd.concat([mtp, other], ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LatencyModel().fit(runs, draws=150, tune=200, chains=2, random_seed=3, progressbar=False,
+                                   max_tree_depth=6)
+    k = int(runs.loc[runs["k"] > 0, "k"].iloc[0])
+    cond = pd.DataFrame({"verifier": "Qwen/Qwen3.8-27B", "drafter": "mtp", "hardware": ["B200", "H200", "H100"],
+                         "dataset": "HumanEval", "k": k, "prompt_len": 190.0, "output_len": 760.0,
+                         "load_type": "concurrency", "rate_rps": np.nan, "concurrency": 1.0})
+    tau = model.predict_draws(cond, max_draws=300, seed=0).acceptance_length
+    for i, hw in enumerate(["B200", "H200"]):
+        measured = runs.loc[(runs["hardware"] == hw) & (runs["k"] == k), "acceptance_length"].mean()
+        assert np.median(tau[:, i]) == pytest.approx(measured, rel=0.04)
+    assert np.median(tau[:, 1]) < np.median(tau[:, 2]) < np.median(tau[:, 0])
+    assert tau[:, 2].std() > 2 * max(tau[:, 0].std(), tau[:, 1].std())
