@@ -468,7 +468,7 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     x["acceptance_replayed"] = replayed.to_numpy(float)
     # acceptance counts per draft; a proposer that drafts at only some decode steps speeds up the rest less
     x["draft_share"] = draft_share(fit, fit)
-    sparse = fit.assign(_share=x["draft_share"])[(fit["k"] > 0) & (x["draft_share"] < 0.95)]
+    sparse = fit.assign(_share=x["draft_share"])[(fit["k"] > 0) & (x["draft_share"] < 1.0)]
     if not sparse.empty:
         shares = sparse.groupby(sparse["drafter"].astype(str))["_share"].agg(["min", "max"])
         log.info("drafters that draft at only some decode steps (no match found at the others; acceptance counts "

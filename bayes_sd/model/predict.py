@@ -449,8 +449,7 @@ def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
     has_cap = inputs.get("has_cap", np.zeros(np.shape(conc), bool))
     costs = theory.ServiceCosts(**{n: (c[n] if n[0] != "d" else c[n] * drafter_scale * (k > 0)) for n in COEFS},
                                 s1=c["s1"], e0=c["e0"], e1=c["e1"])
-    dem = theory.demand(costs, k, tau, P, D, tau_sq=tau_sq).scaled(
-        *inputs.get("configuration", (1.0, 1.0)))
+    dem = theory.demand(costs, k, tau, P, D, tau_sq=tau_sq).scaled(*inputs.get("configuration", (1.0, 1.0)))
     knee, r = inputs["knee_tokens"], inputs["compute_share"]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if np.any(r > 0):  # roofline variants: a pass past its knee grows with its tokens
