@@ -284,8 +284,10 @@ def per_decode_step(k, tau, tau_sq, draft_share):
     >>> [float(v) for v in per_decode_step(4.0, 3.0, None, 0.25)[:2]]
     [1.0, 1.5]
     """
-    tau_sq_step = None if tau_sq is None else (1.0 - draft_share) + draft_share * tau_sq
-    return draft_share * k, 1.0 + draft_share * (tau - 1.0), tau_sq_step
+    # written as departures from the per-draft values, so that share 1 returns them bit for bit
+    skipped = 1.0 - draft_share
+    tau_sq_step = None if tau_sq is None else tau_sq - skipped * (tau_sq - 1.0)
+    return draft_share * k, tau - skipped * (tau - 1.0), tau_sq_step
 
 
 # --------------------------------------------------------------------------- demand and latency

