@@ -294,8 +294,8 @@ def per_decode_step(k, tau, tau_sq, draft_share):
 
 
 def _speculates(k, xp=np):
-    """1.0 where the draft length ``k`` (tokens per step, >= 0, fractional per decode step) is positive,
-    else 0.0."""
+    """1.0 where the draft tokens per step ``k`` (>= 0; fractional where only some steps draft,
+    :func:`per_decode_step`) are positive, else 0.0."""
     return xp.where(k > 0, 1.0, 0.0)
 
 

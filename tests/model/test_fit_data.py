@@ -289,8 +289,8 @@ def test_the_share_of_decode_steps_that_draft_comes_from_the_counts():
 
 
 def test_a_proposer_that_drafts_at_some_steps_is_fitted_so(b200_runs, caplog):
-    """The fit data carry each run's share (its own where counted, its drafter's where not) and log the
-    drafters that draft at only some steps."""
+    """The fit data carry each run's share, pooled over its drafter's runs with counts (runs without
+    them too), and log the drafters that draft at only some steps."""
     runs = b200_runs[~b200_runs["saturated"].astype(bool)].reset_index(drop=True)
     mtp = runs["drafter"] == "mtp"
     steps = runs["n_requests"] * (runs["output_len"] - 1) - runs["accepted_tokens"]

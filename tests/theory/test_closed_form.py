@@ -282,7 +282,8 @@ def test_a_proposer_that_never_drafts_costs_what_no_speculation_costs():
     costs = th.ServiceCosts(v0=0.01, v1=1e-4, d0=1e-3, d1=1e-5, p0=0.02, p1=2e-5, c1=1e-8, e0=3e-4, e1=2e-5)
     k, a, P, D = 3, 0.7, 300.0, 250.0
     tau, tau_sq = th.tau_constant(a, k), th.tau_sq_constant(a, k)
-    never = th.demand(costs, *th.per_decode_step(k, tau, tau_sq, 0.0)[:2], P, D, tau_sq=1.0)
+    k_step, tau_step, tau_sq_step = th.per_decode_step(k, tau, tau_sq, 0.0)
+    never = th.demand(costs, k_step, tau_step, P, D, tau_sq=tau_sq_step)
     plain = th.demand(costs, 0, 1.0, P, D, tau_sq=1.0)
     assert (never.c1, never.c2) == pytest.approx((plain.c1, plain.c2), rel=1e-12)
     k_step, tau_step, tau_sq_step = th.per_decode_step(k, tau, tau_sq, 1.0)
