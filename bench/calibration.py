@@ -5,7 +5,8 @@ the frozen test set), held-out splits, scores that cannot flatter, and the decis
                                 [--splits highest_loads,leave_one_pair_out,leave_one_k_out,one_k_measured,
                                           one_k_per_drafter]
                                 [--max-splits 2] [--draws 500] [--tune 500] [--chains 2] [--start plausible]
-                                [--batch-cap known|unknown] [--per-position kept|dropped]
+                                [--batch-cap known|unknown] [--kv-cache known|unknown]
+                                [--per-position kept|dropped]
                                 [--run-se autocorrelation|independent]
                                 [--decisions] [--decision-seeds 5] [--out DIR]
 
@@ -15,7 +16,9 @@ per-request acceptance decaying with position, EOS lengths, per-run systematic f
 set (data/frozen, `--frozen`) is scored only when a change is ready: say so wherever its figures go.
 
 Each server's batch cap (max_num_seqs, from the fleet's settings: a setting whoever ran the benchmark
-knows) goes to the fits and predictions unless `--batch-cap unknown`. The fleets' runs carry
+knows) goes to the fits and predictions unless `--batch-cap unknown`, and its KV cache size
+(kv_cache_tokens: vLLM logs it at start; the fleets' truth records it, the frozen set's does not) unless
+`--kv-cache unknown`: requests the KV cache cannot hold wait, as for a slot. The fleets' runs carry
 vLLM-style per-position acceptance (`per_position_acceptance`; the frozen set's do not) unless
 `--per-position dropped`, and the standard error of their mean latency from their requests'
 autocorrelation (`latency_se_s`; the frozen set's do not) unless `--run-se independent`
@@ -99,13 +102,15 @@ def training_lengths(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
     return cond
 
 
-def with_batch_caps(runs: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
-    """The runs with their server's batch cap (``max_num_seqs``, from the fleet's settings in the truth
-    table): a setting the person who ran the benchmark knows, not an outcome."""
-    caps = truth.drop_duplicates(["source", "hardware", "verifier", "dataset"])[
-        ["source", "hardware", "verifier", "dataset", "max_num_seqs"]]
-    out = runs.drop(columns="max_num_seqs", errors="ignore").merge(caps, on=["source", "hardware", "verifier",
-                                                                              "dataset"], how="left")
+def with_batch_caps(runs: pd.DataFrame, truth: pd.DataFrame, kv_cache: bool = True) -> pd.DataFrame:
+    """The runs with their server's batch cap (``max_num_seqs``) and, where the truth table records it and
+    ``kv_cache``, its KV cache size (``kv_cache_tokens``), from the fleet's settings: settings the person who
+    ran the benchmark knows (vLLM logs both at start), not outcomes."""
+    recorded = "kv_cache_tokens" in truth and truth["kv_cache_tokens"].notna().all()
+    settings = ["max_num_seqs", *(["kv_cache_tokens"] if kv_cache and recorded else [])]
+    keys = ["source", "hardware", "verifier", "dataset"]
+    caps = truth.drop_duplicates(keys)[keys + settings]
+    out = runs.drop(columns=settings, errors="ignore").merge(caps, on=keys, how="left")
     if len(out) != len(runs) or out["max_num_seqs"].isna().any():
         raise ValueError("a run's server has no batch cap in the truth table")
     return out
@@ -184,6 +189,9 @@ def main() -> None:
                          "or implausible starts replaced")
     ap.add_argument("--batch-cap", choices=["known", "unknown"], default="known",
                     help="give the fits and predictions each server's batch cap (max_num_seqs; default) or not")
+    ap.add_argument("--kv-cache", choices=["known", "unknown"], default="known",
+                    help="give them each server's KV cache size too (kv_cache_tokens, where the fleet's truth "
+                         "records it; default) or not")
     ap.add_argument("--per-position", choices=["kept", "dropped"], default="kept",
                     help="keep the runs' per-position acceptance (default) or drop it (acceptance length only)")
     ap.add_argument("--run-se", choices=["autocorrelation", "independent"], default="autocorrelation",
@@ -214,7 +222,8 @@ def main() -> None:
             runs, models, truth = random_fleet(fleet)
         print(f"fleet {fleet}: {len(runs)} runs ({time.perf_counter() - t0:.0f} s to make)", flush=True)
         runs = runs.reset_index(drop=True)
-        runs = with_batch_caps(runs, truth) if args.batch_cap == "known" else runs.assign(max_num_seqs=np.nan)
+        runs = (with_batch_caps(runs, truth, kv_cache=args.kv_cache == "known") if args.batch_cap == "known"
+                else runs.assign(max_num_seqs=np.nan))
         if args.run_se == "independent":
             runs = runs.drop(columns="latency_se_s", errors="ignore")
         if args.per_position == "dropped":

@@ -132,6 +132,9 @@ def add_label_flags(p: argparse.ArgumentParser) -> None:
                    help="the server's batch cap, requests in service at most (vLLM --max-num-seqs, SGLang "
                         "--max-running-requests, llama.cpp --parallel); read from a sweep manifest's server command "
                         "when it sets one. The model then knows where requests start to queue")
+    g.add_argument("--kv-cache-tokens", type=int, metavar="N",
+                   help="tokens of context the server's KV cache holds (vLLM logs 'GPU KV cache size: N tokens' at "
+                        "start): requests it cannot hold wait, as for a batch slot")
     g.add_argument("--sidecar", help="YAML with verifier, drafter, k, hardware, dataset (and per-run overrides)")
     g.add_argument("--attach-to", help="run id that acceptance-only files (Prometheus, logs) belong to")
     s = p.add_argument_group("saturation check (bayes_sd.traces.aggregate.detect_saturation)")
@@ -146,7 +149,8 @@ def add_label_flags(p: argparse.ArgumentParser) -> None:
 def labels(args: argparse.Namespace) -> dict:
     """The flags of :func:`add_label_flags` as ``ingest_paths``' ``labels``."""
     return {"verifier": args.verifier, "drafter": args.drafter, "k": args.k, "hardware": args.hardware,
-            "dataset": args.dataset, "max_num_seqs": getattr(args, "max_num_seqs", None), "attach_to": args.attach_to}
+            "dataset": args.dataset, "max_num_seqs": getattr(args, "max_num_seqs", None),
+            "kv_cache_tokens": getattr(args, "kv_cache_tokens", None), "attach_to": args.attach_to}
 
 
 def saturation_options(args: argparse.Namespace) -> dict:

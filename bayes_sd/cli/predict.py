@@ -13,9 +13,10 @@ EPILOG = """\
 One condition from the flags (exactly one of --rate-rps / --concurrency), or one per row of
 --conditions FILE (canonical run columns: verifier, drafter, hardware, dataset, k, prompt_len,
 output_len, load_type and rate_rps or concurrency; optionally max_num_seqs, the server's batch cap,
-and n_requests, the requests of the run to predict, whose mean's sampling error, larger near capacity,
-then widens the new-run interval latency_pred_*). A verifier, drafter, hardware type or dataset the
-model never saw is predicted from its population, with wider intervals.
+kv_cache_tokens, the tokens its KV cache holds, and n_requests, the requests of the run to predict,
+whose mean's sampling error, larger near capacity, then widens the new-run interval latency_pred_*).
+A verifier, drafter, hardware type or dataset the model never saw is predicted from its population,
+with wider intervals.
 
 Example:
   bayes-sd predict posterior.nc --verifier Qwen/Qwen3.8-27B --drafter dspark --hardware B200 \\

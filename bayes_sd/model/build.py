@@ -38,7 +38,6 @@ from bayes_sd import theory
 from bayes_sd.model.config import make_prior
 from bayes_sd.model.fit_data import (
     COEFS,
-    CONFIGURATION_EFFECTS,
     DEFAULT_LEARNED_SCALES,
     DRAFTER_COEFS,
     EFFECTS,
@@ -51,6 +50,7 @@ from bayes_sd.model.fit_data import (
     fixed_scale,
     model_free_keep,
 )
+from bayes_sd.model.load_range import load_offset
 from bayes_sd.model.server_costs import (
     expert_share,
     pooled_log_levels,
@@ -73,7 +73,7 @@ def z_quantile(q: float) -> float:
 #: lowest-level deviations, whose scale is often near zero: non-centred avoids the funnel there
 #: (in the sum form; in the centred configuration HIERARCHICALLY_CENTRED below takes precedence)
 ALWAYS_NON_CENTERED = frozenset({"verifier_hw", "drafter_hw", "spec_pair", "tail_pair", "config_level",
-                                 "config_load", "accept_deployment"})
+                                 "config_load", "config_load_trend", "server_load_trend", "accept_deployment"})
 #: lowest levels the data pin tightly, sampled as the level's own value (hierarchical centring,
 #: Gelfand, Sahu & Carlin 1995): ``logit a[pair, dataset] ~ N(mu_a + drafter + dataset, sigma)``
 #: instead of ``mu_a + drafter + dataset + effect``. With the sum form, every pinned cell ties its
@@ -382,12 +382,20 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
 
 
 def _configuration_factors(eff: _Effects, fd: FitData):
-    """``(exp(config_level), exp(config_load))`` per run: how each configuration's load-independent
-    demand C1 and per-request load cost C2 depart from the cost law, shared by its runs at every
-    load (1 for a departure the model configuration's ``configuration_effects`` does not list)."""
+    """``(exp(config_level), exp(config_load + trend * offset))`` per run: how each
+    configuration's load-independent demand C1 and per-request load cost C2 depart from the cost law,
+    shared by its runs at every load, and how C2's departure bends with the run's log-load offset from
+    the configuration's (``config_load_trend``) or its server's (``server_load_trend``) measured loads
+    (``load_range.load_offset``); 1 for a departure the model configuration's ``configuration_effects``
+    does not list."""
     wanted = configuration_effects(eff.cfg)
     idx = fd.idx["run_configuration"]
-    return tuple(pt.exp(_at(eff(name), idx)) if name in wanted else 1.0 for name in CONFIGURATION_EFFECTS)
+    level, load = (pt.exp(_at(eff(name), idx)) if name in wanted else 1.0 for name in ("config_level", "config_load"))
+    if "config_load_trend" in wanted and fd.uses("config_load_trend"):
+        load = load * pt.exp(_at(eff("config_load_trend"), idx) * load_offset(fd.runs, fd.runs))
+    if "server_load_trend" in wanted:
+        load = load * pt.exp(_at(eff("server_load_trend"), fd.idx["run_vh"]) * load_offset(fd.runs, fd.runs, "server"))
+    return level, load
 
 
 def _tau(fd: FitData, logit_a, decay, k: np.ndarray):

@@ -14,10 +14,11 @@ import pandas as pd
 __all__ = ["CONDITION_COLUMNS", "load_axis", "condition_grid", "validate_conditions", "load_column"]
 
 #: the canonical run columns that describe a condition to predict (``max_num_seqs``: the server's batch
-#: cap, requests in service at most; NaN: unknown, not capped; ``n_requests``: the requests of the run
+#: cap, requests in service at most; ``kv_cache_tokens``: the tokens its KV cache holds, which caps the batch
+#: too; NaN: unknown, not capped; ``n_requests``: the requests of the run
 #: whose mean is predicted, which adds their mean's sampling error; NaN: the server's long-run mean)
 CONDITION_COLUMNS = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type",
-                     "rate_rps", "concurrency", "max_num_seqs", "n_requests"]
+                     "rate_rps", "concurrency", "max_num_seqs", "kv_cache_tokens", "n_requests"]
 
 
 def load_axis(rates=None, concurrencies=None) -> tuple[str, str, np.ndarray]:
@@ -39,18 +40,21 @@ def load_axis(rates=None, concurrencies=None) -> tuple[str, str, np.ndarray]:
 
 def condition_grid(*, verifier: str, drafter: str, hardware: str, dataset: str, ks, prompt_len: float,
                    output_len: float, rates=None, concurrencies=None,
-                   max_num_seqs: float | None = None) -> tuple[pd.DataFrame, str, np.ndarray]:
+                   max_num_seqs: float | None = None,
+                   kv_cache_tokens: float | None = None) -> tuple[pd.DataFrame, str, np.ndarray]:
     """Every (load, k) condition for one pair and workload, load-major (k varies fastest).
 
     ``drafter`` is the pair's drafter; rows with ``k = 0`` get ``drafter = 'none'``. Lengths in
-    tokens; ``max_num_seqs``: the server's batch cap (requests), None if unknown. Returns
+    tokens; ``max_num_seqs``: the server's batch cap (requests), ``kv_cache_tokens``: its KV cache size
+    (tokens), each None if unknown. Returns
     ``(conditions, load column, loads)``; the conditions have :data:`CONDITION_COLUMNS`.
     """
     col, load_type, loads = load_axis(rates, concurrencies)
     rows = [{"verifier": verifier, "drafter": drafter if int(k) > 0 else "none", "hardware": hardware,
              "dataset": dataset, "k": int(k), "prompt_len": float(prompt_len), "output_len": float(output_len),
              "load_type": load_type, "rate_rps": np.nan, "concurrency": np.nan, col: float(x),
-             "max_num_seqs": np.nan if max_num_seqs is None else float(max_num_seqs), "n_requests": np.nan}
+             "max_num_seqs": np.nan if max_num_seqs is None else float(max_num_seqs),
+             "kv_cache_tokens": np.nan if kv_cache_tokens is None else float(kv_cache_tokens), "n_requests": np.nan}
             for x in loads for k in ks]
     return pd.DataFrame(rows, columns=CONDITION_COLUMNS), col, loads
 
@@ -66,11 +70,13 @@ def validate_conditions(conditions: pd.DataFrame) -> pd.DataFrame:
                          "concurrency)")
     cond = conditions.copy()
     for col, default in (("drafter", "none"), ("dataset", "unseen"), ("rate_rps", np.nan), ("concurrency", np.nan),
-                         ("max_num_seqs", np.nan), ("n_requests", np.nan)):
+                         ("max_num_seqs", np.nan), ("kv_cache_tokens", np.nan), ("n_requests", np.nan)):
         if col not in cond:
             cond[col] = default
     for col, fix in (("max_num_seqs", "the batch cap must be a number of requests >= 1. Fix: give the server's "
                                       "max_num_seqs, or leave it empty when unknown"),
+                     ("kv_cache_tokens", "the KV cache must hold a number of tokens >= 1. Fix: give the server's KV "
+                                         "cache size (vLLM logs 'GPU KV cache size: N tokens'), or leave it empty"),
                      ("n_requests", "the run's request count must be a number >= 1. Fix: give the requests of "
                                     "the run to predict, or leave it empty for the server's long-run mean")):
         value = pd.to_numeric(cond[col], errors="coerce")

@@ -58,10 +58,15 @@ EFFECTS: dict[str, tuple[str, str, str | None, tuple[str, ...] | None]] = {
     # load-independent demand C1 and on its per-request load cost C2 (see CONFIGURATION_EFFECTS)
     "config_level": ("configuration", "sigma_config_level", None, None),
     "config_load": ("configuration", "sigma_config_load", None, None),
+    # how that departure of C2 bends with load: its slope per log-load from the configuration's
+    # measured loads (load_range.load_offset), so predictions widen with distance from them
+    "config_load_trend": ("configuration", "sigma_config_load_trend", None, None),
+    # the same bend shared by every configuration of a verifier x hardware (offset from the server's loads)
+    "server_load_trend": ("verifier_hw", "sigma_server_load_trend", None, None),
 }
 #: a configuration's departures from the cost law: the model has those its ``[model]
 #: configuration_effects`` lists (each needs its scale's prior)
-CONFIGURATION_EFFECTS = ("config_level", "config_load")
+CONFIGURATION_EFFECTS = ("config_level", "config_load", "config_load_trend", "server_load_trend")
 #: The per-verifier x hardware costs of a step that speculates, whatever its draft length, with the
 #: ``theory.ServiceCosts`` field each fills (``[model] speculation_cost = true``; server_costs.speculation_costs).
 SPECULATION_COSTS = {"speculation_step": "e0", "speculation_sequence": "e1"}
@@ -258,6 +263,8 @@ class FitData:
             "tail_pair": n["pair"] > 1,
             "config_level": n["configuration"] > 1,
             "config_load": n["configuration"] > 1,
+            "config_load_trend": n["configuration"] > 1,
+            "server_load_trend": True,  # a departure from zero slope: identified by one server's loads
         }
         return rules[effect]
 
@@ -320,10 +327,18 @@ def exclusion_reasons(runs: pd.DataFrame) -> pd.Series:
 
 
 def batch_cap(runs: pd.DataFrame) -> pd.Series:
-    """Each run's batch cap (requests in service at most: ``max_num_seqs``), ``inf`` where unknown."""
-    if "max_num_seqs" not in runs:
-        return pd.Series(np.inf, index=runs.index)
-    return runs["max_num_seqs"].astype(float).fillna(np.inf)
+    """Each run's batch cap, requests in service at most (``inf`` where unknown): the engine's
+    ``max_num_seqs``, or the sequences its KV cache holds at the run's mean lengths, whichever is
+    smaller: ``kv_cache_tokens / (prompt_len + output_len / 2)``, a sequence holding its prompt and, on
+    average over its life, half its output (an engine admits no request its KV cache cannot hold;
+    those wait, as for a slot)."""
+    cap = pd.Series(np.inf, index=runs.index)
+    if "max_num_seqs" in runs:
+        cap = runs["max_num_seqs"].astype(float).fillna(np.inf)
+    if "kv_cache_tokens" in runs:
+        held = runs["prompt_len"].astype(float) + runs["output_len"].astype(float) / 2.0
+        cap = np.minimum(cap, (runs["kv_cache_tokens"].astype(float) / held).fillna(np.inf))
+    return cap
 
 
 def closed_loop_load(runs: pd.DataFrame) -> pd.Series:

@@ -32,12 +32,15 @@ from bayes_sd.model.fit_data import (
     OPEN_LOOP_RATES,
     SATURATED_RUNS,
     FitData,
+    configuration_effects,
     draft_share,
     prepare_fit_data,
 )
+from bayes_sd.model.load_range import load_offset
 from bayes_sd.model.persistence import DifferentModelError, SavedPosterior
 from bayes_sd.model.predict import condition_draws, stack_posterior, summarise
 from bayes_sd.model.sampling import sample_until_converged
+from bayes_sd.traces.schema import NO_DRAFTER
 from bayes_sd.traces.validate import validate_models, validate_runs
 
 __all__ = ["LatencyModel", "DifferentModelError", "ConvergenceWarning", "CONDITION_COLUMNS"]
@@ -321,7 +324,20 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
         return condition_draws(post, self.config, self.fit_data.coords, conditions, seed=seed,
                                models=self.models if models is None else _merge_models(self.models, models),
                                acceptance=acceptance, fitted_drafters=self.fit_data.drafter_table(),
-                               draft_share=draft_share(conditions, self.fit_data.runs))
+                               draft_share=draft_share(conditions, self.fit_data.runs),
+                               load_offsets=self._load_offsets(conditions))
+
+    def _load_offsets(self, conditions: pd.DataFrame) -> dict[str, np.ndarray] | None:
+        """Per load trend, the conditions' log-load offsets from their configuration's (server's) fitted
+        loads, then those of the same conditions without speculation (``load_range.load_offset``); None
+        for a model without load trends."""
+        if not {"config_load_trend", "server_load_trend"} & set(configuration_effects(self.config)):
+            return None
+        k0 = conditions.assign(k=0, drafter=NO_DRAFTER)
+        runs = self.fit_data.runs
+        server = load_offset(conditions, runs, "server")
+        return {"config_load_trend": np.concatenate([load_offset(conditions, runs), load_offset(k0, runs)]),
+                "server_load_trend": np.concatenate([server, server])}
 
     def predict(self, conditions: pd.DataFrame, *, max_draws: int | None = 1000, seed: int = 0,
                 models: pd.DataFrame | None = None, acceptance=None) -> xr.Dataset:

@@ -25,7 +25,6 @@ from bayes_sd._stats import quantile
 from bayes_sd.model.build import z_quantile
 from bayes_sd.model.fit_data import (
     COEFS,
-    CONFIGURATION_EFFECTS,
     DRAFTER_COEFS,
     EFFECTS,
     KNEE_FORMS,
@@ -256,7 +255,7 @@ def _pooled_per_level(post: dict, cfg: dict, effect: str, fitted: list[str], que
 
 def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.DataFrame, *, seed: int = 0,
                     models: pd.DataFrame | None = None, acceptance=None,
-                    fitted_drafters: pd.DataFrame | None = None, draft_share=None) -> Draws:
+                    fitted_drafters: pd.DataFrame | None = None, draft_share=None, load_offsets=None) -> Draws:
     """Posterior draws of latency and friends for each condition row.
 
     ``post``: stacked posterior (:func:`stack_posterior`); ``cfg``: the model configuration;
@@ -266,7 +265,10 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     model's, NaN where the model's is kept (for what-if questions); ``fitted_drafters``: the fit's
     :meth:`FitData.drafter_table`, needed with a pooled decay or ``acceptance_pivot = "measured"``;
     ``draft_share``: per condition, the share of decode steps that carry drafts (default 1, every step;
-    :func:`bayes_sd.model.fit_data.draft_share` from the fitted runs).
+    :func:`bayes_sd.model.fit_data.draft_share` from the fitted runs); ``load_offsets``: per load trend
+    (``config_load_trend``, ``server_load_trend``), the conditions' log-load offsets from their
+    configuration's (server's) measured loads followed by their k = 0 counterparts'
+    (:meth:`LatencyModel._load_offsets`, :func:`bayes_sd.model.load_range.load_offset`; default 0).
     """
     cond = conditions.reset_index(drop=True).copy()
     cond["drafter"] = cond["drafter"].fillna(NO_DRAFTER).astype(str).where(cond["k"] > 0, NO_DRAFTER)
@@ -302,7 +304,7 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
 
     cap = batch_cap(cond).to_numpy(float)
 
-    factors, factors_k0 = _configuration_factors(eff, cfg, cond)
+    factors, factors_k0 = _configuration_factors(eff, cfg, cond, load_offsets)
     inputs = {"cost": c, "acceptance": a, "accept_decay": decay, "share": share, "log_q": log_q,
               "knee_tokens": extras["knee_tokens"], "compute_share": extras["compute_share"], "prompt_len": P,
               "output_len": D, "is_open": is_open, "rate": rate, "concurrency": conc, "configuration": factors,
@@ -351,19 +353,25 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     )
 
 
-def _configuration_factors(eff: _EffectSampler, cfg: dict, cond: pd.DataFrame):
+def _configuration_factors(eff: _EffectSampler, cfg: dict, cond: pd.DataFrame, offsets: dict | None):
     """``((c1_factor, c2_factor), same for k = 0)``, each (sample, condition): how the conditions'
     configurations (and the same server without speculation) depart from the cost law, the fitted
     departure for a configuration seen in the fit, a fresh draw from its population (one per
-    configuration) otherwise; 1.0 for a departure the model configuration does not have."""
+    configuration) otherwise; 1.0 for a departure the model configuration does not have. C2's bends
+    with ``offsets[trend]`` (each condition's log-load offset, then its k = 0 counterpart's, as in
+    build.py; none given: 0, at the measured loads' centre)."""
     wanted = configuration_effects(cfg)
     n = len(cond)
     k0 = [configuration_level_label(v, NO_DRAFTER, h, s, 0) for v, h, s in
           zip(*(cond[c].astype(str) for c in ("verifier", "hardware", "dataset")))]
-    query = eff.labels["configuration"] + k0
-    both = [np.exp(eff(name, query)) if name in wanted else None for name in CONFIGURATION_EFFECTS]
-    return (tuple(1.0 if f is None else f[:, :n] for f in both),
-            tuple(1.0 if f is None else f[:, n:] for f in both))
+    query = {"configuration": eff.labels["configuration"] + k0, "verifier_hw": eff.labels["verifier_hw"] * 2}
+    level, load = (eff(name, query["configuration"]) if name in wanted else np.zeros((1, 2 * n))
+                   for name in ("config_level", "config_load"))
+    for trend in ("config_load_trend", "server_load_trend"):
+        if trend in wanted and offsets is not None:
+            load = load + eff(trend, query[EFFECTS[trend][0]]) * offsets[trend]
+    level, load = np.exp(level), np.exp(load)
+    return (level[:, :n], load[:, :n]), (level[:, n:], load[:, n:])
 
 
 def _drafter_pivot(fitted_drafters: pd.DataFrame | None, drafters: list[str]) -> np.ndarray:

@@ -24,8 +24,8 @@ from bayes_sd._stats import quantile
 from bayes_sd.model.conditions import condition_grid
 from bayes_sd.recommend.utility import Objective, cap_latency, expected, make_objective
 
-__all__ = ["Decision", "decide", "RESOLUTION_SE", "candidate_ks", "measured_ks", "fitted_batch_cap", "evaluate_k",
-           "recommend_k", "chosen_rows", "rank_drafters"]
+__all__ = ["Decision", "decide", "RESOLUTION_SE", "candidate_ks", "measured_ks", "fitted_batch_cap",
+           "fitted_setting", "evaluate_k", "recommend_k", "chosen_rows", "rank_drafters"]
 
 
 # ---------------------------------------------------------------------- the decision
@@ -214,7 +214,24 @@ def measured_ks(model, verifier: str, drafter: str, hardware: str) -> set[int]:
 
 
 def fitted_batch_cap(model, verifier: str, hardware: str) -> float | None:
-    """The batch cap the model's training runs record for this verifier on this hardware.
+    """The batch cap (``max_num_seqs``, requests in service at most) that the model's training runs
+    record for ``verifier`` on ``hardware``: :func:`fitted_setting` of that column.
+
+    Parameters
+    ----------
+    model, verifier, hardware
+        As :func:`fitted_setting`.
+
+    Returns
+    -------
+    float or None
+        The cap; None where the runs record none or disagree (predictions are then uncapped).
+    """
+    return fitted_setting(model, verifier, hardware, "max_num_seqs")
+
+
+def fitted_setting(model, verifier: str, hardware: str, column: str) -> float | None:
+    """A server setting of the model's training runs for this verifier on this hardware.
 
     Parameters
     ----------
@@ -222,19 +239,20 @@ def fitted_batch_cap(model, verifier: str, hardware: str) -> float | None:
         A fitted model.
     verifier, hardware : str
         The verifier model and the accelerator.
+    column : str
+        The runs' column: ``max_num_seqs`` (requests), ``kv_cache_tokens`` (tokens of context the KV
+        cache holds).
 
     Returns
     -------
     float or None
-        ``max_num_seqs`` (requests in service at most) when the runs record one and agree; None
-        otherwise (predictions are then uncapped).
+        The value when the runs record one and agree; None otherwise (no limit then).
     """
     runs = model.runs
-    if "max_num_seqs" not in runs:
+    if column not in runs:
         return None
-    caps = runs.loc[(runs["verifier"] == verifier) & (runs["hardware"] == hardware), "max_num_seqs"]
-    caps = caps.dropna().unique()
-    return float(caps[0]) if len(caps) == 1 else None
+    values = runs.loc[(runs["verifier"] == verifier) & (runs["hardware"] == hardware), column].dropna().unique()
+    return float(values[0]) if len(values) == 1 else None
 
 
 def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: str, prompt_len: float,
@@ -318,7 +336,8 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
     grid, col, loads = condition_grid(verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
                                       ks=ks, prompt_len=prompt_len, output_len=output_len, rates=rates,
                                       concurrencies=concurrencies,
-                                      max_num_seqs=fitted_batch_cap(model, verifier, hardware))
+                                      max_num_seqs=fitted_batch_cap(model, verifier, hardware),
+                                      kv_cache_tokens=fitted_setting(model, verifier, hardware, "kv_cache_tokens"))
     lt = grid["load_type"].iloc[0]
     d = _draws(model, grid, (len(loads), len(ks)), max_draws, seed)
     vals = obj.values(d, loads, lt == "rate")

@@ -158,6 +158,9 @@ RUNS: tuple[Column, ...] = (
     Column("max_num_seqs", "float", "requests", False, "the server's batch cap: requests in service at most (vLLM "
            "and TensorRT-LLM max_num_seqs, SGLang --max-running-requests, llama.cpp --parallel); empty when unknown",
            lo=1),
+    Column("kv_cache_tokens", "float", "tokens", False, "tokens of context the server's KV cache holds, draft "
+           "model's included (vLLM logs 'GPU KV cache size: N tokens'; num_gpu_blocks x block_size); requests it "
+           "cannot hold wait as for a batch slot; empty when unknown", lo=1),
     Column("saturated", "bool", "", False, "run is past the server's capacity: not steady state"),
     Column("saturation_reason", "str", "", False, "why the run was flagged saturated (rule and numbers)"),
     Column("tool", "str", "", False, "load generator that measured the run, e.g. 'guidellm', 'vllm-bench'"),

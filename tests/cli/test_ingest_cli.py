@@ -39,8 +39,11 @@ def test_ingest_a_folder_with_overrides(folder, capsys):
 
 def test_no_saturation_check_and_summary_take_the_same_flags(folder, capsys):
     out = folder / "runs.csv"
-    assert main(["ingest", str(folder / "in"), "--out", str(out), *LABELS, "--no-saturation-check"]) == 0
-    assert pd.read_csv(out)["saturated"].sum() == 1  # only the capacity probe, a value the report gives
+    assert main(["ingest", str(folder / "in"), "--out", str(out), *LABELS, "--no-saturation-check",
+                 "--max-num-seqs", "64", "--kv-cache-tokens", "193307"]) == 0
+    runs = pd.read_csv(out)
+    assert runs["saturated"].sum() == 1  # only the capacity probe, a value the report gives
+    assert (runs["max_num_seqs"] == 64).all() and (runs["kv_cache_tokens"] == 193307).all()  # the server's settings
     capsys.readouterr()
     assert main(["summary", str(folder / "in"), *LABELS, "--drop-run", PROBE, "-q"]) == 0
     cap = capsys.readouterr()

@@ -119,7 +119,8 @@ def test_a_run_of_n_requests_adds_its_mean_sampling_error_inflated_by_queueing()
     assert log_ratio[:, 2].std() == pytest.approx(np.sqrt(np.mean(cv_sq[:, 2]) / 400), rel=0.1)
 
 
-@pytest.mark.parametrize("column, bad", [("max_num_seqs", 0), ("n_requests", 0.5), ("n_requests", "many")])
+@pytest.mark.parametrize("column, bad", [("max_num_seqs", 0), ("kv_cache_tokens", 0.5), ("n_requests", 0.5),
+                                         ("n_requests", "many")])
 def test_a_condition_with_an_impossible_count_names_the_column_and_the_fix(column, bad):
     from bayes_sd.model.conditions import validate_conditions
 
@@ -128,3 +129,28 @@ def test_a_condition_with_an_impossible_count_names_the_column_and_the_fix(colum
     with pytest.raises(ValueError, match=f"'{column}'.*Fix"):
         validate_conditions(cond)
     assert np.isnan(validate_conditions(cond.drop(columns=column))[column].iloc[0])  # empty: allowed
+
+
+def test_a_kv_cache_caps_the_batch_at_the_sequences_it_holds():
+    """A KV cache of 32 x (prompt + output / 2) tokens caps the batch at 32 sequences, as
+    max_num_seqs = 32 does: closed and open loops predict the same; the smaller of the two binds."""
+    from bayes_sd.model.fit_data import batch_cap
+
+    held = 300.0 + 200.0 / 2
+    runs = pd.DataFrame({"prompt_len": [300.0] * 4, "output_len": [200.0] * 4,
+                         "max_num_seqs": [np.nan, 64.0, 16.0, np.nan], "kv_cache_tokens": [32 * held] * 3 + [np.nan]})
+    np.testing.assert_allclose(batch_cap(runs), [32.0, 32.0, 16.0, np.inf])
+    np.testing.assert_allclose(batch_cap(runs.drop(columns=["max_num_seqs", "kv_cache_tokens"])), np.inf)
+
+    post = _posterior(300)
+    fit_coords = {"pair_dataset": ["v / d | a", "v / d | b"], "hardware": ["h"], "verifier": ["v"], "drafter": ["d"]}
+    cfg = load_config("default")
+    cond = pd.DataFrame({"verifier": "v", "drafter": "none", "hardware": "h", "dataset": "a", "k": 0,
+                         "prompt_len": 300.0, "output_len": 200.0, "load_type": ["concurrency", "rate"],
+                         "rate_rps": [np.nan, 5.0], "concurrency": [96.0, np.nan]})
+    by_kv = condition_draws(post, cfg, fit_coords, cond.assign(kv_cache_tokens=32 * held), seed=1)
+    by_cap = condition_draws(post, cfg, fit_coords, cond.assign(max_num_seqs=32.0), seed=1)
+    uncapped = condition_draws(post, cfg, fit_coords, cond, seed=1)
+    np.testing.assert_allclose(by_kv.latency, by_cap.latency, rtol=1e-12)
+    np.testing.assert_allclose(by_kv.saturation_rps, by_cap.saturation_rps, rtol=1e-12)
+    assert np.all(by_kv.latency[:, 0] > uncapped.latency[:, 0])  # 96 streams, 32 held: the rest wait

@@ -22,8 +22,9 @@ from bayes_sd.model import LatencyModel
 from bayes_sd.model.build import build_model
 from bayes_sd.model.config import load_config
 from bayes_sd.model.fit_data import prepare_fit_data
+from bayes_sd.model.load_range import load_offset
 from bayes_sd.model.predict import acceptance_second_moment, condition_draws
-from bayes_sd.recommend import fitted_batch_cap
+from bayes_sd.recommend import fitted_batch_cap, fitted_setting
 from bayes_sd.simulate.presets import PRESETS
 
 COND = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type", "rate_rps",
@@ -89,19 +90,27 @@ def test_missing_drafter_sizes_name_the_fix(fleet_subset):
 
 
 @pytest.mark.parametrize("config", ["default", "moe", "drafter_design", "per_position", "roofline", "moe_roofline",
-                                    "moe_roofline_per_position", "moe_roofline_speculation"])
+                                    "moe_roofline_per_position", "moe_roofline_speculation", "config_load_trend",
+                                    "server_load_trend"])
 def test_numpy_predictor_reproduces_the_pymc_graph(fleet_subset, config):
     runs, models = fleet_subset
+    if config.endswith("load_trend"):  # C2 bending with the distance from the measured loads
+        cfg = load_config("moe_roofline_speculation")
+        config = load_config({**cfg, "model": {**cfg["model"], "configuration_effects": [config]}})
     cfg = load_config(config)
     fd = prepare_fit_data(runs, models, cfg["model"].get("drafter_predictors", []))
     model = build_model(fd, cfg)
     if config == "moe":
         assert "expert_share" in model.named_vars
+    for trend in {"config_load_trend", "server_load_trend"} & set(cfg["model"].get("configuration_effects", [])):
+        assert f"z_{trend}" in model.named_vars
     prior = pm.sample_prior_predictive(draws=200, model=model, random_seed=3).prior
     post = {name: da.stack(sample=("chain", "draw")).transpose("sample", ...) for name, da in prior.data_vars.items()}
     cond = fd.runs[COND].assign(rate_rps=np.where(fd.x["is_open"] > 0, fd.x["rate"], np.nan))  # achieved rate
+    offsets = {trend: np.tile(load_offset(fd.runs, fd.runs, by), 2)  # as the graph's (configured rates)
+               for trend, by in (("config_load_trend", "configuration"), ("server_load_trend", "server"))}
     dr = condition_draws(post, cfg, fd.coords, cond, seed=0, models=models,
-                         fitted_drafters=fd.drafter_table())
+                         fitted_drafters=fd.drafter_table(), load_offsets=offsets)
     if "acceptance" in post:  # the first-position acceptance the graph reports is the one predictions use
         pd_of_run = fd.idx["run_pd"][cond["k"].to_numpy() > 0]
         np.testing.assert_allclose(dr.inputs["acceptance"][:, cond["k"].to_numpy() > 0],
@@ -170,14 +179,16 @@ def test_closed_loop_runs_past_a_known_cap_are_kept(fleet_subset):
 
 def test_a_batch_cap_saves_loads_and_reaches_the_recommender(fleet_subset, mock_pymc_sample, tmp_path):
     runs, models = fleet_subset
-    runs = runs[runs["verifier"] == "llama3.1-8b"].assign(max_num_seqs=32.0)
+    runs = runs[runs["verifier"] == "llama3.1-8b"].assign(max_num_seqs=32.0, kv_cache_tokens=5.0e5)
     m = LatencyModel("default").fit(runs, models=models, draws=20, tune=0, chains=1, nuts_sampler="pymc",
                                     progressbar=False)
     back = LatencyModel.load(m.save(tmp_path / "capped.nc"))
-    cond = runs[COND + ["max_num_seqs"]].head(6)
+    cond = runs[COND + ["max_num_seqs", "kv_cache_tokens"]].head(6)
     pd.testing.assert_frame_equal(back.predict_table(cond), m.predict_table(cond))
     assert fitted_batch_cap(back, "llama3.1-8b", "H100") == 32.0
+    assert fitted_setting(back, "llama3.1-8b", "H100", "kv_cache_tokens") == 5.0e5
     assert fitted_batch_cap(back, "llama3.1-8b", "A100") is None  # no training run there records one
+    assert fitted_setting(back, "llama3.1-8b", "A100", "kv_cache_tokens") is None
     vj = tmp_path / "vllm.json"
     assert main(["recommend", str(tmp_path / "capped.nc"), "--verifier", "llama3.1-8b", "--drafter", "eagle3-small",
                  "--hardware", "H100", "--prompt-len", "500", "--output-len", "200", "--concurrency", "1,8",
@@ -434,3 +445,24 @@ def test_speculation_cost_is_fitted_only_where_the_runs_can_tell_it_from_the_dra
     assert "log_speculation_step_centre" not in alone.named_vars and "fitted without it" in caplog.text
     pooled = LatencyModel("moe_roofline_speculation").build(fleet, models=load_fleet_models())
     assert {"speculation_step_ms", "speculation_sequence_ms"} <= set(pooled.named_vars)
+
+
+def test_a_fitted_models_predictions_bend_with_the_distance_from_its_measured_loads(fleet_subset, mock_pymc_sample,
+                                                                                     monkeypatch):
+    """With a load trend, LatencyModel gives the predictor each condition's offset from the fitted loads:
+    none at the server's centre, a spread of bends at four times its highest load."""
+    runs, models = fleet_subset
+    runs = runs[runs["verifier"] == "llama3.1-8b"]
+    cfg = load_config("default")
+    cfg = load_config({**cfg, "model": {**cfg["model"], "configuration_effects": ["server_load_trend"]}})
+    m = LatencyModel(cfg).fit(runs, models=models, draws=40, tune=0, chains=1, nuts_sampler="pymc", progressbar=False)
+    closed = runs[runs["load_type"] == "concurrency"]
+    centre = float(np.exp(np.log(closed["concurrency"]).mean()))
+    row = closed[COND].head(1)
+    cond = pd.concat([row.assign(concurrency=centre), row.assign(concurrency=4.0 * closed["concurrency"].max())])
+    bent = m.predict_draws(cond, max_draws=None).latency
+    monkeypatch.setattr(m, "_load_offsets", lambda conditions: None)
+    flat = m.predict_draws(cond, max_draws=None).latency
+    log_ratio = np.log(bent / flat)
+    np.testing.assert_allclose(log_ratio[:, 0], 0.0, atol=1e-9)
+    assert log_ratio[:, 1].std() > 0.01

@@ -131,7 +131,8 @@ def test_folder_with_a_sidecar_mapping_files_to_configurations(tmp_path):
     (tmp_path / "notes.txt").write_text("what we ran\n")  # no known format: skipped, with a warning
     (tmp_path / "spec.yaml").write_text(
         "hardware: mock-cpu\ndataset: robot\nfiles:\n"
-        '  "eagle/*/*.json": {verifier: Qwen/Qwen3-30B-A3B, drafter: eagle3, k: 2, engine: vllm, max_num_seqs: 256}\n'
+        '  "eagle/*/*.json": {verifier: Qwen/Qwen3-30B-A3B, drafter: eagle3, k: 2, engine: vllm, max_num_seqs: 256,'
+        ' kv_cache_size: 193307}\n'
         '  "base/*": {verifier: Qwen/Qwen3-30B-A3B, drafter: none, k: 0}\n')
     res = ingest_paths(tmp_path)
     runs = res.runs
@@ -140,6 +141,7 @@ def test_folder_with_a_sidecar_mapping_files_to_configurations(tmp_path):
     base = runs[runs["source"].str.endswith("sweep.csv")]
     assert (eagle["k"] == 2).all() and (eagle["engine"] == "vllm").all() and (base["drafter"] == "none").all()
     assert (eagle["max_num_seqs"] == 256).all() and base["max_num_seqs"].isna().all()  # the server's batch cap
+    assert (eagle["kv_cache_tokens"] == 193307).all() and base["kv_cache_tokens"].isna().all()  # and its KV cache
     assert any("notes.txt" in w and "skipped" in w for w in res.warnings)
     assert not any(".cache" in p for p in res.formats)
     # the catalogue knows the verifier: an MoE with 128 experts, top-8
@@ -306,4 +308,8 @@ def test_a_batch_cap_comes_from_the_server_command_or_a_label_and_a_bad_one_name
     (tmp_path / "spec.yaml").write_text("hardware: cpu\ndataset: d\nverifier: v\ndrafter: e\nk: 2\n"
                                         "max_num_seqs: lots\n")
     with pytest.raises(TraceError, match="max_num_seqs.*Fix: give the server's batch cap"):
+        ingest_paths(tmp_path)
+    (tmp_path / "spec.yaml").write_text("hardware: cpu\ndataset: d\nverifier: v\ndrafter: e\nk: 2\n"
+                                        "kv_cache_tokens: 0\n")
+    with pytest.raises(TraceError, match="kv_cache_tokens.*Fix: give the server's KV cache size"):
         ingest_paths(tmp_path)

@@ -56,7 +56,7 @@ GENERATOR_VERSION = "outfamily-1"
 TRUTH_COLUMNS = (
     "source", "condition", "hardware", "verifier", "drafter", "dataset", "load_type", "rate_rps", "concurrency",
     "load_fraction", "k", "latency_mean_s", "ttft_mean_s", "tpot_mean_s", "acceptance_length", "capacity_rps",
-    "past_capacity", "best_k", "measured", "tp", "max_num_seqs", "n_requests",
+    "past_capacity", "best_k", "measured", "tp", "max_num_seqs", "kv_cache_tokens", "n_requests",
 )
 
 #: Open-loop loads, as fractions of the capacity without speculation.
@@ -468,6 +468,7 @@ def random_fleet(seed: int, n_configs: int = 18, *, k_max: int = 7, requests_per
                        "concurrency": float(conc) if conc else np.nan, "load_fraction": load[2], "k": k,
                        "capacity_rps": capacity[k], "past_capacity": past,
                        "measured": k == 0 or k in c.k_grid, "tp": b.tp, "max_num_seqs": b.settings.max_num_seqs,
+                       "kv_cache_tokens": b.settings.kv_capacity_tokens,
                        "n_requests": n}
                 if past:
                     row.update(latency_mean_s=np.inf, ttft_mean_s=np.inf, tpot_mean_s=np.nan,

@@ -27,7 +27,7 @@ import pandas as pd
 from bayes_sd._io import write_text
 from bayes_sd.traces.validate import validate_models, validate_runs
 
-from .fleet import GENERATOR_VERSION, fleet_summary, fleets
+from .fleet import GENERATOR_VERSION, TRUTH_COLUMNS, fleet_summary, fleets
 
 __all__ = ["FROZEN_FILES", "FROZEN_SHA256", "FrozenSetError", "frozen_dir", "load_frozen", "write_frozen", "main"]
 
@@ -81,7 +81,8 @@ def load_frozen(directory: str | Path | None = None, *, check: bool = True
     models : pandas.DataFrame
         Canonical MODELS table.
     truth : pandas.DataFrame
-        Ground truth, columns :data:`.fleet.TRUTH_COLUMNS` (latencies in s; ``inf`` past capacity).
+        Ground truth, columns :data:`.fleet.TRUTH_COLUMNS` (latencies in s; ``inf`` past capacity;
+        ``kv_cache_tokens`` empty: the set predates it).
 
     Raises
     ------
@@ -108,6 +109,8 @@ def load_frozen(directory: str | Path | None = None, *, check: bool = True
     truth = pd.read_csv(folder / "truth.csv")
     for column in _BOOL_COLUMNS:
         truth[column] = truth[column].astype(bool)
+    # generated before the truth recorded each server's KV cache: unknown for this set
+    truth = truth.reindex(columns=list(TRUTH_COLUMNS))
     return runs, models, truth
 
 

@@ -63,8 +63,8 @@ __all__ = ["SPEC_FIELDS", "EXTRA_FIELDS", "Sidecar", "load_sidecar", "normalize"
 
 SPEC_FIELDS = ("verifier", "drafter", "k", "hardware", "dataset")
 #: Optional fields resolved like the configuration: pinned acceptance, tool and engine names and versions, and
-#: the server's batch cap (requests in service at most).
-EXTRA_FIELDS = ("acceptance", "tool", "tool_version", "engine", "engine_version", "max_num_seqs")
+#: the server's batch cap (requests in service at most) and KV cache size (tokens).
+EXTRA_FIELDS = ("acceptance", "tool", "tool_version", "engine", "engine_version", "max_num_seqs", "kv_cache_tokens")
 ACCEPTANCE_VALUES = ("measured", "pinned")
 FIX = ("pass --verifier/--drafter/--k/--hardware (and --dataset) or a sidecar YAML (--sidecar spec.yaml with keys "
        "verifier, drafter, k, hardware, dataset), or label the benchmark (GuideLLM --label k=4, vLLM --metadata k=4)")
@@ -82,6 +82,7 @@ _ALIASES = {
     "engine": ("engine", "serving_engine", "server"),
     "engine_version": ("engine_version", "server_version"),
     "max_num_seqs": ("max_num_seqs", "max_running_requests", "max_batch_size", "n_parallel", "parallel"),
+    "kv_cache_tokens": ("kv_cache_tokens", "kv_cache_size", "gpu_kv_cache_tokens", "kv_tokens"),
 }
 _LOOKUP = {a: f for f, al in _ALIASES.items() for a in al}
 _SPEC_CONFIG = ("speculative_config", "spec_config")
@@ -152,17 +153,27 @@ def normalize(d, source: str, where: str, strict: bool = False) -> dict:
         if f == "max_num_seqs":
             out[f] = batch_cap_value(v, source, f"{where} {key}")
             continue
+        if f == "kv_cache_tokens":
+            out[f] = _setting(v, source, f"{where} {key}", f, "a number of tokens", "give the server's KV cache "
+                              "size in tokens as an integer >= 1 (vLLM logs 'GPU KV cache size: N tokens' at start), "
+                              "or leave it out when unknown")
+            continue
         out[f] = _k(v, source, f"{where} {key}") if f == "k" else str(v).strip()
     return out
 
 
 def batch_cap_value(v, source: str, where: str) -> float:
     """A batch cap (``max_num_seqs``) as a float, or TraceError naming the fix."""
+    return _setting(v, source, where, "max_num_seqs", "a number of requests", "give the server's batch cap as an "
+                    "integer >= 1 (vLLM --max-num-seqs, SGLang --max-running-requests, llama.cpp --parallel), or "
+                    "leave it out when unknown")
+
+
+def _setting(v, source: str, where: str, field: str, what: str, fix: str) -> float:
+    """A server setting that is a whole number >= 1, as a float, or TraceError naming the fix."""
     f = _whole(v, 1)
     if math.isnan(f):
-        raise TraceError(source, "max_num_seqs", f"{where}: max_num_seqs = {v!r} is not a number of requests",
-                         "give the server's batch cap as an integer >= 1 (vLLM --max-num-seqs, SGLang "
-                         "--max-running-requests, llama.cpp --parallel), or leave it out when unknown")
+        raise TraceError(source, field, f"{where}: {field} = {v!r} is not {what}", fix)
     return f
 
 
