@@ -373,7 +373,7 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     MODELS table) gives MoE verifiers their experts and top-k (``coords['moe_verifier']``,
     ``x['moe_log_q']``) and drafters their design predictors (``x['drafter_z']``).
     ``open_loop_rate``: the rate of open-loop runs in ``x['rate']`` (see :func:`arrival_rate`).
-    A run's batch cap (column ``max_num_seqs``, :func:`batch_cap`) goes to ``x['slots']`` and
+    A run's batch cap (columns ``max_num_seqs``, ``kv_cache_tokens``; :func:`batch_cap`) goes to ``x['slots']`` and
     ``x['has_cap']``; a closed-loop run flagged saturated at more streams than its cap is kept (its
     requests wait for slots in steady state, which :mod:`bayes_sd.theory.batch_cap` describes), logged.
     A closed-loop run is fitted at the load its requests saw (:func:`closed_loop_load`); drained runs are logged.
@@ -393,7 +393,8 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
               & (runs.get("concurrency", np.nan) > slots))
     for row in runs.loc[queued].itertuples():
         log.info("keeping run %s, flagged saturated: a closed loop of %g streams past its batch cap of %g "
-                 "(max_num_seqs) waits for slots in steady state", row.run_id, row.concurrency, slots[row.Index])
+                 "(max_num_seqs or the KV cache) waits for slots in steady state", row.run_id, row.concurrency,
+                 slots[row.Index])
     reasons[queued] = ""
     excluded = pd.DataFrame({"run_id": runs.loc[reasons != "", "run_id"], "reason": reasons[reasons != ""]})
     for row in excluded.itertuples():

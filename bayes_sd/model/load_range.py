@@ -69,10 +69,10 @@ def load_offset(conditions: pd.DataFrame, runs: pd.DataFrame, by: str = "configu
     numpy.ndarray
         ``log(load) - centre`` per condition; 0 where the condition's load is missing.
     """
-    cond, fitted = _keys(conditions), _keys(runs).dropna(subset=["log_load"])
-    centre = pd.Series(np.nan, index=cond.index)
     if by not in ("configuration", "server"):
         raise ValueError(f"by = {by!r}: 'configuration' or 'server'")
+    cond, fitted = _keys(conditions), _keys(runs).dropna(subset=["log_load"])
+    centre = pd.Series(np.nan, index=cond.index)
     for level in (("configuration",) if by == "configuration" else ()) + ("server", None):
         keys = ["load_type"] if level is None else [level, "load_type"]
         means = fitted.groupby(keys)["log_load"].mean()
