@@ -41,6 +41,7 @@ from bayes_sd.model.fit_data import (
     DEFAULT_LEARNED_SCALES,
     DRAFTER_COEFS,
     EFFECTS,
+    LOAD_TRENDS,
     OPEN_LOOP_BATCHES,
     TAIL_QUANTILES,
     VERIFIER_COEFS,
@@ -391,10 +392,10 @@ def _configuration_factors(eff: _Effects, fd: FitData):
     wanted = configuration_effects(eff.cfg)
     idx = fd.idx["run_configuration"]
     level, load = (pt.exp(_at(eff(name), idx)) if name in wanted else 1.0 for name in ("config_level", "config_load"))
-    if "config_load_trend" in wanted and fd.uses("config_load_trend"):
-        load = load * pt.exp(_at(eff("config_load_trend"), idx) * load_offset(fd.runs, fd.runs))
-    if "server_load_trend" in wanted:
-        load = load * pt.exp(_at(eff("server_load_trend"), fd.idx["run_vh"]) * load_offset(fd.runs, fd.runs, "server"))
+    for trend, by in LOAD_TRENDS.items():
+        if trend in wanted and fd.uses(trend):
+            index = idx if by == "configuration" else fd.idx["run_vh"]
+            load = load * pt.exp(_at(eff(trend), index) * load_offset(fd.runs, fd.runs, by))
     return level, load
 
 

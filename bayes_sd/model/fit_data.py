@@ -27,8 +27,8 @@ from .acceptance_data import (
 
 __all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OPEN_LOOP_BATCHES", "VERIFIER_FORMS",
            "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS",
-           "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "CONFIGURATION_EFFECTS", "OTHER_POOLED_LEVELS",
-           "SPECULATION_COSTS", "speculation_identified",
+           "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "CONFIGURATION_EFFECTS", "LOAD_TRENDS",
+           "OTHER_POOLED_LEVELS", "SPECULATION_COSTS", "speculation_identified",
            "pair_label", "level_label", "deployment_label", "configuration_effects", "configuration_level_label",
            "fixed_scale",
            "observed_acceptance", "observed_decay", "replayed_acceptance", "measured_pivot", "acceptance_pivot",
@@ -67,6 +67,8 @@ EFFECTS: dict[str, tuple[str, str, str | None, tuple[str, ...] | None]] = {
 #: a configuration's departures from the cost law: the model has those its ``[model]
 #: configuration_effects`` lists (each needs its scale's prior)
 CONFIGURATION_EFFECTS = ("config_level", "config_load", "config_load_trend", "server_load_trend")
+#: the departures that bend C2 with load: name -> whose measured loads centre the offset (load_range.load_offset)
+LOAD_TRENDS = {"config_load_trend": "configuration", "server_load_trend": "server"}
 #: The per-verifier x hardware costs of a step that speculates, whatever its draft length, with the
 #: ``theory.ServiceCosts`` field each fills (``[model] speculation_cost = true``; server_costs.speculation_costs).
 SPECULATION_COSTS = {"speculation_step": "e0", "speculation_sequence": "e1"}

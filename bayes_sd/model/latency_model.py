@@ -28,6 +28,7 @@ from bayes_sd.model.conditions import (
 from bayes_sd.model.config import config_id, load_config, merge_config
 from bayes_sd.model.diagnostics import ConvergenceWarning, PosteriorDiagnostics
 from bayes_sd.model.fit_data import (
+    LOAD_TRENDS,
     MOE_FORMS,
     OPEN_LOOP_RATES,
     SATURATED_RUNS,
@@ -331,13 +332,12 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
         """Per load trend, the conditions' log-load offsets from their configuration's (server's) fitted
         loads, then those of the same conditions without speculation (``load_range.load_offset``); None
         for a model without load trends."""
-        if not {"config_load_trend", "server_load_trend"} & set(configuration_effects(self.config)):
+        trends = {t: by for t, by in LOAD_TRENDS.items() if t in configuration_effects(self.config)}
+        if not trends:
             return None
-        k0 = conditions.assign(k=0, drafter=NO_DRAFTER)
-        runs = self.fit_data.runs
-        server = load_offset(conditions, runs, "server")
-        return {"config_load_trend": np.concatenate([load_offset(conditions, runs), load_offset(k0, runs)]),
-                "server_load_trend": np.concatenate([server, server])}
+        k0, runs = conditions.assign(k=0, drafter=NO_DRAFTER), self.fit_data.runs
+        return {t: np.concatenate([load_offset(conditions, runs, by), load_offset(k0, runs, by)])
+                for t, by in trends.items()}
 
     def predict(self, conditions: pd.DataFrame, *, max_draws: int | None = 1000, seed: int = 0,
                 models: pd.DataFrame | None = None, acceptance=None) -> xr.Dataset:

@@ -28,6 +28,7 @@ from bayes_sd.model.fit_data import (
     DRAFTER_COEFS,
     EFFECTS,
     KNEE_FORMS,
+    LOAD_TRENDS,
     MOE_FORMS,
     SPECULATION_COSTS,
     VERIFIER_COEFS,
@@ -367,7 +368,7 @@ def _configuration_factors(eff: _EffectSampler, cfg: dict, cond: pd.DataFrame, o
     query = {"configuration": eff.labels["configuration"] + k0, "verifier_hw": eff.labels["verifier_hw"] * 2}
     level, load = (eff(name, query["configuration"]) if name in wanted else np.zeros((1, 2 * n))
                    for name in ("config_level", "config_load"))
-    for trend in ("config_load_trend", "server_load_trend"):
+    for trend in LOAD_TRENDS:
         if trend in wanted and offsets is not None:
             load = load + eff(trend, query[EFFECTS[trend][0]]) * offsets[trend]
     level, load = np.exp(level), np.exp(load)
