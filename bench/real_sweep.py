@@ -49,6 +49,15 @@ def measured_best(runs: pd.DataFrame, drafter: str) -> pd.Series:
     return best["k"].astype(int)
 
 
+def _sent_arrivals(model: LatencyModel, runs: pd.DataFrame) -> float | None:
+    """The arrivals the sweep sent (GuideLLM constant: evenly spaced, 0), so recommendations answer for them,
+    for a model that takes arrivals as recorded (``[model] arrivals``); None (Poisson) otherwise."""
+    if model.config["model"].get("arrivals") != "as_recorded":
+        return None
+    cv2 = runs.loc[runs["load_type"] == "rate", "arrival_cv2"].dropna().unique()
+    return float(cv2[0]) if len(cv2) == 1 else None
+
+
 def fit(config: str, runs: pd.DataFrame, args) -> LatencyModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -103,7 +112,7 @@ def main() -> None:
         ks = sorted(runs.loc[runs["drafter"] == drafter, "k"].unique())
         recs = recommend_k(model, verifier=runs["verifier"].iloc[0], drafter=drafter,
                            hardware=runs["hardware"].iloc[0], dataset=runs["dataset"].iloc[0], prompt_len=prompt,
-                           output_len=output, rates=rates, ks=ks)
+                           output_len=output, rates=rates, ks=ks, arrival_cv2=_sent_arrivals(model, runs))
         best = measured_best(runs, drafter)
         for _, r in recs.iterrows():
             rows.append({"drafter": drafter, "rate_rps": r["rate_rps"], "recommended_k": int(r["best_k"]),

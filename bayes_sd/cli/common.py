@@ -133,8 +133,10 @@ def add_label_flags(p: argparse.ArgumentParser) -> None:
                         "--max-running-requests, llama.cpp --parallel); read from a sweep manifest's server command "
                         "when it sets one. The model then knows where requests start to queue")
     g.add_argument("--kv-cache-tokens", type=int, metavar="N",
-                   help="tokens of context the server's KV cache holds (vLLM logs 'GPU KV cache size: N tokens' at "
-                        "start): requests it cannot hold wait, as for a batch slot")
+                   help="tokens of context the server's KV cache holds: requests it cannot hold wait, as for a "
+                        "batch slot. Read from a vLLM log ('GPU KV cache size: N tokens') or /metrics scrape "
+                        "(vllm:cache_config_info) among the inputs, or a sweep manifest's server command (SGLang "
+                        "--max-total-tokens, llama-server -c), when they say it; this flag wins")
     g.add_argument("--sidecar", help="YAML with verifier, drafter, k, hardware, dataset (and per-run overrides)")
     g.add_argument("--attach-to", help="run id that acceptance-only files (Prometheus, logs) belong to")
     s = p.add_argument_group("saturation check (bayes_sd.traces.aggregate.detect_saturation)")

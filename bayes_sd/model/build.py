@@ -37,6 +37,7 @@ import pytensor.tensor as pt
 from bayes_sd import theory
 from bayes_sd.model.config import make_prior
 from bayes_sd.model.fit_data import (
+    ARRIVALS,
     COEFS,
     DEFAULT_LEARNED_SCALES,
     DRAFTER_COEFS,
@@ -274,10 +275,6 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
         dem = theory.demand(costs, k_step, tau_step, P, D, xp=pt, tau_sq=tau_sq_step)
         c1_factor, c2_factor = _configuration_factors(eff, fd)
         c1, c2 = dem.c1 * c1_factor, dem.c2 * c2_factor
-        # Open loop: L = C1 / (1 - rate C2), with a smooth positive floor on the denominator so
-        # the log-density stays finite (and differentiable) if a draw crosses saturation.
-        headroom = soft * pt.softplus((1.0 - x["rate"] * c2) / soft)
-        lat_open = c1 / headroom
         capped = bool(x["has_cap"].any())
         has_cap, slots = x["has_cap"] > 0, x["slots"]
         share = expert_share(cfg, fd)
@@ -304,11 +301,34 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
                 return -saving * theory.moe_untouched(x["moe_log_q"], k_step, others_in_flight, xp=pt)
             return 0.0
 
-        if knee is not None:
-            lat_open = _knee_open_latency(opts, fd, c1, headroom, lat_open, x["rate"], load_extra)
-        elif share is not None:
-            lat_open = theory.latency_moe_open_newton(c1, c2, saving, x["moe_log_q"], k_step, x["rate"], xp=pt,
-                                                      start=lat_open)
+        # arrivals more regular than Poisson meet fewer others (theory.arrivals): two linear pieces
+        cv2 = x["arrival_cv2"] if opts.get("arrivals", ARRIVALS[0]) == "as_recorded" else np.ones(fd.n_runs)
+        regular = bool((cv2 != theory.POISSON).any())
+        if (cv2 < theory.POISSON).any():  # evenly spaced sends still overlap: how much, learned
+            cv2 = theory.effective_cv2(cv2, make_prior(cfg, "arrival_irregularity"), xp=pt)
+
+        def open_piece(rate, shift):
+            """Open-loop latency (s) and load share d log L / d log C2 where a request meets rate L - shift
+            others. L = (C1 - shift C2) / (1 - rate C2), with a smooth positive floor on the denominator so
+            the log-density stays finite (and differentiable) if a draw crosses saturation."""
+            headroom = soft * pt.softplus((1.0 - rate * c2) / soft)
+            lat = (c1 - shift * c2) / headroom
+            if knee is not None:
+                measured = theory.others_open(x["rate"], _observed_or(fd, "latency", lat), cv2, xp=pt)
+                lat = _knee_open_latency(opts, c1 - shift * c2, headroom, lat, lambda at: rate * at - shift,
+                                         measured, load_extra)
+            elif share is not None:
+                lat = theory.latency_moe_open_newton(c1, c2, saving, x["moe_log_q"], k_step, rate, xp=pt, start=lat,
+                                                     shift=shift)
+            return lat, rate * c2 / headroom
+
+        lat_open, open_share = open_piece(x["rate"], 0.0)
+        if regular:
+            (rate_a, shift_a), (rate_b, shift_b) = theory.open_loop_pieces(x["rate"], cv2)
+            lat_a, share_a = open_piece(rate_a, shift_a)
+            lat_b, share_b = open_piece(rate_b, shift_b)
+            lat_open = theory.combine_pieces(lat_a, lat_b, cv2, xp=pt)
+            open_share = pt.where(pt.eq(lat_open, lat_a), share_a, share_b)
 
         def closed_at(streams):
             return theory.latency_at_load(c1, c2, streams - 1.0) + load_extra(streams - 1.0)
@@ -326,7 +346,8 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
         service = pt.where(x["is_open"] > 0, lat_open, lat_closed)
         latency = service + wait
         pm.Deterministic("latency_s", latency, dims="run")
-        others = in_service(pt.where(x["is_open"] > 0, x["rate"] * service, x["concurrency"] - 1.0))
+        met = theory.others_open(x["rate"], service, cv2, xp=pt) if regular else x["rate"] * service
+        others = in_service(pt.where(x["is_open"] > 0, met, x["concurrency"] - 1.0))
         pm.Deterministic("saturation_rps", capacity, dims="run")
         if share is not None:  # TTFT sees the effective (partly covered) verifier fixed cost
             v0_eff = costs.v0 * (1.0 - share * theory.moe_untouched(x["moe_log_q"], k_step, others, xp=pt))
@@ -342,7 +363,7 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
             pm.Bernoulli("saturated_obs", logit_p=logit, observed=observed("saturated_obs", vals.astype("int64")),
                          dims="saturated_run")
         # d log L / d log C2: the share of latency that load adds (open loop rho / (1 - rho))
-        load_share = pt.where(x["is_open"] > 0, x["rate"] * c2 / headroom, (x["concurrency"] - 1.0) * c2 / latency)
+        load_share = pt.where(x["is_open"] > 0, open_share, (x["concurrency"] - 1.0) * c2 / latency)
         shape = _tail_shape(eff, fd, others)
         if "latency" in fd.obs:
             rows, vals = fd.obs["latency"]
@@ -466,10 +487,11 @@ def _drafter_design(cfg: dict, fd: FitData):
     return pt.as_tensor(fd.x["drafter_z"]) @ beta.T
 
 
-def _knee_open_latency(opts: dict, fd: FitData, c1, headroom, dense, rate, verify_extra):
-    """Open-loop latency (s) with a roofline knee: ``L = (C1 + extra(rate L)) / headroom``.
+def _knee_open_latency(opts: dict, c1, headroom, dense, others_at, measured_others, verify_extra):
+    """Open-loop latency (s) with a roofline knee: ``L = (C1 + extra(others_at(L))) / headroom``, ``others_at(L)``
+    the others a request meets (``rate L`` for Poisson arrivals; one piece of ``theory.arrivals`` else).
 
-    The exact fixed point (``predict.latency_at``) has no root where the knee saturates the server, a
+    The exact fixed point (``serve_latency.latency_at``) has no root where the knee saturates the server, a
     cliff in the log density that a draw near a high-load run falls off (570 divergences in
     2 x (300 tune + 300) draws). ``open_loop_batch`` says how the pass's tokens are counted instead:
 
@@ -477,15 +499,15 @@ def _knee_open_latency(opts: dict, fd: FitData, c1, headroom, dense, rate, verif
       dense latency ``dense``: smooth, finite where no root exists (the steps grow instead), and a
       function of the parameters alone, so the model is generative (simulation-based calibration and
       PSIS-LOO are valid for it);
-    - ``"measured"``: at the run's measured batch, ``rate`` x its observed mean latency (Little's law):
-      explicit and smooth, but the observed latency then sits inside its own mean, so the likelihood
-      is not a generative model of it.
+    - ``"measured"``: at the run's measured batch, ``measured_others``, the others its observed mean latency
+      meets (Little's law): explicit and smooth, but the observed latency then sits inside its own mean, so
+      the likelihood is not a generative model of it.
     """
     if opts.get("open_loop_batch", OPEN_LOOP_BATCHES[0]) == "measured":
-        return (c1 + verify_extra(rate * _observed_or(fd, "latency", dense))) / headroom
+        return (c1 + verify_extra(measured_others)) / headroom
     lat = dense
     for _ in range(int(opts.get("open_loop_iterations", 4))):
-        lat = (c1 + verify_extra(rate * lat)) / headroom
+        lat = (c1 + verify_extra(others_at(lat))) / headroom
     return lat
 
 

@@ -15,10 +15,11 @@ __all__ = ["CONDITION_COLUMNS", "load_axis", "condition_grid", "validate_conditi
 
 #: the canonical run columns that describe a condition to predict (``max_num_seqs``: the server's batch
 #: cap, requests in service at most; ``kv_cache_tokens``: the tokens its KV cache holds, which caps the batch
-#: too; NaN: unknown, not capped; ``n_requests``: the requests of the run
+#: too; NaN: unknown, not capped; ``arrival_cv2``: an open loop's squared coefficient of variation of the
+#: inter-arrival times, 1 Poisson, 0 evenly spaced; NaN: Poisson; ``n_requests``: the requests of the run
 #: whose mean is predicted, which adds their mean's sampling error; NaN: the server's long-run mean)
 CONDITION_COLUMNS = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type",
-                     "rate_rps", "concurrency", "max_num_seqs", "kv_cache_tokens", "n_requests"]
+                     "rate_rps", "concurrency", "max_num_seqs", "kv_cache_tokens", "arrival_cv2", "n_requests"]
 
 
 def load_axis(rates=None, concurrencies=None) -> tuple[str, str, np.ndarray]:
@@ -41,12 +42,14 @@ def load_axis(rates=None, concurrencies=None) -> tuple[str, str, np.ndarray]:
 def condition_grid(*, verifier: str, drafter: str, hardware: str, dataset: str, ks, prompt_len: float,
                    output_len: float, rates=None, concurrencies=None,
                    max_num_seqs: float | None = None,
-                   kv_cache_tokens: float | None = None) -> tuple[pd.DataFrame, str, np.ndarray]:
+                   kv_cache_tokens: float | None = None,
+                   arrival_cv2: float | None = None) -> tuple[pd.DataFrame, str, np.ndarray]:
     """Every (load, k) condition for one pair and workload, load-major (k varies fastest).
 
     ``drafter`` is the pair's drafter; rows with ``k = 0`` get ``drafter = 'none'``. Lengths in
     tokens; ``max_num_seqs``: the server's batch cap (requests), ``kv_cache_tokens``: its KV cache size
-    (tokens), each None if unknown. Returns
+    (tokens), each None if unknown; ``arrival_cv2``: how regular an open loop's arrivals are (1 Poisson, the
+    default; 0 evenly spaced). Returns
     ``(conditions, load column, loads)``; the conditions have :data:`CONDITION_COLUMNS`.
     """
     col, load_type, loads = load_axis(rates, concurrencies)
@@ -54,7 +57,9 @@ def condition_grid(*, verifier: str, drafter: str, hardware: str, dataset: str, 
              "dataset": dataset, "k": int(k), "prompt_len": float(prompt_len), "output_len": float(output_len),
              "load_type": load_type, "rate_rps": np.nan, "concurrency": np.nan, col: float(x),
              "max_num_seqs": np.nan if max_num_seqs is None else float(max_num_seqs),
-             "kv_cache_tokens": np.nan if kv_cache_tokens is None else float(kv_cache_tokens), "n_requests": np.nan}
+             "kv_cache_tokens": np.nan if kv_cache_tokens is None else float(kv_cache_tokens),
+             "arrival_cv2": np.nan if arrival_cv2 is None or load_type != "rate" else float(arrival_cv2),
+             "n_requests": np.nan}
             for x in loads for k in ks]
     return pd.DataFrame(rows, columns=CONDITION_COLUMNS), col, loads
 
@@ -70,7 +75,8 @@ def validate_conditions(conditions: pd.DataFrame) -> pd.DataFrame:
                          "concurrency)")
     cond = conditions.copy()
     for col, default in (("drafter", "none"), ("dataset", "unseen"), ("rate_rps", np.nan), ("concurrency", np.nan),
-                         ("max_num_seqs", np.nan), ("kv_cache_tokens", np.nan), ("n_requests", np.nan)):
+                         ("max_num_seqs", np.nan), ("kv_cache_tokens", np.nan), ("arrival_cv2", np.nan),
+                         ("n_requests", np.nan)):
         if col not in cond:
             cond[col] = default
     for col, fix in (("max_num_seqs", "the batch cap must be a number of requests >= 1. Fix: give the server's "
@@ -83,6 +89,12 @@ def validate_conditions(conditions: pd.DataFrame) -> pd.DataFrame:
         if (value.notna() & ~(value >= 1)).any() or (value.isna() & cond[col].notna()).any():
             raise ValueError(f"conditions, column '{col}': {fix}")
         cond[col] = value.astype(float)
+    cv2 = pd.to_numeric(cond["arrival_cv2"], errors="coerce")
+    if (cv2.notna() & ~((cv2 >= 0) & (cv2 <= 100))).any() or (cv2.isna() & cond["arrival_cv2"].notna()).any():
+        raise ValueError("conditions, column 'arrival_cv2': the inter-arrival times' squared coefficient of variation "
+                         "must be a number in [0, 100]. Fix: 1 for Poisson arrivals, 0 for evenly spaced ones, "
+                         "1 / burstiness for vllm bench serve --burstiness, or leave it empty (Poisson)")
+    cond["arrival_cv2"] = cv2.astype(float)
     bad = ~cond["load_type"].isin(["rate", "concurrency"])
     if bad.any():
         raise ValueError("conditions, column 'load_type': must be 'rate' or 'concurrency'")

@@ -26,6 +26,7 @@ import pymc as pm
 
 from bayes_sd.model.fit_data import (
     ACCEPTANCE_PIVOTS,
+    ARRIVALS,
     CONFIGURATION_EFFECTS,
     EFFECTS,
     KNEE_FORMS,
@@ -176,6 +177,9 @@ def _check(cfg: dict[str, Any]) -> None:
     rate = cfg.get("model", {}).get("open_loop_rate", OPEN_LOOP_RATES[0])
     if rate not in OPEN_LOOP_RATES:
         raise ModelConfigError(f"model option open_loop_rate = {rate!r}. Fix: use one of {', '.join(OPEN_LOOP_RATES)}")
+    arrivals = cfg.get("model", {}).get("arrivals", ARRIVALS[0])
+    if arrivals not in ARRIVALS:
+        raise ModelConfigError(f"model option arrivals = {arrivals!r}. Fix: use one of {', '.join(ARRIVALS)}")
     batch = cfg.get("model", {}).get("open_loop_batch", OPEN_LOOP_BATCHES[0])
     if batch not in OPEN_LOOP_BATCHES:
         raise ModelConfigError(f"model option open_loop_batch = {batch!r}. "

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayes_sd.theory import COEFS, DRAFTER_COEFS, VERIFIER_COEFS
+from bayes_sd.theory import COEFS, DRAFTER_COEFS, VERIFIER_COEFS, arrival_cv2_of
 from bayes_sd.traces.schema import NO_DRAFTER
 
 from .acceptance_data import (
@@ -25,15 +25,14 @@ from .acceptance_data import (
     replayed_acceptance,
 )
 
-__all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OPEN_LOOP_BATCHES", "VERIFIER_FORMS",
-           "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix", "moe_log_q", "VERIFIER_COEFS",
-           "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS", "CONFIGURATION_EFFECTS", "LOAD_TRENDS",
-           "OTHER_POOLED_LEVELS", "SPECULATION_COSTS", "speculation_identified",
-           "pair_label", "level_label", "deployment_label", "configuration_effects", "configuration_level_label",
-           "fixed_scale",
-           "observed_acceptance", "observed_decay", "replayed_acceptance", "measured_pivot", "acceptance_pivot",
-           "ACCEPTANCE_PIVOTS", "SATURATED_RUNS", "batch_cap", "POSITION_SE_IDENTIFIED", "closed_loop_load",
-           "draft_share", "observed_draft_share"]
+__all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OPEN_LOOP_BATCHES", "ARRIVALS",
+           "VERIFIER_FORMS", "MOE_FORMS", "KNEE_FORMS", "DRAFTER_PREDICTORS", "drafter_predictor_matrix",
+           "moe_log_q", "VERIFIER_COEFS", "DRAFTER_COEFS", "COEFS", "TAIL_QUANTILES", "EFFECTS",
+           "CONFIGURATION_EFFECTS", "LOAD_TRENDS", "OTHER_POOLED_LEVELS", "SPECULATION_COSTS",
+           "speculation_identified", "pair_label", "level_label", "deployment_label", "configuration_effects",
+           "configuration_level_label", "fixed_scale", "observed_acceptance", "observed_decay",
+           "replayed_acceptance", "measured_pivot", "acceptance_pivot", "ACCEPTANCE_PIVOTS", "SATURATED_RUNS",
+           "batch_cap", "POSITION_SE_IDENTIFIED", "closed_loop_load", "draft_share", "observed_draft_share"]
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +275,9 @@ OPEN_LOOP_RATES = ("offered", "achieved")  # the first is the default everywhere
 #: ``[model] saturated_runs``: a saturated open-loop run is left out of the fit, or enters it as what it
 #: says (its offered rate exceeded the server's capacity); the first is the default
 SATURATED_RUNS = ("excluded", "censored")
+#: ``[model] arrivals``: every open loop taken as Poisson, or as its runs record (``arrival_cv2``;
+#: ``theory.arrivals``); the first is the default
+ARRIVALS = ("poisson", "as_recorded")
 #: how a roofline form counts an open-loop run's tokens per pass in the likelihood (model.build:
 #: _knee_open_latency); the first is the default
 OPEN_LOOP_BATCHES = ("measured", "iterated")
@@ -501,6 +503,7 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     cap = batch_cap(fit).to_numpy(float)
     x["has_cap"] = np.isfinite(cap).astype(float)
     x["slots"] = np.where(np.isfinite(cap), cap, 1.0)
+    x["arrival_cv2"] = arrival_cv2_of(fit["arrival_cv2"] if "arrival_cv2" in fit else np.full(len(fit), np.nan))
     x["sat_rate"] = np.where(censored, fit["rate_rps"].to_numpy(float) if "rate_rps" in fit else 0.0, 0.0)
     x["rate"] = np.where(censored, 0.0, x["rate"])
 

@@ -24,6 +24,7 @@ from bayes_sd import theory
 from bayes_sd._stats import quantile
 from bayes_sd.model.build import z_quantile
 from bayes_sd.model.fit_data import (
+    ARRIVALS,
     COEFS,
     DRAFTER_COEFS,
     EFFECTS,
@@ -44,6 +45,7 @@ from bayes_sd.model.fit_data import (
     moe_log_q,
     pair_label,
 )
+from bayes_sd.model.serve_latency import latency_at
 from bayes_sd.theory import acceptance
 from bayes_sd.traces.schema import NO_DRAFTER
 
@@ -310,6 +312,7 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
               "knee_tokens": extras["knee_tokens"], "compute_share": extras["compute_share"], "prompt_len": P,
               "output_len": D, "is_open": is_open, "rate": rate, "concurrency": conc, "configuration": factors,
               "slots": np.where(np.isfinite(cap), cap, 1.0), "has_cap": np.isfinite(cap),
+              "arrival_cv2": _arrival_cv2(post, cfg, cond, rng),
               "draft_share": np.ones(len(cond)) if draft_share is None else np.asarray(draft_share, float)}
 
     costs, dem, lat, others, wait, capacity = latency_at(inputs, k, tau, tau_sq)
@@ -333,7 +336,12 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
         # the likelihood, would instead blow up near saturation)
         c2_new = dem.c2 * np.exp(post["sigma_c2"].values[:, None] * rng.standard_t(nu, size=lat.shape))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            ratio = np.where(is_open, (1.0 - rate * dem.c2) / (1.0 - rate * c2_new),
+            # open loop: the piece of theory.arrivals the latency sits on, (C1 - shift C2) / (1 - rate' C2)
+            (rate_a, _), (rate_b, shift_b) = theory.open_loop_pieces(rate, inputs["arrival_cv2"])
+            on_a = rate * lat <= 1.0
+            rate_p, shift_p = np.where(on_a, rate_a, rate_b), np.where(on_a, 0.0, shift_b)
+            ratio = np.where(is_open, (1.0 - rate_p * dem.c2) / (1.0 - rate_p * c2_new)
+                             * (dem.c1 - shift_p * c2_new) / (dem.c1 - shift_p * dem.c2),
                              (dem.c1 + (conc - 1.0) * c2_new) / (dem.c1 + (conc - 1.0) * dem.c2))
             ratio = np.where(is_open & (rate * c2_new >= 1.0), np.inf, ratio)
             # a draw saturated in the mean stays saturated (inf times the ratio's sign would not)
@@ -352,6 +360,25 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
         saturation_rps=capacity, batch_size=np.where(is_open, rate * lat, conc),
         acceptance_length=np.broadcast_to(tau, lat.shape), inputs=inputs,
     )
+
+
+def _arrival_cv2(post, cfg: dict, cond: pd.DataFrame, rng) -> np.ndarray:
+    """The open-loop law's ``cv2`` per condition, (sample, condition) where some condition's arrivals are
+    more regular than Poisson: moved toward Poisson by the fitted ``arrival_irregularity`` (its prior's
+    draws when the fit had no such runs; ``theory.effective_cv2``). Poisson for every condition under
+    ``[model] arrivals = "poisson"``, as in the fit."""
+    if cfg.get("model", {}).get("arrivals", ARRIVALS[0]) == "poisson" or "arrival_cv2" not in cond:
+        return np.full(len(cond), theory.POISSON)
+    cv2 = theory.arrival_cv2_of(cond["arrival_cv2"])
+    if not (cv2 < theory.POISSON).any():
+        return cv2
+    if "arrival_irregularity" in post:
+        irregular = post["arrival_irregularity"].values[:, None]
+    else:
+        spec = cfg["priors"]["arrival_irregularity"]
+        n = next(iter(post.values())).shape[0]
+        irregular = rng.beta(spec["alpha"], spec["beta"], size=(n, 1))
+    return theory.effective_cv2(cv2, irregular)
 
 
 def _configuration_factors(eff: _EffectSampler, cfg: dict, cond: pd.DataFrame, offsets: dict | None):
@@ -434,102 +461,6 @@ def acceptance_second_moment(a, k, decay=None):
     if decay is None:
         return theory.tau_sq_constant(a, k)
     return acceptance.tau_sq_decaying(a, decay, k)
-
-
-def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
-    """Mean latency (s) per (sample, condition) from the per-draw inputs of :class:`Draws`.
-
-    Returns ``(costs, demand, latency, others, wait, capacity)``: the service costs with the
-    effective verifier fixed cost (MoE coverage, roofline knee), the demand split, mean latency (inf
-    past saturation, where the knee may bring saturation below ``1 / C2``), the mean number of other
-    requests in service, the mean wait for a slot where the batch cap (``inputs["slots"]``) is known
-    (:mod:`bayes_sd.theory.batch_cap`; 0 elsewhere, s) and the capacity (requests/s: ``1 / C2``, or the
-    capped server's where the cap is known). ``k``, ``tau`` (tokens per drafting step), ``tau_sq``
-    (its second moment, :func:`acceptance_second_moment`: the iteration-boundary term the fitted
-    model has) and ``drafter_scale`` (a multiplier on the drafter costs d0, d1) may differ from
-    the conditions' own, for what-if questions; ``inputs["draft_share"]`` (default 1) is the share of
-    decode steps that carry drafts (:func:`bayes_sd.theory.per_decode_step`).
-    """
-    c, share, log_q = inputs["cost"], inputs["share"], inputs["log_q"]
-    k, tau, tau_sq = theory.per_decode_step(k, tau, tau_sq, inputs.get("draft_share", 1.0))
-    P, D, is_open = inputs["prompt_len"], inputs["output_len"], inputs["is_open"]
-    rate, conc = inputs["rate"], inputs["concurrency"]
-    slots = inputs.get("slots", np.ones_like(conc))
-    has_cap = inputs.get("has_cap", np.zeros(np.shape(conc), bool))
-    costs = theory.ServiceCosts(**{n: (c[n] if n[0] != "d" else c[n] * drafter_scale * (k > 0)) for n in COEFS},
-                                s1=c["s1"], e0=c["e0"], e1=c["e1"])
-    dem = theory.demand(costs, k, tau, P, D, tau_sq=tau_sq).scaled(*inputs.get("configuration", (1.0, 1.0)))
-    knee, r = inputs["knee_tokens"], inputs["compute_share"]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if np.any(r > 0):  # roofline variants: a pass past its knee grows with its tokens
-            compute = theory.iterations(D, tau, tau_sq) * costs.v0 * r
-            lat_knee, fixed_point = theory.latency_knee_open(dem.c1, dem.c2, compute, knee, k, rate)
-            lat_open = np.where(fixed_point, lat_knee, np.inf)
-            if np.any(share > 0):  # MoE verifiers with a knee: no closed form, the fixed point by iteration
-                lat_open = _moe_knee_open(costs.v0, dem, share, log_q, r, knee, k, D, tau, tau_sq, rate, lat_open)
-
-            def closed(streams):
-                lat = theory.latency_knee_closed(dem.c1, dem.c2, compute, knee, k, streams)
-                if np.any(share > 0):
-                    lat = _moe_knee_closed(costs.v0, dem, share, log_q, r, knee, k, D, tau, tau_sq, streams, lat)
-                return lat
-        else:  # dense, or MoE coverage alone (Newton; exact for the dense columns, whose saving is 0)
-            saving = theory.iterations(D, tau, tau_sq) * costs.v0 * share
-            lat_open = theory.latency_open(dem.c1, dem.c2, rate)
-            finite = np.isfinite(lat_open)
-            lat_open = np.where(finite, theory.latency_moe_open_newton(
-                dem.c1, dem.c2, saving, log_q, k, rate, start=np.where(finite, lat_open, 1.0)), np.inf)
-
-            def closed(streams):
-                return theory.latency_closed(dem.c1, dem.c2, streams) - saving * theory.moe_untouched(log_q, k,
-                                                                                                    streams - 1.0)
-        capacity = theory.saturation_rate(dem.c2)
-        if np.any(has_cap):  # past the batch cap requests wait for a slot (theory.batch_cap)
-            full = closed(slots)
-            lat_closed = closed(np.where(has_cap, np.minimum(conc, slots), conc))
-            wait = np.where(is_open, theory.queue_wait(rate, slots, full, has_cap),
-                            theory.closed_wait(conc, slots, full, has_cap))
-            capacity = np.where(has_cap, np.minimum(capacity, theory.cap_capacity(slots, full)), capacity)
-        else:
-            lat_closed, wait = closed(conc), np.zeros(np.broadcast_shapes(np.shape(lat_open), np.shape(conc)))
-        service = np.where(is_open, lat_open, lat_closed)
-        lat = service + wait
-        others = np.where(is_open, rate * service, conc - 1.0)
-        others = np.where(has_cap, np.minimum(others, slots - 1.0), others)
-        busy = np.where(np.isfinite(others), others, 0.0)
-        v0_eff = (costs.v0 * (1.0 - share * theory.moe_untouched(log_q, k, busy))
-                  * (1.0 + r * theory.knee_excess(busy, k, knee)))
-    return dataclasses.replace(costs, v0=v0_eff), dem, lat, others, wait, capacity
-
-
-def _moe_columns(share, shape, *arrays):
-    """The columns (conditions) of MoE verifiers, and ``arrays`` broadcast to ``shape`` and cut to them."""
-    cols = np.any(share > 0, axis=0)
-    return cols, [np.broadcast_to(a, shape)[:, cols] for a in arrays]
-
-
-def _moe_knee_open(v0, dem, share, log_q, r, knee, k, D, tau, tau_sq, rate, lat_open):
-    """``lat_open`` with the columns of MoE verifiers replaced by the open-loop latency with both expert
-    coverage and the roofline knee in the verify pass (``theory.latency_moe_knee_open``: inf where
-    the knee saturates the server)."""
-    lat_open = lat_open.copy()
-    n_v0 = theory.iterations(D, tau, tau_sq) * v0
-    cols, (n_v0, c1, c2, share, log_q, r, knee, k, rate) = _moe_columns(
-        share, lat_open.shape, n_v0, dem.c1, dem.c2, share, log_q, r, knee, k, rate)
-    lat_open[:, cols] = theory.latency_moe_knee_open(c1, c2, n_v0, share, log_q, r, knee, k, rate)
-    return lat_open
-
-
-def _moe_knee_closed(v0, dem, share, log_q, r, knee, k, D, tau, tau_sq, streams, lat_closed):
-    """``lat_closed`` with the columns of MoE verifiers replaced by the closed-loop latency at ``streams``
-    with both expert coverage and the roofline knee in the verify pass (build.py's ``load_extra``)."""
-    lat_closed = np.array(np.broadcast_to(lat_closed, np.broadcast_shapes(np.shape(lat_closed), np.shape(share))))
-    n_v0 = theory.iterations(D, tau, tau_sq) * v0
-    cols, (n_v0, c1, c2, share, log_q, r, knee, k, streams) = _moe_columns(
-        share, lat_closed.shape, n_v0, dem.c1, dem.c2, share, log_q, r, knee, k, streams)
-    extra = n_v0 * (theory.verify_cost_multiplier(share, log_q, r, knee, k, streams - 1.0) - 1.0)
-    lat_closed[:, cols] = theory.latency_at_load(c1, c2, streams - 1.0) + extra
-    return lat_closed
 
 
 def summarise(draws: Draws, conditions: pd.DataFrame) -> xr.Dataset:

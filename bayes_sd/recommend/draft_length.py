@@ -259,7 +259,7 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
                output_len: float, rates=None, concurrencies=None, k_max: int = 8, ks=None,
                objective: str | Objective = "mean", slo_s: float | None = None, cvar_alpha: float = 0.9,
                latency_cap_s: float | None = None, resolution: float = RESOLUTION_SE, max_draws: int = 1000,
-               seed: int = 0) -> pd.DataFrame:
+               seed: int = 0, arrival_cv2: float | None = None) -> pd.DataFrame:
     """Every (load, k): score, P(k is best), expected regret, latency and speedup summaries.
 
     All k of all loads come from one ``predict_draws`` call, so draws align across k.
@@ -304,6 +304,11 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
         Posterior draws used.
     seed : int, default 0
         Seed of the draws.
+    arrival_cv2 : float, optional
+        With ``rates``: how regular the arrivals are, the squared coefficient of variation of the
+        inter-arrival times (1 Poisson, the default and most production traffic; 0 evenly spaced, as
+        GuideLLM's ``constant`` profile sends; ``theory.arrivals``); only for a model fitted with
+        ``[model] arrivals = "as_recorded"``.
 
     Returns
     -------
@@ -331,13 +336,18 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
     """
     ks = candidate_ks(k_max, ks)
     _check(max(int(ks[-1]), 1), prompt_len, output_len)
+    if arrival_cv2 is not None and arrival_cv2 != 1.0 and model.config["model"].get("arrivals") != "as_recorded":
+        raise ValueError(f"arrival_cv2 = {arrival_cv2:g}, but {model.config['name']} takes every open loop as Poisson "
+                         "([model] arrivals = 'poisson'). Fix: leave arrival_cv2 out, or fit a configuration with "
+                         "arrivals = \"as_recorded\"")
     obj = make_objective(objective, slo_s=slo_s, cvar_alpha=cvar_alpha)
     measured = measured_ks(model, verifier, drafter, hardware)
     grid, col, loads = condition_grid(verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
                                       ks=ks, prompt_len=prompt_len, output_len=output_len, rates=rates,
                                       concurrencies=concurrencies,
                                       max_num_seqs=fitted_batch_cap(model, verifier, hardware),
-                                      kv_cache_tokens=fitted_setting(model, verifier, hardware, "kv_cache_tokens"))
+                                      kv_cache_tokens=fitted_setting(model, verifier, hardware, "kv_cache_tokens"),
+                                      arrival_cv2=arrival_cv2)
     lt = grid["load_type"].iloc[0]
     d = _draws(model, grid, (len(loads), len(ks)), max_draws, seed)
     vals = obj.values(d, loads, lt == "rate")
@@ -404,13 +414,13 @@ def recommend_k(model, *, verifier: str, drafter: str, hardware: str, dataset: s
                 output_len: float, rates=None, concurrencies=None, k_max: int = 8, ks=None,
                 objective: str | Objective = "mean", slo_s: float | None = None, cvar_alpha: float = 0.9,
                 latency_cap_s: float | None = None, resolution: float = RESOLUTION_SE, max_draws: int = 1000,
-                seed: int = 0) -> pd.DataFrame:
+                seed: int = 0, arrival_cv2: float | None = None) -> pd.DataFrame:
     """The recommended draft length per load: one row per rate (or concurrency).
 
     Parameters
     ----------
     model, verifier, drafter, hardware, dataset, prompt_len, output_len, rates, concurrencies, k_max, ks, \
-objective, slo_s, cvar_alpha, latency_cap_s, resolution, max_draws, seed
+objective, slo_s, cvar_alpha, latency_cap_s, resolution, max_draws, seed, arrival_cv2
         As :func:`evaluate_k`, which scores every k; this keeps the chosen one per load.
 
     Returns
@@ -441,7 +451,8 @@ objective, slo_s, cvar_alpha, latency_cap_s, resolution, max_draws, seed
     table = evaluate_k(model, verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
                        prompt_len=prompt_len, output_len=output_len, rates=rates, concurrencies=concurrencies,
                        k_max=k_max, ks=ks, objective=objective, slo_s=slo_s, cvar_alpha=cvar_alpha,
-                       latency_cap_s=latency_cap_s, resolution=resolution, max_draws=max_draws, seed=seed)
+                       latency_cap_s=latency_cap_s, resolution=resolution, max_draws=max_draws, seed=seed,
+                       arrival_cv2=arrival_cv2)
     return chosen_rows(table, model)
 
 

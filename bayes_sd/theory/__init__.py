@@ -16,7 +16,8 @@ token), ``P`` prompt length, ``D`` output length, ``N`` iterations per request,
 
 Modules: :mod:`.dense` (service costs, acceptance moments, demand, open- and closed-loop
 latency, TTFT and TPOT, the batch-1 baselines of the papers), :mod:`.batch_cap` (a
-server's cap on the requests in service: the wait for a slot, the capped capacity), :mod:`.verify_pass` (verify
+server's cap on the requests in service: the wait for a slot, the capped capacity), :mod:`.arrivals` (how
+many others an open-loop request meets when arrivals are more regular than Poisson), :mod:`.verify_pass` (verify
 passes that are not flat in their tokens: MoE expert coverage and the roofline knee, and the
 speedup that dispatches between the two) and :mod:`.acceptance` (per-position acceptance that
 decays with draft position). Import from ``bayes_sd.theory``: the names below are its public API.
@@ -35,6 +36,7 @@ from .acceptance import (
     tau_decaying,
     tau_sq_decaying,
 )
+from .arrivals import POISSON, arrival_cv2_of, combine_pieces, effective_cv2, open_loop_pieces, others_open
 from .batch_cap import cap_capacity, closed_wait, queue_wait, utilisation_at_cap
 from .dense import (
     COEFS,
@@ -98,6 +100,12 @@ __all__ = [
     "latency_at_load",
     "latency_closed",
     "latency_open",
+    "POISSON",
+    "arrival_cv2_of",
+    "combine_pieces",
+    "effective_cv2",
+    "open_loop_pieces",
+    "others_open",
     "saturation_rate",
     "cap_capacity",
     "queue_wait",

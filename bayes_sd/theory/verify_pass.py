@@ -123,21 +123,23 @@ def moe_untouched(log_q, k, others, xp=np):
     return xp.exp((others + 1.0) * (k + 1.0) * log_q)
 
 
-def latency_moe_open_newton(c1, c2, saving, log_q, k, rate, xp=np, steps=4, start=None):
+def latency_moe_open_newton(c1, c2, saving, log_q, k, rate, xp=np, steps=4, start=None, shift=0.0):
     """Open-loop mean latency (s) with an MoE verifier, by Newton's method (numpy or pytensor).
 
-    Solves ``L = g(L) = C1 + rate L C2 - saving * q^((rate L + 1)(k + 1))`` where ``C1, C2``
+    Solves ``L = g(L) = C1 + o C2 - saving * q^((o + 1)(k + 1))``, ``o = rate L - shift`` the others
+    a request meets (``shift`` 0 for Poisson arrivals; :mod:`.arrivals`), where ``C1, C2``
     are the dense demands at full expert coverage and ``saving = N v0 share`` (s per
     request). ``g`` is increasing and concave in ``L``, so Newton started at the dense
-    latency ``C1 / (1 - rate C2)`` (an upper bound, or ``start``) descends monotonically
+    latency ``(C1 - shift C2) / (1 - rate C2)`` (an upper bound, or ``start``) descends monotonically
     to the fixed point; ``steps`` unrolled iterations keep it differentiable (4 reach 1e-14
     relative error against bisection on the fleet's MoE presets up to 97% of saturation). Callers
     handle saturation (``rate C2 >= 1``) before calling. ``saving = 0`` gives the dense form.
     """
+    c1 = c1 - shift * c2
     lat = c1 / (1.0 - rate * c2) if start is None else start
     slope_q = -log_q * rate * (k + 1.0)  # d(-q^T)/dL = q^T * slope_q
     for _ in range(steps):
-        u = moe_untouched(log_q, k, rate * lat, xp=xp)
+        u = moe_untouched(log_q, k, rate * lat - shift, xp=xp)
         g = c1 + rate * lat * c2 - saving * u
         dg = rate * c2 + saving * u * slope_q
         lat = lat - (lat - g) / xp.maximum(1.0 - dg, 1e-6)
@@ -189,10 +191,11 @@ def moe_knee_scale(log_q, xp=np):
 
 
 def latency_moe_knee_open(c1, c2, n_v0, share, log_q, compute_share, knee_tokens, k, rate, rtol=1e-12,
-                          max_iter=500):
+                          max_iter=500, shift=0.0):
     """Open-loop mean latency (s) with expert coverage and a roofline knee in the verify pass. numpy only.
 
-    Solves ``L = C1 + rate L C2 + n_v0 (verify_cost_multiplier(others = rate L) - 1)`` for its
+    Solves ``L = C1 + o C2 + n_v0 (verify_cost_multiplier(others = o) - 1)``, ``o = rate L - shift``
+    (:mod:`.arrivals`), for its
     smallest root; ``n_v0`` (s per request) is the request's ``N`` verify passes times ``v0``, the
     other arguments as in :func:`verify_cost_multiplier`. With the untouched fraction ``u = q^T``
     held fixed the equation is the knee's, solved in closed form (:func:`latency_knee_open`); the
@@ -207,15 +210,15 @@ def latency_moe_knee_open(c1, c2, n_v0, share, log_q, compute_share, knee_tokens
     for _ in range(max_iter):
         fixed = n_v0 * share * untouched
         nxt, ok = latency_knee_open(c1 - fixed, c2, n_v0 * compute_share * (1.0 - share * untouched), knee_tokens,
-                                    k, rate)
+                                    k, rate, shift=shift)
         nxt = np.where(ok, nxt, np.inf)
         with np.errstate(invalid="ignore"):
             settled = (nxt == lat) | (np.abs(nxt - lat) <= rtol * np.abs(nxt))
         lat = nxt
         if settled.all():
             break
-        untouched = np.where(np.isfinite(lat), moe_untouched(log_q, k, rate * np.where(np.isfinite(lat), lat, 0.0)),
-                             0.0)
+        untouched = np.where(np.isfinite(lat), moe_untouched(log_q, k, rate * np.where(np.isfinite(lat), lat, 0.0)
+                                                             - shift), 0.0)
     return lat[()] if lat.ndim == 0 else lat
 
 
@@ -226,10 +229,11 @@ def latency_knee_closed(c1, c2, compute, knee_tokens, k, concurrency, xp=np):
     return latency_at_load(c1, c2, others) + compute * knee_excess(others, k, knee_tokens, xp=xp)
 
 
-def latency_knee_open(c1, c2, compute, knee_tokens, k, rate, xp=np, softness=KNEE_SOFTNESS):
+def latency_knee_open(c1, c2, compute, knee_tokens, k, rate, xp=np, softness=KNEE_SOFTNESS, shift=0.0):
     """Open-loop mean latency (s) with a roofline knee in the verify pass, in closed form.
 
-    Solves ``L = g(L) = C1 + rate L C2 + compute * knee_excess(rate L, k, knee)`` for its smallest
+    Solves ``L = g(L) = C1 + o C2 + compute * knee_excess(o, k, knee)``, ``o = rate L - shift`` the
+    others a request meets (``shift`` 0 for Poisson arrivals; :mod:`.arrivals`), for its smallest
     root (the stable one): ``compute`` (s per request) is ``N * r * v0``, the extra time of a
     request's ``N`` passes per knee's worth of tokens past the knee. With the hyperbolic smooth max
     of :func:`knee_excess` the equation is ``A L - B = e sqrt(x^2 + h^2)`` with ``x = alpha L + beta``
@@ -244,10 +248,10 @@ def latency_knee_open(c1, c2, compute, knee_tokens, k, rate, xp=np, softness=KNE
     gives ``C1 / (1 - rate C2)``.
     """
     alpha = rate * (k + 1.0) / knee_tokens
-    beta = (k + 1.0) / knee_tokens - 1.0
+    beta = (1.0 - shift) * (k + 1.0) / knee_tokens - 1.0
     e = 0.5 * compute
     a_lin = 1.0 - rate * c2 - e * alpha
-    b_lin = c1 + e * beta
+    b_lin = c1 - shift * c2 + e * beta
     qa = a_lin * a_lin - e * e * alpha * alpha
     w = (a_lin * beta + alpha * b_lin) ** 2 + softness**2 * qa
     root_w = xp.sqrt(xp.maximum(w, 0.0))

@@ -21,7 +21,9 @@ A folder is ingested whole. With a ``manifest.json`` (:mod:`bayes_sd.traces.mani
 points are read: each point's report with the point's configuration as labels (its load checked
 against the report's), its ``metrics_before`` / ``metrics_after`` scrapes giving the run's
 acceptance (the delta; the report's own acceptance wins when it has one), its ``log`` (vLLM: engine
-version, pinned acceptance), the tool and engine names and versions, the point's id as run id.
+version, pinned acceptance, KV cache size), the tool and engine names and versions, the server command's
+batch cap and KV cache size (``kv_cache_from_command``), the point's id as run id. A setting the
+point's configuration, a sidecar or a flag gives wins over what the command, the scrapes and the log say.
 Without a manifest every file in the folder is read (recursively, hidden files skipped; files of
 no known format are skipped with a warning), the sidecar's ``files:`` patterns mapping files to
 configurations, and scrapes are matched to runs by time.
@@ -54,9 +56,10 @@ from .aggregate import keep_runs as _unflag
 from .catalogue import models_for
 from .formats import detect_format, read_format
 from .formats.assemble import assemble
-from .formats.base import TraceWarning, warn
-from .formats.labels import Sidecar, batch_cap_from_command, load_sidecar, normalize
-from .formats.prometheus import delta, totals_to_acceptance
+from .formats.base import TraceWarning, read_text, warn
+from .formats.labels import Sidecar, batch_cap_from_command, kv_cache_from_command, load_sidecar, normalize
+from .formats.prometheus import delta, read_server_info, totals_to_acceptance
+from .formats.vllm_logs import log_server_info
 from .io import read_table
 from .manifest import MANIFEST_NAME, read_manifest
 from .real import real_long_to_runs
@@ -216,15 +219,16 @@ def _point_scrapes(point, source: str, sink: list) -> tuple[dict | None, dict]:
         warn(sink, source, "files.metrics_before" if not before else "files.metrics_after", f"point {point.id} "
              "has one /metrics scrape: no acceptance delta from it", "give both scrapes of the point")
         return None, {}
-    parsed = []
     for f in (before, after):
         if detect_format(f) != "prometheus":
             raise TraceError(f, None, f"point {point.id}: not a /metrics scrape",
                              "name the scrape file in the manifest")
+    if int(point.configuration.get("k", 0)) == 0:  # no speculation: no counters, only what it says of the server
+        return None, read_server_info(after)
+    parsed = []
+    for f in (before, after):
         parsed.append(read_format(f, "prometheus"))
         sink.extend(parsed[-1].warnings)
-    if int(point.configuration.get("k", 0)) == 0:  # no speculation: nothing to accept, only the engine
-        return None, dict(parsed[1].info)
     src = f"{before} -> {after}"
     acc = totals_to_acceptance(delta(parsed[0].scrapes[-1][1], parsed[1].scrapes[-1][1], src), src, sink)
     return acc, dict(parsed[1].info)
@@ -265,15 +269,17 @@ def _manifest_parsed(path: str, sink: list, formats: dict) -> list:
                              f"correct the point's load or its report in {path}")
         run = copy.copy(hits[0])
         cfg = {k: v for k, v in pt.configuration.items() if k != "name"}
-        cap = batch_cap_from_command((pt.commands or {}).get("server"))
-        if cap is not None and "max_num_seqs" not in cfg:
-            cfg["max_num_seqs"] = cap
         for key, info in (("tool", pt.tool), ("engine", pt.engine)):
             if isinstance(info, dict) and info.get("name"):
                 cfg[key] = str(info["name"])
                 if info.get("version"):
                     cfg[f"{key}_version"] = str(info["version"])
         run.run_id, run.forced, run.info = pt.id, cfg, dict(run.info)
+        server = (pt.commands or {}).get("server")  # what the files say: below the configuration, flags, sidecar
+        for key, value in (("max_num_seqs", batch_cap_from_command(server)),
+                           ("kv_cache_tokens", kv_cache_from_command(server))):
+            if value is not None:
+                run.info[key] = value
         acc, engine = _point_scrapes(pt, path, sink)
         if acc and not any(c in run.acceptance for c in ("acceptance_length", "num_drafts")):
             run.acceptance = {**acc, **({"k": run.acceptance["k"]} if "k" in run.acceptance else {})}
@@ -292,6 +298,13 @@ def _manifest_parsed(path: str, sink: list, formats: dict) -> list:
                     run.info.setdefault(key, val)
                 if lp.acceptance and not run.acceptance:
                     run.acceptance = dict(lp.acceptance)
+            else:  # a server without speculation logs no metric lines, but its start-up still says its cache
+                try:
+                    said = log_server_info(read_text(log))
+                except TraceError:  # not a text log
+                    said = {}
+                for key, val in said.items():
+                    run.info.setdefault(key, val)
         out.append(_with_run(parsed, run))
     if left:
         warn(sink, path, "points[].status", f"{len(left)} point(s) not done, not ingested: {', '.join(left[:8])}"

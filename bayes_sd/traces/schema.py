@@ -121,6 +121,9 @@ RUNS: tuple[Column, ...] = (
     Column("k", "int", "tokens", True, "draft length (num_speculative_tokens); 0 = no speculation", lo=0, hi=64),
     Column("load_type", "str", "", True, "'rate' (open loop, offered rate) or 'concurrency' (closed loop, N streams)"),
     Column("rate_rps", "float", "requests/s", False, "offered request rate (open loop)", lo=0),
+    Column("arrival_cv2", "float", "", False, "open loop: squared coefficient of variation of the inter-arrival "
+           "times: 1 Poisson (vllm bench serve's default, GuideLLM 'poisson'), 0 evenly spaced (GuideLLM 'constant'), "
+           "1 / burstiness for vllm bench serve --burstiness; empty (taken as Poisson) when unknown", lo=0, hi=100),
     Column("achieved_rps", "float", "requests/s", False, "completed requests per second", lo=0),
     Column("concurrency", "float", "requests", False, "streams in flight (closed loop setting)", lo=0),
     Column("in_flight_seen", "float", "requests", False, "requests in flight (itself included) that the run's "

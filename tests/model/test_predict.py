@@ -120,7 +120,7 @@ def test_a_run_of_n_requests_adds_its_mean_sampling_error_inflated_by_queueing()
 
 
 @pytest.mark.parametrize("column, bad", [("max_num_seqs", 0), ("kv_cache_tokens", 0.5), ("n_requests", 0.5),
-                                         ("n_requests", "many")])
+                                         ("n_requests", "many"), ("arrival_cv2", -0.5), ("arrival_cv2", "even")])
 def test_a_condition_with_an_impossible_count_names_the_column_and_the_fix(column, bad):
     from bayes_sd.model.conditions import validate_conditions
 

@@ -126,6 +126,23 @@ def test_numpy_predictor_reproduces_the_pymc_graph(fleet_subset, config):
     np.testing.assert_allclose(dr.latency[ok], graph[ok], rtol=1e-6)
 
 
+def graph_and_predictor(fd, cfg: dict, models, columns: list[str]):
+    """Prior draws of the graph for ``fd``'s runs and the predictor's for the same runs as conditions
+    (``COND + columns``): ``(post, cond, predicted, graph latency, ok)``, ``ok`` marking the draws both
+    compute away from saturation (half the capacity in open loop) and, for the roofline forms, closed loops
+    only (open loop the graph counts tokens as it may)."""
+    prior = pm.sample_prior_predictive(draws=200, model=build_model(fd, cfg), random_seed=3).prior
+    post = {name: da.stack(sample=("chain", "draw")).transpose("sample", ...) for name, da in prior.data_vars.items()}
+    cond = fd.runs[COND + columns].assign(rate_rps=np.where(fd.x["is_open"] > 0, fd.x["rate"], np.nan))
+    dr = condition_draws(post, cfg, fd.coords, cond, seed=0, models=models, fitted_drafters=fd.drafter_table())
+    graph = post["latency_s"].values
+    ok = np.isfinite(dr.latency) & np.isfinite(graph) & (graph < 1e4)
+    ok &= np.where(fd.x["is_open"] > 0, cond["rate_rps"].to_numpy() < 0.5 * dr.saturation_rps, True)
+    if cfg["model"].get("verifier_form") == "moe_roofline":
+        ok &= fd.x["is_open"] == 0
+    return post, cond, dr, graph, ok
+
+
 @pytest.mark.parametrize("config", ["default", "moe_roofline"])
 def test_numpy_predictor_reproduces_the_pymc_graph_with_a_batch_cap(fleet_subset, config):
     """A known batch cap (max_num_seqs) on the dense verifier's runs: the graph and the predictor agree
@@ -135,15 +152,7 @@ def test_numpy_predictor_reproduces_the_pymc_graph_with_a_batch_cap(fleet_subset
     cfg = load_config(config)
     fd = prepare_fit_data(runs, models)
     assert fd.x["has_cap"].sum() > 0 and (fd.x["has_cap"] == 0).sum() > 0
-    prior = pm.sample_prior_predictive(draws=200, model=build_model(fd, cfg), random_seed=3).prior
-    post = {name: da.stack(sample=("chain", "draw")).transpose("sample", ...) for name, da in prior.data_vars.items()}
-    cond = fd.runs[COND + ["max_num_seqs"]].assign(rate_rps=np.where(fd.x["is_open"] > 0, fd.x["rate"], np.nan))
-    dr = condition_draws(post, cfg, fd.coords, cond, seed=0, models=models, fitted_drafters=fd.drafter_table())
-    graph = post["latency_s"].values
-    ok = np.isfinite(dr.latency) & np.isfinite(graph) & (graph < 1e4)
-    ok &= np.where(fd.x["is_open"] > 0, cond["rate_rps"].to_numpy() < 0.5 * dr.saturation_rps, True)
-    if cfg["model"].get("verifier_form") == "moe_roofline":  # open loop, the graph counts tokens as it may
-        ok &= fd.x["is_open"] == 0
+    post, cond, dr, graph, ok = graph_and_predictor(fd, cfg, models, ["max_num_seqs"])
     queued = (fd.x["has_cap"] > 0) & (cond["concurrency"].to_numpy() > 24)
     assert ok[:, queued].mean() > 0.3  # closed loops past the cap are compared
     np.testing.assert_allclose(dr.latency[ok], graph[ok], rtol=1e-6)
@@ -158,6 +167,39 @@ def test_numpy_predictor_reproduces_the_pymc_graph_with_a_batch_cap(fleet_subset
     if config == "default":  # dense: past the cap, N L(B) / B - L(N) = (N / B - 1)(C1 - C2), > 0 where C1 > C2
         finite = np.isfinite(dr.latency[:, queued])
         assert np.mean((dr.latency[:, queued] > uncapped.latency[:, queued])[finite]) > 0.9
+
+
+@pytest.mark.parametrize("config", ["default", "moe", "moe_roofline_speculation"])
+def test_numpy_predictor_reproduces_the_pymc_graph_with_regular_arrivals(fleet_subset, config):
+    """Open loops whose arrivals are evenly spaced (cv2 0), between (0.5), Poisson (1) or burstier (2):
+    the graph and the predictor agree (theory.arrivals' two pieces); more regular arrivals meet fewer
+    others, so lower latency at the same rate, and the same capacity."""
+    runs, models = fleet_subset
+    is_open = (runs["load_type"] == "rate").to_numpy()
+    cv2 = np.where(is_open, np.resize([0.0, 0.5, 2.0, 1.0], len(runs)), np.nan)
+    base = load_config(config)
+    cfg = load_config({**base, "model": {**base["model"], "arrivals": "as_recorded"}})
+    fd = prepare_fit_data(runs.assign(arrival_cv2=cv2), models)
+    assert set(np.unique(fd.x["arrival_cv2"])) == {0.0, 0.5, 1.0, 2.0}  # closed loops: Poisson, unused
+    post, cond, dr, graph, ok = graph_and_predictor(fd, cfg, models, ["arrival_cv2"])
+    if cfg["model"].get("verifier_form") != "moe_roofline":
+        regular = (fd.x["is_open"] > 0) & (fd.x["arrival_cv2"] == 0.0)
+        assert ok[:, regular].mean() > 0.3  # evenly spaced open loops are compared
+    np.testing.assert_allclose(dr.latency[ok], graph[ok], rtol=1e-6)
+    assert "arrival_irregularity" in post  # learned where evenly spaced runs are fitted
+    poisson = condition_draws(post, cfg, fd.coords, cond.drop(columns="arrival_cv2"), seed=0, models=models,
+                              fitted_drafters=fd.drafter_table())
+    np.testing.assert_array_equal(  # as the default configuration takes them: every open loop Poisson
+        condition_draws(post, base, fd.coords, cond, seed=0, models=models, fitted_drafters=fd.drafter_table()).latency,
+        poisson.latency)
+    np.testing.assert_allclose(dr.saturation_rps, poisson.saturation_rps, rtol=1e-12)
+    both = np.isfinite(dr.latency) & np.isfinite(poisson.latency)
+    with np.errstate(invalid="ignore"):  # inf - inf where saturated, left out below
+        diffs = dr.latency - poisson.latency
+    for c, sign in ((0.0, -1), (0.5, -1), (1.0, 0), (2.0, 1)):
+        cols = (fd.x["is_open"] > 0) & (fd.x["arrival_cv2"] == c)
+        diff = diffs[:, cols][both[:, cols]]
+        assert np.all(np.sign(diff) * sign >= 0) and (sign == 0 or np.mean(np.sign(diff) == sign) > 0.5)
 
 
 def test_closed_loop_runs_past_a_known_cap_are_kept(fleet_subset):

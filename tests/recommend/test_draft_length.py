@@ -176,6 +176,28 @@ def test_recommend_k_columns_p_best_and_regret(fitted_b200):
     assert recs["best_k"].iloc[0] > 0  # alone on the server, DSpark pays off clearly (data: 2.4x)
 
 
+def test_evenly_spaced_arrivals_only_for_a_model_that_takes_arrivals_as_recorded(fitted_b200):
+    """A model fitted with every open loop Poisson refuses a question about evenly spaced arrivals; one
+    that takes them as recorded answers it: lower latency below saturation (fewer others met, by the
+    prior's irregularity when it fitted no such run), the same capacity, and cv2 = 1 as Poisson."""
+    import copy
+
+    model, _ = fitted_b200
+    with pytest.raises(ValueError, match="arrival_cv2 = 0.*Fix: leave arrival_cv2 out, or fit a configuration"):
+        R.evaluate_k(model, **B200, rates=[1.0], ks=[2], max_draws=50, arrival_cv2=0.0)
+    recorded = copy.copy(model)
+    recorded.config = {**model.config, "model": {**model.config["model"], "arrivals": "as_recorded"}}
+    rates = [0.5, 2.0, 4.0]
+    poisson = R.evaluate_k(recorded, **B200, rates=rates, ks=[2], max_draws=200)
+    even = R.evaluate_k(recorded, **B200, rates=rates, ks=[2], max_draws=200, arrival_cv2=0.0)
+    same = R.evaluate_k(recorded, **B200, rates=rates, ks=[2], max_draws=200, arrival_cv2=1.0)
+    np.testing.assert_allclose(same["latency_q50_s"], poisson["latency_q50_s"])
+    finite = np.isfinite(poisson["latency_q50_s"]).to_numpy()
+    assert finite.sum() >= 2
+    assert (even["latency_q50_s"].to_numpy()[finite] < poisson["latency_q50_s"].to_numpy()[finite]).all()
+    np.testing.assert_allclose(even["saturation_rps"], poisson["saturation_rps"])
+
+
 def test_recommend_k0_near_the_baseline_saturation_rate(fitted_b200):
     """Open loop just under k = 0's saturation: speculation saturates first, so k = 0 wins."""
     model, _ = fitted_b200

@@ -219,3 +219,25 @@ def test_sidecar_overrides_and_detection():
     assert list(runs["k"]) == [4, 2, 4] and (runs["hardware"] == "mock-cpu").all()
     csv = ingest_paths([DATA / "guidellm-0.8.1-generated-benchmarks.csv"], sidecar=DER / "sidecar.yaml").runs
     assert (csv["hardware"] == "other-cpu").all()  # files: override
+
+
+def test_how_regular_the_arrivals_were_is_read(tmp_path):
+    """GuideLLM's constant rate sends evenly spaced (0), vllm bench serve gamma arrivals of shape
+    burstiness (1 / burstiness; Poisson by default), closed loops have none; a bad shape names the fix."""
+    import json
+
+    from bayes_sd.traces.schema import TraceError
+
+    guidellm = ingest("guidellm-0.8.1-generated-benchmarks.json").runs.sort_values("run_id")
+    assert guidellm["arrival_cv2"].isna().tolist() == [True, True, False]
+    assert guidellm["arrival_cv2"].iloc[2] == 0.0 and guidellm["load_type"].iloc[2] == "rate"
+    assert ingest("guidellm-0.8.1-generated-benchmarks.csv").runs["arrival_cv2"].max() == 0.0
+    vllm = DATA / "vllm-0.32.0-generated-bench-serve-detailed.json"
+    assert ingest(vllm.name).runs["arrival_cv2"].tolist() == [1.0]
+    result = json.loads(vllm.read_text())
+    for shape, expect in ((4.0, 0.25), (0.5, 2.0)):
+        (tmp_path / "bursty.json").write_text(json.dumps({**result, "burstiness": shape}))
+        assert ingest_paths(tmp_path / "bursty.json", labels=FLAGS).runs["arrival_cv2"].tolist() == [expect]
+    (tmp_path / "bursty.json").write_text(json.dumps({**result, "burstiness": 0}))
+    with pytest.raises(TraceError, match="burstiness.*Fix: give the result file as vLLM wrote it"):
+        ingest_paths(tmp_path / "bursty.json", labels=FLAGS)

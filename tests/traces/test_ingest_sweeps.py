@@ -173,11 +173,16 @@ LABELS = {"verifier": "v", "drafter": "d", "k": 4, "hardware": "cpu"}
 
 
 def test_scrapes_matched_to_runs_by_time(timed):
+    when = (timed / "m3.prom").stat().st_mtime
+    with open(timed / "m3.prom", "a") as f:  # the last run's closing scrape also gives the server's KV cache
+        f.write('vllm:cache_config_info{block_size="16",num_gpu_blocks="100"} 1.0\n')
+    os.utime(timed / "m3.prom", (when, when))
     res = ingest_paths(timed, labels=LABELS)
     runs = res.runs.sort_values("run_id")
     # deltas: m0->m1 100 drafts 200 accepted, m1->m2 100/100, m2->m3 100/200
     assert runs["acceptance_length"].tolist() == pytest.approx([3.0, 2.0, 3.0])
     assert (runs["num_drafts"] == 100).all() and (runs["engine"] == "vllm").all()
+    assert runs["kv_cache_tokens"].tolist() == pytest.approx([np.nan, np.nan, 1600.0], nan_ok=True)
     assert any("modification times" in w for w in res.warnings)
 
 
@@ -313,3 +318,53 @@ def test_a_batch_cap_comes_from_the_server_command_or_a_label_and_a_bad_one_name
                                         "kv_cache_tokens: 0\n")
     with pytest.raises(TraceError, match="kv_cache_tokens.*Fix: give the server's KV cache size"):
         ingest_paths(tmp_path)
+
+
+def test_the_kv_cache_size_comes_from_a_server_command_a_vllm_log_or_a_scrape(tmp_path):
+    from bayes_sd.traces.formats.labels import kv_cache_from_command
+    from bayes_sd.traces.formats.prometheus import server_info
+    from bayes_sd.traces.formats.vllm_logs import log_server_info
+
+    assert kv_cache_from_command("llama-server -m t.gguf -np 16 -c 16384") == 16384.0
+    assert kv_cache_from_command(["/opt/bin/llama-server", "--ctx-size=8192"]) == 8192.0
+    assert kv_cache_from_command("llama-server -m t.gguf -c 0") is None  # the model's context: not guessed
+    assert kv_cache_from_command("python -m sglang.launch_server --max-total-tokens 200000") == 200000.0
+    assert kv_cache_from_command("some-tool -c 4096") is None  # -c is llama-server's context only
+    cache = ('vllm:cache_config_info{block_size="16",engine="%s",num_gpu_blocks="%s"} 1.0\n')
+    assert server_info(cache % ("0", "600") + cache % ("1", "573")) == {"engine": "vllm", "kv_cache_tokens": 9168.0}
+    assert server_info(cache % ("0", "None")) == {"engine": "vllm"}  # before the engine profiled its memory
+    assert log_server_info("INFO [kv_cache_utils.py:1087] GPU KV cache size: 4,455,808 tokens\n") == {
+        "kv_cache_tokens": 4455808.0}
+
+    shutil.copy(MOCK, tmp_path / "mock.json")
+    shutil.copy(LLAMA, tmp_path / "llama.json")
+    idle = tmp_path / "idle.prom"  # a server without speculation: no counters, but its cache configuration
+    idle.write_text("# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running 0.0\n"
+                    + cache % ("0", "573"))
+    log = tmp_path / "serve.log"
+    log.write_text("INFO 11-22 01:58:00 [kv_cache_utils.py:1087] GPU KV cache size: 1,234,560 tokens\n"
+                   + (DER / "vllm-0.33-serve.log").read_text())
+    rate4 = {"type": "rate", "value": 4.0}
+    points = [
+        Point(id="k0@c1", status="done", configuration={**CFG, "drafter": "none", "k": 0},
+              load={"type": "concurrency", "value": 1},
+              files={"report": "mock.json", "metrics_before": "idle.prom", "metrics_after": "idle.prom"}),
+        Point(id="k4-log@rate-4", status="done", configuration=CFG, load=rate4,
+              files={"report": "llama.json", "metrics_before": str(DER / "vllm-metrics-before.prom"),
+                     "metrics_after": str(DER / "vllm-metrics-after.prom"), "log": "serve.log"}),
+        Point(id="k4-command@rate-4", status="done", configuration=CFG, load=rate4, files={"report": "llama.json"},
+              commands={"server": ["llama-server", "-np", "4", "-c", "8192"]}),
+        Point(id="k4-given@rate-4", status="done", configuration={**CFG, "kv_cache_tokens": 5000}, load=rate4,
+              files={"report": "llama.json", "log": "serve.log"}),
+    ]
+    for p in points:
+        p.files = {k: str(tmp_path / v) for k, v in p.files.items()}
+    write_manifest(points, tmp_path / "manifest.json")
+    runs = ingest_paths(tmp_path / "manifest.json").runs.set_index("run_id")
+    assert runs["kv_cache_tokens"].to_dict() == {"k0@c1": 9168.0, "k4-log@rate-4": 1234560.0,
+                                                 "k4-command@rate-4": 8192.0, "k4-given@rate-4": 5000.0}
+    assert runs.loc["k4-command@rate-4", "max_num_seqs"] == 4.0
+    assert runs.loc["k4-log@rate-4", "acceptance_length"] == pytest.approx(1 + 360 / 160)  # scrapes' delta
+    flagged = ingest_paths(tmp_path / "manifest.json", labels={"kv_cache_tokens": 7000}).runs.set_index("run_id")
+    assert flagged["kv_cache_tokens"].to_dict() == {"k0@c1": 7000.0, "k4-log@rate-4": 7000.0,
+                                                    "k4-command@rate-4": 7000.0, "k4-given@rate-4": 5000.0}

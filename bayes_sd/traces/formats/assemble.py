@@ -150,6 +150,7 @@ def _match_by_time(proms: list, runs: list, sink: list) -> None:
             raise TraceError(f"{points[b][2]} -> {points[a][2]}", "attach_to", f"the scrape pair brackets run "
                              f"{rid} and also run {others[0]}: the counters' delta cannot be split between them",
                              "scrape /metrics between the runs, or " + _FIX_MATCH)
+    kv_of = {p.path: {"kv_cache_tokens": p.info["kv_cache_tokens"]} for p in proms if "kv_cache_tokens" in p.info}
     used = set()
     for _, rid, run in runs:
         if rid in chosen:
@@ -157,7 +158,8 @@ def _match_by_time(proms: list, runs: list, sink: list) -> None:
             used |= {b, a}
             src = f"{points[b][2]} -> {points[a][2]}"
             acc = totals_to_acceptance(delta(points[b][1], points[a][1], src), src, sink)
-            _give(run, acc, {"engine": points[a][1].get("_engine", "vllm")}, src, rid, sink)
+            said = {**kv_of.get(points[a][2], {}), "engine": points[a][1].get("_engine", "vllm")}
+            _give(run, acc, said, src, rid, sink)
     unused = sorted({points[i][2] for i in range(len(points)) if i not in used})
     if unused:
         warn(sink, ", ".join(unused), None, "this /metrics scrape brackets no run: not used",
@@ -215,6 +217,7 @@ def assemble(parsed: list[Parsed], *, flags: dict, sidecar: Sidecar | None, atta
         pinned = spec.pop("acceptance", "measured") == "pinned"
         info = {c: str(spec.pop(c)) for c in _INFO if c in spec}
         meta = {"run_id": rid, "source": p.path, **spec, "load_type": run.load_type, "rate_rps": run.rate_rps,
+                "arrival_cv2": run.arrival_cv2 if run.load_type == "rate" else math.nan,
                 "concurrency": run.concurrency, "n_errored": run.n_errored, "n_incomplete": run.n_incomplete,
                 "saturated": run.saturated, "saturation_reason": run.saturation_reason, "acceptance_pinned": pinned,
                 **info}

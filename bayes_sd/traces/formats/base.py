@@ -55,13 +55,15 @@ class RunData:
     (a manifest point's id) instead of ``<file stem>:<key>``. ``forced``: configuration that
     overrides every other layer (a manifest point's). ``info``: what the file records about the
     run beyond the configuration (``tool``, ``tool_version``, ``engine``, ``engine_version``,
-    ``acceptance``: 'pinned' when the engine fixed it).
+    ``acceptance``: 'pinned' when the engine fixed it). ``arrival_cv2``: an open loop's squared coefficient of
+    variation of the inter-arrival times when the file says how it sent them (0 evenly spaced, 1 Poisson).
     """
 
     key: str
     load_type: str
     rate_rps: float = math.nan
     concurrency: float = math.nan
+    arrival_cv2: float = math.nan
     aliases: list = field(default_factory=list)
     requests: pd.DataFrame | None = None
     stats: dict = field(default_factory=dict)

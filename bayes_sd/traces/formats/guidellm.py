@@ -14,7 +14,8 @@ v2         0.7 - 0.8                ``metadata.version == 2`` (top-level ``confi
 Each benchmark is one run. The rate setting is the strategy GuideLLM actually ran
 (``benchmarks[i].config.strategy``, legacy ``args.strategy``):
 
-- ``constant`` / ``poisson`` (``async``): open loop, ``load_type='rate'``, ``rate_rps`` = rate;
+- ``constant`` / ``poisson`` (``async``): open loop, ``load_type='rate'``, ``rate_rps`` = rate,
+  ``arrival_cv2`` 0 (evenly spaced) / 1 (Poisson);
 - ``concurrent``: closed loop, ``concurrency`` = streams; ``synchronous``: concurrency 1;
 - ``throughput`` (everything sent at once, at most ``max_concurrency`` in flight):
   recorded as closed loop with ``concurrency`` = the peak number of requests actually
@@ -51,7 +52,10 @@ from ..schema import TraceError
 from ._guidellm_json import BATCH_KEY, FIELDS, HISTOGRAM, records_to_columns, stream_report
 from .base import Parsed, RunData, finish_requests, get, num, read_text, warn
 
-__all__ = ["read_guidellm", "strategy_load"]
+__all__ = ["read_guidellm", "strategy_load", "strategy_arrival_cv2"]
+
+#: squared coefficient of variation of the inter-arrival times of GuideLLM's open-loop strategies
+_ARRIVAL_CV2 = {"constant": 0.0, "poisson": 1.0}
 
 _VERSIONS = {1: "v1 (GuideLLM 0.5-0.6)", 2: "v2 (GuideLLM 0.7-0.8)"}
 _NAMES = {"start_s": "info.timings.request_start", "first_token_s": "info.timings.first_token_iteration",
@@ -100,6 +104,12 @@ def _generation(tree, source: str) -> str:
     if bench and isinstance(bench[0], dict) and ("run_stats" in bench[0] or "args" in bench[0]):
         return "legacy"
     return "0.4"
+
+
+def strategy_arrival_cv2(kind) -> float:
+    """Squared coefficient of variation of the inter-arrival times of a GuideLLM strategy type: 0 for
+    ``constant`` (evenly spaced), 1 for ``poisson``, NaN for the others (closed loops, trace replay)."""
+    return _ARRIVAL_CV2.get(str(kind), math.nan)
 
 
 def strategy_load(strategy, source: str, where: str, sink: list) -> tuple[str, str, float, float, bool]:
@@ -280,6 +290,7 @@ def _benchmark(b, i: int, gen: str, batches, source: str, sink: list) -> RunData
         if (wd > 0 or cd > 0 or ms_ > rs_ + 1e-6 or me_ < re2 - 1e-6) and me_ > ms_:
             window = (ms_, me_)
     return RunData(key=key, load_type=load_type, rate_rps=rate, concurrency=conc,
+                   arrival_cv2=strategy_arrival_cv2(strat.get("type_", strat.get("kind"))),
                    aliases=[str(i), label, str(strat.get("type_", "")), str(get(b, "config", "id_") or b.get("id_"))],
                    requests=req, window=window, n_errored=n_err, n_incomplete=n_inc, saturated=sat,
                    saturation_reason=reason,

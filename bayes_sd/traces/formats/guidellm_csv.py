@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..schema import TraceError
 from .base import Parsed, RunData, get, read_text, warn
-from .guidellm import strategy_load
+from .guidellm import strategy_arrival_cv2, strategy_load
 
 __all__ = ["read_guidellm_csv"]
 
@@ -95,7 +95,7 @@ def read_guidellm_csv(path) -> Parsed:
             peak = float(_PCT.findall(cp)[-1]) if cp and _PCT.findall(cp) else math.nan
             conc = min(conc, peak) if math.isfinite(conc) and peak >= 1 else (peak if peak >= 1 else ok)
         out.runs.append(RunData(key=f"{idx}:{label}", load_type=load_type, rate_rps=rate, concurrency=conc,
-                                aliases=[idx, label, kind], stats=stats,
+                                arrival_cv2=strategy_arrival_cv2(kind), aliases=[idx, label, kind], stats=stats,
                                 n_errored=int(f(row, "Request Counts", "Errored") or 0),
                                 n_incomplete=int(f(row, "Request Counts", "Incomplete") or 0),
                                 saturated=sat, saturation_reason=reason))

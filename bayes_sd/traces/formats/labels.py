@@ -59,7 +59,7 @@ from ..schema import NO_DRAFTER, TraceError
 from .base import read_text, warn
 
 __all__ = ["SPEC_FIELDS", "EXTRA_FIELDS", "Sidecar", "load_sidecar", "normalize", "resolve", "file_override", "FIX",
-           "batch_cap_value", "batch_cap_from_command"]
+           "batch_cap_value", "batch_cap_from_command", "kv_cache_from_command"]
 
 SPEC_FIELDS = ("verifier", "drafter", "k", "hardware", "dataset")
 #: Optional fields resolved like the configuration: pinned acceptance, tool and engine names and versions, and
@@ -292,19 +292,44 @@ def resolve(*, source: str, run_id: str, names: list, file_labels: dict, run_lab
 _CAP_FLAGS = ("--max-num-seqs", "--max-running-requests", "--max_batch_size", "--max-batch-size", "--parallel", "-np")
 
 
+#: server flags that set the KV cache size in tokens: SGLang's token pool, llama-server's context (all slots'
+#: together; 0 there means the model's, which this package does not guess)
+_KV_FLAGS = ("--max-total-tokens",)
+_LLAMA_KV_FLAGS = ("-c", "--ctx-size")
+
+
+def _words(command) -> list[str]:
+    words = command.split() if isinstance(command, str) else [str(w) for w in command]
+    return [p for w in words for p in w.split()]  # a command given as one string inside a list
+
+
+def _flag_value(words: list[str], flags: tuple) -> tuple[str, str] | None:
+    """(flag, value) of the first of ``flags`` in a command's words (``--flag v`` or ``--flag=v``)."""
+    for i, w in enumerate(words):
+        flag, eq, val = w.partition("=")
+        if flag in flags:
+            return flag, val if eq else (words[i + 1] if i + 1 < len(words) else "")
+    return None
+
+
+def _whole_or_none(hit: tuple[str, str] | None) -> float | None:
+    """A flag's value when it is a whole number >= 1, else None (not a setting this package reads)."""
+    f = _whole(hit[1], 1) if hit else math.nan
+    return None if math.isnan(f) else f
+
+
 def batch_cap_from_command(command) -> float | None:
     """The batch cap a server command line sets (``--max-num-seqs 256``, ``-np 16``, ``--parallel=4``, ...),
     None when it sets none (the engine's default then applies, which this package does not guess)."""
+    return _whole_or_none(_flag_value(_words(command), _CAP_FLAGS)) if command else None
+
+
+def kv_cache_from_command(command) -> float | None:
+    """The KV cache size in tokens a server command line sets: SGLang's ``--max-total-tokens`` or
+    llama-server's ``-c`` / ``--ctx-size`` (every slot's context together); None when it sets none or
+    leaves it to the engine (vLLM sizes its cache from free memory: its log and ``/metrics`` say the size)."""
     if not command:
         return None
-    words = command.split() if isinstance(command, str) else [str(w) for w in command]
-    words = [p for w in words for p in w.split()]  # a command given as one string inside a list
-    for i, w in enumerate(words):
-        flag, eq, val = w.partition("=")
-        if flag in _CAP_FLAGS:
-            val = val if eq else (words[i + 1] if i + 1 < len(words) else "")
-            try:
-                return batch_cap_value(val, "server command", flag)
-            except TraceError:
-                return None
-    return None
+    words = _words(command)
+    flags = _KV_FLAGS + (_LLAMA_KV_FLAGS if words and "llama-server" in Path(words[0]).name else ())
+    return _whole_or_none(_flag_value(words, flags))

@@ -32,6 +32,12 @@ are paired by the ingest (:func:`delta`, the smaller counters being "before"), o
 runs by time. A single scrape alone is cumulative since the server started (warning). Sample
 timestamps (the optional third field of a sample line, milliseconds) give the scrape's time.
 
+vLLM's ``vllm:cache_config_info`` gauge carries the cache configuration as labels; its
+``num_gpu_blocks`` x ``block_size`` is the KV cache size in tokens (``Parsed.info['kv_cache_tokens']``;
+per engine, the smallest when a data-parallel server's engines differ). For a model with sliding-window or
+hybrid layers it counts blocks, not the context a request can use: vLLM's start-up log line (``GPU KV
+cache size: N tokens``, :mod:`.vllm_logs`) is the better source there, and a sidecar or flag wins over both.
+
 Result (``Parsed.acceptance``): ``draft_tokens``, ``accepted_tokens``, ``num_drafts``,
 ``acceptance_length`` (= 1 + accepted / drafts, bonus token included), ``k`` (number of
 positions) and ``per_position_acceptance`` (the share of drafts accepted up to each position, a
@@ -48,7 +54,7 @@ from ..schema import TraceError
 from ..validate import format_per_position
 from .base import Parsed, read_text, warn
 
-__all__ = ["read_prometheus", "delta", "totals_to_acceptance", "ENGINES"]
+__all__ = ["read_prometheus", "read_server_info", "server_info", "delta", "totals_to_acceptance", "ENGINES"]
 
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+(\S+))?\s*$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
@@ -79,6 +85,37 @@ def _engine_of(text: str) -> str | None:
         if re.search(rf"^(# (HELP|TYPE) )?{re.escape(prefix)}", text, re.M):
             return engine
     return None
+
+
+def server_info(text: str) -> dict:
+    """What a scrape says of its server: ``engine`` (when its metric names say) and ``kv_cache_tokens``
+    (vLLM's ``vllm:cache_config_info``: ``num_gpu_blocks`` x ``block_size``, the smallest over engines; absent
+    when the gauge is, or its blocks are not yet known, ``None``)."""
+    out: dict = {}
+    engine = _engine_of(text)
+    if engine:
+        out["engine"] = engine
+    sizes = []
+    for line in text.splitlines():
+        if not line.startswith("vllm:cache_config_info{"):
+            continue
+        m = _LINE.match(line.strip())
+        labels = dict(_LABEL.findall(m.group(2) or "")) if m else {}
+        try:
+            blocks, size = float(labels.get("num_gpu_blocks", "")), float(labels.get("block_size", ""))
+        except ValueError:  # 'None' before the engine has profiled its memory
+            continue
+        if math.isfinite(blocks * size) and blocks >= 1 and size >= 1:
+            sizes.append(blocks * size)
+    if sizes:
+        out["kv_cache_tokens"] = min(sizes)
+    return out
+
+
+def read_server_info(path) -> dict:
+    """:func:`server_info` of a scrape file; it need not hold speculative-decoding counters (a server
+    without speculation)."""
+    return server_info(read_text(path))
 
 
 def _parse(text: str, source: str) -> tuple[str, list[dict], list]:
@@ -240,8 +277,9 @@ def read_prometheus(path) -> Parsed:
     """Read a Prometheus text scrape; ``Parsed.acceptance`` holds the run's acceptance
     (two scrapes in the file) or, for one scrape, the totals under ``'_totals'``."""
     source = str(path)
-    engine, scrapes, times = _parse(read_text(path), source)
-    out = Parsed(path=source, fmt=f"{engine} prometheus", info={"engine": engine})
+    text = read_text(path)
+    engine, scrapes, times = _parse(text, source)
+    out = Parsed(path=source, fmt=f"{engine} prometheus", info={**server_info(text), "engine": engine})
     out.scrapes = list(zip(times, scrapes))
     if len(scrapes) == 1:
         out.acceptance = {"_totals": scrapes[0]}

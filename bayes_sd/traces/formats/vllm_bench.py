@@ -1,10 +1,11 @@
 """``vllm bench serve`` result JSON (``--save-result``), with or without ``--save-detailed``.
 
 One JSON object per run; ``--append-result`` makes the file JSON Lines (one run a line).
-The load setting: a finite ``request_rate`` (requests/s; Poisson or Gamma arrivals) is an
-open-loop run (``load_type='rate'``); ``request_rate`` ``"inf"`` with ``max_concurrency``
-N is closed loop at N streams; ``"inf"`` without a cap sends every request at t = 0 and
-is recorded as concurrency = ``num_prompts``, flagged saturated. Ramp-up runs are refused.
+The load setting: a finite ``request_rate`` (requests/s; Poisson or Gamma arrivals of shape
+``burstiness``, recorded as ``arrival_cv2 = 1 / burstiness``) is an open-loop run
+(``load_type='rate'``); ``request_rate`` ``"inf"`` with ``max_concurrency`` N is closed loop at N
+streams; ``"inf"`` without a cap sends every request at t = 0 and is recorded as concurrency =
+``num_prompts``, flagged saturated. Ramp-up runs are refused.
 
 With ``--save-detailed`` the parallel per-request lists (seconds) become request rows:
 ``start_times`` are ``time.perf_counter()`` readings (monotonic, arbitrary origin: only
@@ -90,6 +91,18 @@ def _load_type(d: dict, source: str, run: str, sink: list):
     n = num(d.get("num_prompts"), source, "num_prompts")
     return (f"burst@{n:g}", "concurrency", math.nan, n, True,
             "request_rate inf without max_concurrency: every request sent at once (not a steady-state load)")
+
+
+def _arrival_cv2(d: dict, load_type: str, source: str) -> float:
+    """An open loop's inter-arrival squared coefficient of variation: gamma arrivals of shape ``burstiness``
+    (default 1, Poisson) have ``1 / burstiness``; NaN for a closed loop."""
+    if load_type != "rate":
+        return math.nan
+    shape = num(d.get("burstiness", 1.0), source, "burstiness")
+    if not (shape > 0):
+        raise TraceError(source, "burstiness", f"burstiness {d.get('burstiness')!r}",
+                         "give the result file as vLLM wrote it (a positive gamma shape; 1 = Poisson)")
+    return 1.0 / shape
 
 
 def _acceptance(d: dict, source: str, run: str, sink: list) -> dict:
@@ -214,7 +227,7 @@ def read_vllm_bench(path) -> Parsed:
         label, load_type, rate, conc, sat, reason = _load_type(d, source, str(j), out.warnings)
         key = f"{j}:{label}" if len(objs) > 1 else label
         run = RunData(key=key, load_type=load_type, rate_rps=rate, concurrency=conc, aliases=[str(j), label],
-                      saturated=sat, saturation_reason=reason)
+                      saturated=sat, saturation_reason=reason, arrival_cv2=_arrival_cv2(d, load_type, source))
         run.labels = {k: v for k, v in d.items() if _is_meta(k) and isinstance(v, (str, int, float))}
         if isinstance(d.get("model_id"), str) and d["model_id"]:
             out.recorded.setdefault("verifier", d["model_id"])

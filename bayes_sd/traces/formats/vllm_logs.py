@@ -29,7 +29,10 @@ interval before a shutdown is usually never logged.
 The startup lines say more: ``LLM engine (v0.11.0)`` gives the engine version, and a
 ``rejection_sample_method`` of ``synthetic`` in the logged arguments or configuration (vLLM's
 synthetic acceptance for testing, ``synthetic_acceptance_rates`` / ``synthetic_acceptance_length``)
-marks the run's acceptance as pinned: cost-only data, never acceptance evidence.
+marks the run's acceptance as pinned: cost-only data, never acceptance evidence; ``GPU KV cache
+size: 1,234,560 tokens`` gives the server's KV cache size (``kv_cache_tokens``; the last such line, so
+a log of restarts gives the latest server's). :func:`log_server_info` reads these from any vLLM log,
+one of a server without speculation too.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from ..schema import TraceError
 from ..validate import format_per_position
 from .base import Parsed, read_text, warn
 
-__all__ = ["read_vllm_log", "LOG_MARKERS"]
+__all__ = ["read_vllm_log", "log_server_info", "LOG_MARKERS"]
 
 LOG_MARKERS = ("SpecDecoding metrics:", "Speculative metrics:")
 _NUM = r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)"
@@ -52,6 +55,7 @@ _V1 = {"mal": re.compile(r"Mean acceptance length:\s*" + _NUM),
        "draft": re.compile(r"Drafted:\s*(\d+) tokens"),
        "pos": re.compile(r"Per-position acceptance rate:\s*((?:[\d.]+|nan)(?:\s*,\s*(?:[\d.]+|nan))*)")}
 _VERSION = re.compile(r"LLM engine \(v(\d[\w.+-]*)\)")
+_KV_CACHE = re.compile(r"GPU KV cache size:\s*(\d[\d,]*) tokens")
 _SYNTHETIC = re.compile(r"rejection_sample_method['\"]?\s*[:=]\s*['\"]?synthetic", re.I)
 _V0 = {"k": re.compile(r"Number of speculative tokens:\s*(\d+)"),
        "acc": re.compile(r"Number of accepted tokens:\s*(\d+)"),
@@ -106,20 +110,32 @@ def _v1(lines, source, sink) -> dict:
     return out
 
 
+def log_server_info(text: str) -> dict:
+    """What a vLLM log's start-up lines say of its server: ``engine_version``, ``acceptance`` (``'pinned'``
+    under synthetic rejection sampling) and ``kv_cache_tokens`` (the last ``GPU KV cache size`` line), each
+    only when the log says it."""
+    out: dict = {}
+    for line in text.splitlines():
+        if "engine_version" not in out and (m := _VERSION.search(line)):
+            out["engine_version"] = m.group(1)
+        if "rejection_sample_method" in line and _SYNTHETIC.search(line):
+            out["acceptance"] = "pinned"
+        if m := _KV_CACHE.search(line):
+            out["kv_cache_tokens"] = float(m.group(1).replace(",", ""))
+    return out
+
+
 def read_vllm_log(path) -> Parsed:
     """Read a vLLM server log; ``Parsed.acceptance`` holds the summed acceptance."""
     source = str(path)
-    out = Parsed(path=source, fmt="vllm log", info={"engine": "vllm"})
+    text = read_text(path)
+    out = Parsed(path=source, fmt="vllm log", info={"engine": "vllm", **log_server_info(text)})
     v0, v1 = [], []
-    for n, line in enumerate(read_text(path).splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if "SpecDecoding metrics:" in line:
             v1.append((n, line))
         elif "Speculative metrics:" in line:
             v0.append((n, line))
-        elif "engine_version" not in out.info and (m := _VERSION.search(line)):
-            out.info["engine_version"] = m.group(1)
-        if "rejection_sample_method" in line and _SYNTHETIC.search(line):
-            out.info["acceptance"] = "pinned"
     if not v0 and not v1:
         raise TraceError(source, "SpecDecoding metrics", "no speculative-decoding metric line in the log",
                          "log the server with speculative decoding on and stats logging enabled "
