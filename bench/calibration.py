@@ -136,8 +136,9 @@ def score_split(model: LatencyModel, train: pd.DataFrame, test: pd.DataFrame, se
 
 #: decision rules compared on the same fits: the default, and the best expected uncapped mean latency
 #: (infinite where a draw saturates) however slight its lead
-RULES = {"default": {}, "uncapped_best_score": {"objective": Objective("mean_uncapped", lambda d, x, o: d["latency"]),
-                                                "resolution": 0.0}}
+RULES = {"default": {}, "best_expected": {"min_p_faster": 0.0}, "faster_p80": {"min_p_faster": 0.8},
+         "uncapped_best_score": {"objective": Objective("mean_uncapped", lambda d, x, o: d["latency"]),
+                                 "resolution": 0.0, "min_p_faster": 0.0}}
 
 
 def decisions(config: str, runs, models, truth, args, fleet: int) -> pd.DataFrame:
@@ -167,7 +168,8 @@ def decisions(config: str, runs, models, truth, args, fleet: int) -> pd.DataFram
                     chosen = t.get(int(r["best_k"]), np.nan)
                     rows.append({"fleet": fleet, "seed": s, "rule": rule, "condition": f"{cond}|{drafter}|{r[col]:g}",
                                  "best_k": int(r["best_k"]), "true_best_k": int(t.idxmin()),
-                                 "regret": chosen / best - 1,
+                                 "regret": chosen / best - 1, "regret_k0": t.loc[0] / best - 1,
+                                 "p_slower_than_k0": float(r["p_slower_than_k0"]),
                                  "slower_speculation": bool(r["best_k"] > 0 and chosen >= 1.05 * t.loc[0]),
                                  "k0_best": bool(t.idxmin() == 0), "converged": bool(model.diagnostics()["converged"]),
                                  "chain_groups_agree": bool(r["chain_groups_agree"])})

@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
                        rates=rates, concurrencies=concs, k_max=args.k_max,
                        ks=None if args.ks is None else floats(args.ks, "--ks"), objective=args.objective,
                        slo_s=args.slo_s, cvar_alpha=args.cvar_alpha, latency_cap_s=args.latency_cap_s,
-                       max_draws=args.max_draws, seed=args.seed, arrival_cv2=args.arrival_cv2)
+                       max_draws=args.max_draws, seed=args.seed, arrival_cv2=args.arrival_cv2,
+                       min_p_faster=args.min_p_faster)
     recs = chosen_rows(table, model)
     load_col = "rate_rps" if rates is not None else "concurrency"
     show = [load_col, "best_k", "k_measured", "utility", "latency_mean_s", "latency_q05_s", "latency_q95_s", "p_best",
@@ -139,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``recommend``; returns its parser."""
+    from bayes_sd.recommend.draft_length import MIN_P_FASTER
     from bayes_sd.recommend.export import MAX_NUM_SEQS
     from bayes_sd.recommend.utility import OBJECTIVES
 
@@ -156,6 +158,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="with --rate-rps: how regular the arrivals are, the squared coefficient of variation of the "
                         "times between them (default 1: Poisson, as most production traffic; 0: evenly spaced, as "
                         "GuideLLM's constant rate sends). Regular arrivals meet fewer others below saturation")
+    p.add_argument("--min-p-faster", type=float, default=MIN_P_FASTER, metavar="P",
+                   help="speculate only where the chosen k is faster than k = 0 in at least this share of the "
+                        f"posterior draws (default {MIN_P_FASTER:g}; 0: the best expected objective decides alone)")
     p.add_argument("--k-max", type=int, default=8, help="largest draft length considered (default 8)")
     p.add_argument("--ks", help="the draft lengths to compare instead of 0..k-max, comma-separated (e.g. the "
                                 "ones measured: 0,2,4,6); 0 is always included")

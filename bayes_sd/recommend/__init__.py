@@ -9,6 +9,7 @@
 """
 
 from bayes_sd.recommend.draft_length import (
+    MIN_P_FASTER,
     RESOLUTION_SE,
     Decision,
     chosen_rows,
@@ -49,7 +50,7 @@ from bayes_sd.recommend.utility import (
 __all__ = [
     "expected", "posterior_quantile", "cvar", "prob_at_most", "fraction_within_slo", "cap_latency",
     "LATENCY_CAP_FACTOR", "Objective", "make_objective", "OBJECTIVES", "Decision", "decide", "RESOLUTION_SE",
-    "evaluate_k", "recommend_k", "chosen_rows", "rank_drafters", "fitted_batch_cap", "fitted_setting",
+    "MIN_P_FASTER", "evaluate_k", "recommend_k", "chosen_rows", "rank_drafters", "fitted_batch_cap", "fitted_setting",
     "speculative_config", "batch_size_policy", "vllm_config", "guess_method", "MAX_NUM_SEQS",
     "schedule_overhead", "schedule_check", "static_recommendations", "trtllm_config", "sglang_args",
     "VLLM_SCHEDULE_OVERHEAD",

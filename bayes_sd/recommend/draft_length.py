@@ -63,6 +63,11 @@ class Decision:
 
 #: a score within this many Monte Carlo standard errors of the best is not told apart from it
 RESOLUTION_SE = 2.0
+#: a k > 0 is chosen only where it is faster than k = 0 in at least this share of the draws: the model
+#: errs toward speculation where k or load are extrapolated, and on development fleets 3-4 (synthetic,
+#: out of family, not used to choose it) this took mean regret from 1.68% to 1.39% and slower speculation
+#: from 10.1% to 7.2% of conditions (docs/evaluation.md, the decision rule)
+MIN_P_FASTER = 0.9
 
 
 def _lexbest(*keys: np.ndarray) -> np.ndarray:
@@ -89,7 +94,7 @@ def _gap_se(values: np.ndarray, aggregate, best: int, n_boot: int = 200) -> np.n
 
 
 def decide(values, *, aggregate=expected, maximize: bool = False, saturated=None,
-           headroom=None, resolution: float = RESOLUTION_SE) -> Decision:
+           headroom=None, resolution: float = RESOLUTION_SE, eligible=None) -> Decision:
     """Choose among options by ``aggregate`` of per-draw ``values`` (sample, option).
 
     The option with the best score is the candidate; an option listed before it (a smaller k, or no
@@ -115,6 +120,9 @@ def decide(values, *, aggregate=expected, maximize: bool = False, saturated=None
     resolution : float, default :data:`RESOLUTION_SE`
         How many standard errors of a score difference count as no difference (0: the best score
         wins however slight its lead). The errors treat the draws as independent.
+    eligible : array-like of bool, optional
+        ``(option,)``: the options that may be chosen (default all; the first always may). P(best) and
+        the regrets are reported for every option.
 
     Returns
     -------
@@ -141,12 +149,15 @@ def decide(values, *, aggregate=expected, maximize: bool = False, saturated=None
     key = sign * np.where(np.isnan(v), np.inf * sign, v)
     score = np.asarray(aggregate(v), float)
     p_sat = sat.mean(axis=0)
-    candidate = int(_lexbest(sign * score, p_sat, -np.median(room, axis=0)))
+    ok = np.ones(v.shape[1], bool) if eligible is None else np.asarray(eligible, bool).copy()
+    ok[0] = True
+    candidate = int(_lexbest(np.where(ok, sign * score, np.inf), np.where(ok, p_sat, np.inf),
+                             -np.median(room, axis=0)))
     gap_se = _gap_se(v, aggregate, candidate) if v.shape[0] > 1 else np.full(v.shape[1], np.nan)
     best = candidate
     if resolution > 0 and np.isfinite(score[candidate]):
         with np.errstate(invalid="ignore"):
-            close = sign * (score[:candidate] - score[candidate]) <= resolution * gap_se[:candidate]
+            close = (sign * (score[:candidate] - score[candidate]) <= resolution * gap_se[:candidate]) & ok[:candidate]
         if close.any():
             best = int(np.flatnonzero(close)[0])
             gap_se = _gap_se(v, aggregate, best)  # the errors reported are the chosen option's
@@ -259,7 +270,7 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
                output_len: float, rates=None, concurrencies=None, k_max: int = 8, ks=None,
                objective: str | Objective = "mean", slo_s: float | None = None, cvar_alpha: float = 0.9,
                latency_cap_s: float | None = None, resolution: float = RESOLUTION_SE, max_draws: int = 1000,
-               seed: int = 0, arrival_cv2: float | None = None) -> pd.DataFrame:
+               seed: int = 0, arrival_cv2: float | None = None, min_p_faster: float = MIN_P_FASTER) -> pd.DataFrame:
     """Every (load, k): score, P(k is best), expected regret, latency and speedup summaries.
 
     All k of all loads come from one ``predict_draws`` call, so draws align across k.
@@ -309,6 +320,9 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
         inter-arrival times (1 Poisson, the default and most production traffic; 0 evenly spaced, as
         GuideLLM's ``constant`` profile sends; ``theory.arrivals``); only for a model fitted with
         ``[model] arrivals = "as_recorded"``.
+    min_p_faster : float, default :data:`MIN_P_FASTER` (0.9)
+        A k > 0 may be chosen only where the draws put at least this probability on its latency being
+        below k = 0's (0: the best expected objective decides alone).
 
     Returns
     -------
@@ -340,6 +354,8 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
         raise ValueError(f"arrival_cv2 = {arrival_cv2:g}, but {model.config['name']} takes every open loop as Poisson "
                          "([model] arrivals = 'poisson'). Fix: leave arrival_cv2 out, or fit a configuration with "
                          "arrivals = \"as_recorded\"")
+    if not 0.0 <= min_p_faster < 1.0:
+        raise ValueError(f"min_p_faster = {min_p_faster}: a probability in [0, 1)")
     obj = make_objective(objective, slo_s=slo_s, cvar_alpha=cvar_alpha)
     measured = measured_ks(model, verifier, drafter, hardware)
     grid, col, loads = condition_grid(verifier=verifier, drafter=drafter, hardware=hardware, dataset=dataset,
@@ -354,10 +370,10 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
     if obj.capped:
         vals = cap_latency(vals, latency_cap_s)
     by_group = _chosen_by_chain_group(model, grid, (len(loads), len(ks)), loads, lt == "rate", obj, latency_cap_s,
-                                      resolution, max_draws, seed)
+                                      resolution, max_draws, seed, min_p_faster)
     out = []
     for i, x in enumerate(loads):
-        dec = _decide_at(d, vals, i, obj, resolution)
+        dec = _decide_at(d, vals, i, obj, resolution, min_p_faster)
         lat, lat0 = d["latency"][:, i], d["latency"][:, i, 0]
         group_ks = None if by_group is None else [int(ks[b]) for b in by_group[:, i]]
         for j, k in enumerate(ks):
@@ -384,15 +400,18 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
     return pd.DataFrame(out)
 
 
-def _decide_at(d: dict, vals: np.ndarray, i: int, obj: Objective, resolution: float):
-    """:func:`decide` among the k at load ``i`` of :func:`_draws`' ``d`` and the objective's ``vals``."""
+def _decide_at(d: dict, vals: np.ndarray, i: int, obj: Objective, resolution: float, min_p_faster: float):
+    """:func:`decide` among the k at load ``i`` of :func:`_draws`' ``d`` and the objective's ``vals``, a k > 0
+    eligible where its latency is below k = 0's in at least ``min_p_faster`` of the draws."""
+    lat = d["latency"][:, i]
     return decide(vals[:, i], aggregate=obj.aggregate, maximize=obj.maximize,
-                  saturated=~np.isfinite(d["latency"][:, i]), headroom=d["saturation_rps"][:, i],
-                  resolution=resolution)
+                  saturated=~np.isfinite(lat), headroom=d["saturation_rps"][:, i], resolution=resolution,
+                  eligible=(lat < lat[:, :1]).mean(axis=0) >= min_p_faster)
 
 
 def _chosen_by_chain_group(model, grid: pd.DataFrame, shape: tuple, loads, is_open: bool, obj: Objective,
-                           latency_cap_s, resolution: float, max_draws: int, seed: int) -> np.ndarray | None:
+                           latency_cap_s, resolution: float, max_draws: int, seed: int,
+                           min_p_faster: float) -> np.ndarray | None:
     """The index of the k each group of chains would choose at each load, (group, load), when the chains
     did not mix and split into groups (``LatencyModel.chain_agreement``); None otherwise. A choice
     that differs between groups depends on which mode of the posterior the sampler found."""
@@ -406,7 +425,7 @@ def _chosen_by_chain_group(model, grid: pd.DataFrame, shape: tuple, loads, is_op
         d = _draws(model.with_chains(chains), grid, shape, max_draws, seed)
         vals = obj.values(d, loads, is_open)
         vals = cap_latency(vals, latency_cap_s) if obj.capped else vals
-        chosen.append([_decide_at(d, vals, i, obj, resolution).best for i in range(len(loads))])
+        chosen.append([_decide_at(d, vals, i, obj, resolution, min_p_faster).best for i in range(len(loads))])
     return np.array(chosen)
 
 
@@ -414,13 +433,13 @@ def recommend_k(model, *, verifier: str, drafter: str, hardware: str, dataset: s
                 output_len: float, rates=None, concurrencies=None, k_max: int = 8, ks=None,
                 objective: str | Objective = "mean", slo_s: float | None = None, cvar_alpha: float = 0.9,
                 latency_cap_s: float | None = None, resolution: float = RESOLUTION_SE, max_draws: int = 1000,
-                seed: int = 0, arrival_cv2: float | None = None) -> pd.DataFrame:
+                seed: int = 0, arrival_cv2: float | None = None, min_p_faster: float = MIN_P_FASTER) -> pd.DataFrame:
     """The recommended draft length per load: one row per rate (or concurrency).
 
     Parameters
     ----------
     model, verifier, drafter, hardware, dataset, prompt_len, output_len, rates, concurrencies, k_max, ks, \
-objective, slo_s, cvar_alpha, latency_cap_s, resolution, max_draws, seed, arrival_cv2
+objective, slo_s, cvar_alpha, latency_cap_s, resolution, max_draws, seed, arrival_cv2, min_p_faster
         As :func:`evaluate_k`, which scores every k; this keeps the chosen one per load.
 
     Returns
@@ -452,7 +471,7 @@ objective, slo_s, cvar_alpha, latency_cap_s, resolution, max_draws, seed, arriva
                        prompt_len=prompt_len, output_len=output_len, rates=rates, concurrencies=concurrencies,
                        k_max=k_max, ks=ks, objective=objective, slo_s=slo_s, cvar_alpha=cvar_alpha,
                        latency_cap_s=latency_cap_s, resolution=resolution, max_draws=max_draws, seed=seed,
-                       arrival_cv2=arrival_cv2)
+                       arrival_cv2=arrival_cv2, min_p_faster=min_p_faster)
     return chosen_rows(table, model)
 
 

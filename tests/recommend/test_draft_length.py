@@ -57,6 +57,22 @@ def test_decide_chooses_k0_when_speculation_is_slower(rng):
     np.testing.assert_allclose(dec.regret, (lat - lat.min(axis=1, keepdims=True)).mean(axis=0))
 
 
+def test_an_option_not_eligible_is_never_chosen_but_still_scored(rng):
+    """k = 2 is best on average but slower than k = 0 in 30% of draws; k = 1 is a little faster in every draw.
+    Requiring P(faster than k = 0) >= 0.9 leaves k = 2 out of the choice, not out of P(best) and regret;
+    the first option is always eligible."""
+    base = 2.0 + 0.1 * rng.standard_normal(1000)
+    k2 = np.where(np.arange(1000) < 300, base * 1.05, base * 0.6)
+    lat = np.column_stack([base, base * 0.95, k2])
+    assert R.decide(lat, resolution=0).best == 2
+    p_faster = (lat < lat[:, :1]).mean(axis=0)
+    np.testing.assert_allclose(p_faster, [0.0, 1.0, 0.7])
+    dec = R.decide(lat, resolution=0, eligible=p_faster >= 0.9)
+    assert dec.best == 1
+    np.testing.assert_allclose(dec.regret, R.decide(lat, resolution=0).regret)  # reported for every option
+    assert R.decide(lat, resolution=0, eligible=[False, False, False]).best == 0
+
+
 def test_regret_is_zero_and_p_best_one_when_one_option_dominates(rng):
     lat = 1.0 + rng.random((300, 4))
     lat[:, 2] = lat.min(axis=1) - 0.1  # option 2 is best in every draw
@@ -174,6 +190,16 @@ def test_recommend_k_columns_p_best_and_regret(fitted_b200):
     assert (recs["latency_q05_s"] <= recs["latency_mean_s"]).all()
     assert (recs["latency_mean_s"] <= recs["latency_q95_s"]).all()
     assert recs["best_k"].iloc[0] > 0  # alone on the server, DSpark pays off clearly (data: 2.4x)
+
+
+def test_min_p_faster_chooses_only_credibly_faster_speculation(fitted_b200):
+    model, _ = fitted_b200
+    table = R.evaluate_k(model, **B200, concurrencies=[1, 64, 256], k_max=6, max_draws=200, min_p_faster=0.95)
+    chosen = table[table["chosen"]]
+    assert ((chosen["k"] == 0) | (chosen["p_slower_than_k0"] <= 0.05)).all()
+    assert (chosen["k"] > 0).any()  # alone on the server, DSpark is faster in every draw
+    with pytest.raises(ValueError, match="min_p_faster = 1.0"):
+        R.evaluate_k(model, **B200, concurrencies=[1], k_max=2, max_draws=20, min_p_faster=1.0)
 
 
 def test_evenly_spaced_arrivals_only_for_a_model_that_takes_arrivals_as_recorded(fitted_b200):
