@@ -10,7 +10,8 @@ the highest unsaturated load, and the recommended draft length per load against 
    held-out runs: MAPE of the posterior-predictive median, central 90% interval coverage, CRPS.
 3. Fitted on every run: the recommended k per load and drafter (candidates: the measured k) against
    the measured best (lowest mean latency among the measured k at that load; a flagged run counts as
-   slower than any unflagged one).
+   slower than any unflagged one), and the regret of the choice against it, by the default rule and by
+   the expected score alone (``min_p_faster`` 0).
 Data: REAL, measured on a 2-core CPU (see data/real/SOURCES.md); not GPU figures.
 """
 
@@ -33,7 +34,7 @@ from bayes_sd.evaluation.scoring import score_runs, scored_saturated, summarise_
 from bayes_sd.evaluation.splits import configuration_label  # noqa: E402
 from bayes_sd.model import ConvergenceWarning, LatencyModel  # noqa: E402
 from bayes_sd.model.conditions import CONDITION_COLUMNS  # noqa: E402
-from bayes_sd.recommend import recommend_k  # noqa: E402
+from bayes_sd.recommend import MIN_P_FASTER, recommend_k  # noqa: E402
 from bayes_sd.traces import ingest_paths  # noqa: E402
 
 SWEEP = "real/llamacpp_cpu_sweep"
@@ -47,6 +48,12 @@ def measured_best(runs: pd.DataFrame, drafter: str) -> pd.Series:
     mine["tiebreak"] = mine["latency_mean_s"]
     best = mine.sort_values(["rate_rps", "key", "tiebreak"]).groupby("rate_rps").first()
     return best["k"].astype(int)
+
+
+def measured_latency(runs: pd.DataFrame, drafter: str, k: int, rate: float) -> float:
+    """Measured mean latency (s) of ``drafter`` at draft length ``k`` (k = 0: no speculation) and ``rate``."""
+    mine = runs[(runs["k"] == k) & ((k == 0) | (runs["drafter"] == drafter)) & (runs["rate_rps"] == rate)]
+    return float(mine["latency_mean_s"].iloc[0])
 
 
 def _sent_arrivals(model: LatencyModel, runs: pd.DataFrame) -> float | None:
@@ -107,20 +114,26 @@ def main() -> None:
     print(f"\nfit on all {len(runs)} runs: {model.diagnostics_text()}")
     prompt, output = float(runs["prompt_len"].mean()), float(runs["output_len"].mean())
     rates = sorted(runs["rate_rps"].unique())
-    rows = []
-    for drafter in sorted(spec["drafter"].unique()):
-        ks = sorted(runs.loc[runs["drafter"] == drafter, "k"].unique())
-        recs = recommend_k(model, verifier=runs["verifier"].iloc[0], drafter=drafter,
-                           hardware=runs["hardware"].iloc[0], dataset=runs["dataset"].iloc[0], prompt_len=prompt,
-                           output_len=output, rates=rates, ks=ks, arrival_cv2=_sent_arrivals(model, runs))
-        best = measured_best(runs, drafter)
-        for _, r in recs.iterrows():
-            rows.append({"drafter": drafter, "rate_rps": r["rate_rps"], "recommended_k": int(r["best_k"]),
-                         "p_best": r["p_best"], "measured_best_k": int(best.loc[r["rate_rps"]]),
-                         "agree": int(r["best_k"]) == int(best.loc[r["rate_rps"]])})
-    table = pd.DataFrame(rows)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    print(f"recommended = measured best at {int(table['agree'].sum())} of {len(table)} (drafter, rate)")
+    for rule, min_p_faster in (("default", MIN_P_FASTER), ("the expected score alone", 0.0)):
+        rows = []
+        for drafter in sorted(spec["drafter"].unique()):
+            ks = sorted(runs.loc[runs["drafter"] == drafter, "k"].unique())
+            recs = recommend_k(model, verifier=runs["verifier"].iloc[0], drafter=drafter,
+                               hardware=runs["hardware"].iloc[0], dataset=runs["dataset"].iloc[0], prompt_len=prompt,
+                               output_len=output, rates=rates, ks=ks, arrival_cv2=_sent_arrivals(model, runs),
+                               min_p_faster=min_p_faster)
+            best = measured_best(runs, drafter)
+            for _, r in recs.iterrows():
+                x, k = r["rate_rps"], int(r["best_k"])
+                rows.append({"drafter": drafter, "rate_rps": x, "recommended_k": k, "p_best": r["p_best"],
+                             "measured_best_k": int(best.loc[x]), "agree": k == int(best.loc[x]),
+                             "regret": measured_latency(runs, drafter, k, x)
+                             / measured_latency(runs, drafter, int(best.loc[x]), x) - 1})
+        table = pd.DataFrame(rows)
+        print(f"rule: {rule} (min_p_faster {min_p_faster:g})")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print(f"recommended = measured best at {int(table['agree'].sum())} of {len(table)} (drafter, rate); mean "
+              f"regret against it {table['regret'].mean():.1%} (a flagged run at its measured latency)")
 
 
 if __name__ == "__main__":

@@ -322,13 +322,14 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
                                                      shift=shift)
             return lat, rate * c2 / headroom
 
-        lat_open, open_share = open_piece(x["rate"], 0.0)
         if regular:
             (rate_a, shift_a), (rate_b, shift_b) = theory.open_loop_pieces(x["rate"], cv2)
             lat_a, share_a = open_piece(rate_a, shift_a)
             lat_b, share_b = open_piece(rate_b, shift_b)
             lat_open = theory.combine_pieces(lat_a, lat_b, cv2, xp=pt)
             open_share = pt.where(pt.eq(lat_open, lat_a), share_a, share_b)
+        else:
+            lat_open, open_share = open_piece(x["rate"], 0.0)
 
         def closed_at(streams):
             return theory.latency_at_load(c1, c2, streams - 1.0) + load_extra(streams - 1.0)
