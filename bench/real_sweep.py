@@ -34,6 +34,7 @@ from bayes_sd.evaluation.scoring import score_runs, scored_saturated, summarise_
 from bayes_sd.evaluation.splits import configuration_label  # noqa: E402
 from bayes_sd.model import ConvergenceWarning, LatencyModel  # noqa: E402
 from bayes_sd.model.conditions import CONDITION_COLUMNS  # noqa: E402
+from bayes_sd.model.fit_data import arrivals  # noqa: E402
 from bayes_sd.recommend import MIN_P_FASTER, recommend_k  # noqa: E402
 from bayes_sd.traces import ingest_paths  # noqa: E402
 
@@ -59,7 +60,7 @@ def measured_latency(runs: pd.DataFrame, drafter: str, k: int, rate: float) -> f
 def _sent_arrivals(model: LatencyModel, runs: pd.DataFrame) -> float | None:
     """The arrivals the sweep sent (GuideLLM constant: evenly spaced, 0), so recommendations answer for them,
     for a model that takes arrivals as recorded (``[model] arrivals``); None (Poisson) otherwise."""
-    if model.config["model"].get("arrivals") != "as_recorded":
+    if arrivals(model.config) != "as_recorded":
         return None
     cv2 = runs.loc[runs["load_type"] == "rate", "arrival_cv2"].dropna().unique()
     return float(cv2[0]) if len(cv2) == 1 else None

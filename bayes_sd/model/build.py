@@ -37,7 +37,6 @@ import pytensor.tensor as pt
 from bayes_sd import theory
 from bayes_sd.model.config import make_prior
 from bayes_sd.model.fit_data import (
-    ARRIVALS,
     COEFS,
     DEFAULT_LEARNED_SCALES,
     DRAFTER_COEFS,
@@ -48,6 +47,7 @@ from bayes_sd.model.fit_data import (
     VERIFIER_COEFS,
     FitData,
     acceptance_pivot,
+    arrivals,
     configuration_effects,
     fixed_scale,
     model_free_keep,
@@ -302,7 +302,7 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
             return 0.0
 
         # arrivals more regular than Poisson meet fewer others (theory.arrivals): two linear pieces
-        cv2 = x["arrival_cv2"] if opts.get("arrivals", ARRIVALS[0]) == "as_recorded" else np.ones(fd.n_runs)
+        cv2 = x["arrival_cv2"] if arrivals(cfg) == "as_recorded" else np.ones(fd.n_runs)
         regular = bool((cv2 != theory.POISSON).any())
         if (cv2 < theory.POISSON).any():  # evenly spaced sends still overlap: how much, learned
             cv2 = theory.effective_cv2(cv2, make_prior(cfg, "arrival_irregularity"), xp=pt)

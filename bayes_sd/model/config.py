@@ -37,6 +37,7 @@ from bayes_sd.model.fit_data import (
     SPECULATION_COSTS,
     VERIFIER_FORMS,
     acceptance_pivot,
+    arrivals,
 )
 from bayes_sd.model.sampling import STARTS
 
@@ -177,9 +178,11 @@ def _check(cfg: dict[str, Any]) -> None:
     rate = cfg.get("model", {}).get("open_loop_rate", OPEN_LOOP_RATES[0])
     if rate not in OPEN_LOOP_RATES:
         raise ModelConfigError(f"model option open_loop_rate = {rate!r}. Fix: use one of {', '.join(OPEN_LOOP_RATES)}")
-    arrivals = cfg.get("model", {}).get("arrivals", ARRIVALS[0])
-    if arrivals not in ARRIVALS:
-        raise ModelConfigError(f"model option arrivals = {arrivals!r}. Fix: use one of {', '.join(ARRIVALS)}")
+    if arrivals(cfg) not in ARRIVALS:
+        raise ModelConfigError(f"model option arrivals = {arrivals(cfg)!r}. Fix: use one of {', '.join(ARRIVALS)}")
+    if cfg["priors"].get("arrival_irregularity", {}).get("dist", "Beta") != "Beta":
+        raise ModelConfigError("prior 'arrival_irregularity' must be Beta (a share in [0, 1]; predictions draw it "
+                               "from its prior where the fit had no such runs). Fix: set dist = \"Beta\"")
     batch = cfg.get("model", {}).get("open_loop_batch", OPEN_LOOP_BATCHES[0])
     if batch not in OPEN_LOOP_BATCHES:
         raise ModelConfigError(f"model option open_loop_batch = {batch!r}. "

@@ -31,8 +31,9 @@ __all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OP
            "CONFIGURATION_EFFECTS", "LOAD_TRENDS", "OTHER_POOLED_LEVELS", "SPECULATION_COSTS",
            "speculation_identified", "pair_label", "level_label", "deployment_label", "configuration_effects",
            "configuration_level_label", "fixed_scale", "observed_acceptance", "observed_decay",
-           "replayed_acceptance", "measured_pivot", "acceptance_pivot", "ACCEPTANCE_PIVOTS", "SATURATED_RUNS",
-           "batch_cap", "POSITION_SE_IDENTIFIED", "closed_loop_load", "draft_share", "observed_draft_share"]
+           "replayed_acceptance", "measured_pivot", "acceptance_pivot", "arrivals", "ACCEPTANCE_PIVOTS",
+           "SATURATED_RUNS", "batch_cap", "POSITION_SE_IDENTIFIED", "closed_loop_load", "draft_share",
+           "observed_draft_share"]
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,11 @@ def configuration_effects(cfg: dict) -> list[str]:
 #: Where the pooled latent acceptance sits with a per-position decay: at the first draft position,
 #: or at the position each drafter's runs are most informative about (:func:`measured_pivot`).
 ACCEPTANCE_PIVOTS = ("first", "measured")
+
+
+def arrivals(cfg: dict) -> str:
+    """The configuration's ``[model] arrivals`` (one of :data:`ARRIVALS`)."""
+    return str(cfg.get("model", {}).get("arrivals", ARRIVALS[0]))
 
 
 def acceptance_pivot(cfg: dict) -> str:

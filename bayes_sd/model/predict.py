@@ -24,7 +24,6 @@ from bayes_sd import theory
 from bayes_sd._stats import quantile
 from bayes_sd.model.build import z_quantile
 from bayes_sd.model.fit_data import (
-    ARRIVALS,
     COEFS,
     DRAFTER_COEFS,
     EFFECTS,
@@ -34,6 +33,7 @@ from bayes_sd.model.fit_data import (
     SPECULATION_COSTS,
     VERIFIER_COEFS,
     acceptance_pivot,
+    arrivals,
     batch_cap,
     configuration_effects,
     configuration_level_label,
@@ -367,7 +367,7 @@ def _arrival_cv2(post, cfg: dict, cond: pd.DataFrame, rng) -> np.ndarray:
     more regular than Poisson: moved toward Poisson by the fitted ``arrival_irregularity`` (its prior's
     draws when the fit had no such runs; ``theory.effective_cv2``). Poisson for every condition under
     ``[model] arrivals = "poisson"``, as in the fit."""
-    if cfg.get("model", {}).get("arrivals", ARRIVALS[0]) == "poisson" or "arrival_cv2" not in cond:
+    if arrivals(cfg) == "poisson" or "arrival_cv2" not in cond:
         return np.full(len(cond), theory.POISSON)
     cv2 = theory.arrival_cv2_of(cond["arrival_cv2"])
     if not (cv2 < theory.POISSON).any():

@@ -22,6 +22,7 @@ import pandas as pd
 
 from bayes_sd._stats import quantile
 from bayes_sd.model.conditions import condition_grid
+from bayes_sd.model.fit_data import arrivals
 from bayes_sd.recommend.utility import Objective, cap_latency, expected, make_objective
 
 __all__ = ["Decision", "decide", "RESOLUTION_SE", "candidate_ks", "measured_ks", "fitted_batch_cap",
@@ -66,7 +67,7 @@ RESOLUTION_SE = 2.0
 #: a k > 0 is chosen only where it is faster than k = 0 in at least this share of the draws: the model
 #: errs toward speculation where k or load are extrapolated, and on development fleets 3-4 (synthetic,
 #: out of family, not used to choose it) this took mean regret from 1.68% to 1.39% and slower speculation
-#: from 10.1% to 7.2% of conditions (docs/evaluation.md, the decision rule)
+#: from 10.1% to 7.2% of conditions (docs/decisions.md, the choice)
 MIN_P_FASTER = 0.9
 
 
@@ -350,7 +351,7 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
     """
     ks = candidate_ks(k_max, ks)
     _check(max(int(ks[-1]), 1), prompt_len, output_len)
-    if arrival_cv2 is not None and arrival_cv2 != 1.0 and model.config["model"].get("arrivals") != "as_recorded":
+    if arrival_cv2 is not None and arrival_cv2 != 1.0 and arrivals(model.config) != "as_recorded":
         raise ValueError(f"arrival_cv2 = {arrival_cv2:g}, but {model.config['name']} takes every open loop as Poisson "
                          "([model] arrivals = 'poisson'). Fix: leave arrival_cv2 out, or fit a configuration with "
                          "arrivals = \"as_recorded\"")

@@ -58,7 +58,7 @@ from .formats import detect_format, read_format
 from .formats.assemble import assemble
 from .formats.base import TraceWarning, read_text, warn
 from .formats.labels import Sidecar, batch_cap_from_command, kv_cache_from_command, load_sidecar, normalize
-from .formats.prometheus import delta, read_server_info, totals_to_acceptance
+from .formats.prometheus import delta, server_info, totals_to_acceptance
 from .formats.vllm_logs import log_server_info
 from .io import read_table
 from .manifest import MANIFEST_NAME, read_manifest
@@ -224,7 +224,7 @@ def _point_scrapes(point, source: str, sink: list) -> tuple[dict | None, dict]:
             raise TraceError(f, None, f"point {point.id}: not a /metrics scrape",
                              "name the scrape file in the manifest")
     if int(point.configuration.get("k", 0)) == 0:  # no speculation: no counters, only what it says of the server
-        return None, read_server_info(after)
+        return None, server_info(read_text(after))
     parsed = []
     for f in (before, after):
         parsed.append(read_format(f, "prometheus"))

@@ -32,6 +32,14 @@ def test_unknown_prior_and_bad_distribution_raise():
         merge_config(base, {"priors": {"mu_v0": {"dist": "LogNormal", "mu": 0}}})
 
 
+def test_arrivals_option_and_its_prior_are_checked():
+    base = load_config("default")
+    with pytest.raises(ModelConfigError, match="arrivals = 'even'.*Fix: use one of poisson, as_recorded"):
+        load_config({**base, "model": {**base["model"], "arrivals": "even"}})
+    with pytest.raises(ModelConfigError, match="'arrival_irregularity' must be Beta"):
+        merge_config(base, {"priors": {"arrival_irregularity": {"dist": "HalfNormal", "sigma": 0.3}}})
+
+
 def test_unknown_config_name_lists_the_known_ones():
     with pytest.raises(ModelConfigError, match="default"):
         load_config("no_such_model")

@@ -54,7 +54,7 @@ from ..schema import TraceError
 from ..validate import format_per_position
 from .base import Parsed, read_text, warn
 
-__all__ = ["read_prometheus", "read_server_info", "server_info", "delta", "totals_to_acceptance", "ENGINES"]
+__all__ = ["read_prometheus", "server_info", "delta", "totals_to_acceptance", "ENGINES"]
 
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+(\S+))?\s*$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
@@ -110,12 +110,6 @@ def server_info(text: str) -> dict:
     if sizes:
         out["kv_cache_tokens"] = min(sizes)
     return out
-
-
-def read_server_info(path) -> dict:
-    """:func:`server_info` of a scrape file; it need not hold speculative-decoding counters (a server
-    without speculation)."""
-    return server_info(read_text(path))
 
 
 def _parse(text: str, source: str) -> tuple[str, list[dict], list]:
