@@ -336,14 +336,12 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
         # the likelihood, would instead blow up near saturation)
         c2_new = dem.c2 * np.exp(post["sigma_c2"].values[:, None] * rng.standard_t(nu, size=lat.shape))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            # open loop: the piece of theory.arrivals the latency sits on, (C1 - shift C2) / (1 - rate' C2)
-            (rate_a, _), (rate_b, shift_b) = theory.open_loop_pieces(rate, inputs["arrival_cv2"])
-            on_a = rate * lat <= 1.0
-            rate_p, shift_p = np.where(on_a, rate_a, rate_b), np.where(on_a, 0.0, shift_b)
-            ratio = np.where(is_open, (1.0 - rate_p * dem.c2) / (1.0 - rate_p * c2_new)
-                             * (dem.c1 - shift_p * c2_new) / (dem.c1 - shift_p * dem.c2),
+            # open loop: the dense law's ratio, each piece of theory.arrivals solved with the new C2 (a piece
+            # whose C1 - shift C2 turns negative loses to the other, never a negative latency)
+            cv2 = inputs["arrival_cv2"]
+            ratio = np.where(is_open, theory.latency_open_arrivals(dem.c1, c2_new, rate, cv2)
+                             / theory.latency_open_arrivals(dem.c1, dem.c2, rate, cv2),
                              (dem.c1 + (conc - 1.0) * c2_new) / (dem.c1 + (conc - 1.0) * dem.c2))
-            ratio = np.where(is_open & (rate * c2_new >= 1.0), np.inf, ratio)
             # a draw saturated in the mean stays saturated (inf times the ratio's sign would not)
             lat_pred = np.where(np.isfinite(lat), lat_pred * ratio, np.inf)
     n_requests = cond["n_requests"].to_numpy(float) if "n_requests" in cond else np.full(len(cond), np.nan)

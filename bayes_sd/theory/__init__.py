@@ -36,7 +36,15 @@ from .acceptance import (
     tau_decaying,
     tau_sq_decaying,
 )
-from .arrivals import POISSON, arrival_cv2_of, combine_pieces, effective_cv2, open_loop_pieces, others_open
+from .arrivals import (
+    POISSON,
+    arrival_cv2_of,
+    combine_pieces,
+    effective_cv2,
+    latency_open_arrivals,
+    open_loop_pieces,
+    others_open,
+)
 from .batch_cap import cap_capacity, closed_wait, queue_wait, utilisation_at_cap
 from .dense import (
     COEFS,
@@ -103,6 +111,7 @@ __all__ = [
     "POISSON",
     "arrival_cv2_of",
     "combine_pieces",
+    "latency_open_arrivals",
     "effective_cv2",
     "open_loop_pieces",
     "others_open",

@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["POISSON", "others_open", "open_loop_pieces", "combine_pieces", "arrival_cv2_of", "effective_cv2"]
+from .dense import latency_open
+
+__all__ = ["POISSON", "others_open", "open_loop_pieces", "combine_pieces", "latency_open_arrivals", "arrival_cv2_of",
+           "effective_cv2"]
 
 #: ``cv2`` of Poisson arrivals, and what an open loop whose arrivals are not recorded is taken to have
 POISSON = 1.0
@@ -88,6 +91,41 @@ def combine_pieces(latency_a, latency_b, arrival_cv2, xp=np):
     (1.2, 1.0)
     """
     return xp.where(arrival_cv2 <= 1.0, xp.maximum(latency_a, latency_b), xp.minimum(latency_a, latency_b))
+
+
+def latency_open_arrivals(c1, c2, rate, arrival_cv2, xp=np):
+    """Open-loop mean latency (s) of the dense law, ``L = C1 + others C2``, for arrivals of any regularity.
+
+    Each piece of :func:`open_loop_pieces` solved in closed form, ``(C1 - shift C2) / (1 - rate' C2)``
+    (:func:`~bayes_sd.theory.dense.latency_open`), and combined by :func:`combine_pieces`. A piece
+    whose numerator is negative (``C2 > C1``: a request would meet fewer than none) never wins the
+    combination where ``cv2 <= 1``; ``+inf`` past ``rate C2 >= 1`` whatever ``cv2``.
+
+    Parameters
+    ----------
+    c1, c2 : float or array-like
+        Load-independent demand and demand added per other request met, s.
+    rate, arrival_cv2 : float or array-like
+        Arrival rate (requests/s) and how regular the arrivals are (as in :func:`others_open`).
+    xp : module, default numpy
+        Array namespace.
+
+    Returns
+    -------
+    float or array
+        Mean latency, s (``+inf`` where saturated).
+
+    Examples
+    --------
+    >>> float(latency_open_arrivals(1.0, 0.5, 0.5, 1.0)), float(latency_open_arrivals(1.0, 0.5, 0.5, 0.0))
+    (1.3333333333333333, 1.0)
+    >>> float(latency_open_arrivals(1.0, 1.5, 0.5, 0.0)), float(latency_open_arrivals(1.0, 0.5, 2.0, 0.0))
+    (1.0, inf)
+    """
+    (rate_a, shift_a), (rate_b, shift_b) = open_loop_pieces(rate, arrival_cv2)
+    piece_a = latency_open(c1 - shift_a * c2, c2, rate_a, xp=xp)
+    piece_b = latency_open(c1 - shift_b * c2, c2, rate_b, xp=xp)
+    return combine_pieces(piece_a, piece_b, arrival_cv2, xp=xp)
 
 
 def arrival_cv2_of(values) -> np.ndarray:

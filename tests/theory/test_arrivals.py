@@ -76,7 +76,8 @@ def check_solvers(rng: np.random.Generator, cv2: float) -> None:
         return theory.latency_moe_open_newton(c1, c2, saving, log_q, k, rp, shift=sp, steps=30) \
             if rp * c2 < 1 else np.inf
 
-    dense = solve(lambda rp, sp: theory.latency_open(c1 - sp * c2, c2, rp))
+    dense = theory.latency_open_arrivals(c1, c2, rate, cv2)
+    assert dense == pytest.approx(solve(lambda rp, sp: theory.latency_open(c1 - sp * c2, c2, rp)))
     assert dense == pytest.approx(smallest_root(lambda lat: c1 + others(lat) * c2 - lat), rel=1e-6)
     true = smallest_root(lambda lat: c1 + others(lat) * c2 + compute * theory.knee_excess(others(lat), k, knee) - lat)
     assert solve(knee_piece) == pytest.approx(true, rel=1e-6) or np.isinf(true)
@@ -96,6 +97,19 @@ def test_solvers_on_two_pieces_give_the_fixed_point(cv2):
     rng = np.random.default_rng(int(10 * cv2))
     for _ in range(25):
         check_solvers(rng, cv2)
+
+
+@pytest.mark.parametrize("cv2", [0.0, 0.3, 1.0, 2.0])
+def test_dense_law_when_another_request_costs_more_than_the_first(cv2):
+    """C2 > C1 (a compute-bound CPU server, where the per-sequence load cost can pass a request's own
+    cost once the configuration's departures multiply it): the shifted piece's numerator C1 - shift C2 is
+    negative; the law stays the smallest positive root, and infinite from rate C2 = 1."""
+    c1, c2 = 1.0, 1.3
+    for rate in (0.2, 0.5, 0.7, 0.76):
+        lat = theory.latency_open_arrivals(c1, c2, rate, cv2)
+        root = smallest_root(lambda L, x=rate: c1 + theory.others_open(x, L, cv2) * c2 - L, hi=1e4)
+        assert lat > 0 and lat == pytest.approx(root, rel=1e-6)
+    assert np.isinf(theory.latency_open_arrivals(c1, c2, 1 / c2, cv2))
 
 
 def test_poisson_pieces_are_one_and_capacity_does_not_move():
