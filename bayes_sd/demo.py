@@ -51,32 +51,25 @@ DEMO_DECISIONS = (
 #: LatencyModel() fits when given no name
 MAIN_MODEL = "moe_roofline_speculation"
 
-#: sampling settings of the main job: full, and --quick (a smoke run on the real runs plus the
-#: synthetic llama3.1-8b pairs on H100; not for conclusions); a configuration's [sampling] table
-#: overrides "full" (moe_roofline: 3000 draws). The figures behind them (bench/README.md,
-#: fit_speed): at the offered rate the drafters' per-token costs d1 mix slowly, and 700 tune +
-#: 3500 draws at target acceptance 0.9 converge the default model in ten seeds of ten. Trees are
-#: capped at depth 6 (63 leapfrog steps): only the first warm-up draws, before the mass matrix is
-#: adapted, ran deeper (to depth 8-10), and no posterior draw goes past depth 5.
-#: An unconverged full fit samples once more (``retries``: twice the warm-up, target acceptance 0.95).
-DEMO_SAMPLING = {"full": {"draws": 3500, "tune": 700, "chains": 2, "target_accept": 0.9, "max_tree_depth": 6,
-                          "retries": 1},
-                 "quick": {"draws": 150, "tune": 200, "chains": 2}}
+#: sampling settings of the main job beyond what converges its configuration
+#: (:func:`bayes_sd.model.config.sampling_settings`): full, trees capped at depth 6 (63 leapfrog steps: on all
+#: bundled data only the first warm-up draws, before the mass matrix is adapted, ran deeper, to depth 8-10,
+#: and no posterior draw goes past depth 5; bench/README.md, fit_speed) and one retry (an unconverged fit
+#: samples once more with twice the warm-up at target acceptance 0.95); --quick, a smoke run on the real runs
+#: plus the synthetic llama3.1-8b pairs on H100, not for conclusions
+DEMO_SAMPLING = {"full": {"max_tree_depth": 6, "retries": 1}, "quick": {"draws": 150, "tune": 200, "chains": 2}}
 
 
 def demo_sampling(model_config: str | Path | dict = MAIN_MODEL, quick: bool = False) -> dict:
     """Sampling settings of the main job for ``model_config`` (a name in ``models/``, a path, or a
-    loaded configuration).
-
-    ``DEMO_SAMPLING["full"]``, updated by the configuration's own ``[sampling]`` table (a variant
-    whose posterior mixes at another rate than the default's on all bundled data says there how many
-    draws converge it), or ``DEMO_SAMPLING["quick"]`` for the smoke run.
+    loaded configuration): what converges it (:func:`bayes_sd.model.config.sampling_settings`) with
+    ``DEMO_SAMPLING["full"]``, or ``DEMO_SAMPLING["quick"]`` for the smoke run.
     """
-    from bayes_sd.model.config import load_config
+    from bayes_sd.model.config import sampling_settings
 
     if quick:
         return dict(DEMO_SAMPLING["quick"])
-    return {**DEMO_SAMPLING["full"], **load_config(model_config).get("sampling", {})}
+    return {**sampling_settings(model_config), **DEMO_SAMPLING["full"]}
 
 
 def demo_recommendations(model, decisions=DEMO_DECISIONS, k_max: int = 7) -> tuple[pd.DataFrame, dict]:

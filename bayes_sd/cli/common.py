@@ -16,7 +16,7 @@ import warnings
 
 __all__ = ["HelpFormatter", "CLIError", "CHATTY_LOGGERS", "output_flags", "configure_output", "show_progress",
            "add_label_flags", "labels", "saturation_options", "add_workload_flags", "workload_loads",
-           "add_sampler_flags", "floats", "say", "warn"]
+           "add_sampler_flags", "floats", "say", "warn", "read_traces"]
 
 #: loggers of the libraries underneath, silenced below WARNING unless --verbose
 CHATTY_LOGGERS = ("pymc", "pytensor", "arviz", "numba", "nutpie", "matplotlib", "h5py")
@@ -97,6 +97,20 @@ def say(args: argparse.Namespace, line: str) -> None:
 def warn(command: str, message: str) -> None:
     """One warning line on stderr."""
     print(f"bayes-sd {command}: warning: {message}", file=sys.stderr, flush=True)
+
+
+def read_traces(command: str, paths, **options):
+    """``bayes_sd.traces.ingest_paths(paths, **options)`` with its warnings printed once each, as one line
+    (:func:`warn`), instead of as Python warnings naming a source line."""
+    from bayes_sd.traces import ingest_paths
+    from bayes_sd.traces.formats.base import TraceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TraceWarning)
+        result = ingest_paths(paths, **options)
+    for line in result.warnings:
+        warn(command, line)
+    return result
 
 
 def warn_if_unconverged(command: str, model) -> None:

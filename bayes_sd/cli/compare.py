@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bayes_sd.cli.common import HelpFormatter, add_sampler_flags, output_flags, say, show_progress, warn
+from bayes_sd.cli.common import HelpFormatter, add_sampler_flags, output_flags, read_traces, say, show_progress, warn
 
 __all__ = ["add_parser", "run"]
 
@@ -27,13 +27,13 @@ Example:
 
 def run(args: argparse.Namespace) -> int:
     from bayes_sd.model.compare import compare_configs, loo_caveat, support_reading
-    from bayes_sd.traces import ingest_paths, write_table
+    from bayes_sd.traces import write_table
 
     names = [c.strip() for c in args.configs.split(",") if c.strip()]
     if len(names) < 2 or len(set(names)) < len(names):
         raise ValueError(f"--configs: give two or more different configurations, got {args.configs!r}")
-    runs = ingest_paths(args.runs).runs
-    models = ingest_paths(args.models).models if args.models else None
+    runs = read_traces(args.command, args.runs).runs
+    models = read_traces(args.command, args.models).models if args.models else None
     say(args, f"fitting {len(names)} configurations to {len(runs)} runs: {args.chains} chains x "
               f"({args.tune} tune + {args.draws} draws) each")
     comparison, per_config, fitted = compare_configs(runs, None, {n: n for n in names}, models=models,

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from bayes_sd.cli.common import HelpFormatter, add_sampler_flags, output_flags, say, show_progress
+from bayes_sd.cli.common import HelpFormatter, add_sampler_flags, output_flags, read_traces, say, show_progress
 
 __all__ = ["add_parser", "run"]
 
 EPILOG = """\
+Sampling: the settings that converge the configuration (its [sampling] table in models/; without
+one 2 chains x (700 tune + 3500 draws) at target acceptance 0.9, trees up to depth 10, nutpie's
+jittered starts; moe_roofline_speculation: 1000 tune + 3000 draws from where the data are
+plausible), each overridden by its flag.
+
 The posterior file (netCDF, ArviZ) holds the posterior draws, the training runs (group
 fit_data), the models table (fit_models) and the configuration, so `bayes-sd predict`,
 `recommend` and `report` need nothing else. The line printed after sampling says whether the
@@ -34,16 +39,20 @@ Example:
 
 def run(args: argparse.Namespace) -> int:
     from bayes_sd.model import LatencyModel
-    from bayes_sd.traces import ingest_paths
+    from bayes_sd.model.config import sampling_settings
 
     progress = show_progress(args)
-    runs = ingest_paths(args.runs, progress=progress).runs
-    models = ingest_paths(args.models).models if args.models else None
+    runs = read_traces(args.command, args.runs, progress=progress).runs
+    models = read_traces(args.command, args.models).models if args.models else None
     model = LatencyModel(args.config)
-    say(args, f"fitting {model.config['name']} to {len(runs)} runs: {args.chains} chains x "
-              f"({args.tune} tune + {args.draws} draws)")
-    model.fit(runs, models=models, draws=args.draws, tune=args.tune, chains=args.chains,
-              nuts_sampler=args.sampler, random_seed=args.seed, progressbar=progress, retries=args.retries)
+    given = {key: getattr(args, key) for key in ("draws", "tune", "chains", "target_accept")}
+    settings = sampling_settings(model.config, **given)
+    starts = "where the data are plausible" if settings["start"] == "plausible" else "jittered"
+    say(args, f"fitting {model.config['name']} to {len(runs)} runs: {settings['chains']} chains x "
+              f"({settings['tune']} tune + {settings['draws']} draws) at target acceptance "
+              f"{settings['target_accept']:g}, chains started {starts}")
+    model.fit(runs, models=models, nuts_sampler=args.sampler, random_seed=args.seed, progressbar=progress,
+              retries=args.retries, **given)
     print(model.diagnostics_text())
     path = model.save(args.out)
     print(f"wrote posterior to {path}")
@@ -61,9 +70,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="*", help="optional models table(s): sizes of verifiers and drafters")
     p.add_argument("--config", default="default", help="model configuration: a name in models/ or a .toml path")
     p.add_argument("--out", required=True, help="posterior file (.nc)")
-    p.add_argument("--draws", type=int, default=1000, help="posterior draws per chain (default 1000)")
-    p.add_argument("--tune", type=int, default=1000, help="tuning steps per chain (default 1000)")
-    p.add_argument("--chains", type=int, default=4, help="chains (default 4)")
+    p.add_argument("--draws", type=int, help="posterior draws per chain (default: the configuration's)")
+    p.add_argument("--tune", type=int, help="tuning steps per chain (default: the configuration's)")
+    p.add_argument("--chains", type=int, help="chains (default: the configuration's, 2; more where cores allow)")
+    p.add_argument("--target-accept", type=float,
+                   help="NUTS target acceptance in (0, 1) (default: the configuration's, 0.9)")
     add_sampler_flags(p)
     p.add_argument("--seed", type=int, default=None, help="random seed")
     p.add_argument("--retries", type=int, default=1,

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import warnings
 
 from bayes_sd.cli.common import (
     HelpFormatter,
     add_label_flags,
     labels,
     output_flags,
+    read_traces,
     saturation_options,
     say,
     show_progress,
-    warn,
 )
 from bayes_sd.traces.schema import schema_help
 
@@ -73,16 +72,8 @@ Examples:
 def read_inputs(args: argparse.Namespace, files=None):
     """``ingest_paths`` of ``files`` (default ``args.files``) with the configuration flags; its
     warnings printed once each, as one line."""
-    from bayes_sd.traces import ingest_paths
-    from bayes_sd.traces.formats.base import TraceWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", TraceWarning)
-        result = ingest_paths(args.files if files is None else files, labels=labels(args), sidecar=args.sidecar,
-                              progress=show_progress(args), **saturation_options(args))
-    for line in result.warnings:
-        warn(args.command, line)
-    return result
+    return read_traces(args.command, args.files if files is None else files, labels=labels(args),
+                       sidecar=args.sidecar, progress=show_progress(args), **saturation_options(args))
 
 
 def run(args: argparse.Namespace) -> int:

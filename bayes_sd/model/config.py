@@ -41,7 +41,8 @@ from bayes_sd.model.fit_data import (
 )
 from bayes_sd.model.sampling import STARTS
 
-__all__ = ["ModelConfigError", "load_config", "merge_config", "config_id", "make_prior", "models_dir"]
+__all__ = ["ModelConfigError", "load_config", "merge_config", "config_id", "make_prior", "models_dir", "SAMPLING",
+           "sampling_settings"]
 
 #: Distributions a prior may name, with the parameters each accepts.
 _ALLOWED = {
@@ -254,10 +255,18 @@ def _check(cfg: dict[str, Any]) -> None:
             )
 
 
-#: what a configuration's [sampling] table may set: the main job's settings for this model
-#: (``bayes_sd.demo.demo_sampling``), as integers except target_accept (a number) and start (one of
-#: :data:`bayes_sd.model.sampling.STARTS`: where the chains start)
+#: what a configuration's [sampling] table may set: the settings that converge this model (`bayes-sd fit`
+#: and the main job sample with them unless told otherwise), as integers except target_accept (a number)
+#: and start (one of :data:`bayes_sd.model.sampling.STARTS`: where the chains start)
 SAMPLING_KEYS = ("draws", "tune", "chains", "target_accept", "max_tree_depth", "start")
+
+#: the sampling settings of a configuration without a [sampling] table (bench/README.md, fit_speed): at the
+#: offered rate the drafters' per-token costs d1 mix slowly, and 700 tune + 3500 draws at target acceptance
+#: 0.9 converge the default model on all bundled data in ten seeds of ten; 2 chains, one per core of the
+#: 2-core machines the figures are measured on; trees up to the samplers' own depth, 10 (the main job caps
+#: them lower: ``bayes_sd.demo.DEMO_SAMPLING``).
+SAMPLING = {"draws": 3500, "tune": 700, "chains": 2, "target_accept": 0.9, "max_tree_depth": 10,
+            "start": "jittered"}
 
 
 def _check_sampling(sampling: dict[str, Any]) -> None:
@@ -273,3 +282,28 @@ def _check_sampling(sampling: dict[str, Any]) -> None:
                 raise ModelConfigError(f"[sampling] target_accept = {value!r}. Fix: a number between 0 and 1, e.g. 0.9")
         elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ModelConfigError(f"[sampling] {key} = {value!r}. Fix: a positive whole number")
+
+
+def sampling_settings(config: str | Path | dict, **given: Any) -> dict[str, Any]:
+    """The sampling settings that converge a configuration: :data:`SAMPLING` updated by its own
+    ``[sampling]`` table (a variant whose posterior mixes at another rate says there what converges it),
+    then by the settings ``given`` that are not None.
+
+    Parameters
+    ----------
+    config : str, pathlib.Path or dict
+        A name in ``models/``, a path to a TOML file, or a loaded configuration.
+    **given
+        Settings of :data:`SAMPLING_KEYS` chosen by the caller; None leaves the configuration's.
+
+    Returns
+    -------
+    dict
+        ``draws``, ``tune``, ``chains``, ``target_accept``, ``max_tree_depth`` and ``start``: keyword
+        arguments of :meth:`bayes_sd.model.LatencyModel.fit`.
+    """
+    unknown = sorted(set(given) - set(SAMPLING_KEYS))
+    if unknown:
+        raise TypeError(f"unknown sampling settings {unknown}; they are {list(SAMPLING_KEYS)}")
+    cfg = config if isinstance(config, dict) else load_config(config)
+    return {**SAMPLING, **cfg.get("sampling", {}), **{k: v for k, v in given.items() if v is not None}}

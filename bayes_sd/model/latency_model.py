@@ -25,7 +25,7 @@ from bayes_sd.model.conditions import (
     condition_grid,
     validate_conditions,
 )
-from bayes_sd.model.config import config_id, load_config, merge_config
+from bayes_sd.model.config import config_id, load_config, merge_config, sampling_settings
 from bayes_sd.model.diagnostics import ConvergenceWarning, PosteriorDiagnostics
 from bayes_sd.model.fit_data import (
     LOAD_TRENDS,
@@ -183,14 +183,17 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
         model = self.build(runs, models)
         return pm.sample_prior_predictive(draws=draws, model=model, random_seed=random_seed)
 
-    def fit(self, runs: pd.DataFrame, *, models: pd.DataFrame | None = None, draws: int = 1000,
-            tune: int = 1000, chains: int = 4, cores: int | None = None, nuts_sampler: str = "nutpie",
-            target_accept: float = 0.9, random_seed: int | None = None, progressbar: bool = True,
-            low_rank_mass_matrix: bool = True, max_tree_depth: int = 10, retries: int = 0,
-            start: str = "jittered") -> LatencyModel:
+    def fit(self, runs: pd.DataFrame, *, models: pd.DataFrame | None = None, draws: int | None = None,
+            tune: int | None = None, chains: int | None = None, cores: int | None = None,
+            nuts_sampler: str = "nutpie", target_accept: float | None = None, random_seed: int | None = None,
+            progressbar: bool = True, low_rank_mass_matrix: bool = True, max_tree_depth: int | None = None,
+            retries: int = 0, start: str | None = None) -> LatencyModel:
         """Fit the model to a canonical run table by NUTS; returns ``self``.
 
-        Saturated runs are excluded from the likelihood (see ``fit_data.excluded``).
+        Saturated runs are excluded from the likelihood (see ``fit_data.excluded``). The sampling
+        settings left at None are those that converge the configuration
+        (:func:`bayes_sd.model.config.sampling_settings`: its ``[sampling]`` table, else 2 chains x
+        (700 tune + 3500 draws) at target acceptance 0.9, trees up to depth 10, jittered starts).
 
         Parameters
         ----------
@@ -200,17 +203,17 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
             MODELS table (sizes of verifiers/drafters, experts of MoE verifiers), used by the variants
             that need it (``models/moe.toml``, ``models/drafter_design.toml``) and kept with the
             posterior for prediction.
-        draws : int, default 1000
+        draws : int, optional
             Posterior draws per chain, after warm-up.
-        tune : int, default 1000
+        tune : int, optional
             Warm-up (tuning) steps per chain, discarded.
-        chains : int, default 4
+        chains : int, optional
             Number of chains.
         cores : int, optional
             Chains run in parallel (default: the number of chains, at most the CPUs).
         nuts_sampler : {"nutpie", "pymc"}, default "nutpie"
             ``"nutpie"`` (compiled with numba) or ``"pymc"``.
-        target_accept : float, default 0.9
+        target_accept : float, optional
             NUTS target acceptance probability, in (0, 1).
         random_seed : int, optional
             Seed of the sampler (a fresh one when None; the seed used is in ``sampler_settings``).
@@ -220,9 +223,9 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
             nutpie only: nutpie's low-rank mass-matrix adaptation, for the correlations left between
             grand means and the effects that add to them (``bench/fit_speed.py``: with hierarchical
             centring, trees of depth 4 after warm-up).
-        max_tree_depth : int, default 10
-            NUTS trees stop at ``2**max_tree_depth - 1`` leapfrog steps (10, the samplers' default).
-        start : {"jittered", "plausible"}, default "jittered"
+        max_tree_depth : int, optional
+            NUTS trees stop at ``2**max_tree_depth - 1`` leapfrog steps (the samplers' own default is 10).
+        start : {"jittered", "plausible"}, optional
             nutpie only: where chains start: nutpie's jittered prior centres, or ``"plausible"``:
             a start whose log density is not finite or below -50 nats per observed value is replaced
             by the best of 20 jittered points moved 10 L-BFGS steps uphill
@@ -257,6 +260,10 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
         --------
         >>> model = LatencyModel().fit(load_b200_runs(), draws=500, tune=500, random_seed=1)  # doctest: +SKIP
         """
+        settings = sampling_settings(self.config, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
+                                     max_tree_depth=max_tree_depth, start=start)
+        draws, tune, chains = settings["draws"], settings["tune"], settings["chains"]
+        target_accept, max_tree_depth, start = settings["target_accept"], settings["max_tree_depth"], settings["start"]
         model = self.build(runs, models)
         self.idata, attempts = sample_until_converged(
             model, retries=retries, draws=draws, tune=tune, chains=chains, cores=cores, nuts_sampler=nuts_sampler,

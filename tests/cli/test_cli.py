@@ -45,6 +45,38 @@ def test_fit_cli_writes_a_loadable_posterior(mock_pymc_sample, b200_runs, tmp_pa
     assert not tried[1]["converged"] and "tried tune 0 at target acceptance 0.9" in printed
 
 
+def test_fit_cli_samples_with_the_settings_that_converge_the_configuration(b200_runs, tmp_path, monkeypatch, capsys):
+    """Without flags, fit samples as the configuration's [sampling] table says (the main job's model: 1000 tune +
+    3000 draws from plausible starts); a flag overrides its one setting and leaves the others."""
+    import bayes_sd.model.latency_model as latency_model
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_sample(model, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(latency_model, "sample_until_converged", fake_sample)
+    for name, stub in (("build", lambda self, runs, models=None: latency_model.pm.Model()),
+                       ("_data_groups", lambda self: {}), ("_attrs", lambda self: {})):
+        monkeypatch.setattr(latency_model.LatencyModel, name, stub)  # plumbing only: no graph, no sampling
+    runs_path = tmp_path / "runs.csv"
+    b200_runs.to_csv(runs_path, index=False)
+    for flags, expected in (([], {"tune": 1000, "draws": 3000, "chains": 2, "target_accept": 0.9}),
+                            (["--draws", "50", "--target-accept", "0.95"],
+                             {"tune": 1000, "draws": 50, "chains": 2, "target_accept": 0.95})):
+        with pytest.raises(Stop):
+            main(["fit", str(runs_path), "--config", "moe_roofline_speculation", "--out", str(tmp_path / "p.nc"),
+                  *flags])
+        assert {key: seen[key] for key in expected} == expected
+        assert seen["start"] == "plausible" and seen["max_tree_depth"] == 10
+        said = "".join(capsys.readouterr())
+        assert f"({expected['tune']} tune + {expected['draws']} draws)" in said and "plausible" in said
+
+
 def test_predict_cli_single_and_batch(fitted_b200, tmp_path, capsys):
     _, post = fitted_b200
     args = ["predict", str(post), "--verifier", "Qwen/Qwen3.8-27B", "--drafter", "dspark", "--hardware", "B200",

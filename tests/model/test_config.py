@@ -94,6 +94,7 @@ def test_sampling_table_and_learned_scales_are_checked():
     """A configuration's [sampling] table sets the main job's settings for it; a typo in it or in
     learned_scales raises instead of being ignored."""
     from bayes_sd.demo import DEMO_SAMPLING, demo_sampling
+    from bayes_sd.model.config import SAMPLING, sampling_settings
 
     base = load_config("default")
     with pytest.raises(ModelConfigError, match=r"\[sampling\] has unknown settings \['draw'\].*Fix"):
@@ -107,10 +108,12 @@ def test_sampling_table_and_learned_scales_are_checked():
     assert merge_config(base, {"sampling": {"start": "plausible"}})["sampling"]["start"] == "plausible"
     with pytest.raises(ModelConfigError, match=r"learned_scales names \['tail_pairs'\].*Fix"):
         merge_config(base, {"model": {"learned_scales": ["tail_pairs"]}})
-    assert demo_sampling("default") == DEMO_SAMPLING["full"]
+    assert sampling_settings("default") == SAMPLING
+    assert demo_sampling("default") == {**SAMPLING, **DEMO_SAMPLING["full"]} != SAMPLING
     assert demo_sampling("default", quick=True) == DEMO_SAMPLING["quick"]
     own = load_config("moe_roofline")["sampling"]
-    assert demo_sampling("moe_roofline") == {**DEMO_SAMPLING["full"], **own} != DEMO_SAMPLING["full"]
+    assert sampling_settings("moe_roofline") == {**SAMPLING, **own} != SAMPLING
+    assert demo_sampling("moe_roofline") == {**SAMPLING, **own, **DEMO_SAMPLING["full"]}
 
 
 def test_speculation_cost_needs_its_priors_and_lognormal_levels():
