@@ -34,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--configs: give two or more different configurations, got {args.configs!r}")
     runs = read_traces(args.command, args.runs).runs
     models = read_traces(args.command, args.models).models if args.models else None
-    say(args, f"fitting {len(names)} configurations to {len(runs)} runs: {args.chains} chains x "
-              f"({args.tune} tune + {args.draws} draws) each")
+    given = [f"{v} {k}" for k, v in (("chains", args.chains), ("tune", args.tune), ("draws", args.draws)) if v]
+    say(args, f"fitting {len(names)} configurations to {len(runs)} runs, each with the sampling settings that "
+              f"converge it{' but ' + ', '.join(given) if given else ''}")
     comparison, per_config, fitted = compare_configs(runs, None, {n: n for n in names}, models=models,
                                                      draws=args.draws, tune=args.tune, chains=args.chains,
                                                      random_seed=args.seed, nuts_sampler=args.sampler,
@@ -72,9 +73,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--configs", default="default,moe_roofline",
                    help="configurations to compare, comma-separated: names in models/ or .toml paths "
                         "(default default,moe_roofline)")
-    p.add_argument("--draws", type=int, default=1000, help="posterior draws per chain (default 1000)")
-    p.add_argument("--tune", type=int, default=1000, help="tuning steps per chain (default 1000)")
-    p.add_argument("--chains", type=int, default=2, help="chains (default 2)")
+    p.add_argument("--draws", type=int, help="posterior draws per chain (default: each configuration's)")
+    p.add_argument("--tune", type=int, help="tuning steps per chain (default: each configuration's)")
+    p.add_argument("--chains", type=int, help="chains (default: each configuration's, 2)")
     add_sampler_flags(p)
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--out", help="write the comparison table here (.csv or .parquet)")

@@ -48,14 +48,16 @@ def score_held_out(model: LatencyModel, test: pd.DataFrame, max_draws: int = 100
 
 
 def compare_configs(train: pd.DataFrame, test: pd.DataFrame | None, configs: dict[str, str | dict], *,
-                    models: pd.DataFrame | None = None, draws: int = 500, tune: int = 500, chains: int = 2,
-                    random_seed: int = 1, nuts_sampler: str = "nutpie",
+                    models: pd.DataFrame | None = None, draws: int | None = None, tune: int | None = None,
+                    chains: int | None = None, random_seed: int = 1, nuts_sampler: str = "nutpie",
                     progressbar: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, LatencyModel]]:
     """Fit every configuration to ``train``; return (LOO comparison, per-config table, fitted models).
 
-    The LOO table is ``az.compare`` over run-mean latencies (rank 0 = best expected log
-    predictive density). The per-config table has fit time (s), convergence, and the
-    held-out scores of :func:`score_held_out` when ``test`` is given.
+    Each is sampled with the settings that converge it (:meth:`LatencyModel.fit`: its ``[sampling]``
+    table), ``draws``, ``tune`` and ``chains`` overriding them where given. The LOO table is
+    ``az.compare`` over run-mean latencies (rank 0 = best expected log predictive density). The
+    per-config table has fit time (s), convergence, and the held-out scores of :func:`score_held_out`
+    when ``test`` is given.
     """
     fitted, rows, loos = {}, [], {}
     for name, cfg in configs.items():
