@@ -7,7 +7,9 @@ the highest unsaturated load, and the recommended draft length per load against 
    runs, flagged runs with their reasons, acceptance per drafter (from the llama.cpp counters).
 2. Per configuration (drafter, k), its highest load that is not flagged saturated is held out; the
    model is fitted on the rest (flagged runs included as the ingest marks them) and predicts the
-   held-out runs: MAPE of the posterior-predictive median, central 90% interval coverage, CRPS.
+   held-out runs: MAPE of the posterior-predictive median, central 90% interval coverage, CRPS; and
+   both apart for the runs below and at capacity (offered rate >= 0.95 x the throughput the
+   configuration's flagged runs reached).
 3. Fitted on every run: the recommended k per load and drafter (candidates: the measured k) against
    the measured best (lowest mean latency among the measured k at that load; a flagged run counts as
    slower than any unflagged one), and the regret of the choice against it, by the default rule and by
@@ -39,6 +41,19 @@ from bayes_sd.recommend import MIN_P_FASTER, recommend_k  # noqa: E402
 from bayes_sd.traces import ingest_paths  # noqa: E402
 
 SWEEP = "real/llamacpp_cpu_sweep"
+
+
+#: a held-out run is "at capacity" where its offered rate is at least this share of the highest throughput
+#: (achieved requests/s) that its configuration's flagged runs, which the fit sees, reached
+AT_CAPACITY = 0.95
+
+
+def flagged_throughput(runs: pd.DataFrame, held: pd.DataFrame) -> np.ndarray:
+    """Per held-out run, the highest ``achieved_rps`` of its configuration's runs flagged saturated (requests/s;
+    inf where none was flagged): the throughput the server reached past capacity."""
+    flagged = runs[runs["saturated"]]
+    top = flagged.groupby(configuration_label(flagged))["achieved_rps"].max()
+    return configuration_label(held).map(top).fillna(np.inf).to_numpy(float)
 
 
 def measured_best(runs: pd.DataFrame, drafter: str) -> pd.Series:
@@ -105,10 +120,16 @@ def main() -> None:
     scores = score_runs(draws.latency_pred, held["latency_mean_s"], saturated=scored_saturated(held))
     summary = summarise_scores(scores, configuration_label(held))
     print(f"held out: the highest unsaturated load of {len(held)} configurations")
+    at_capacity = held["rate_rps"].to_numpy() >= AT_CAPACITY * flagged_throughput(runs, held)
     print(pd.concat([held[["run_id", "rate_rps", "latency_mean_s"]], scores[["median_s", "ape_median",
-                                                                              "covered_90"]]], axis=1)
+                                                                              "covered_90"]],
+                     pd.Series(at_capacity, name="at_capacity")], axis=1)
           .to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    for label, mine in (("below capacity", ~at_capacity), ("at capacity", at_capacity)):
+        if mine.any():
+            print(f"  {label}: {int(mine.sum())} runs, MAPE of the median {scores['ape_median'][mine].mean():.1%}, "
+                  f"{int(scores['covered_90'][mine].sum())} covered by their 90% interval")
 
     # 3. recommendations on all runs against the measured best
     model = fit(args.config, runs, args)
