@@ -262,9 +262,10 @@ SAMPLING_KEYS = ("draws", "tune", "chains", "target_accept", "max_tree_depth", "
 
 #: the sampling settings of a configuration without a [sampling] table (bench/README.md, fit_speed): at the
 #: offered rate the drafters' per-token costs d1 mix slowly, and 700 tune + 3500 draws at target acceptance
-#: 0.9 converge the default model on all bundled data in ten seeds of ten; 2 chains, one per core of the
-#: 2-core machines the figures are measured on; trees up to the samplers' own depth, 10 (the main job caps
-#: them lower: ``bayes_sd.demo.DEMO_SAMPLING``).
+#: 0.9 converged the default model on all bundled data in ten seeds of ten (with the main job's trees capped at
+#: depth 6, ``bayes_sd.demo.DEMO_SAMPLING``); 2 chains, one per core of the 2-core machines the figures are
+#: measured on; trees up to the samplers' own depth, 10 (capped at 6, the real llama.cpp sweep's first attempt
+#: had 4 divergences: docs/evaluation.md).
 SAMPLING = {"draws": 3500, "tune": 700, "chains": 2, "target_accept": 0.9, "max_tree_depth": 10,
             "start": "jittered"}
 
