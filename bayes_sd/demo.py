@@ -62,14 +62,15 @@ DEMO_SAMPLING = {"full": {"max_tree_depth": 6, "retries": 1}, "quick": {"draws":
 
 def demo_sampling(model_config: str | Path | dict = MAIN_MODEL, quick: bool = False) -> dict:
     """Sampling settings of the main job for ``model_config`` (a name in ``models/``, a path, or a
-    loaded configuration): what converges it (:func:`bayes_sd.model.config.sampling_settings`) with
-    ``DEMO_SAMPLING["full"]``, or ``DEMO_SAMPLING["quick"]`` for the smoke run.
+    loaded configuration): what converges it (:func:`bayes_sd.model.config.sampling_settings`, whose
+    defaults ``DEMO_SAMPLING["full"]`` extends; the configuration's own table still wins), or
+    ``DEMO_SAMPLING["quick"]`` for the smoke run.
     """
-    from bayes_sd.model.config import sampling_settings
+    from bayes_sd.model.config import SAMPLING, sampling_settings
 
     if quick:
         return dict(DEMO_SAMPLING["quick"])
-    return {**sampling_settings(model_config), **DEMO_SAMPLING["full"]}
+    return sampling_settings(model_config, defaults={**SAMPLING, **DEMO_SAMPLING["full"]})
 
 
 def demo_recommendations(model, decisions=DEMO_DECISIONS, k_max: int = 7) -> tuple[pd.DataFrame, dict]:

@@ -56,10 +56,15 @@ def flagged_throughput(runs: pd.DataFrame, held: pd.DataFrame) -> np.ndarray:
     return configuration_label(held).map(top).fillna(np.inf).to_numpy(float)
 
 
+def drafter_runs(runs: pd.DataFrame, drafter: str) -> pd.DataFrame:
+    """The runs a recommendation for ``drafter`` chooses among: its own and those without speculation (k = 0)."""
+    return runs[(runs["k"] == 0) | (runs["drafter"] == drafter)]
+
+
 def measured_best(runs: pd.DataFrame, drafter: str) -> pd.Series:
     """Per rate: the measured k with the lowest mean latency among k = 0 and the drafter's runs
     (a run flagged saturated counts as slower than every unflagged one)."""
-    mine = runs[(runs["k"] == 0) | (runs["drafter"] == drafter)].copy()
+    mine = drafter_runs(runs, drafter).copy()
     mine["key"] = np.where(mine["saturated"], np.inf, mine["latency_mean_s"])
     mine["tiebreak"] = mine["latency_mean_s"]
     best = mine.sort_values(["rate_rps", "key", "tiebreak"]).groupby("rate_rps").first()
@@ -68,8 +73,8 @@ def measured_best(runs: pd.DataFrame, drafter: str) -> pd.Series:
 
 def measured_latency(runs: pd.DataFrame, drafter: str, k: int, rate: float) -> float:
     """Measured mean latency (s) of ``drafter`` at draft length ``k`` (k = 0: no speculation) and ``rate``."""
-    mine = runs[(runs["k"] == k) & ((k == 0) | (runs["drafter"] == drafter)) & (runs["rate_rps"] == rate)]
-    return float(mine["latency_mean_s"].iloc[0])
+    mine = drafter_runs(runs, drafter)
+    return float(mine.loc[(mine["k"] == k) & (mine["rate_rps"] == rate), "latency_mean_s"].iloc[0])
 
 
 def _sent_arrivals(model: LatencyModel, runs: pd.DataFrame) -> float | None:

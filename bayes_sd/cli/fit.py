@@ -45,14 +45,14 @@ def run(args: argparse.Namespace) -> int:
     runs = read_traces(args.command, args.runs, progress=progress).runs
     models = read_traces(args.command, args.models).models if args.models else None
     model = LatencyModel(args.config)
-    given = {key: getattr(args, key) for key in ("draws", "tune", "chains", "target_accept")}
-    settings = sampling_settings(model.config, **given)
+    settings = sampling_settings(model.config, draws=args.draws, tune=args.tune, chains=args.chains,
+                                 target_accept=args.target_accept)
     starts = "where the data are plausible" if settings["start"] == "plausible" else "jittered"
     say(args, f"fitting {model.config['name']} to {len(runs)} runs: {settings['chains']} chains x "
               f"({settings['tune']} tune + {settings['draws']} draws) at target acceptance "
               f"{settings['target_accept']:g}, chains started {starts}")
     model.fit(runs, models=models, nuts_sampler=args.sampler, random_seed=args.seed, progressbar=progress,
-              retries=args.retries, **given)
+              retries=args.retries, **settings)
     print(model.diagnostics_text())
     path = model.save(args.out)
     print(f"wrote posterior to {path}")

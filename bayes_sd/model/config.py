@@ -285,15 +285,19 @@ def _check_sampling(sampling: dict[str, Any]) -> None:
             raise ModelConfigError(f"[sampling] {key} = {value!r}. Fix: a positive whole number")
 
 
-def sampling_settings(config: str | Path | dict, **given: Any) -> dict[str, Any]:
-    """The sampling settings that converge a configuration: :data:`SAMPLING` updated by its own
-    ``[sampling]`` table (a variant whose posterior mixes at another rate says there what converges it),
-    then by the settings ``given`` that are not None.
+def sampling_settings(config: str | Path | dict, defaults: dict[str, Any] | None = None,
+                      **given: Any) -> dict[str, Any]:
+    """The sampling settings that converge a configuration: ``defaults`` updated by its own ``[sampling]``
+    table (a variant whose posterior mixes at another rate says there what converges it), then by the
+    settings ``given`` that are not None.
 
     Parameters
     ----------
     config : str, pathlib.Path or dict
         A name in ``models/``, a path to a TOML file, or a loaded configuration.
+    defaults : dict, optional
+        What a configuration without a table samples with (default :data:`SAMPLING`; the main job adds
+        its own to it, ``bayes_sd.demo.DEMO_SAMPLING``).
     **given
         Settings of :data:`SAMPLING_KEYS` chosen by the caller; None leaves the configuration's.
 
@@ -307,4 +311,5 @@ def sampling_settings(config: str | Path | dict, **given: Any) -> dict[str, Any]
     if unknown:
         raise TypeError(f"unknown sampling settings {unknown}; they are {list(SAMPLING_KEYS)}")
     cfg = config if isinstance(config, dict) else load_config(config)
-    return {**SAMPLING, **cfg.get("sampling", {}), **{k: v for k, v in given.items() if v is not None}}
+    return {**(SAMPLING if defaults is None else defaults), **cfg.get("sampling", {}),
+            **{k: v for k, v in given.items() if v is not None}}
