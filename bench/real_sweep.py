@@ -1,7 +1,12 @@
-"""The bundled REAL CPU-engine sweep (llama.cpp, data/real/llamacpp_cpu_sweep): held-out accuracy at
-the highest unsaturated load, and the recommended draft length per load against the measured best.
+"""A bundled REAL CPU-engine sweep (llama.cpp): held-out accuracy at the highest unsaturated load, and the
+recommended draft length per load against the measured best.
 
-    python bench/real_sweep.py [--config default] [--draws 1000] [--tune 1000] [--chains 2] [--seed 1]
+    python bench/real_sweep.py [--sweep llamacpp_cpu_sweep] [--config default] [--draws N] [--tune N]
+                               [--chains N] [--retries 1] [--seed 1]
+
+Sweeps (folders of data/real/): ``llamacpp_cpu_sweep`` (7 configurations x 5 rates, runs of up to 40
+requests) and ``llamacpp_cpu_near_capacity`` (4 configurations x 7 rates, up to 100 requests, measured on a
+faster machine of the same kind; data/real/SOURCES.md).
 
 1. `bayes-sd ingest` of the raw sweep folder (its manifest, GuideLLM reports and /metrics scrapes):
    runs, flagged runs with their reasons, acceptance per drafter (from the llama.cpp counters).
@@ -20,6 +25,7 @@ Data: REAL, measured on a 2-core CPU (see data/real/SOURCES.md); not GPU figures
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -40,7 +46,7 @@ from bayes_sd.model.fit_data import arrivals  # noqa: E402
 from bayes_sd.recommend import MIN_P_FASTER, recommend_k  # noqa: E402
 from bayes_sd.traces import ingest_paths  # noqa: E402
 
-SWEEP = "real/llamacpp_cpu_sweep"
+SWEEPS = ("llamacpp_cpu_sweep", "llamacpp_cpu_near_capacity")
 
 
 #: a held-out run is "at capacity" where its offered rate is at least this share of the highest throughput
@@ -52,6 +58,8 @@ def flagged_throughput(runs: pd.DataFrame, held: pd.DataFrame) -> np.ndarray:
     """Per held-out run, the highest ``achieved_rps`` of its configuration's runs flagged saturated (requests/s;
     inf where none was flagged): the throughput the server reached past capacity."""
     flagged = runs[runs["saturated"]]
+    if flagged.empty:
+        return np.full(len(held), np.inf)
     top = flagged.groupby(configuration_label(flagged))["achieved_rps"].max()
     return configuration_label(held).map(top).fillna(np.inf).to_numpy(float)
 
@@ -86,25 +94,34 @@ def _sent_arrivals(model: LatencyModel, runs: pd.DataFrame) -> float | None:
     return float(cv2[0]) if len(cv2) == 1 else None
 
 
+def sampled_with(model: LatencyModel) -> str:
+    """How the kept posterior was sampled, and after how many attempts."""
+    s, attempts = model.sampler_settings, json.loads(model.idata.attrs["fit_attempts"])
+    return f"{s['chains']} x ({s['tune']} + {s['draws']}) at {s['target_accept']}, attempt {len(attempts)}"
+
+
 def fit(config: str, runs: pd.DataFrame, args) -> LatencyModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return LatencyModel(config).fit(runs, draws=args.draws, tune=args.tune, chains=args.chains,
-                                        random_seed=args.seed, progressbar=False)
+                                        random_seed=args.seed, retries=args.retries, progressbar=False)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sweep", default=SWEEPS[0], choices=SWEEPS, help=f"bundled sweep (default: {SWEEPS[0]})")
     ap.add_argument("--config", default="default", help="model configuration (default: default)")
-    ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--tune", type=int, default=1000)
-    ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--draws", type=int, help="draws per chain (default: the configuration's [sampling])")
+    ap.add_argument("--tune", type=int, help="warm-up per chain (default: the configuration's)")
+    ap.add_argument("--chains", type=int, help="chains (default: the configuration's)")
+    ap.add_argument("--retries", type=int, default=1, help="samplings again when not converged (default 1, as "
+                    "`bayes-sd fit`)")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     print(machine_line("real_sweep"))
-    runs = ingest_paths([data_dir() / SWEEP]).runs
+    runs = ingest_paths([data_dir() / "real" / args.sweep]).runs
     spec = runs[runs["k"] > 0]
-    print(f"REAL llama.cpp CPU sweep: {len(runs)} runs, k {sorted(runs['k'].unique())}, rates "
+    print(f"REAL llama.cpp CPU sweep {args.sweep}: {len(runs)} runs, k {sorted(runs['k'].unique())}, rates "
           f"{sorted(runs['rate_rps'].unique())} req/s; flagged {int(runs['saturated'].sum())}")
     for _, r in runs[runs["saturated"]].iterrows():
         print(f"  flagged {r['run_id']}: {r['saturation_reason']}")
@@ -118,7 +135,7 @@ def main() -> None:
     test = ok & top & (cfg.map(cfg[ok].value_counts()) >= 2)
     t0 = time.perf_counter()
     model = fit(args.config, runs[~test], args)
-    print(f"\nfit on {int((~test).sum())} runs ({args.config}, {args.chains} x ({args.tune} + {args.draws})) in "
+    print(f"\nfit on {int((~test).sum())} runs ({args.config}, {sampled_with(model)}) in "
           f"{time.perf_counter() - t0:.0f} s: {model.diagnostics_text()}")
     held = runs[test].reset_index(drop=True)
     draws = model.predict_draws(held[CONDITION_COLUMNS], max_draws=2000, seed=args.seed)
@@ -138,7 +155,7 @@ def main() -> None:
 
     # 3. recommendations on all runs against the measured best
     model = fit(args.config, runs, args)
-    print(f"\nfit on all {len(runs)} runs: {model.diagnostics_text()}")
+    print(f"\nfit on all {len(runs)} runs ({sampled_with(model)}): {model.diagnostics_text()}")
     prompt, output = float(runs["prompt_len"].mean()), float(runs["output_len"].mean())
     rates = sorted(runs["rate_rps"].unique())
     for rule, min_p_faster in (("default", MIN_P_FASTER), ("the expected score alone", 0.0)):

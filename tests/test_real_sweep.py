@@ -96,3 +96,28 @@ def test_the_recommended_k_at_the_lightest_load_is_the_measured_best(posterior, 
     recs = pd.read_csv(out)
     assert int(recs["best_k"].iloc[0]) == measured_best
     assert bool(recs["k_measured"].iloc[0])
+
+
+NEAR_CAPACITY = data_dir() / "real" / "llamacpp_cpu_near_capacity"
+
+
+@pytest.mark.skipif(not NEAR_CAPACITY.is_dir(), reason="the second bundled llama.cpp sweep is not in data/real")
+def test_the_second_sweep_accepts_as_the_first_and_keeps_every_long_run(ingested):
+    """The second sweep (bench/llamacpp/sweep_near_capacity.toml, a faster machine) read from its raw files:
+    every point a run of its full length, and each (drafter, k) accepting as in the first sweep (the same
+    greedy server and prompts: the acceptance is the engine's, not the machine's)."""
+    from bayes_sd.traces import ingest_paths
+
+    _, first = ingested
+    second = ingest_paths([NEAR_CAPACITY]).runs
+    manifest = json.loads((NEAR_CAPACITY / "manifest.json").read_text())
+    assert len(second) == sum(p["status"] == "done" for p in manifest["points"]) == 28
+    sent = {p["id"]: p for p in manifest["points"]}
+    assert (second["n_requests"] >= 38).all() and (second["rate_rps"] >= 0.4).all()
+    assert set(second["run_id"]) == set(sent)
+    pair = ["drafter", "k"]
+    a = first[first["k"] > 0].groupby(pair)["acceptance_length"].mean()
+    b = second[second["k"] > 0].groupby(pair)["acceptance_length"].mean()
+    both = pd.concat([a.rename("first"), b.rename("second")], axis=1, join="inner")
+    assert len(both) == 3
+    np.testing.assert_allclose(both["second"], both["first"], rtol=0.05)
