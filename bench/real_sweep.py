@@ -2,11 +2,12 @@
 recommended draft length per load against the measured best.
 
     python bench/real_sweep.py [--sweep llamacpp_cpu_sweep] [--config default] [--draws N] [--tune N]
-                               [--chains N] [--retries 1] [--seed 1]
+                               [--chains N] [--retries 1] [--seed 1] [--predict SWEEP]
 
-Sweeps (folders of data/real/): ``llamacpp_cpu_sweep`` (7 configurations x 5 rates, runs of up to 40
-requests) and ``llamacpp_cpu_near_capacity`` (4 configurations x 7 rates, up to 100 requests, measured on a
-faster machine of the same kind; data/real/SOURCES.md).
+Sweeps (folders of data/real/; SOURCES.md): ``llamacpp_cpu_sweep`` (7 configurations x 5 rates, runs of up to
+40 requests), ``llamacpp_cpu_near_capacity`` (4 configurations x 7 rates, up to 100 requests, measured on a faster
+machine of the same kind) and ``llamacpp_cpu_prompt256`` (the second's configurations, 256-token prompts instead of
+64, 3 rates, the same machine).
 
 1. `bayes-sd ingest` of the raw sweep folder (its manifest, GuideLLM reports and /metrics scrapes):
    runs, flagged runs with their reasons, acceptance per drafter (from the llama.cpp counters).
@@ -19,6 +20,7 @@ faster machine of the same kind; data/real/SOURCES.md).
    the measured best (lowest mean latency among the measured k at that load; a flagged run counts as
    slower than any unflagged one), and the regret of the choice against it, by the default rule and by
    the expected score alone (``min_p_faster`` 0).
+4. With ``--predict SWEEP``: every run of that sweep predicted by the fit of step 3 (a workload it never saw).
 Data: REAL, measured on a 2-core CPU (see data/real/SOURCES.md); not GPU figures.
 """
 
@@ -46,7 +48,7 @@ from bayes_sd.model.fit_data import arrivals  # noqa: E402
 from bayes_sd.recommend import MIN_P_FASTER, recommend_k  # noqa: E402
 from bayes_sd.traces import ingest_paths  # noqa: E402
 
-SWEEPS = ("llamacpp_cpu_sweep", "llamacpp_cpu_near_capacity")
+SWEEPS = ("llamacpp_cpu_sweep", "llamacpp_cpu_near_capacity", "llamacpp_cpu_prompt256")
 
 
 #: a held-out run is "at capacity" where its offered rate is at least this share of the highest throughput
@@ -107,6 +109,20 @@ def fit(config: str, runs: pd.DataFrame, args) -> LatencyModel:
                                         random_seed=args.seed, retries=args.retries, progressbar=False)
 
 
+def predict_other_sweep(model: LatencyModel, args) -> None:
+    """Every run of the bundled sweep ``args.predict``, predicted by ``model``: per-run and summary scores."""
+    other = ingest_paths([data_dir() / "real" / args.predict]).runs.reset_index(drop=True)
+    draws = model.predict_draws(other[CONDITION_COLUMNS], max_draws=2000, seed=args.seed)
+    scores = score_runs(draws.latency_pred, other["latency_mean_s"], saturated=scored_saturated(other))
+    print(f"\n{args.predict}, never fitted: {len(other)} runs (prompt {sorted(other['prompt_len'].round().unique())} "
+          f"tokens, dataset {sorted(other['dataset'].unique())})")
+    print(pd.concat([other[["run_id", "rate_rps", "latency_mean_s"]], scores[["median_s", "ape_median",
+                                                                               "covered_90"]]], axis=1)
+          .to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(summarise_scores(scores, configuration_label(other)).to_string(index=False,
+                                                                         float_format=lambda v: f"{v:.3g}"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sweep", default=SWEEPS[0], choices=SWEEPS, help=f"bundled sweep (default: {SWEEPS[0]})")
@@ -117,6 +133,8 @@ def main() -> None:
     ap.add_argument("--retries", type=int, default=1, help="samplings again when not converged (default 1, as "
                     "`bayes-sd fit`)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--predict", choices=SWEEPS, help="also predict every run of this bundled sweep (one the fit never "
+                    "saw: another workload of the same server) from the fit of all runs of --sweep")
     args = ap.parse_args()
     print(machine_line("real_sweep"))
     runs = ingest_paths([data_dir() / "real" / args.sweep]).runs
@@ -178,6 +196,8 @@ def main() -> None:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         print(f"recommended = measured best at {int(table['agree'].sum())} of {len(table)} (drafter, rate); mean "
               f"regret against it {table['regret'].mean():.1%} (a flagged run at its measured latency)")
+    if args.predict:
+        predict_other_sweep(model, args)
 
 
 if __name__ == "__main__":

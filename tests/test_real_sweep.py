@@ -121,3 +121,24 @@ def test_the_second_sweep_accepts_as_the_first_and_keeps_every_long_run(ingested
     both = pd.concat([a.rename("first"), b.rename("second")], axis=1, join="inner")
     assert len(both) == 3
     np.testing.assert_allclose(both["second"], both["first"], rtol=0.05)
+
+
+PROMPT256 = data_dir() / "real" / "llamacpp_cpu_prompt256"
+
+
+@pytest.mark.skipif(not PROMPT256.is_dir(), reason="the third bundled llama.cpp sweep is not in data/real")
+def test_four_times_the_prompt_costs_the_cpu_its_prefill():
+    """The third sweep (256-token prompts, the second's machine) against the second (64): at the rate both share,
+    the time to first token grows with the prompt, and the rates past 0.4 req/s are flagged with a reason."""
+    from bayes_sd.traces import ingest_paths
+
+    short = ingest_paths([NEAR_CAPACITY]).runs
+    long = ingest_paths([PROMPT256]).runs
+    assert len(long) == 12 and (long["prompt_len"] > 250).all() and (short["prompt_len"] < 70).all()
+    key = ["drafter", "k"]
+    ttft = pd.concat([short[short["rate_rps"] == 0.4].set_index(key)["ttft_mean_s"].rename("short"),
+                      long[long["rate_rps"] == 0.4].set_index(key)["ttft_mean_s"].rename("long")], axis=1, join="inner")
+    assert len(ttft) == 4 and (ttft["long"] > 3 * ttft["short"]).all()
+    assert not long.loc[long["rate_rps"] == 0.4, "saturated"].any()
+    busy = long[long["rate_rps"] > 0.4]
+    assert busy["saturated"].all() and busy["saturation_reason"].str.contains("rate shortfall").all()
