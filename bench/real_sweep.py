@@ -151,6 +151,9 @@ def main() -> None:
     ok = ~runs["saturated"]
     top = runs["rate_rps"] == runs[ok].groupby(cfg[ok])["rate_rps"].transform("max").reindex(runs.index)
     test = ok & top & (cfg.map(cfg[ok].value_counts()) >= 2)
+    if not test.any():
+        sys.exit(f"{args.sweep}: no configuration has two unflagged loads, so none is held out. Fix: use it with "
+                 "--predict from another sweep")
     t0 = time.perf_counter()
     model = fit(args.config, runs[~test], args)
     print(f"\nfit on {int((~test).sum())} runs ({args.config}, {sampled_with(model)}) in "
