@@ -2,7 +2,7 @@
 recommended draft length per load against the measured best.
 
     python bench/real_sweep.py [--sweep llamacpp_cpu_sweep] [--config default] [--draws N] [--tune N]
-                               [--chains N] [--retries 1] [--seed 1] [--predict SWEEP]
+                               [--chains N] [--retries 2] [--seed 1] [--predict SWEEP]
 
 Sweeps (folders of data/real/; SOURCES.md): ``llamacpp_cpu_sweep`` (7 configurations x 5 rates, runs of up to
 40 requests), ``llamacpp_cpu_near_capacity`` (4 configurations x 7 rates, up to 100 requests, measured on a faster
@@ -130,7 +130,7 @@ def main() -> None:
     ap.add_argument("--draws", type=int, help="draws per chain (default: the configuration's [sampling])")
     ap.add_argument("--tune", type=int, help="warm-up per chain (default: the configuration's)")
     ap.add_argument("--chains", type=int, help="chains (default: the configuration's)")
-    ap.add_argument("--retries", type=int, default=1, help="samplings again when not converged (default 1, as "
+    ap.add_argument("--retries", type=int, default=2, help="samplings again when not converged (default 2, as "
                     "`bayes-sd fit`)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--predict", choices=SWEEPS, help="also predict every run of this bundled sweep (one the fit never "

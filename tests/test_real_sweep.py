@@ -142,3 +142,20 @@ def test_four_times_the_prompt_costs_the_cpu_its_prefill():
     assert not long.loc[long["rate_rps"] == 0.4, "saturated"].any()
     busy = long[long["rate_rps"] > 0.4]
     assert busy["saturated"].all() and busy["saturation_reason"].str.contains("rate shortfall").all()
+
+
+@pytest.mark.skipif(not PROMPT256.is_dir(), reason="the third bundled llama.cpp sweep is not in data/real")
+def test_the_engine_times_its_prefill_per_token_whatever_the_prompt_length():
+    """llama.cpp's prompt counters give every run, with or without speculation, its prefill time per prompt token;
+    at the lightest load it is the same at 65 and 257 tokens (prefill linear in the prompt: the model's p1), and it
+    grows under load, when a prompt's passes also carry the others' decode tokens."""
+    from bayes_sd.traces import ingest_paths
+
+    short = ingest_paths([NEAR_CAPACITY]).runs
+    long = ingest_paths([PROMPT256]).runs
+    for runs in (short, long):
+        assert runs["prefill_ms_per_token"].between(2.0, 4.0).all() and (runs["k"] == 0).any()
+    light = [r[r["rate_rps"] == 0.4].set_index(["drafter", "k"])["prefill_ms_per_token"] for r in (short, long)]
+    np.testing.assert_allclose(light[1].sort_index(), light[0].sort_index(), rtol=0.05)
+    by_rate = short.groupby("rate_rps")["prefill_ms_per_token"].mean()
+    assert by_rate.iloc[-1] > 1.1 * by_rate.iloc[0]

@@ -18,7 +18,8 @@ The posterior file (netCDF, ArviZ) holds the posterior draws, the training runs 
 fit_data), the models table (fit_models) and the configuration, so `bayes-sd predict`,
 `recommend` and `report` need nothing else. The line printed after sampling says whether the
 posterior converged (R-hat <= 1.01, bulk and tail ESS >= 400, no divergences). When it has not,
-fit has already sampled again (--retries, default once: twice the warm-up, target acceptance 0.95,
+fit has already sampled again (--retries, default twice: more chains, pooled with the first, when
+the only shortfall is effective sample size; otherwise twice the warm-up, target acceptance 0.95,
 the next seed) and the line lists what it tried, then where the chains disagree most (the
 parameter, which chains agree on it) and how far apart their predictions of the fitted runs are;
 if it still has not, sample longer (--draws, --tune) before trusting it: predict, recommend and
@@ -77,9 +78,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="NUTS target acceptance in (0, 1) (default: the configuration's, 0.9)")
     add_sampler_flags(p)
     p.add_argument("--seed", type=int, default=None, help="random seed")
-    p.add_argument("--retries", type=int, default=1,
-                   help="when the posterior has not converged, sample again up to this many times with twice the "
-                        "warm-up, a higher target acceptance (0.95, then 0.98) and the next seed, keeping the best "
-                        "attempt (default 1; 0: sample once)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="when the posterior has not converged, sample again up to this many times: after an "
+                        "attempt without divergences (R-hat <= 1.05) more chains with its settings and the next "
+                        "seed, pooled with the earlier attempts without divergences; otherwise twice the warm-up, "
+                        "a higher target acceptance (0.95, then 0.98) and the next seed; keeps the first attempt "
+                        "or pool that converges, else the best (default 2; 0: sample once)")
     p.set_defaults(func=run)
     return p

@@ -53,6 +53,7 @@ from bayes_sd.model.fit_data import (
     model_free_keep,
 )
 from bayes_sd.model.load_range import load_offset
+from bayes_sd.model.prefill import prefill_means
 from bayes_sd.model.server_costs import (
     expert_share,
     pooled_log_levels,
@@ -246,7 +247,8 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
 
     with pm.Model(coords=coords) as model:
         eff = _Effects(cfg, fd)
-        mu = pt.stack([make_prior(cfg, f"mu_{c}") for c in COEFS])
+        prefill = dict(zip(("p0", "p1"), prefill_means(cfg, x["prompt_len"], len(fd.coords["verifier_hw"])) or ()))
+        mu = pt.stack([prefill[c] if c in prefill else make_prior(cfg, f"mu_{c}") for c in COEFS])
         pm.Deterministic("mu_log_cost", mu, dims="coef")
         eff_hw = eff("hardware")
         log_v = _level_log_costs(eff, fd, mu, eff_hw, coefs=VERIFIER_COEFS, main="verifier", level="verifier_hw",
@@ -387,6 +389,12 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
                 s_ttft = pt.sqrt(s_ttft**2 + (make_prior(cfg, "sigma_ttft_load") * load_share[rows]) ** 2)
             pm.StudentT("ttft_obs", nu=nu, mu=pt.log(ttft[rows]), sigma=s_ttft,
                         observed=observed("ttft_obs", np.log(vals)), dims="ttft_run")
+        if "prefill" in fd.obs:  # the engine's own timing of prompt processing (ms per prompt token) is p1,
+            rows, vals = fd.obs["prefill"]  # and more under load, when a prompt's passes carry others' tokens
+            log_p1 = log_v[fd.idx["run_vh"], VERIFIER_COEFS.index("p1")]
+            pm.StudentT("prefill_obs", nu=nu, mu=log_p1[rows],
+                        sigma=make_prior(cfg, "sigma_prefill_time") * (1.0 + load_share[rows]),
+                        observed=observed("prefill_obs", np.log(vals)), dims="prefill_run")
         if "tpot" in fd.obs:
             rows, vals = fd.obs["tpot"]
             tp = theory.tpot(latency, ttft, D)

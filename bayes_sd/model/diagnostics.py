@@ -196,7 +196,11 @@ class PosteriorDiagnostics:
         if len(tried) > 1:
             text += "; tried " + ", then ".join(
                 f"tune {a['tune']} at target acceptance {a['target_accept']:g} (max R-hat {a['max_rhat']:.3f})"
-                for a in tried)
+                for a in tried if "pooled" not in a)
+            pooled = [a for a in tried if "pooled" in a]
+            if pooled:
+                text += (f"; pooled the chains of attempts {', '.join(str(i + 1) for i in pooled[0]['pooled'])} "
+                         f"(none diverged): {pooled[0]['chains']} chains")
         if not d["converged"] and d["chains"] > 1:
             text += "; " + chain_agreement_text(self.chain_agreement())
         return text

@@ -537,6 +537,8 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     if "ttft_p50_s" in fit:
         ttft = ttft.fillna(fit["ttft_p50_s"])
     add("ttft", ttft)
+    if "prefill_ms_per_token" in fit:
+        add("prefill", fit["prefill_ms_per_token"])
     if "tpot_mean_s" in fit:
         add("tpot", fit["tpot_mean_s"].where(fit["latency_mean_s"].isna()))
     add("tau", tau, steady_only=False)  # acceptance is a per-token rate: a saturated run measures it too

@@ -234,10 +234,12 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
             A lower cap mostly trims the early warm-up, before the mass matrix is adapted, where trees
             run to the cap (``bench/fit_speed.py --max-tree-depth``).
         retries : int, default 0
-            When the posterior has not converged, sample again up to this many times, each with a
-            longer warm-up, a higher target acceptance and the next seed, keeping the best attempt
-            (the policy: :func:`bayes_sd.model.sampling.sample_until_converged`); every attempt is
-            listed in :attr:`fit_attempts`. ``bayes-sd fit`` retries once.
+            When the posterior has not converged, sample again up to this many times: more chains
+            (pooled with the earlier ones) where only the effective sample size fell short, else a
+            longer warm-up, a higher target acceptance and the next seed; keeps the first attempt or
+            pool that converges, else the best attempt (the policy:
+            :func:`bayes_sd.model.sampling.sample_until_converged`); every attempt is listed in
+            :attr:`fit_attempts`. ``bayes-sd fit`` retries twice.
 
         Returns
         -------

@@ -25,9 +25,9 @@ from pymc.backends.arviz import coords_and_dims_for_inferencedata, dict_to_datas
 
 from bayes_sd._stats import convergence
 
-__all__ = ["SAMPLERS", "sample_posterior", "sample_until_converged", "RETRY_TARGET_ACCEPT", "compile_nutpie",
-           "sample_compiled", "start_near_the_data", "INIT_CANDIDATES", "INIT_STEPS", "INIT_FLOOR_PER_OBSERVATION",
-           "STARTS"]
+__all__ = ["SAMPLERS", "sample_posterior", "sample_until_converged", "pool_chains", "RETRY_TARGET_ACCEPT",
+           "compile_nutpie", "sample_compiled", "start_near_the_data", "INIT_CANDIDATES", "INIT_STEPS",
+           "INIT_FLOOR_PER_OBSERVATION", "STARTS"]
 
 #: target acceptance of the first and later retries of an unconverged fit (:func:`sample_until_converged`)
 RETRY_TARGET_ACCEPT = (0.95, 0.98)
@@ -195,34 +195,84 @@ def sample_posterior(model: pm.Model, *, draws: int = 1000, tune: int = 1000, ch
     return idata
 
 
+def pool_chains(attempts: list[az.InferenceData]) -> az.InferenceData:
+    """The chains of several samplings of one model as one ``InferenceData`` (chains renumbered from 0).
+
+    Each sampling is a set of valid Markov chains of the same posterior, whatever its warm-up, target
+    acceptance or seed, so together they are that many more chains: R-hat over all of them checks that
+    they agree, and their effective sample sizes add. The draws per chain must match; warm-up groups are
+    kept only where their lengths match too. Other groups and the attributes are the first attempt's.
+    """
+    if len({a.posterior.sizes["draw"] for a in attempts}) > 1:
+        raise ValueError("pooled samplings must have the same number of draws per chain")
+    first = attempts[0]
+    groups = {}
+    for name in first.groups():
+        parts = [getattr(a, name) for a in attempts if name in a.groups()]
+        if "chain" not in parts[0].dims:
+            groups[name] = parts[0]
+        elif len(parts) == len(attempts) and len({p.sizes.get("draw") for p in parts}) == 1:
+            pooled = xr.concat(parts, dim="chain", combine_attrs="drop_conflicts")
+            groups[name] = pooled.assign_coords(chain=np.arange(pooled.sizes["chain"]))
+    out = az.InferenceData(**groups)
+    out.attrs.update(first.attrs)
+    return out
+
+
+def _more_chains(d: dict) -> bool:
+    """Whether an unconverged attempt's chains only fell short of ESS: no divergence and R-hat within
+    what short chains of one posterior show (<= 1.05), so what it needs is more chains, not smaller steps."""
+    return d["divergences"] == 0 and d["max_rhat"] <= 1.05
+
+
 def sample_until_converged(model: pm.Model, *, retries: int = 0, tune: int = 1000, target_accept: float = 0.9,
                            max_tree_depth: int = 10, random_seed: int | None = None,
                            **kwargs) -> tuple[az.InferenceData, list[dict]]:
     """:func:`sample_posterior`, then up to ``retries`` more times while the posterior has not converged
-    (``bayes_sd._stats.convergence``), as an analyst would: each retry doubles the warm-up (at least
-    200 steps), raises the target acceptance (:data:`RETRY_TARGET_ACCEPT`), lifts the tree cap to 10
-    and takes the next seed. Returns the best attempt (the first that converges, else the lowest max
-    R-hat) and every attempt's settings and diagnostics, in order. ``kwargs`` go to
-    :func:`sample_posterior`.
+    (``bayes_sd._stats.convergence``), as an analyst would. After an attempt with no divergence and
+    R-hat <= 1.05, whose only shortfall is effective sample size, a retry samples more chains with the
+    same settings and the next seed; otherwise it doubles the warm-up (at least 200 steps), raises the
+    target acceptance (:data:`RETRY_TARGET_ACCEPT`), lifts the tree cap to 10 and takes the next seed.
+    The attempts without divergences are pooled (:func:`pool_chains`) and the pool is checked like an
+    attempt. Returns the best (the first attempt or pool that converges, else the attempt with the
+    lowest max R-hat) and every attempt's settings and diagnostics, in order, a converged pool last
+    (``pooled``: the indices of the attempts it holds). ``kwargs`` go to :func:`sample_posterior`.
     """
     if int(retries) != retries or retries < 0:
         raise ValueError(f"retries must be a whole number >= 0, got {retries}")
     settings = {"tune": int(tune), "target_accept": float(target_accept), "max_tree_depth": int(max_tree_depth),
                 "random_seed": random_seed}
-    attempts, best = [], None
+    attempts, best, clean, d = [], None, [], {}
     for attempt in range(int(retries) + 1):
         if attempt:
-            settings = {"tune": max(2 * settings["tune"], 200),
-                        "target_accept": max(settings["target_accept"], RETRY_TARGET_ACCEPT[min(attempt, 2) - 1]),
-                        "max_tree_depth": max(settings["max_tree_depth"], 10),
-                        "random_seed": None if random_seed is None else int(random_seed) + attempt}
+            seed = None if random_seed is None else int(random_seed) + attempt
+            if _more_chains(d):
+                settings = {**settings, "random_seed": seed}
+            else:
+                settings = {"tune": max(2 * settings["tune"], 200),
+                            "target_accept": max(settings["target_accept"],
+                                                 RETRY_TARGET_ACCEPT[min(attempt, 2) - 1]),
+                            "max_tree_depth": max(settings["max_tree_depth"], 10), "random_seed": seed}
         idata = sample_posterior(model, **settings, **kwargs)
         d = convergence(idata)
-        attempts.append({**settings, "random_seed": json.loads(idata.attrs["sampler"])["random_seed"],
-                         "converged": d["converged"], "max_rhat": d["max_rhat"], "min_ess_bulk": d["min_ess_bulk"],
-                         "divergences": d["divergences"]})
+        attempts.append(_attempt(settings, idata, d))
         if best is None or d["converged"] or d["max_rhat"] < best[1]["max_rhat"]:
             best = (idata, d)
         if d["converged"]:
             break
+        if d["divergences"] == 0:
+            clean.append((attempt, idata))
+        if len(clean) > 1:
+            pooled = pool_chains([i for _, i in clean])
+            dp = convergence(pooled)
+            if dp["converged"]:
+                attempts.append({**_attempt(settings, pooled, dp), "pooled": [a for a, _ in clean]})
+                best = (pooled, dp)
+                break
     return best[0], attempts
+
+
+def _attempt(settings: dict, idata: az.InferenceData, d: dict) -> dict:
+    return {**settings, "random_seed": json.loads(idata.attrs["sampler"])["random_seed"], "chains": d["chains"],
+            "converged": d["converged"], "max_rhat": d["max_rhat"], "min_ess_bulk": d["min_ess_bulk"],
+            "divergences": d["divergences"]}

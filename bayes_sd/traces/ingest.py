@@ -58,7 +58,7 @@ from .formats import detect_format, read_format
 from .formats.assemble import assemble
 from .formats.base import TraceWarning, read_text, warn
 from .formats.labels import Sidecar, batch_cap_from_command, kv_cache_from_command, load_sidecar, normalize
-from .formats.prometheus import delta, server_info, totals_to_acceptance
+from .formats.prometheus import delta, prefill_between, server_info, totals_to_acceptance
 from .formats.vllm_logs import log_server_info
 from .io import read_table
 from .manifest import MANIFEST_NAME, read_manifest
@@ -224,7 +224,8 @@ def _point_scrapes(point, source: str, sink: list) -> tuple[dict | None, dict]:
             raise TraceError(f, None, f"point {point.id}: not a /metrics scrape",
                              "name the scrape file in the manifest")
     if int(point.configuration.get("k", 0)) == 0:  # no speculation: no counters, only what it says of the server
-        return None, server_info(read_text(after))
+        return prefill_between(read_text(before), read_text(after), f"{before} -> {after}") or None, \
+            server_info(read_text(after))
     parsed = []
     for f in (before, after):
         parsed.append(read_format(f, "prometheus"))
@@ -283,6 +284,8 @@ def _manifest_parsed(path: str, sink: list, formats: dict) -> list:
         acc, engine = _point_scrapes(pt, path, sink)
         if acc and not any(c in run.acceptance for c in ("acceptance_length", "num_drafts")):
             run.acceptance = {**acc, **({"k": run.acceptance["k"]} if "k" in run.acceptance else {})}
+        elif acc and "prefill_ms_per_token" in acc:  # the report's own acceptance wins; the timing is the scrapes'
+            run.acceptance = {**run.acceptance, "prefill_ms_per_token": acc["prefill_ms_per_token"]}
         for key, val in engine.items():
             run.info.setdefault(key, val)
         log = pt.files.get("log")

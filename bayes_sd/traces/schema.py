@@ -164,6 +164,10 @@ RUNS: tuple[Column, ...] = (
     Column("kv_cache_tokens", "float", "tokens", False, "tokens of context the server's KV cache holds, draft "
            "model's included (vLLM logs 'GPU KV cache size: N tokens'; num_gpu_blocks x block_size); requests it "
            "cannot hold wait as for a batch slot; empty when unknown", lo=1),
+    Column("prefill_ms_per_token", "float", "ms", False, "the engine's own timing of prompt processing per prompt "
+           "token over the run (llama.cpp: delta of llamacpp:prompt_seconds_total over delta of "
+           "llamacpp:prompt_tokens_total between the run's /metrics scrapes); pins the prefill cost that one prompt "
+           "length leaves tied to the per-request overhead", lo=0),
     Column("saturated", "bool", "", False, "run is past the server's capacity: not steady state"),
     Column("saturation_reason", "str", "", False, "why the run was flagged saturated (rule and numbers)"),
     Column("tool", "str", "", False, "load generator that measured the run, e.g. 'guidellm', 'vllm-bench'"),

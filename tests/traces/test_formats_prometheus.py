@@ -1,4 +1,5 @@
-"""/metrics scrapes of llama.cpp and SGLang (vLLM's are in test_formats_fixtures / test_formats_bad)."""
+"""/metrics scrapes of llama.cpp and SGLang (vLLM's are in test_formats_fixtures / test_formats_bad), and llama.cpp's
+prompt counters read into a run's prefill time per prompt token."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bayes_sd.traces.formats import detect_format, read_format
+from bayes_sd.traces.formats.prometheus import prefill_between, prefill_timing
 from bayes_sd.traces.ingest import ingest_paths
 from bayes_sd.traces.schema import TraceError
 
@@ -102,3 +104,18 @@ def test_scrape_of_two_engines_is_refused(tmp_path):
     p.write_text((DER / "llamacpp-metrics-before.prom").read_text() + (DER / "vllm-metrics-before.prom").read_text())
     with pytest.raises(TraceError, match="several engines"):
         read_format(p)
+
+BEFORE = "llamacpp:prompt_tokens_total 78\nllamacpp:prompt_seconds_total 0.289749\n"
+AFTER = "llamacpp:prompt_tokens_total 3263\nllamacpp:prompt_seconds_total 9.28465\n"
+
+
+def test_prefill_time_per_token_between_two_scrapes():
+    got = prefill_between(BEFORE, AFTER, "run")["prefill_ms_per_token"]
+    assert got == pytest.approx(1000 * (9.28465 - 0.289749) / (3263 - 78))
+    assert prefill_between(AFTER, AFTER, "run") == {}  # no prompt between the scrapes: nothing measured
+    assert prefill_timing({"prompt_seconds": 1.0}) == {}  # one counter alone: nothing
+
+
+def test_a_counter_that_went_down_names_the_fix():
+    with pytest.raises(TraceError, match="went down.*scrape the same server process"):
+        prefill_between(AFTER, BEFORE, "run")

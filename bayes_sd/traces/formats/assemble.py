@@ -37,7 +37,7 @@ import pandas as pd
 from ..aggregate import aggregate_runs
 from ..schema import RUNS, TraceError
 from ..validate import validate_runs
-from .base import ACCEPT_COLS, Parsed, warn
+from .base import ACCEPT_COLS, SCRAPE_COLS, Parsed, warn
 from .labels import Sidecar, resolve
 from .prometheus import delta, totals_to_acceptance
 
@@ -222,7 +222,7 @@ def assemble(parsed: list[Parsed], *, flags: dict, sidecar: Sidecar | None, atta
                 "saturated": run.saturated, "saturation_reason": run.saturation_reason, "acceptance_pinned": pinned,
                 **info}
         if run.requests is None:
-            bare.append({**meta, **run.stats, **{c: run.acceptance.get(c, math.nan) for c in ACCEPT_COLS}})
+            bare.append({**meta, **run.stats, **{c: run.acceptance.get(c, math.nan) for c in SCRAPE_COLS}})
             continue
         req = run.requests
         if run.clockless:
@@ -259,7 +259,7 @@ def assemble(parsed: list[Parsed], *, flags: dict, sidecar: Sidecar | None, atta
             rid = m["run_id"]
             for col, val in run.stats.items():  # clockless rows: rates from the file's duration
                 agg.loc[rid, col] = val
-            for col in ACCEPT_COLS:
+            for col in SCRAPE_COLS:
                 if col in run.acceptance and pd.isna(agg.loc[rid, col]):
                     agg.loc[rid, col] = run.acceptance[col]
         out.append(agg.reset_index()[_RUN_COLS])

@@ -24,13 +24,16 @@ from ..schema import TraceError
 from ..validate import format_histogram, parse_histogram
 
 __all__ = ["TraceWarning", "RunData", "Parsed", "get", "num", "warn", "read_bytes", "read_text",
-           "load_json_objects", "finish_requests", "histogram_vector", "histogram_cell", "REQ_COLS", "ACCEPT_COLS"]
+           "load_json_objects", "finish_requests", "histogram_vector", "histogram_cell", "REQ_COLS", "ACCEPT_COLS",
+           "SCRAPE_COLS"]
 
 #: Canonical request columns a reader fills (``run_id`` is added by the ingest).
 REQ_COLS = ["request_id", "start_s", "first_token_s", "end_s", "prompt_tokens", "output_tokens",
             "draft_tokens", "accepted_tokens", "num_drafts", "acceptance_histogram"]
 #: Run-level acceptance columns (canonical runs columns).
 ACCEPT_COLS = ["draft_tokens", "accepted_tokens", "num_drafts", "acceptance_length", "per_position_acceptance"]
+#: Columns a run takes from its /metrics scrapes: the acceptance counts and the engine's prefill timing.
+SCRAPE_COLS = [*ACCEPT_COLS, "prefill_ms_per_token"]
 
 
 class TraceWarning(UserWarning):

@@ -43,6 +43,12 @@ Result (``Parsed.acceptance``): ``draft_tokens``, ``accepted_tokens``, ``num_dra
 positions) and ``per_position_acceptance`` (the share of drafts accepted up to each position, a
 runs-table cell). ``Parsed.info['engine']``
 names the engine; ``Parsed.scrapes`` holds ``(time, totals)`` per scrape.
+
+llama.cpp also times its prompt processing: ``llamacpp:prompt_seconds_total`` over
+``llamacpp:prompt_tokens_total`` (cached prompt tokens excluded) between the scrapes is the run's
+``prefill_ms_per_token`` (:func:`prefill_timing`; for a server without speculation
+:func:`prefill_between`), which pins the prefill cost a sweep of one prompt length cannot split from
+the per-request overhead. vLLM's ``vllm:request_prefill_time_seconds`` histogram is not read yet.
 """
 
 from __future__ import annotations
@@ -54,7 +60,8 @@ from ..schema import TraceError
 from ..validate import format_per_position
 from .base import Parsed, read_text, warn
 
-__all__ = ["read_prometheus", "server_info", "delta", "totals_to_acceptance", "ENGINES"]
+__all__ = ["read_prometheus", "server_info", "delta", "totals_to_acceptance", "prefill_timing", "prefill_between",
+           "ENGINES"]
 
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+(\S+))?\s*$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
@@ -64,13 +71,17 @@ _COUNTERS = "spec_decode_num_"
 _KEYS = {"drafts": "num_drafts", "draft_tokens": "draft_tokens", "accepted_tokens": "accepted_tokens",
          "emitted_tokens": "emitted_tokens", "accepted_tokens_per_pos": "per_pos"}
 _GAUGES = {"sglang:spec_accept_length": "accept_length_gauge", "sglang:spec_accept_rate": "accept_rate_gauge"}
+#: llama.cpp's timing of prompt processing: seconds and prompt tokens (cached tokens excluded) since start
+_PREFILL = {"llamacpp:prompt_seconds_total": "prompt_seconds", "llamacpp:prompt_tokens_total": "prompt_tokens"}
 _PREFIX = {v: k for k, v in ENGINES.items()}
 
 
 def _metric(name: str):
-    """(engine, key) of a speculative-decoding sample name, else None."""
+    """(engine, key) of a speculative-decoding or prefill-timing sample name, else None."""
     if name in _GAUGES:
         return "sglang", _GAUGES[name]
+    if name in _PREFILL:
+        return "llama.cpp", _PREFILL[name]
     for prefix, engine in ENGINES.items():
         if name.startswith(prefix + _COUNTERS) and engine != "sglang" and not name.endswith("_created"):
             short = name[len(prefix) + len(_COUNTERS):]
@@ -118,7 +129,7 @@ def _parse(text: str, source: str) -> tuple[str, list[dict], list]:
     engines, rounded = set(), False
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
-        if not line or line.startswith("#") or "spec_" not in line:
+        if not line or line.startswith("#") or not ("spec_" in line or line.startswith(tuple(_PREFILL))):
             continue
         m = _LINE.match(line)
         if not m:
@@ -139,13 +150,13 @@ def _parse(text: str, source: str) -> tuple[str, list[dict], list]:
         if not math.isfinite(value) or value < 0:
             raise TraceError(source, m.group(1), f"line {n}: {'gauge' if 'gauge' in key else 'counter'} value {value}",
                              "speculative-decoding metrics are finite and non-negative: give the scrape unchanged")
-        rounded |= engine == "llama.cpp" and "e+" in m.group(3).lower()
+        rounded |= engine == "llama.cpp" and key not in _PREFILL.values() and "e+" in m.group(3).lower()
         series = (key, labels.get("position") if key == "per_pos" else None, tuple(sorted(labels.items())))
         seen.setdefault(series, []).append((value, stamp))
     if len(engines) > 1:
         raise TraceError(source, None, "speculative-decoding metrics of several engines "
                          f"({', '.join(sorted(engines))})", "give one server's scrape per file")
-    if not seen:
+    if not any(key not in _PREFILL.values() for key, _, _ in seen):
         engine = _engine_of(text) or "vllm"
         if engine == "sglang":
             raise TraceError(source, "sglang:spec_accept_length", "no sglang:spec_accept_length gauge in the file",
@@ -218,7 +229,7 @@ def totals_to_acceptance(tot: dict, source: str, sink: list) -> dict:
         warn(sink, source, "llamacpp:spec_decode_num_drafts_total", "llama-server prints counters with six "
              "significant digits: counters past 10^6 are rounded and their delta is approximate",
              "restart the server between sweeps to keep the counters small")
-    out = {"draft_tokens": draft, "accepted_tokens": acc, "num_drafts": drafts}
+    out = {"draft_tokens": draft, "accepted_tokens": acc, "num_drafts": drafts, **prefill_timing(tot)}
     prefix = _PREFIX.get(engine, "vllm:")
     if drafts > 0 and acc >= 0:
         out["acceptance_length"] = 1.0 + acc / drafts
@@ -236,6 +247,34 @@ def totals_to_acceptance(tot: dict, source: str, sink: list) -> dict:
         if k is not None:
             out["k"] = k
     return {k: v for k, v in out.items() if not (isinstance(v, float) and math.isnan(v))}
+
+
+def prefill_timing(tot: dict) -> dict:
+    """``{'prefill_ms_per_token': ms}`` from llama.cpp's prompt counters (totals or deltas): time spent
+    processing prompts per prompt token processed; empty without both counters or without prompt tokens."""
+    seconds, tokens = tot.get("prompt_seconds", math.nan), tot.get("prompt_tokens", math.nan)
+    return {"prefill_ms_per_token": 1000.0 * seconds / tokens} if tokens > 0 and seconds > 0 else {}
+
+
+def prefill_between(before: str, after: str, source: str) -> dict:
+    """:func:`prefill_timing` between two scrapes' texts (a server without speculation: no acceptance)."""
+    totals = []
+    for text in (before, after):
+        found: dict = {}
+        for line in text.splitlines():
+            m = _LINE.match(line.strip()) if line.startswith(tuple(_PREFILL)) else None
+            if m and m.group(1) in _PREFILL:
+                try:
+                    found[_PREFILL[m.group(1)]] = float(m.group(3))
+                except ValueError:
+                    raise TraceError(source, m.group(1), f"value {m.group(3)!r} is not a number",
+                                     "give the /metrics text exposition unchanged") from None
+        totals.append(found)
+    change = {key: totals[1][key] - totals[0].get(key, 0.0) for key in totals[1]}
+    if any(v < 0 for v in change.values()):
+        raise TraceError(source, "llamacpp:prompt_tokens_total", "a counter went down between the scrapes "
+                         "(server restarted?)", "scrape the same server process before and after the run")
+    return prefill_timing(change)
 
 
 def delta(before: dict, after: dict, source: str) -> dict:
@@ -258,7 +297,7 @@ def delta(before: dict, after: dict, source: str) -> dict:
             continue
         out[key] = after.get(key, 0.0) - before.get(key, 0.0)
     prefix = _PREFIX.get(engine, "vllm:")
-    exported = {v: f"{prefix}{_COUNTERS}{k}_total" for k, v in _KEYS.items()}
+    exported = {**{v: f"{prefix}{_COUNTERS}{k}_total" for k, v in _KEYS.items()}, **{v: k for k, v in _PREFILL.items()}}
     neg = [exported[k] for k in sorted(out) if k in exported and k != "per_pos" and out[k] < 0]
     neg += [exported["per_pos"] for p, v in out["per_pos"].items() if v < 0]
     if neg:
