@@ -223,9 +223,9 @@ def _point_scrapes(point, source: str, sink: list) -> tuple[dict | None, dict]:
         if detect_format(f) != "prometheus":
             raise TraceError(f, None, f"point {point.id}: not a /metrics scrape",
                              "name the scrape file in the manifest")
-    if int(point.configuration.get("k", 0)) == 0:  # no speculation: no counters, only what it says of the server
-        return prefill_between(read_text(before), read_text(after), f"{before} -> {after}") or None, \
-            server_info(read_text(after))
+    if int(point.configuration.get("k", 0)) == 0:  # no speculation: its prefill timing and what it says of the server
+        after_text = read_text(after)
+        return prefill_between(read_text(before), after_text, f"{before} -> {after}") or None, server_info(after_text)
     parsed = []
     for f in (before, after):
         parsed.append(read_format(f, "prometheus"))

@@ -257,24 +257,24 @@ def prefill_timing(tot: dict) -> dict:
 
 
 def prefill_between(before: str, after: str, source: str) -> dict:
-    """:func:`prefill_timing` between two scrapes' texts (a server without speculation: no acceptance)."""
-    totals = []
-    for text in (before, after):
-        found: dict = {}
-        for line in text.splitlines():
-            m = _LINE.match(line.strip()) if line.startswith(tuple(_PREFILL)) else None
-            if m and m.group(1) in _PREFILL:
-                try:
-                    found[_PREFILL[m.group(1)]] = float(m.group(3))
-                except ValueError:
-                    raise TraceError(source, m.group(1), f"value {m.group(3)!r} is not a number",
-                                     "give the /metrics text exposition unchanged") from None
-        totals.append(found)
-    change = {key: totals[1][key] - totals[0].get(key, 0.0) for key in totals[1]}
-    if any(v < 0 for v in change.values()):
-        raise TraceError(source, "llamacpp:prompt_tokens_total", "a counter went down between the scrapes "
-                         "(server restarted?)", "scrape the same server process before and after the run")
-    return prefill_timing(change)
+    """:func:`prefill_timing` between two scrapes' texts, for a server without speculation (whose
+    scrape may carry no speculative counter for :func:`read_prometheus` to read); :func:`delta`
+    subtracts and refuses a counter that went down."""
+    return prefill_timing(delta(_prefill_totals(before, source), _prefill_totals(after, source), source))
+
+
+def _prefill_totals(text: str, source: str) -> dict:
+    """llama.cpp's prompt counters in one scrape (``{'prompt_seconds': s, 'prompt_tokens': n}``, those present)."""
+    found: dict = {"_engine": "llama.cpp"}
+    for line in text.splitlines():
+        m = _LINE.match(line.strip()) if line.startswith(tuple(_PREFILL)) else None
+        if m and m.group(1) in _PREFILL:
+            try:
+                found[_PREFILL[m.group(1)]] = float(m.group(3))
+            except ValueError:
+                raise TraceError(source, m.group(1), f"value {m.group(3)!r} is not a number",
+                                 "give the /metrics text exposition unchanged") from None
+    return found
 
 
 def delta(before: dict, after: dict, source: str) -> dict:
