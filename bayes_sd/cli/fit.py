@@ -25,6 +25,14 @@ parameter, which chains agree on it) and how far apart their predictions of the 
 if it still has not, sample longer (--draws, --tune) before trusting it: predict, recommend and
 report say so first until then, and recommend says where the chains' modes would choose another k.
 
+Comparing forms (--compare): every configuration is fitted as above, then scored by PSIS-LOO of
+the run-mean latencies (elpd: the expected log density of a run left out; az.compare). The file
+keeps --config's posterior unless another form that converged at least as well leads it by two
+standard errors of the elpd difference or more, or --config did not converge and another form did;
+a roofline form that counts an open-loop run's tokens per pass at its measured batch is never
+chosen that way (its elpd does not compare). The comparison table, its reading and the choice are
+printed, stored in the posterior file (group form_comparison) and shown by `bayes-sd report`.
+
 Configurations: default (dense verifiers), moe_roofline_speculation (the main job's: roofline
 knee, per-sequence cost, MoE expert coverage, acceptance decaying with draft position, the decay
 pooled across drafters, and what a speculating step and each sequence in it cost whatever k; pass
@@ -35,17 +43,15 @@ drafter_design, achieved_rate, or a .toml path.
 Example:
   bayes-sd fit runs.csv --out posterior.nc
   bayes-sd fit runs.csv --models models.csv --config moe_roofline_speculation --out posterior.nc
+  bayes-sd fit runs.csv --compare per_position --out posterior.nc
 """
 
 
-def run(args: argparse.Namespace) -> int:
+def _fit(args: argparse.Namespace, config: str, runs, models, progress: bool):
     from bayes_sd.model import LatencyModel
     from bayes_sd.model.config import sampling_settings
 
-    progress = show_progress(args)
-    runs = read_traces(args.command, args.runs, progress=progress).runs
-    models = read_traces(args.command, args.models).models if args.models else None
-    model = LatencyModel(args.config)
+    model = LatencyModel(config)
     settings = sampling_settings(model.config, draws=args.draws, tune=args.tune, chains=args.chains,
                                  target_accept=args.target_accept)
     starts = "where the data are plausible" if settings["start"] == "plausible" else "jittered"
@@ -55,8 +61,38 @@ def run(args: argparse.Namespace) -> int:
     model.fit(runs, models=models, nuts_sampler=args.sampler, random_seed=args.seed, progressbar=progress,
               retries=args.retries, **settings)
     print(model.diagnostics_text())
+    return model
+
+
+def _candidates(args: argparse.Namespace) -> list[str]:
+    names = [args.config] + [c.strip() for c in (args.compare or "").split(",") if c.strip()]
+    if len(set(names)) < len(names):
+        raise ValueError(f"--compare {args.compare!r}: give configurations other than --config {args.config!r}, "
+                         "each once")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    progress = show_progress(args)
+    names = _candidates(args)  # checked before any sampling
+    runs = read_traces(args.command, args.runs, progress=progress).runs
+    models = read_traces(args.command, args.models).models if args.models else None
+    fitted = {}
+    for name in names:
+        model = _fit(args, name, runs, models, progress)
+        fitted[model.config["name"]] = model
+    model = fitted[next(iter(fitted))]
+    if len(fitted) > 1:
+        from bayes_sd.model.compare import attach_comparison, compare_forms
+
+        table, chosen, reading = compare_forms(fitted, next(iter(fitted)))
+        print()
+        print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+        print(reading)
+        model = fitted[chosen]
+        attach_comparison(model, table, reading)
     path = model.save(args.out)
-    print(f"wrote posterior to {path}")
+    print(f"wrote posterior to {path}" + (f" ({model.config['name']})" if len(fitted) > 1 else ""))
     return 0
 
 
@@ -71,6 +107,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="*", help="optional models table(s): sizes of verifiers and drafters")
     p.add_argument("--config", default="default", help="model configuration: a name in models/ or a .toml path")
     p.add_argument("--out", required=True, help="posterior file (.nc)")
+    p.add_argument("--compare", metavar="CONFIGS",
+                   help="also fit these configurations (comma-separated) to the same runs, compare them with "
+                        "--config by PSIS-LOO of the run-mean latencies, and save the form the runs support "
+                        "(see below)")
     p.add_argument("--draws", type=int, help="posterior draws per chain (default: the configuration's)")
     p.add_argument("--tune", type=int, help="tuning steps per chain (default: the configuration's)")
     p.add_argument("--chains", type=int, help="chains (default: the configuration's, 2; more where cores allow)")

@@ -36,6 +36,7 @@ import pytensor.tensor as pt
 
 from bayes_sd import theory
 from bayes_sd.model.config import make_prior
+from bayes_sd.model.cost_split import prefill_means, reference_tokens_per_pass, verify_means
 from bayes_sd.model.fit_data import (
     COEFS,
     DEFAULT_LEARNED_SCALES,
@@ -53,7 +54,6 @@ from bayes_sd.model.fit_data import (
     model_free_keep,
 )
 from bayes_sd.model.load_range import load_offset
-from bayes_sd.model.prefill import prefill_means
 from bayes_sd.model.server_costs import (
     expert_share,
     pooled_log_levels,
@@ -247,8 +247,8 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
 
     with pm.Model(coords=coords) as model:
         eff = _Effects(cfg, fd)
-        prefill = dict(zip(("p0", "p1"), prefill_means(cfg, x["prompt_len"], len(fd.coords["verifier_hw"])) or ()))
-        mu = pt.stack([prefill[c] if c in prefill else make_prior(cfg, f"mu_{c}") for c in COEFS])
+        split = _split_cost_means(cfg, fd)
+        mu = pt.stack([split[c] if c in split else make_prior(cfg, f"mu_{c}") for c in COEFS])
         pm.Deterministic("mu_log_cost", mu, dims="coef")
         eff_hw = eff("hardware")
         log_v = _level_log_costs(eff, fd, mu, eff_hw, coefs=VERIFIER_COEFS, main="verifier", level="verifier_hw",
@@ -410,6 +410,19 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
                 _decay_obs(cfg, fd, decay, observed)
         _tails(eff, fd, shape, observed)
     return model
+
+
+def _split_cost_means(cfg: dict, fd: FitData) -> dict:
+    """The cost means sampled along their ridge (:mod:`bayes_sd.model.cost_split`), by coefficient name."""
+    x, levels = fd.x, len(fd.coords["verifier_hw"])
+    latency = np.full(fd.n_runs, np.nan)
+    if "latency" in fd.obs:
+        rows, vals = fd.obs["latency"]
+        latency[rows] = vals
+    tokens = reference_tokens_per_pass(x["k"], x["is_open"], x["rate"], x["concurrency"], latency)
+    split = dict(zip(("p0", "p1"), prefill_means(cfg, x["prompt_len"], levels) or ()))
+    split.update(zip(("v0", "v1"), verify_means(cfg, levels, tokens) or ()))
+    return split
 
 
 def _configuration_factors(eff: _Effects, fd: FitData):

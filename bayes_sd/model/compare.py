@@ -14,13 +14,25 @@ import warnings
 import arviz as az
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from bayes_sd._stats import quantile
 from bayes_sd.model.conditions import CONDITION_COLUMNS as COND
 from bayes_sd.model.fit_data import KNEE_FORMS, OPEN_LOOP_BATCHES, arrival_rate
 from bayes_sd.model.latency_model import ConvergenceWarning, LatencyModel
 
-__all__ = ["hold_out_highest_load", "score_held_out", "compare_configs", "loo_caveat", "support_reading"]
+__all__ = ["hold_out_highest_load", "score_held_out", "compare_configs", "loo_caveat", "support_reading",
+           "choose_form", "compare_forms", "attach_comparison", "form_comparison", "FORM_GROUP"]
+
+#: the group of a saved posterior that holds the comparison of the forms fitted to its runs
+FORM_GROUP = "form_comparison"
+#: columns of the comparison table kept with the posterior and shown in the report
+FORM_COLUMNS = ["rank", "elpd_loo", "se", "elpd_diff", "dse", "weight", "warning", "converged", "comparable"]
+#: a lead of at least this many standard errors of the elpd difference switches away from the requested form
+SWITCH_Z = 2.0
+#: an elpd difference under this is small whatever its standard error (Vehtari's cross-validation FAQ: the
+#: normal approximation of its error is poor there, and the forms predict alike)
+SMALL_ELPD = 4.0
 
 
 def hold_out_highest_load(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -78,8 +90,102 @@ def compare_configs(train: pd.DataFrame, test: pd.DataFrame | None, configs: dic
             row.update({f"held_out_{k}": v for k, v in score_held_out(m, test).items()})
         rows.append(row)
         fitted[name] = m
-    comparison = az.compare({n: m.idata for n, m in fitted.items()}, var_name="latency_obs")
+    comparison, _ = _loo_compare(fitted)
     return comparison, pd.DataFrame(rows), fitted
+
+
+def _loo_compare(fitted: dict[str, LatencyModel]) -> tuple[pd.DataFrame, dict]:
+    """``az.compare`` of the fitted models' run-mean latencies (PSIS-LOO) and each one's pointwise
+    ``az.loo``, after checking that every one scores the same runs."""
+    rows = {n: tuple(m.fit_data.coords["run"][r] for r in m.fit_data.obs["latency"][0]) for n, m in fitted.items()}
+    if len(set(rows.values())) > 1:
+        raise ValueError("the configurations fit different runs' latencies, so their elpd does not compare. Fix: "
+                         "give them the same saturated_runs rule and runs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Pareto-k warnings are in the table's warning column
+        loos = {n: m.loo(pointwise=True) for n, m in fitted.items()}
+        return az.compare({n: m.idata for n, m in fitted.items()}, var_name="latency_obs"), loos
+
+
+def choose_form(pointwise: dict[str, np.ndarray], converged: dict[str, bool], comparable: dict[str, bool],
+                requested: str) -> tuple[str, str]:
+    """The form to keep, and why, from pointwise PSIS-LOO elpd of the same runs (``loo_i`` per form).
+
+    The requested form stays unless another one that is comparable (:func:`loo_caveat`) and has
+    converged at least as well leads it by :data:`SWITCH_Z` standard errors of the pairwise elpd
+    difference and by :data:`SMALL_ELPD` at least, or unless the requested form has not converged and a
+    comparable one has (then the best converged one, whatever its lead: an unconverged posterior's elpd
+    and answers are not to be trusted).
+    A form whose elpd is not comparable is never chosen over another, nor is the requested one left for
+    it.
+    """
+    if not comparable[requested]:
+        return requested, (f"{requested}'s elpd does not compare with the others' (see its caveat), so it stays "
+                           "the fitted form.")
+    rivals = [n for n in pointwise if n != requested and comparable[n] and converged[n] >= converged[requested]]
+    if not rivals:
+        return requested, f"{requested} stays the fitted form: no other comparable form converged as well."
+
+    def lead(name: str) -> tuple[float, float]:
+        d = np.asarray(pointwise[name]) - np.asarray(pointwise[requested])
+        return float(d.sum()), float(np.sqrt(len(d) * np.var(d)))
+
+    best = max(rivals, key=lambda n: float(np.sum(pointwise[n])))
+    diff, se = lead(best)
+    if not converged[requested]:
+        return best, (f"{requested} did not converge and {best} did, so {best} is the fitted form "
+                      f"(its elpd {diff:+.1f} +- {se:.1f} against {requested}).")
+    if diff >= max(SWITCH_Z * se, SMALL_ELPD):
+        return best, (f"{best} leads {requested} by {diff:.1f} +- {se:.1f} elpd ({diff / se if se else np.inf:.1f} "
+                      f"standard errors, at least {SWITCH_Z:g}), so {best} is the fitted form.")
+    return requested, (f"{requested} stays the fitted form: the best other, {best}, is ahead by {diff:.1f} +- "
+                       f"{se:.1f} elpd, under {SWITCH_Z:g} standard errors or {SMALL_ELPD:g} elpd.")
+
+
+def compare_forms(fitted: dict[str, LatencyModel], requested: str) -> tuple[pd.DataFrame, str, str]:
+    """Compare forms fitted to the same runs; return (table, the form to keep, a reading).
+
+    The table is ``az.compare``'s (index: form) with ``converged`` and ``comparable`` (no
+    :func:`loo_caveat`); the form to keep follows :func:`choose_form`; the reading says which form the
+    runs support and how strongly (:func:`support_reading`), every caveat and convergence failure, and
+    which form was kept and why.
+    """
+    if requested not in fitted:
+        raise ValueError(f"the requested form {requested!r} is not among the fitted {sorted(fitted)}")
+    comparison, loos = _loo_compare(fitted)
+    caveats = {n: loo_caveat(m) for n, m in fitted.items()}
+    converged = {n: bool(m.diagnostics()["converged"]) for n, m in fitted.items()}
+    pointwise = {n: np.asarray(loo.loo_i) for n, loo in loos.items()}
+    chosen, why = choose_form(pointwise, converged, {n: c is None for n, c in caveats.items()}, requested)
+    table = comparison.assign(converged=[converged[n] for n in comparison.index],
+                              comparable=[caveats[n] is None for n in comparison.index])[FORM_COLUMNS]
+    notes = [c for c in caveats.values() if c]
+    notes += [f"{n} has not converged: its elpd is not to be trusted." for n, ok in converged.items() if not ok]
+    return table, chosen, " ".join([support_reading(comparison), *notes, why])
+
+
+def attach_comparison(model: LatencyModel, table: pd.DataFrame, reading: str) -> None:
+    """Keep a form comparison (:func:`compare_forms`) in ``model.idata`` (group :data:`FORM_GROUP`), so it is
+    saved with the posterior and the report shows it."""
+    model._require_fit()
+    ds = xr.Dataset({c: ("form", table[c].to_numpy(dtype=float)) for c in FORM_COLUMNS},
+                    coords={"form": [str(n) for n in table.index]}, attrs={"reading": reading})
+    if FORM_GROUP in model.idata.groups():
+        delattr(model.idata, FORM_GROUP)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a group outside ArviZ's schema, like fit_data
+        model.idata.add_groups({FORM_GROUP: ds})
+
+
+def form_comparison(model: LatencyModel) -> tuple[pd.DataFrame, str] | None:
+    """(table, reading) of the forms compared on the model's runs (:func:`attach_comparison`), or None."""
+    if model.idata is None or FORM_GROUP not in model.idata.groups():
+        return None
+    ds = getattr(model.idata, FORM_GROUP)
+    table = ds.to_dataframe()[FORM_COLUMNS]
+    table = table.astype({"rank": int, "warning": bool, "converged": bool, "comparable": bool})
+    table.index = table.index.astype(str)
+    return table, str(ds.attrs.get("reading", ""))
 
 
 def loo_caveat(model: LatencyModel) -> str | None:
@@ -106,14 +212,14 @@ def support_reading(comparison: pd.DataFrame) -> str:
     """One paragraph from ``az.compare``'s table: which configuration the data support, and how strongly.
 
     The best is compared with each other one by the elpd difference and its standard error: a
-    difference under two standard errors does not tell them apart.
+    difference under :data:`SMALL_ELPD` or under two standard errors does not tell them apart.
     """
     best = comparison.index[0]
     parts = []
     for name, row in comparison.iloc[1:].iterrows():
         diff, dse = float(row["elpd_diff"]), float(row["dse"])
         z = diff / dse if dse > 0 else np.inf
-        strength = ("not distinguishable" if z < 2 else "clearly" if z >= 4 else "moderately")
+        strength = ("not distinguishable" if z < 2 or diff < SMALL_ELPD else "clearly" if z >= 4 else "moderately")
         parts.append(f"over {name} by {diff:.1f} +- {dse:.1f} elpd ({strength}; {z:.1f} standard errors)")
     weights = ", ".join(f"{n} {w:.2f}" for n, w in comparison["weight"].items())
     warn = [n for n, w in comparison["warning"].items() if bool(w)]

@@ -26,6 +26,7 @@ from bayes_sd._progress import progress_bar
 from bayes_sd._stats import chain_agreement_text, quantile
 from bayes_sd.evaluation.baselines import LABELS, error_table, in_sample_comparison
 from bayes_sd.evaluation.trust import trust_reading, trust_table
+from bayes_sd.model.compare import form_comparison, loo_caveat
 from bayes_sd.model.conditions import load_column
 from bayes_sd.model.fit_data import arrival_rate
 from bayes_sd.recommend.draft_length import measured_ks
@@ -39,6 +40,7 @@ __all__ = ["SECTIONS", "Section", "build_sections", "write_report", "check_recom
 #: rests on (predictions, checks, diagnostics), the data last
 SECTIONS: list[tuple[str, str]] = [
     ("recommendations", "The answer: draft length per load"), ("trust", "How much to trust this"),
+    ("forms", "Which form the data support"),
     ("speedup", "Speedup versus k = 0"), ("saturation", "Saturation rate"), ("latency", "Latency versus load"),
     ("ppc", "Posterior predictive check"), ("diagnostics", "Sampler diagnostics"), ("pooling", "Partial pooling"),
     ("baselines", "Baselines: what the Bayesian model buys"), ("data", "Data overview")]
@@ -281,6 +283,23 @@ def _trust(model, s: Section, ctx: dict) -> None:
         s.tables = [("Held out on the frozen out-of-family test set (90% cluster-bootstrap intervals)", table)]
 
 
+def _forms(model, s: Section, ctx: dict) -> None:
+    found = form_comparison(model)
+    name = model.config.get("name", "?")
+    if found is None:
+        s.text = (f"Only {name} was fitted to these runs, so the report cannot say whether another form fits them "
+                  "better. To compare, fit again with `bayes-sd fit ... --compare default,per_position` (any "
+                  "configurations): PSIS-LOO scores each on the runs, and the file keeps the form they support.")
+        caveat = loo_caveat(model)
+        if caveat:
+            s.text += f" This form's own elpd would not take part: {caveat}."
+        return
+    table, reading = found
+    s.text = f"Fitted form: {name}. {reading}"
+    s.tables = [("PSIS-LOO of the run-mean latencies (elpd: higher is better; dse: standard error of the best's "
+                 "lead; weight: stacking)", table)]
+
+
 def _segments(g: pd.DataFrame, col: str) -> str:
     g = g.sort_values(col)
     runs = (g.best_k != g.best_k.shift()).cumsum()
@@ -377,7 +396,7 @@ def _recommendations(model, s: Section, ctx: dict) -> None:
 
 _BUILDERS = {"data": _data, "diagnostics": _diagnostics, "ppc": _ppc, "latency": _latency, "speedup": _speedup,
              "saturation": _saturation, "pooling": _pooling, "baselines": _baselines, "trust": _trust,
-             "recommendations": _recommendations}
+             "forms": _forms, "recommendations": _recommendations}
 
 
 def build_sections(model, recommendations: pd.DataFrame | None = None, *, hdi_prob: float = 0.9,

@@ -177,7 +177,11 @@ def test_a_censored_run_pulls_the_capacity_below_its_rate():
     point = model.initial_point()
     logp = model.compile_logp(vars=[model["saturated_obs"]], sum=True)
     low = logp(point)
-    high = logp({**point, "mu_v1": point["mu_v1"] + 3.0})  # 20x the per-token verify cost: capacity / 20
+    # one server: the verify means are sampled along their ridge (model.cost_split), so move log v1 through it
+    split = model.rvs_to_transforms[model["mu_verify"]]
+    log_v = split.backward(point["mu_verify_costsplit__"]).eval()
+    log_v[1] += 3.0  # 20x the per-token verify cost: capacity / 20
+    high = logp({**point, "mu_verify_costsplit__": split.forward(log_v).eval()})
     assert high > low + 1.0, (low, high)
 
 

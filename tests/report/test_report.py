@@ -60,13 +60,14 @@ def test_report_has_every_section_in_order_and_every_figure(report):
     paths, page, md = report
     # the answer and how far to trust it lead; the data overview comes last
     assert [sid for sid, _ in SECTIONS][:2] == ["recommendations", "trust"] and SECTIONS[-1][0] == "data"
-    assert len(SECTIONS) == 10
+    assert len(SECTIONS) == 11
     pos_html = [page.index(f"<h2 id='{sid}'>{html.escape(title)}</h2>") for sid, title in SECTIONS]
     pos_md = [md.index(f"## {title}\n") for _, title in SECTIONS]
     assert pos_html == sorted(pos_html) and pos_md == sorted(pos_md)
     assert "could not be computed" not in md
-    # one figure per section (recommendations given), except the trust section's table of held-out figures
-    assert set(paths["figures"]) == {sid for sid, _ in SECTIONS} - {"trust"}
+    # one figure per section (recommendations given), except the tables of held-out figures and of forms
+    assert set(paths["figures"]) == {sid for sid, _ in SECTIONS} - {"trust", "forms"}
+    assert "Only default was fitted to these runs" in md  # no comparison stored: how to make one
     assert page.count("<img") == len(paths["figures"]) == md.count("](figures/")
     for sid, path in paths["figures"].items():
         assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG" and f"](figures/{sid}.png)" in md
