@@ -28,7 +28,8 @@ report say so first until then, and recommend says where the chains' modes would
 Comparing forms (--compare): every configuration is fitted as above, then scored by PSIS-LOO of
 the run-mean latencies (elpd: the expected log density of a run left out; az.compare). The file
 keeps --config's posterior unless another form that converged at least as well leads it by two
-standard errors of the elpd difference or more, or --config did not converge and another form did;
+standard errors of the elpd difference and by 4 elpd or more (smaller leads: the forms predict
+alike), or --config did not converge and another form did;
 a roofline form that counts an open-loop run's tokens per pass at its measured batch is never
 chosen that way (its elpd does not compare). The comparison table, its reading and the choice are
 printed, stored in the posterior file (group form_comparison) and shown by `bayes-sd report`.
@@ -65,11 +66,14 @@ def _fit(args: argparse.Namespace, config: str, runs, models, progress: bool):
 
 
 def _candidates(args: argparse.Namespace) -> list[str]:
-    names = [args.config] + [c.strip() for c in (args.compare or "").split(",") if c.strip()]
+    from bayes_sd.model.config import load_config
+
+    given = [args.config] + [c.strip() for c in (args.compare or "").split(",") if c.strip()]
+    names = [load_config(c)["name"] for c in given]
     if len(set(names)) < len(names):
         raise ValueError(f"--compare {args.compare!r}: give configurations other than --config {args.config!r}, "
-                         "each once")
-    return names
+                         f"each once (their names: {', '.join(names)})")
+    return given
 
 
 def run(args: argparse.Namespace) -> int:

@@ -130,11 +130,17 @@ def choose_form(pointwise: dict[str, np.ndarray], converged: dict[str, bool], co
         d = np.asarray(pointwise[name]) - np.asarray(pointwise[requested])
         return float(d.sum()), float(np.sqrt(len(d) * np.var(d)))
 
-    best = max(rivals, key=lambda n: float(np.sum(pointwise[n])))
-    diff, se = lead(best)
-    if not converged[requested]:
+    def elpd(name: str) -> float:
+        return float(np.sum(pointwise[name]))
+
+    settled = [n for n in rivals if converged[n]]
+    if settled and not converged[requested]:
+        best = max(settled, key=elpd)
+        diff, se = lead(best)
         return best, (f"{requested} did not converge and {best} did, so {best} is the fitted form "
                       f"(its elpd {diff:+.1f} +- {se:.1f} against {requested}).")
+    best = max(rivals, key=elpd)
+    diff, se = lead(best)
     if diff >= max(SWITCH_Z * se, SMALL_ELPD):
         return best, (f"{best} leads {requested} by {diff:.1f} +- {se:.1f} elpd ({diff / se if se else np.inf:.1f} "
                       f"standard errors, at least {SWITCH_Z:g}), so {best} is the fitted form.")

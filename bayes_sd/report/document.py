@@ -287,8 +287,9 @@ def _forms(model, s: Section, ctx: dict) -> None:
     found = form_comparison(model)
     name = model.config.get("name", "?")
     if found is None:
+        others = ",".join(n for n in ("default", "per_position", "roofline") if n != name)
         s.text = (f"Only {name} was fitted to these runs, so the report cannot say whether another form fits them "
-                  "better. To compare, fit again with `bayes-sd fit ... --compare default,per_position` (any "
+                  f"better. To compare, fit again with `bayes-sd fit ... --config {name} --compare {others}` (any "
                   "configurations): PSIS-LOO scores each on the runs, and the file keeps the form they support.")
         caveat = loo_caveat(model)
         if caveat:

@@ -63,6 +63,8 @@ def _pointwise(lead_per_run: float, spread: float, n: int = 40) -> np.ndarray:
     (0.5, (True, False), (True, True), "a"),    # ahead, but unconverged: never over a converged form
     (0.5, (True, True), (True, False), "a"),    # ahead, but its elpd does not compare
     (0.5, (True, True), (False, True), "a"),    # the requested's elpd does not compare: nothing to choose by
+    (-0.5, (False, False), (True, True), "a"),  # neither converged and b is worse: nothing to switch for
+    (0.5, (False, False), (True, True), "b"),   # neither converged, b clearly ahead
 ])
 def test_choose_form_switches_only_on_a_clear_lead_among_forms_that_compare(lead, converged, comparable, kept):
     a = np.zeros(40)
@@ -102,3 +104,11 @@ def test_a_measured_batch_roofline_is_not_comparable_on_open_loop_runs(b200_runs
     dense = LatencyModel("default")
     dense.build(open_runs)
     assert loo_caveat(dense) is None
+
+
+def test_fit_compare_refuses_the_same_form_twice_before_sampling(tmp_path, capsys):
+    code = main(["fit", str(tmp_path / "never_read.csv"), "--compare", "per_position,default", "--out",
+                 str(tmp_path / "p.nc")])
+    err = capsys.readouterr().err
+    assert code == 2 and "each once (their names: default, per_position, default)" in err
+    assert not (tmp_path / "p.nc").exists()
