@@ -71,7 +71,7 @@ def compare_configs(train: pd.DataFrame, test: pd.DataFrame | None, configs: dic
     per-config table has fit time (s), convergence, and the held-out scores of :func:`score_held_out`
     when ``test`` is given.
     """
-    fitted, rows, loos = {}, [], {}
+    fitted, rows = {}, []
     for name, cfg in configs.items():
         t0 = time.perf_counter()
         with warnings.catch_warnings():
@@ -80,17 +80,16 @@ def compare_configs(train: pd.DataFrame, test: pd.DataFrame | None, configs: dic
                                       random_seed=random_seed, progressbar=progressbar, nuts_sampler=nuts_sampler)
         fit_s = time.perf_counter() - t0
         d = m.diagnostics()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # Pareto-k warnings are reported in the table
-            loos[name] = m.loo()
         row = {"config": name, "fit_s": fit_s, "max_rhat": d["max_rhat"], "min_ess_bulk": d["min_ess_bulk"],
-               "divergences": d["divergences"], "elpd_loo": float(loos[name].elpd_loo),
-               "pareto_k_over_0.7": int(np.sum(np.asarray(loos[name].pareto_k) > 0.7))}
+               "divergences": d["divergences"], "elpd_loo": None, "pareto_k_over_0.7": None}  # from the LOO below
         if test is not None and len(test):
             row.update({f"held_out_{k}": v for k, v in score_held_out(m, test).items()})
         rows.append(row)
         fitted[name] = m
-    comparison, _ = _loo_compare(fitted)
+    comparison, loos = _loo_compare(fitted)
+    for row in rows:  # Pareto-k warnings are reported in the table
+        loo = loos[row["config"]]
+        row.update({"elpd_loo": float(loo.elpd_loo), "pareto_k_over_0.7": int(np.sum(np.asarray(loo.pareto_k) > 0.7))})
     return comparison, pd.DataFrame(rows), fitted
 
 
