@@ -4,8 +4,9 @@
 :class:`~bayes_sd.model.LatencyModel`, the acceptance curves (:mod:`.acceptance_curve`) and the
 cascade (:mod:`bayes_sd.cascade.model`). nutpie compiles only the log density of the free
 variables; the deterministics are computed afterwards, in numpy (numba would spend more time
-compiling them than sampling). Its chains start at nutpie's jittered prior centres, or with
-``start="plausible"`` where the data are plausible (:func:`start_near_the_data`).
+compiling them than sampling), once per model: a retry samples the compiled density again. Its
+chains start at nutpie's jittered prior centres, or with ``start="plausible"`` where the data are
+plausible (:func:`start_near_the_data`).
 
 Tests replace the samplers through :data:`SAMPLERS` (``tests/conftest.py``: ``mock_pymc_sample``
 sends both to :func:`pymc.testing.mock_sample`).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+import weakref
 
 import arviz as az
 import numpy as np
@@ -42,6 +44,10 @@ INIT_FLOOR_PER_OBSERVATION = 50.0
 STARTS = ("jittered", "plausible")
 
 
+#: each model's nutpie compilation, reused while its variables stay the same (:func:`_compiled_once`)
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def compile_nutpie(model: pm.Model):
     """``model``'s log density compiled by nutpie (numba), free variables only. A model built with
     ``pm.Data`` containers can then be refitted to other data without recompiling
@@ -49,6 +55,20 @@ def compile_nutpie(model: pm.Model):
     import nutpie
 
     return nutpie.compile_pymc_model(model, var_names=[v.name for v in model.free_RVs])
+
+
+def _compiled_once(model: pm.Model):
+    """:func:`compile_nutpie` of ``model``, compiled on its first sampling only: a retry of an
+    unconverged fit (:func:`sample_until_converged`) samples the same model again, and compiling it
+    takes about 20 s for the main job's. Compiled anew if variables were added or data set since (the
+    compiled density holds a copy of the data)."""
+    key = (tuple(v.name for v in model.free_RVs), tuple(v.name for v in model.observed_RVs),
+           tuple(v.name for v in model.potentials),
+           tuple(hash(np.asarray(d.get_value()).tobytes()) for d in model.data_vars))
+    cached = _COMPILED.get(model)
+    if cached is None or cached[0] != key:
+        cached = _COMPILED[model] = (key, compile_nutpie(model))
+    return cached[1]
 
 
 def sample_compiled(compiled, *, draws, tune, chains, cores, seed, target_accept, progressbar=False,
@@ -125,7 +145,7 @@ def start_near_the_data(compiled, floor: float = -np.inf, candidates: int = INIT
 def _sample_nutpie(model: pm.Model, *, draws, tune, chains, cores, seed, target_accept, progressbar,
                    low_rank_mass_matrix, max_tree_depth, var_names, start="jittered") -> az.InferenceData:
     free = [v.name for v in model.free_RVs]
-    compiled = compile_nutpie(model)
+    compiled = _compiled_once(model)
     if start == "plausible":
         n_observed = sum(np.size(v) for v in find_observations(model).values())
         compiled = start_near_the_data(compiled, floor=-INIT_FLOOR_PER_OBSERVATION * n_observed)

@@ -42,3 +42,17 @@ def test_acceptance_figures_are_stated_when_scored():
     extra = res[res["figure"] == "brier"].assign(figure="coverage_tau_90", estimate=0.9, low=0.87, high=0.93)
     table = trust_table("moe_roofline", pd.concat([res, extra])).set_index("held out")
     assert table.loc["highest_loads", "acceptance length 90% coverage"] == "90% [87%, 93%]"
+
+
+def test_the_main_jobs_configuration_says_how_far_to_trust_it():
+    from bayes_sd.demo import MAIN_MODEL
+    from bayes_sd.evaluation.trust import frozen_results
+    from bayes_sd.model.config import load_config
+
+    bundled = frozen_results()
+    for name in bundled["config"].unique():  # every scored configuration still exists under its name
+        assert load_config(name)["name"] == name
+    table = trust_table(MAIN_MODEL, bundled).set_index("held out")
+    assert set(table.index) == {"highest_loads", "leave_one_pair_out"}
+    assert table["90% interval coverage"].str.fullmatch(r"\d+% \[\d+%, \d+%\]").all()
+    assert "has not been scored" not in trust_reading(MAIN_MODEL, bundled)

@@ -1,5 +1,5 @@
 """Where nutpie's chains start (``sampling.start_near_the_data``): in the region the data allow,
-still apart from each other."""
+still apart from each other; a model compiled once however often it is sampled."""
 
 import numpy as np
 import pymc as pm
@@ -50,3 +50,23 @@ def test_the_start_is_checked_and_kept_with_the_posterior(b200_runs, mock_pymc_s
         sample_posterior(_sharp_model(), draws=10, tune=10, chains=1, start="nowhere")
     model = LatencyModel().fit(b200_runs, draws=10, tune=10, chains=1, progressbar=False, start="plausible")
     assert model.sampler_settings["start"] == "plausible"
+
+
+def test_a_model_is_compiled_once_across_samplings_and_again_when_its_data_change(monkeypatch):
+    from bayes_sd.model import sampling
+
+    calls = []
+    monkeypatch.setattr(sampling, "compile_nutpie", lambda m: calls.append(m) or compile_nutpie(m))
+    with pm.Model() as model:
+        level = pm.Data("level", np.array([1.0, 2.0]))
+        mu = pm.Normal("mu", 0.0, 5.0)
+        pm.Normal("obs", mu + level, 1.0, observed=np.array([3.0, 4.0]))
+    first = sample_posterior(model, draws=50, tune=50, chains=1, random_seed=1)
+    again = sample_posterior(model, draws=50, tune=50, chains=1, random_seed=1)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(first.posterior["mu"], again.posterior["mu"])  # same seed, same draws
+    with model:
+        pm.set_data({"level": np.array([101.0, 102.0])})
+    moved = sample_posterior(model, draws=50, tune=50, chains=1, random_seed=1)
+    assert len(calls) == 2
+    assert float(moved.posterior["mu"].mean()) < -90  # sampled with the new data, not a stale copy
