@@ -11,7 +11,7 @@ __all__ = ["add_parser", "run"]
 EPILOG = """\
 Sampling: the settings that converge the configuration (its [sampling] table in models/; without
 one 2 chains x (700 tune + 3500 draws) at target acceptance 0.9, trees up to depth 10, nutpie's
-jittered starts; moe_roofline_speculation: 1000 tune + 3000 draws from where the data are
+jittered starts; moe_roofline_speculation: 1000 tune + 2000 draws from where the data are
 plausible), each overridden by its flag.
 
 The posterior file (netCDF, ArviZ) holds the posterior draws, the training runs (group

@@ -48,7 +48,7 @@ def test_fit_cli_writes_a_loadable_posterior(mock_pymc_sample, b200_runs, tmp_pa
 
 def test_fit_cli_samples_with_the_settings_that_converge_the_configuration(b200_runs, tmp_path, monkeypatch, capsys):
     """Without flags, fit samples as the configuration's [sampling] table says (the main job's model: 1000 tune +
-    3000 draws from plausible starts); a flag overrides its one setting and leaves the others."""
+    2000 draws from plausible starts); a flag overrides its one setting and leaves the others."""
     import bayes_sd.model.latency_model as latency_model
 
     seen = {}
@@ -66,7 +66,7 @@ def test_fit_cli_samples_with_the_settings_that_converge_the_configuration(b200_
         monkeypatch.setattr(latency_model.LatencyModel, name, stub)  # plumbing only: no graph, no sampling
     runs_path = tmp_path / "runs.csv"
     b200_runs.to_csv(runs_path, index=False)
-    for flags, expected in (([], {"tune": 1000, "draws": 3000, "chains": 2, "target_accept": 0.9}),
+    for flags, expected in (([], {"tune": 1000, "draws": 2000, "chains": 2, "target_accept": 0.9}),
                             (["--draws", "50", "--target-accept", "0.95"],
                              {"tune": 1000, "draws": 50, "chains": 2, "target_accept": 0.95})):
         with pytest.raises(Stop):
