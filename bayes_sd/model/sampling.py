@@ -44,7 +44,7 @@ INIT_FLOOR_PER_OBSERVATION = 50.0
 STARTS = ("jittered", "plausible")
 
 
-#: each model's nutpie compilation, reused while its variables stay the same (:func:`_compiled_once`)
+#: each model's nutpie compilation, reused while its variables and data stay the same (:func:`_compiled_once`)
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
