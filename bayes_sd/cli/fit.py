@@ -85,11 +85,12 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         model = _fit(args, name, runs, models, progress)
         fitted[model.config["name"]] = model
-    model = fitted[next(iter(fitted))]
+    requested = next(iter(fitted))  # --config's name
+    model = fitted[requested]
     if len(fitted) > 1:
         from bayes_sd.model.compare import attach_comparison, compare_forms
 
-        table, chosen, reading = compare_forms(fitted, next(iter(fitted)))
+        table, chosen, reading = compare_forms(fitted, requested)
         print()
         print(table.to_string(float_format=lambda v: f"{v:.4g}"))
         print(reading)

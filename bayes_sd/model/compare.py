@@ -217,14 +217,15 @@ def support_reading(comparison: pd.DataFrame) -> str:
     """One paragraph from ``az.compare``'s table: which configuration the data support, and how strongly.
 
     The best is compared with each other one by the elpd difference and its standard error: a
-    difference under :data:`SMALL_ELPD` or under two standard errors does not tell them apart.
+    difference under :data:`SMALL_ELPD` or under :data:`SWITCH_Z` standard errors does not tell them apart.
     """
     best = comparison.index[0]
     parts = []
     for name, row in comparison.iloc[1:].iterrows():
         diff, dse = float(row["elpd_diff"]), float(row["dse"])
         z = diff / dse if dse > 0 else np.inf
-        strength = ("not distinguishable" if z < 2 or diff < SMALL_ELPD else "clearly" if z >= 4 else "moderately")
+        strength = ("not distinguishable" if z < SWITCH_Z or diff < SMALL_ELPD
+                    else "clearly" if z >= 4 else "moderately")
         parts.append(f"over {name} by {diff:.1f} +- {dse:.1f} elpd ({strength}; {z:.1f} standard errors)")
     weights = ", ".join(f"{n} {w:.2f}" for n, w in comparison["weight"].items())
     warn = [n for n, w in comparison["warning"].items() if bool(w)]
