@@ -1,5 +1,5 @@
 """The README's workflow on the bundled REAL llama.cpp CPU sweep, from its raw files:
-`bayes-sd ingest DIR` -> `fit` (small settings) -> `predict` -> `recommend`.
+`bayes-sd ingest DIR` -> `fit --config default` (small settings) -> `predict` -> `recommend`.
 
 The sweep (data/real/llamacpp_cpu_sweep, made with `bayes-sd sweep bench/llamacpp/sweep.toml`):
 plain decoding and two drafters (the target's first 1 and 2 blocks) at k = 2, 4, 6, five constant
@@ -33,8 +33,10 @@ def ingested(tmp_path_factory):
 def posterior(ingested, tmp_path_factory):
     runs_csv, _ = ingested
     post = tmp_path_factory.mktemp("fit") / "posterior.nc"
-    assert main(["fit", str(runs_csv), "--out", str(post), "--draws", "300", "--tune", "400", "--chains", "2",
-                 "--seed", "3", "--quiet"]) == 0
+    # the dense base alone: what `bayes-sd fit` keeps on this sweep, where the main job's model does not converge
+    # (docs/evaluation.md); at these small settings neither converges, and the comparison would keep the main one
+    assert main(["fit", str(runs_csv), "--out", str(post), "--config", "default", "--compare", "none", "--draws",
+                 "300", "--tune", "400", "--chains", "2", "--seed", "3", "--quiet"]) == 0
     return post
 
 

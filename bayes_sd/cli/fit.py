@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 
 from bayes_sd.cli.common import HelpFormatter, add_sampler_flags, output_flags, read_traces, say, show_progress
+from bayes_sd.demo import MAIN_MODEL
+
+#: what --config is compared with unless --compare says otherwise: the dense base, the simpler form a small
+#: sweep identifies when the main job's model does not converge on it
+FALLBACK_MODEL = "default"
 
 __all__ = ["add_parser", "run"]
 
@@ -25,26 +30,30 @@ parameter, which chains agree on it) and how far apart their predictions of the 
 if it still has not, sample longer (--draws, --tune) before trusting it: predict, recommend and
 report say so first until then, and recommend says where the chains' modes would choose another k.
 
-Comparing forms (--compare): every configuration is fitted as above, then scored by PSIS-LOO of
-the run-mean latencies (elpd: the expected log density of a run left out; az.compare). The file
-keeps --config's posterior unless another form that converged at least as well leads it by two
-standard errors of the elpd difference and by 4 elpd or more (smaller leads: the forms predict
-alike), or --config did not converge and another form did;
-a roofline form that counts an open-loop run's tokens per pass at its measured batch is never
-chosen that way (its elpd does not compare). The comparison table, its reading and the choice are
-printed, stored in the posterior file (group form_comparison) and shown by `bayes-sd report`.
+Forms compared (--compare): by default the main job's configuration (--config,
+moe_roofline_speculation) and the dense base (default) are both fitted as above, then scored by
+PSIS-LOO of the run-mean latencies (elpd: the expected log density of a run left out; az.compare).
+The file keeps --config's posterior unless another form that converged at least as well leads it by
+two standard errors of the elpd difference and by 4 elpd or more (smaller leads: the forms predict
+alike), or --config did not converge and another form did (then that form, whatever the elpd says:
+on a small first sweep the dense base is what the runs identify). A roofline form that counts an
+open-loop run's tokens per pass at its measured batch (the main job's) is never chosen by elpd (its
+elpd does not compare). The comparison table, its reading and the choice are printed, stored in the
+posterior file (group form_comparison) and shown by `bayes-sd report`. --compare none fits --config
+alone.
 
-Configurations: default (dense verifiers), moe_roofline_speculation (the main job's: roofline
-knee, per-sequence cost, MoE expert coverage, acceptance decaying with draft position, the decay
-pooled across drafters, and what a speculating step and each sequence in it cost whatever k; pass
---models so it knows the MoE verifiers), moe_roofline_per_position (the same without the cost of
-speculating), moe_roofline (constant acceptance), moe, roofline, per_position, moe_per_position,
-drafter_design, achieved_rate, or a .toml path.
+Configurations: moe_roofline_speculation (the default and the main job's: roofline knee,
+per-sequence cost, MoE expert coverage, acceptance decaying with draft position, the decay pooled
+across drafters, and what a speculating step and each sequence in it cost whatever k; pass --models
+so it knows the MoE verifiers), default (dense verifiers, constant acceptance per position),
+moe_roofline_per_position (the main job's without the cost of speculating), moe_roofline (constant
+acceptance), moe, roofline, per_position, moe_per_position, drafter_design, achieved_rate, or a .toml
+path.
 
 Example:
-  bayes-sd fit runs.csv --out posterior.nc
-  bayes-sd fit runs.csv --models models.csv --config moe_roofline_speculation --out posterior.nc
-  bayes-sd fit runs.csv --compare per_position --out posterior.nc
+  bayes-sd fit runs.csv --models models.csv --out posterior.nc
+  bayes-sd fit runs.csv --config default --compare none --out posterior.nc
+  bayes-sd fit runs.csv --config default --compare per_position,roofline --out posterior.nc
 """
 
 
@@ -66,9 +75,17 @@ def _fit(args: argparse.Namespace, config: str, runs, models, progress: bool):
 
 
 def _candidates(args: argparse.Namespace) -> list[str]:
+    """--config first, then the forms to compare it with: --compare's, or by default FALLBACK_MODEL (none
+    when --config is that form, or --compare is 'none')."""
     from bayes_sd.model.config import load_config
 
-    given = [args.config] + [c.strip() for c in (args.compare or "").split(",") if c.strip()]
+    if args.compare is None:
+        extra = [] if load_config(args.config)["name"] == FALLBACK_MODEL else [FALLBACK_MODEL]
+    elif args.compare.strip().lower() == "none":
+        extra = []
+    else:
+        extra = [c.strip() for c in args.compare.split(",") if c.strip()]
+    given = [args.config, *extra]
     names = [load_config(c)["name"] for c in given]
     if len(set(names)) < len(names):
         raise ValueError(f"--compare {args.compare!r}: give configurations other than --config {args.config!r}, "
@@ -110,12 +127,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("runs", nargs="+", help="run tables (or any file `bayes-sd ingest` reads)")
     p.add_argument("--models", nargs="*", help="optional models table(s): sizes of verifiers and drafters")
-    p.add_argument("--config", default="default", help="model configuration: a name in models/ or a .toml path")
+    p.add_argument("--config", default=MAIN_MODEL,
+                   help=f"model configuration: a name in models/ or a .toml path (default: {MAIN_MODEL}, the main "
+                        "job's)")
     p.add_argument("--out", required=True, help="posterior file (.nc)")
     p.add_argument("--compare", metavar="CONFIGS",
                    help="also fit these configurations (comma-separated) to the same runs, compare them with "
                         "--config by PSIS-LOO of the run-mean latencies, and save the form the runs support "
-                        "(see below)")
+                        f"(see below; default: {FALLBACK_MODEL}, unless --config is; 'none': fit --config only)")
     p.add_argument("--draws", type=int, help="posterior draws per chain (default: the configuration's)")
     p.add_argument("--tune", type=int, help="tuning steps per chain (default: the configuration's)")
     p.add_argument("--chains", type=int, help="chains (default: the configuration's, 2; more where cores allow)")

@@ -103,7 +103,7 @@ def _loo_compare(fitted: dict[str, LatencyModel]) -> tuple[pd.DataFrame, dict]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # Pareto-k warnings are in the table's warning column
         loos = {n: m.loo(pointwise=True) for n, m in fitted.items()}
-        return az.compare({n: m.idata for n, m in fitted.items()}, var_name="latency_obs"), loos
+        return az.compare(loos), loos
 
 
 def choose_form(pointwise: dict[str, np.ndarray], converged: dict[str, bool], comparable: dict[str, bool],
@@ -112,19 +112,13 @@ def choose_form(pointwise: dict[str, np.ndarray], converged: dict[str, bool], co
 
     The requested form stays unless another one that is comparable (:func:`loo_caveat`) and has
     converged at least as well leads it by :data:`SWITCH_Z` standard errors of the pairwise elpd
-    difference and by :data:`SMALL_ELPD` at least, or unless the requested form has not converged and a
-    comparable one has (then the best converged one, whatever its lead: an unconverged posterior's elpd
-    and answers are not to be trusted).
-    A form whose elpd is not comparable is never chosen over another, nor is the requested one left for
-    it.
+    difference and by :data:`SMALL_ELPD` at least, or unless the requested form has not converged and
+    another has: then the best converged one by elpd (the first given where none compares), whatever
+    its lead and whether or not the requested form's elpd compares: an unconverged posterior's answers
+    are not to be trusted, and convergence needs no elpd.
+    A form whose elpd is not comparable is otherwise never chosen over another, nor is the requested
+    one left for it.
     """
-    if not comparable[requested]:
-        return requested, (f"{requested}'s elpd does not compare with the others' (see its caveat), so it stays "
-                           "the fitted form.")
-    rivals = [n for n in pointwise if n != requested and comparable[n] and converged[n] >= converged[requested]]
-    if not rivals:
-        return requested, f"{requested} stays the fitted form: no other comparable form converged as well."
-
     def lead(name: str) -> tuple[float, float]:
         d = np.asarray(pointwise[name]) - np.asarray(pointwise[requested])
         return float(d.sum()), float(np.sqrt(len(d) * np.var(d)))
@@ -132,12 +126,22 @@ def choose_form(pointwise: dict[str, np.ndarray], converged: dict[str, bool], co
     def elpd(name: str) -> float:
         return float(np.sum(pointwise[name]))
 
-    settled = [n for n in rivals if converged[n]]
+    settled = [n for n in pointwise if n != requested and converged[n]]
     if settled and not converged[requested]:
-        best = max(settled, key=elpd)
-        diff, se = lead(best)
-        return best, (f"{requested} did not converge and {best} did, so {best} is the fitted form "
-                      f"(its elpd {diff:+.1f} +- {se:.1f} against {requested}).")
+        scored = [n for n in settled if comparable[n]]
+        best = max(scored, key=elpd) if scored else settled[0]
+        why = f"{requested} did not converge and {best} did, so {best} is the fitted form"
+        if comparable[requested] and comparable[best]:
+            diff, se = lead(best)
+            return best, f"{why} (its elpd {diff:+.1f} +- {se:.1f} against {requested})."
+        return best, f"{why}."
+    if not comparable[requested]:
+        return requested, (f"{requested}'s elpd does not compare with the others' (see its caveat), so it stays "
+                           "the fitted form.")
+    rivals = [n for n in pointwise if n != requested and comparable[n] and converged[n] >= converged[requested]]
+    if not rivals:
+        return requested, f"{requested} stays the fitted form: no other comparable form converged as well."
+
     best = max(rivals, key=elpd)
     diff, se = lead(best)
     if diff >= max(SWITCH_Z * se, SMALL_ELPD):
@@ -166,7 +170,16 @@ def compare_forms(fitted: dict[str, LatencyModel], requested: str) -> tuple[pd.D
                               comparable=[caveats[n] is None for n in comparison.index])[FORM_COLUMNS]
     notes = [c for c in caveats.values() if c]
     notes += [f"{n} has not converged: its elpd is not to be trusted." for n, ok in converged.items() if not ok]
-    return table, chosen, " ".join([support_reading(comparison), *notes, why])
+    scored = [n for n in comparison.index if caveats[n] is None]  # a form whose elpd does not compare grades none
+    if len(scored) == len(comparison):
+        support = support_reading(comparison)
+    elif len(scored) >= 2:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            support = support_reading(az.compare({n: loos[n] for n in scored}))
+    else:
+        support = "No two of these forms' elpd compare, so PSIS-LOO cannot say which form the runs support."
+    return table, chosen, " ".join([support, *notes, why])
 
 
 def attach_comparison(model: LatencyModel, table: pd.DataFrame, reading: str) -> None:

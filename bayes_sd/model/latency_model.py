@@ -138,8 +138,13 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
         fd = prepare_fit_data(runs, models, opts.get("drafter_predictors", []), self.open_loop_rate,
                               opts.get("saturated_runs", SATURATED_RUNS[0]))
         if opts.get("verifier_form") in MOE_FORMS and not fd.coords["moe_verifier"]:
-            log.warning(f"verifier_form = {opts['verifier_form']!r} but no fitted verifier has experts in the "
-                        "models table: every verifier is fitted dense")
+            listed = set() if models is None else set(models["name"])
+            unknown = [v for v in fd.coords["verifier"] if v not in listed]
+            # a verifier the models table lists without experts is dense by the user's word: nothing to warn of
+            (log.warning if unknown else log.info)(
+                f"verifier_form = {opts['verifier_form']!r} but no fitted verifier has experts in the models table: "
+                "every verifier is fitted dense" + (f" ({', '.join(unknown)} not in it: give a models table with "
+                                                    "their experts if they are MoE)" if unknown else ""))
         spec = fd.runs["k"].to_numpy() > 0
         blind = spec & ~np.isin(np.arange(fd.n_runs), fd.obs.get("tau", (np.array([], int),))[0])
         blind &= fd.x["acceptance_replayed"] == 0  # counted once, at the run they repeat

@@ -1,5 +1,6 @@
 """The bayes-sd command line: help texts, one-line errors, fit / predict plumbing."""
 
+import argparse
 import json
 
 import pandas as pd
@@ -33,7 +34,7 @@ def test_fit_cli_writes_a_loadable_posterior(mock_pymc_sample, b200_runs, tmp_pa
     runs_path = tmp_path / "runs.csv"
     b200_runs.to_csv(runs_path, index=False)
     out = tmp_path / "post.nc"
-    assert main(["fit", str(runs_path), "--out", str(out), "--sampler", "pymc", "--draws", "10",
+    assert main(["fit", str(runs_path), "--out", str(out), "--config", "default", "--sampler", "pymc", "--draws", "10",
                  "--tune", "0", "--chains", "1", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "wrote posterior" in printed
@@ -44,6 +45,22 @@ def test_fit_cli_writes_a_loadable_posterior(mock_pymc_sample, b200_runs, tmp_pa
     tried = model.fit_attempts
     assert [a["tune"] for a in tried] == [0, 200, 400] and [a["target_accept"] for a in tried] == [0.9, 0.95, 0.98]
     assert not tried[-1]["converged"] and "tried tune 0 at target acceptance 0.9" in printed
+
+
+@pytest.mark.parametrize(("flags", "fitted"), [
+    ([], ["moe_roofline_speculation", "default"]),  # the main job's form, the dense base as its fallback
+    (["--config", "default"], ["default"]),  # nothing to fall back to
+    (["--compare", "none"], ["moe_roofline_speculation"]),
+    (["--config", "roofline", "--compare", "per_position,default"], ["roofline", "per_position", "default"]),
+])
+def test_fit_cli_fits_the_main_jobs_form_and_falls_back_to_the_dense_base(flags, fitted, tmp_path):
+    from bayes_sd.cli import fit as fit_cli
+    from bayes_sd.model.config import load_config
+
+    parser = argparse.ArgumentParser()
+    fit_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["fit", "runs.csv", "--out", str(tmp_path / "p.nc"), *flags])
+    assert [load_config(c)["name"] for c in fit_cli._candidates(args)] == fitted
 
 
 def test_fit_cli_samples_with_the_settings_that_converge_the_configuration(b200_runs, tmp_path, monkeypatch, capsys):

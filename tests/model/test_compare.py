@@ -1,6 +1,8 @@
 """Which configuration the runs support (PSIS-LOO): `fit --compare` sampled for real at small settings on the REAL
 B200 runs; the choice rule and `bayes-sd compare` on made-up elpd and prior draws."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,8 +20,8 @@ def test_fit_compare_keeps_the_form_the_real_b200_runs_support_and_the_report_sa
     path = tmp_path / "runs.csv"
     b200_runs.to_csv(path, index=False)
     out = tmp_path / "posterior.nc"
-    assert main(["fit", str(path), "--compare", "roofline", "--draws", "200", "--tune", "300", "--retries", "0",
-                 "--seed", "1", "--no-progress", "--out", str(out)]) == 0
+    assert main(["fit", str(path), "--config", "default", "--compare", "roofline", "--draws", "200", "--tune", "300",
+                 "--retries", "0", "--seed", "1", "--no-progress", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "The runs support roofline over default by" in printed
     model = LatencyModel.load(out)
@@ -63,6 +65,8 @@ def _pointwise(lead_per_run: float, spread: float, n: int = 40) -> np.ndarray:
     (0.5, (True, False), (True, True), "a"),    # ahead, but unconverged: never over a converged form
     (0.5, (True, True), (True, False), "a"),    # ahead, but its elpd does not compare
     (0.5, (True, True), (False, True), "a"),    # the requested's elpd does not compare: nothing to choose by
+    (-0.5, (False, True), (False, True), "b"),  # ... but it did not converge and b did: convergence needs no elpd
+    (-0.5, (False, True), (True, False), "b"),  # b's elpd does not compare, yet b converged and a did not
     (-0.5, (False, False), (True, True), "a"),  # neither converged and b is worse: nothing to switch for
     (0.5, (False, False), (True, True), "b"),   # neither converged, b clearly ahead
 ])
@@ -107,8 +111,38 @@ def test_a_measured_batch_roofline_is_not_comparable_on_open_loop_runs(b200_runs
 
 
 def test_fit_compare_refuses_the_same_form_twice_before_sampling(tmp_path, capsys):
-    code = main(["fit", str(tmp_path / "never_read.csv"), "--compare", "per_position,default", "--out",
-                 str(tmp_path / "p.nc")])
+    code = main(["fit", str(tmp_path / "never_read.csv"), "--config", "default", "--compare", "per_position,default",
+                 "--out", str(tmp_path / "p.nc")])
     err = capsys.readouterr().err
     assert code == 2 and "each once (their names: default, per_position, default)" in err
     assert not (tmp_path / "p.nc").exists()
+
+
+def _fake_fit(name: str, loglik: np.ndarray, converged: bool = True):
+    """What compare_forms reads of a fitted model: its name, runs, pointwise log-likelihood and convergence."""
+    import arviz as az
+
+    idata = az.from_dict(posterior={"theta": np.zeros(loglik.shape[:2])}, log_likelihood={"latency_obs": loglik})
+    n_runs = loglik.shape[-1]
+    runs = SimpleNamespace(coords={"run": np.arange(n_runs)}, obs={"latency": (np.arange(n_runs),)})
+    return SimpleNamespace(config={"name": name}, idata=idata, fit_data=runs,
+                           loo=lambda pointwise=True: az.loo(idata, pointwise=pointwise),
+                           diagnostics=lambda: {"converged": converged})
+
+
+def test_a_form_whose_elpd_does_not_compare_grades_no_other_in_the_reading(monkeypatch):
+    from bayes_sd.model import compare
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(-1.0, 0.3, size=(2, 200, 30))
+    fitted = {"main": _fake_fit("main", base + 5.0, converged=False),  # far ahead, but its elpd does not compare
+              "a": _fake_fit("a", base), "b": _fake_fit("b", base + 1.0)}  # b leads a by 30 elpd
+    monkeypatch.setattr(compare, "loo_caveat", lambda m: "main: not comparable" if m.config["name"] == "main" else None)
+    table, chosen, reading = compare.compare_forms(fitted, "main")
+    assert chosen == "b"  # main did not converge; b is the best that did
+    assert reading.startswith("The runs support b over a by 30.0") and "support main" not in reading
+    assert not table.loc["main", "comparable"] and table.loc["b", "comparable"]
+    del fitted["b"]
+    _, chosen, reading = compare.compare_forms(fitted, "main")
+    assert chosen == "a" and reading.startswith("No two of these forms' elpd compare")
+

@@ -255,3 +255,17 @@ def test_each_deployment_keeps_its_own_acceptance(b200_runs):
         assert np.median(tau[:, i]) == pytest.approx(measured, rel=0.04)
     assert np.median(tau[:, 1]) < np.median(tau[:, 2]) < np.median(tau[:, 0])
     assert tau[:, 2].std() > 2 * max(tau[:, 0].std(), tau[:, 1].std())
+
+
+def test_the_moe_form_warns_of_dense_verifiers_only_when_the_models_table_does_not_list_them(b200_runs, caplog):
+    """`bayes-sd fit` fits the main job's MoE-capable form by default: a verifier the models table lists without
+    experts is dense by the user's word (no warning); one missing from it may be MoE (a warning naming it)."""
+    verifiers = sorted(b200_runs["verifier"].unique())
+    listed = pd.DataFrame({"name": verifiers, "params_b": 8.0, "layers": 32})
+    for models, warned in ((listed, False), (None, True)):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="bayes_sd.model.latency_model"):
+            LatencyModel("moe_roofline_speculation")._prepare(b200_runs, models)
+        said = [r for r in caplog.records if "every verifier is fitted dense" in r.getMessage()]
+        assert len(said) == 1 and (said[0].levelname == "WARNING") == warned
+        assert (verifiers[0] in said[0].getMessage()) == warned
