@@ -1,6 +1,6 @@
 """Simulation-based calibration of a model configuration on its own generative model.
 
-    python bench/sbc.py [--config moe_roofline] [--reps 200] [--draws 200] [--tune 1000] [--chains 2]
+    python bench/sbc.py [--config moe_roofline_speculation] [--reps 200] [--draws 200] [--tune 1000] [--chains 2]
                         [--thin-to 99] [--seed 0] [--out sbc_ranks.csv]
 
 Each replication draws the parameters from the prior, simulates the observations of the SYNTHETIC
@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_line  # noqa: E402
 
 from bayes_sd._progress import progress_bar  # noqa: E402
+from bayes_sd.demo import MAIN_MODEL  # noqa: E402
 from bayes_sd.evaluation.sbc import rank_uniformity, run_sbc  # noqa: E402
 from bayes_sd.model.config import load_config  # noqa: E402
 from bayes_sd.model.fit_data import KNEE_FORMS  # noqa: E402
@@ -30,7 +31,7 @@ from bayes_sd.model.fit_data import KNEE_FORMS  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="moe_roofline")
+    ap.add_argument("--config", default=MAIN_MODEL, help="default: the main job's model")
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--draws", type=int, default=200)
     ap.add_argument("--tune", type=int, default=1000)
@@ -41,8 +42,13 @@ def main() -> None:
     args = ap.parse_args()
     print(machine_line("sbc"))
     params = ["mu_log_cost", "sigma_latency", "mu_accept"]
-    if load_config(args.config).get("model", {}).get("verifier_form", "dense") in KNEE_FORMS:
+    opts = load_config(args.config).get("model", {})
+    if opts.get("verifier_form", "dense") in KNEE_FORMS:
         params += ["knee_tokens", "knee_compute_share", "sequence_cost_ms"]
+    if opts.get("acceptance_form", "constant") == "decaying":
+        params += ["accept_decay"]
+    if opts.get("speculation_cost", False):
+        params += ["speculation_step_ms", "speculation_sequence_ms"]
     t0 = time.perf_counter()
     ranks = run_sbc(args.config, n_reps=args.reps, draws=args.draws, tune=args.tune, chains=args.chains,
                     thin_to=args.thin_to, seed=args.seed, params=tuple(params),

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bayes_sd.demo import MAIN_MODEL
 from bayes_sd.evaluation.sbc import rank_uniformity, run_sbc, sbc_design
 
 
@@ -24,10 +25,10 @@ def test_rank_uniformity_flags_biased_ranks():
 
 @pytest.fixture(scope="module")
 def ranks():
-    runs = sbc_design("moe_roofline", n_requests=40)
+    runs = sbc_design(MAIN_MODEL, n_requests=40)
     assert (runs["load_type"] == "concurrency").all()  # its open-loop likelihood is not generative (docstring)
-    return run_sbc("moe_roofline", runs=runs, n_reps=10, draws=200, tune=1000, chains=2, thin_to=49, seed=7,
-                   params=("mu_log_cost", "sigma_latency", "knee_tokens"))
+    return run_sbc(MAIN_MODEL, runs=runs, n_reps=10, draws=200, tune=1000, chains=2, thin_to=49, seed=7,
+                   params=("mu_log_cost", "sigma_latency", "knee_tokens", "accept_decay", "speculation_step_ms"))
 
 
 def test_main_jobs_model_is_calibrated_on_its_own_generative_model(ranks):
@@ -35,7 +36,7 @@ def test_main_jobs_model_is_calibrated_on_its_own_generative_model(ranks):
     assert len(fits) + ranks.attrs["skipped"] == 10 and len(fits) >= 8
     assert fits["max_rhat"].median() < 1.1  # short chains: near the target, not at it
     frac = ranks["rank"] / (ranks["L"] + 1)
-    # pooled over every parameter element (10 reps x 9 elements), ranks are near uniform
+    # pooled over every parameter element (10 reps x 11 elements), ranks are near uniform
     assert 0.35 < frac.mean() < 0.65
     assert ((frac < 0.05) | (frac > 0.95)).mean() < 0.3  # not piled at the ends (too narrow a posterior)
     per_param = rank_uniformity(ranks)
