@@ -188,6 +188,17 @@ def _at(effect, index):
     return effect if isinstance(effect, float) else effect[index]
 
 
+def _rows(value, rows):
+    """``value``'s entries at ``rows`` where it is a per-run vector (numpy or PyTensor); a scalar, or any
+    value where ``rows`` is None, as it is."""
+    return value if rows is None or np.ndim(value) == 0 else value[rows]
+
+
+def _scatter(n: int, rows: np.ndarray, values, fill: float):
+    """A length-``n`` vector holding ``values`` at ``rows`` and ``fill`` elsewhere."""
+    return pt.set_subtensor(pt.as_tensor(np.full(n, fill, dtype=float))[rows], values)  # float64, as the model is
+
+
 def _level_log_costs(eff: _Effects, fd: FitData, mu, eff_hw, *, coefs, main: str, level: str, coef_dim: str,
                      design=0.0, keep=1.0):
     """log cost (ms) per ``level`` (verifier_hw or drafter_hw) for ``coefs``.
@@ -282,10 +293,11 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
         share = expert_share(cfg, fd)
         knee = roofline_knee(cfg, fd)
 
-        def in_service(others_in_flight):  # a pass carries at most the batch cap's sequences
+        def in_service(others_in_flight, rows=None):  # a pass carries at most the batch cap's sequences
             if not capped:
                 return others_in_flight
-            return pt.where(has_cap, pt.minimum(others_in_flight, slots - 1.0), others_in_flight)
+            cap, n_slots = _rows(has_cap, rows), _rows(slots, rows)
+            return pt.where(cap, pt.minimum(others_in_flight, n_slots - 1.0), others_in_flight)
 
         if knee is not None:  # past the knee a verify pass is compute-bound and grows with its tokens
             knee_tokens, compute_share = knee
@@ -293,14 +305,17 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
         elif share is not None:  # MoE verifiers: the verify pass reads only the experts its tokens touch
             saving = theory.iterations(D, tau_step, tau_sq_step) * costs.v0 * share
 
-        def load_extra(others_in_flight):
-            """s per request the knee adds to (and MoE coverage saves from) the dense C1 + others C2."""
+        def load_extra(others_in_flight, rows=None):
+            """s per request the knee adds to (and MoE coverage saves from) the dense C1 + others C2, for the
+            runs ``rows`` (all where None; ``others_in_flight`` is theirs)."""
+            log_q, k_rows = _rows(x["moe_log_q"], rows), _rows(k_step, rows)
             if knee is not None:
-                mult = theory.verify_cost_multiplier(0.0 if share is None else share, x["moe_log_q"], compute_share,
-                                                     knee_tokens, k_step, in_service(others_in_flight), xp=pt)
-                return n_v0 * (mult - 1.0)
+                mult = theory.verify_cost_multiplier(_rows(0.0 if share is None else share, rows), log_q,
+                                                     _rows(compute_share, rows), _rows(knee_tokens, rows), k_rows,
+                                                     in_service(others_in_flight, rows), xp=pt)
+                return _rows(n_v0, rows) * (mult - 1.0)
             if share is not None:
-                return -saving * theory.moe_untouched(x["moe_log_q"], k_step, others_in_flight, xp=pt)
+                return -_rows(saving, rows) * theory.moe_untouched(log_q, k_rows, others_in_flight, xp=pt)
             return 0.0
 
         # arrivals more regular than Poisson meet fewer others (theory.arrivals): two linear pieces
@@ -309,43 +324,60 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
         if (cv2 < theory.POISSON).any():  # evenly spaced sends still overlap: how much, learned
             cv2 = theory.effective_cv2(cv2, make_prior(cfg, "arrival_irregularity"), xp=pt)
 
-        def open_piece(rate, shift):
-            """Open-loop latency (s) and load share d log L / d log C2 where a request meets rate L - shift
-            others. L = (C1 - shift C2) / (1 - rate C2), with a smooth positive floor on the denominator so
-            the log-density stays finite (and differentiable) if a draw crosses saturation."""
-            headroom = soft * pt.softplus((1.0 - rate * c2) / soft)
-            lat = (c1 - shift * c2) / headroom
-            if knee is not None:
-                measured = theory.others_open(x["rate"], _observed_or(fd, "latency", lat), cv2, xp=pt)
-                lat = _knee_open_latency(opts, c1 - shift * c2, headroom, lat, lambda at: rate * at - shift,
-                                         measured, load_extra)
-            elif share is not None:
-                lat = theory.latency_moe_open_newton(c1, c2, saving, x["moe_log_q"], k_step, rate, xp=pt, start=lat,
-                                                     shift=shift)
-            return lat, rate * c2 / headroom
+        # the open-loop law is solved for the open-loop runs only, the closed-loop one for the closed-loop runs
+        # (each is a subset of the runs' vectors, scattered back): the knee's fixed-point steps are the
+        # gradient's costliest part, and a branch a run does not take cannot poison its gradient
+        open_rows = np.flatnonzero(x["is_open"] > 0)
+        closed_rows = np.flatnonzero(x["is_open"] == 0)
+        c1_o, c2_o, rate_o, cv2_o = (_rows(v, open_rows) for v in (c1, c2, x["rate"], cv2))
 
-        if regular:
-            (rate_a, shift_a), (rate_b, shift_b) = theory.open_loop_pieces(x["rate"], cv2)
+        def open_piece(rate, shift):
+            """Open-loop latency (s) and load share d log L / d log C2 of the open-loop runs where a request
+            meets rate L - shift others. L = (C1 - shift C2) / (1 - rate C2), with a smooth positive floor on
+            the denominator so the log-density stays finite (and differentiable) if a draw crosses saturation."""
+            headroom = soft * pt.softplus((1.0 - rate * c2_o) / soft)
+            lat = (c1_o - shift * c2_o) / headroom
+            if knee is not None:
+                observed_lat = _observed_or(fd, "latency", _scatter(fd.n_runs, open_rows, lat, 1.0))[open_rows]
+                measured = theory.others_open(rate_o, observed_lat, cv2_o, xp=pt)
+                lat = _knee_open_latency(opts, c1_o - shift * c2_o, headroom, lat, lambda at: rate * at - shift,
+                                         measured, lambda others: load_extra(others, open_rows))
+            elif share is not None:
+                lat = theory.latency_moe_open_newton(c1_o, c2_o, _rows(saving, open_rows),
+                                                     _rows(x["moe_log_q"], open_rows), _rows(k_step, open_rows),
+                                                     rate, xp=pt, start=lat, shift=shift)
+            return lat, rate * c2_o / headroom
+
+        if not open_rows.size:
+            lat_o, share_o = 1.0, 0.0
+        elif regular:
+            (rate_a, shift_a), (rate_b, shift_b) = theory.open_loop_pieces(rate_o, cv2_o)
             lat_a, share_a = open_piece(rate_a, shift_a)
             lat_b, share_b = open_piece(rate_b, shift_b)
-            lat_open = theory.combine_pieces(lat_a, lat_b, cv2, xp=pt)
-            open_share = pt.where(pt.eq(lat_open, lat_a), share_a, share_b)
+            lat_o = theory.combine_pieces(lat_a, lat_b, cv2_o, xp=pt)
+            share_o = pt.where(pt.eq(lat_o, lat_a), share_a, share_b)
         else:
-            lat_open, open_share = open_piece(x["rate"], 0.0)
+            lat_o, share_o = open_piece(rate_o, 0.0)
+        lat_open = _scatter(fd.n_runs, open_rows, lat_o, 1.0)
+        open_share = _scatter(fd.n_runs, open_rows, share_o, 0.0)
 
-        def closed_at(streams):
-            return theory.latency_at_load(c1, c2, streams - 1.0) + load_extra(streams - 1.0)
+        def closed_at(streams, rows=None):
+            """Closed-loop latency (s) of the runs ``rows`` (all where None) at ``streams`` (theirs)."""
+            return (theory.latency_at_load(_rows(c1, rows), _rows(c2, rows), streams - 1.0)
+                    + load_extra(streams - 1.0, rows))
 
         capacity = theory.saturation_rate(c2)
         if capped:  # where a run's batch cap is known, past it requests wait for a slot (theory.batch_cap)
             full = closed_at(slots)  # in-service latency of a full batch
-            lat_closed = closed_at(pt.where(has_cap, pt.minimum(x["concurrency"], slots), x["concurrency"]))
+            streams = np.where(has_cap, np.minimum(x["concurrency"], slots), x["concurrency"])
+            lat_closed = _scatter(fd.n_runs, closed_rows, closed_at(streams[closed_rows], closed_rows), 1.0)
             wait = pt.where(x["is_open"] > 0,
                             theory.queue_wait(x["rate"], slots, full, has_cap, xp=pt, softness=soft),
                             theory.closed_wait(x["concurrency"], slots, full, has_cap, xp=pt))
             capacity = pt.where(has_cap, pt.minimum(capacity, theory.cap_capacity(slots, full)), capacity)
         else:
-            lat_closed, wait = closed_at(x["concurrency"]), 0.0
+            lat_closed = _scatter(fd.n_runs, closed_rows, closed_at(x["concurrency"][closed_rows], closed_rows), 1.0)
+            wait = 0.0
         service = pt.where(x["is_open"] > 0, lat_open, lat_closed)
         latency = service + wait
         pm.Deterministic("latency_s", latency, dims="run")
