@@ -183,15 +183,10 @@ def within_group_centring(group: np.ndarray) -> np.ndarray:
     return (np.eye(len(group)) - same / n[:, None]) * scale[:, None]
 
 
-def _at(effect, index):
-    """Gather an effect's rows (a scalar 0 for a dropped effect stays 0)."""
-    return effect if isinstance(effect, float) else effect[index]
-
-
-def _rows(value, rows):
-    """``value``'s entries at ``rows`` where it is a per-run vector (numpy or PyTensor); a scalar, or any
-    value where ``rows`` is None, as it is."""
-    return value if rows is None or np.ndim(value) == 0 else value[rows]
+def _at(value, index):
+    """``value``'s entries at ``index`` where it is a vector (numpy or PyTensor: an effect's levels, a per-run
+    quantity); a scalar (0 for a dropped effect), or any value where ``index`` is None, as it is."""
+    return value if index is None or np.ndim(value) == 0 else value[index]
 
 
 def _scatter(n: int, rows: np.ndarray, values, fill: float):
@@ -296,7 +291,7 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
         def in_service(others_in_flight, rows=None):  # a pass carries at most the batch cap's sequences
             if not capped:
                 return others_in_flight
-            cap, n_slots = _rows(has_cap, rows), _rows(slots, rows)
+            cap, n_slots = _at(has_cap, rows), _at(slots, rows)
             return pt.where(cap, pt.minimum(others_in_flight, n_slots - 1.0), others_in_flight)
 
         if knee is not None:  # past the knee a verify pass is compute-bound and grows with its tokens
@@ -308,14 +303,14 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
         def load_extra(others_in_flight, rows=None):
             """s per request the knee adds to (and MoE coverage saves from) the dense C1 + others C2, for the
             runs ``rows`` (all where None; ``others_in_flight`` is theirs)."""
-            log_q, k_rows = _rows(x["moe_log_q"], rows), _rows(k_step, rows)
+            log_q, k_rows = _at(x["moe_log_q"], rows), _at(k_step, rows)
             if knee is not None:
-                mult = theory.verify_cost_multiplier(_rows(0.0 if share is None else share, rows), log_q,
-                                                     _rows(compute_share, rows), _rows(knee_tokens, rows), k_rows,
+                mult = theory.verify_cost_multiplier(_at(0.0 if share is None else share, rows), log_q,
+                                                     _at(compute_share, rows), _at(knee_tokens, rows), k_rows,
                                                      in_service(others_in_flight, rows), xp=pt)
-                return _rows(n_v0, rows) * (mult - 1.0)
+                return _at(n_v0, rows) * (mult - 1.0)
             if share is not None:
-                return -_rows(saving, rows) * theory.moe_untouched(log_q, k_rows, others_in_flight, xp=pt)
+                return -_at(saving, rows) * theory.moe_untouched(log_q, k_rows, others_in_flight, xp=pt)
             return 0.0
 
         # arrivals more regular than Poisson meet fewer others (theory.arrivals): two linear pieces
@@ -329,7 +324,7 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
         # gradient's costliest part, and a branch a run does not take cannot poison its gradient
         open_rows = np.flatnonzero(x["is_open"] > 0)
         closed_rows = np.flatnonzero(x["is_open"] == 0)
-        c1_o, c2_o, rate_o, cv2_o = (_rows(v, open_rows) for v in (c1, c2, x["rate"], cv2))
+        c1_o, c2_o, rate_o, cv2_o = (_at(v, open_rows) for v in (c1, c2, x["rate"], cv2))
 
         def open_piece(rate, shift):
             """Open-loop latency (s) and load share d log L / d log C2 of the open-loop runs where a request
@@ -343,8 +338,8 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
                 lat = _knee_open_latency(opts, c1_o - shift * c2_o, headroom, lat, lambda at: rate * at - shift,
                                          measured, lambda others: load_extra(others, open_rows))
             elif share is not None:
-                lat = theory.latency_moe_open_newton(c1_o, c2_o, _rows(saving, open_rows),
-                                                     _rows(x["moe_log_q"], open_rows), _rows(k_step, open_rows),
+                lat = theory.latency_moe_open_newton(c1_o, c2_o, _at(saving, open_rows),
+                                                     _at(x["moe_log_q"], open_rows), _at(k_step, open_rows),
                                                      rate, xp=pt, start=lat, shift=shift)
             return lat, rate * c2_o / headroom
 
@@ -363,7 +358,7 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
 
         def closed_at(streams, rows=None):
             """Closed-loop latency (s) of the runs ``rows`` (all where None) at ``streams`` (theirs)."""
-            return (theory.latency_at_load(_rows(c1, rows), _rows(c2, rows), streams - 1.0)
+            return (theory.latency_at_load(_at(c1, rows), _at(c2, rows), streams - 1.0)
                     + load_extra(streams - 1.0, rows))
 
         capacity = theory.saturation_rate(c2)

@@ -77,7 +77,7 @@ def one_k_positions_fit():
     runs["per_position_acceptance"] = None
     runs.loc[mine, "per_position_acceptance"] = [format_per_position(survival(a, STEEP, 4)) for a in a1]
     model = LatencyModel(CONFIG).fit(runs, models=load_fleet_models(), draws=500, tune=1000, chains=2,
-                                     random_seed=11, progressbar=False, max_tree_depth=6)
+                                     random_seed=11, progressbar=False, max_tree_depth=6, start="plausible")
     chat = (runs.loc[mine, "dataset"] == "chat").to_numpy()
     return model, runs, float(np.mean(a1[chat]))
 
