@@ -147,6 +147,9 @@ def choose_form(pointwise: dict[str, np.ndarray], converged: dict[str, bool], co
     if diff >= max(SWITCH_Z * se, SMALL_ELPD):
         return best, (f"{best} leads {requested} by {diff:.1f} +- {se:.1f} elpd ({diff / se if se else np.inf:.1f} "
                       f"standard errors, at least {SWITCH_Z:g}), so {best} is the fitted form.")
+    if diff < 0:
+        return requested, (f"{requested} stays the fitted form: it leads the best other, {best}, by {-diff:.1f} +- "
+                           f"{se:.1f} elpd.")
     return requested, (f"{requested} stays the fitted form: the best other, {best}, is ahead by {diff:.1f} +- "
                        f"{se:.1f} elpd, under {SWITCH_Z:g} standard errors or {SMALL_ELPD:g} elpd.")
 

@@ -85,6 +85,13 @@ def test_choose_form_keeps_the_requested_form_for_a_lead_under_four_elpd_however
     assert chosen == "a" and "under 2 standard errors or 4 elpd" in why
 
 
+def test_choose_form_says_the_requested_form_leads_when_every_other_is_behind():
+    a = np.zeros(40)
+    chosen, why = choose_form({"a": a, "b": a + _pointwise(-0.12, 0.05)}, {"a": True, "b": True},
+                              {"a": True, "b": True}, "a")  # b behind by 4.8 elpd
+    assert chosen == "a" and why.endswith("it leads the best other, b, by 4.8 +- 0.3 elpd.")
+
+
 def test_support_reading_grades_the_lead_by_its_standard_error():
     comparison = pd.DataFrame({"rank": [0, 1, 2, 3, 4], "elpd_diff": [0.0, 3.0, 30.0, 12.0, 0.3],
                                "dse": [0.0, 2.0, 5.0, 4.0, 0.1], "weight": [0.7, 0.3, 0.0, 0.0, 0.0],
