@@ -36,7 +36,8 @@ PSIS-LOO of the run-mean latencies (elpd: the expected log density of a run left
 The file keeps --config's posterior unless another form that converged at least as well leads it by
 two standard errors of the elpd difference and by 4 elpd or more (smaller leads: the forms predict
 alike), or --config did not converge and another form did (then that form, whatever the elpd says:
-on a small first sweep the dense base is what the runs identify). A roofline form that counts an
+on a small first sweep the dense base is what the runs identify). The default fallback is not
+fitted where it could not be chosen: --config converged and its elpd does not compare. A roofline form that counts an
 open-loop run's tokens per pass at its measured batch (the main job's) is never chosen by elpd (its
 elpd does not compare). The comparison table, its reading and the choice are printed, stored in the
 posterior file (group form_comparison) and shown by `bayes-sd report`. --compare none fits --config
@@ -93,6 +94,15 @@ def _candidates(args: argparse.Namespace) -> list[str]:
     return given
 
 
+def _fallback_moot(model) -> bool:
+    """Whether the default fallback could not be chosen over ``model`` (the requested form): it converged, and
+    its elpd does not compare (:func:`bayes_sd.model.compare.choose_form` then keeps it), so fitting the
+    fallback would only cost time."""
+    from bayes_sd.model.compare import loo_caveat
+
+    return bool(model.diagnostics()["converged"]) and loo_caveat(model) is not None
+
+
 def run(args: argparse.Namespace) -> int:
     progress = show_progress(args)
     names = _candidates(args)  # checked before any sampling
@@ -100,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
     models = read_traces(args.command, args.models).models if args.models else None
     fitted = {}
     for name in names:
+        if fitted and args.compare is None and _fallback_moot(next(iter(fitted.values()))):
+            say(args, f"not fitting {name}: {next(iter(fitted))} converged, and its elpd does not compare on these "
+                      "runs, so the fallback could not be chosen")
+            break
         model = _fit(args, name, runs, models, progress)
         fitted[model.config["name"]] = model
     requested = next(iter(fitted))  # --config's name

@@ -63,6 +63,38 @@ def test_fit_cli_fits_the_main_jobs_form_and_falls_back_to_the_dense_base(flags,
     assert [load_config(c)["name"] for c in fit_cli._candidates(args)] == fitted
 
 
+@pytest.mark.parametrize(("converged", "caveat", "fitted"), [
+    (True, "not comparable", ["moe_roofline_speculation"]),  # the fallback could not be chosen: not fitted
+    (False, "not comparable", ["moe_roofline_speculation", "default"]),  # it replaces an unconverged fit
+    (True, None, ["moe_roofline_speculation", "default"]),  # compared by elpd
+])
+def test_fit_cli_fits_the_fallback_only_where_it_could_be_chosen(converged, caveat, fitted, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from bayes_sd.cli import fit as fit_cli
+    from bayes_sd.model import compare
+
+    sampled = []
+
+    def fake_fit(args, name, runs, models, progress):  # plumbing only: no graph, no sampling
+        sampled.append(name)
+        return SimpleNamespace(config={"name": name}, diagnostics=lambda: {"converged": converged},
+                               save=lambda path: path)
+
+    monkeypatch.setattr(fit_cli, "_fit", fake_fit)
+    monkeypatch.setattr(fit_cli, "read_traces", lambda *a, **k: SimpleNamespace(runs=None, models=None))
+    monkeypatch.setattr(compare, "loo_caveat", lambda m: caveat)
+    stop = RuntimeError("compared")
+    monkeypatch.setattr(compare, "compare_forms", lambda *a: (_ for _ in ()).throw(stop))
+    try:
+        fit_cli.run(argparse.Namespace(command="fit", runs=["runs.csv"], models=None, config="moe_roofline_speculation",
+                                       compare=None, out=str(tmp_path / "p.nc"), quiet=True, no_progress=True,
+                                       verbose=False))
+    except RuntimeError as err:
+        assert err is stop and len(fitted) > 1
+    assert sampled == fitted
+
+
 def test_fit_cli_samples_with_the_settings_that_converge_the_configuration(b200_runs, tmp_path, monkeypatch, capsys):
     """Without flags, fit samples as the configuration's [sampling] table says (the main job's model: 1000 tune +
     2000 draws from plausible starts); a flag overrides its one setting and leaves the others."""
