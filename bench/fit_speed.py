@@ -1,15 +1,15 @@
-"""Fit speed and convergence of a model configuration on all bundled data (the main job's, moe_roofline,
-unless --config).
+"""Fit speed and convergence of a model configuration on all bundled data (the main job's,
+bayes_sd.demo.MAIN_MODEL, unless --config).
 
     python bench/fit_speed.py [--draws 3000] [--tune 700] [--chains 2] [--target-accept 0.9] [--max-tree-depth 6]
-                              [--diagonal] [--data all|real|synthetic] [--config moe_roofline] [--seed 1]
+                              [--diagonal] [--data all|real|synthetic] [--config moe_roofline_generative] [--seed 1]
                               [--start plausible]
 
 The defaults are the settings of the main job for ``--config`` (``bayes-sd demo --model``,
 ``bayes_sd.demo.demo_sampling``): 2 chains (one per core) x (700 tune + 3500 draws), target acceptance
 0.9, trees capped at depth 6, nutpie's jittered starts; a configuration's ``[sampling]`` table changes
-them (``moe_roofline``: 3000 draws; the main job's ``moe_roofline_speculation``: 1000 tune + 3000
-draws, chains started where the data are plausible).
+them (``moe_roofline``: 3000 draws; the main job's ``moe_roofline_generative``, as
+``moe_roofline_speculation``: 1000 tune + 2000 draws, chains started where the data are plausible).
 nutpie with its low-rank mass matrix (``--diagonal``: without it).
 
 Reports wall time (compilation included, as a user sees it), R-hat, ESS (bulk and tail),

@@ -1,6 +1,6 @@
 """Simulation-based calibration of a model configuration on its own generative model.
 
-    python bench/sbc.py [--config moe_roofline_speculation] [--reps 200] [--draws 200] [--tune 1000] [--chains 2]
+    python bench/sbc.py [--config moe_roofline_generative] [--reps 200] [--draws 200] [--tune 1000] [--chains 2]
                         [--thin-to 99] [--seed 0] [--out sbc_ranks.csv]
 
 Each replication draws the parameters from the prior, simulates the observations of the SYNTHETIC

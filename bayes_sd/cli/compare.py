@@ -17,8 +17,9 @@ k > 0.7 on a run means its leave-one-out estimate is unreliable (a run the other
 Every fit's convergence is printed: an unconverged fit's elpd is not to be trusted.
 
 A roofline configuration that counts open-loop runs' tokens per pass at their measured batch
-(open_loop_batch = "measured", as in moe_roofline and the main job's model) conditions on the observed latency:
-its elpd is not comparable on open-loop runs, and the command says so.
+(open_loop_batch = "measured", as in moe_roofline and moe_roofline_speculation) conditions on the
+observed latency: its elpd is not comparable on open-loop runs, and the command says so. The main
+job's moe_roofline_generative counts them at the batch it predicts (generative), so its elpd compares.
 
 Example:
   bayes-sd compare runs.csv --models models.csv --configs default,moe_roofline --out loo.csv

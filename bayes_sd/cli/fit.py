@@ -16,8 +16,8 @@ __all__ = ["add_parser", "run"]
 EPILOG = """\
 Sampling: the settings that converge the configuration (its [sampling] table in models/; without
 one 2 chains x (700 tune + 3500 draws) at target acceptance 0.9, trees up to depth 10, nutpie's
-jittered starts; moe_roofline_speculation: 1000 tune + 2000 draws from where the data are
-plausible), each overridden by its flag.
+jittered starts; moe_roofline_generative and moe_roofline_speculation: 1000 tune + 2000 draws
+from where the data are plausible), each overridden by its flag.
 
 The posterior file (netCDF, ArviZ) holds the posterior draws, the training runs (group
 fit_data), the models table (fit_models) and the configuration, so `bayes-sd predict`,
@@ -31,25 +31,26 @@ if it still has not, sample longer (--draws, --tune) before trusting it: predict
 report say so first until then, and recommend says where the chains' modes would choose another k.
 
 Forms compared (--compare): by default the main job's configuration (--config,
-moe_roofline_speculation) and the dense base (default) are both fitted as above, then scored by
+moe_roofline_generative) and the dense base (default) are both fitted as above, then scored by
 PSIS-LOO of the run-mean latencies (elpd: the expected log density of a run left out; az.compare).
 The file keeps --config's posterior unless another form that converged at least as well leads it by
 two standard errors of the elpd difference and by 4 elpd or more (smaller leads: the forms predict
 alike), or --config did not converge and another form did (then that form, whatever the elpd says:
-on a small first sweep the dense base is what the runs identify). The default fallback is not
-fitted where it could not be chosen: --config converged and its elpd does not compare. A roofline form that counts an
-open-loop run's tokens per pass at its measured batch (the main job's) is never chosen by elpd (its
-elpd does not compare). The comparison table, its reading and the choice are printed, stored in the
-posterior file (group form_comparison) and shown by `bayes-sd report`. --compare none fits --config
-alone.
+on a small first sweep the dense base is what the runs identify). A roofline form that counts an
+open-loop run's tokens per pass at its measured batch (open_loop_batch = "measured": moe_roofline,
+moe_roofline_speculation) is never chosen by elpd on open-loop runs (its elpd does not compare), and
+the default fallback is not fitted where it could not be chosen: such a --config converged. The
+comparison table, its reading and the choice are printed, stored in the posterior file (group
+form_comparison) and shown by `bayes-sd report`. --compare none fits --config alone.
 
-Configurations: moe_roofline_speculation (the default and the main job's: roofline knee,
+Configurations: moe_roofline_generative (the default and the main job's: roofline knee,
 per-sequence cost, MoE expert coverage, acceptance decaying with draft position, the decay pooled
-across drafters, and what a speculating step and each sequence in it cost whatever k; pass --models
-so it knows the MoE verifiers), default (dense verifiers, constant acceptance per position),
-moe_roofline_per_position (the main job's without the cost of speculating), moe_roofline (constant
-acceptance), moe, roofline, per_position, moe_per_position, drafter_design, achieved_rate, or a .toml
-path.
+across drafters, what a speculating step and each sequence in it cost whatever k, and an open loop
+costed at the batch the model predicts; pass --models so it knows the MoE verifiers), default (dense
+verifiers, constant acceptance per position), moe_roofline_speculation (the main job's with the open
+loop costed at the measured batch), moe_roofline_per_position (without the cost of speculating),
+moe_roofline (constant acceptance), moe, roofline, per_position, moe_per_position, drafter_design,
+achieved_rate, or a .toml path.
 
 Example:
   bayes-sd fit runs.csv --models models.csv --out posterior.nc

@@ -67,7 +67,7 @@ def trust_reading(config: str, results: pd.DataFrame | None = None) -> str:
     worst = cov.idxmin() if len(cov) else "?"
     return (f"On the frozen out-of-family test set (synthetic fleets from a simulator that does not share the "
             f"model's closed form; scored {first.get('measured', '?')} at commit {first.get('commit', '?')}), "
-            f"'{config}''s 90% predictive intervals held {100 * cov.min():.0f}-{100 * cov.max():.0f}% of the "
+            f"the 90% predictive intervals of '{config}' held {100 * cov.min():.0f}-{100 * cov.max():.0f}% of the "
             f"held-out runs depending on what was held out (least where {worst.replace('_', ' ')} were). Read the "
             "intervals in this report with that in mind: where the frozen set says they are too narrow, so are "
             "these, most when a prediction extrapolates in load or in k. Those fits knew each server's batch cap "

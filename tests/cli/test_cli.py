@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from bayes_sd.cli import main
+from bayes_sd.demo import MAIN_MODEL
 
 
 def test_ingest_help_documents_every_run_column(capsys):
@@ -48,9 +49,9 @@ def test_fit_cli_writes_a_loadable_posterior(mock_pymc_sample, b200_runs, tmp_pa
 
 
 @pytest.mark.parametrize(("flags", "fitted"), [
-    ([], ["moe_roofline_speculation", "default"]),  # the main job's form, the dense base as its fallback
+    ([], [MAIN_MODEL, "default"]),  # the main job's form, the dense base as its fallback
     (["--config", "default"], ["default"]),  # nothing to fall back to
-    (["--compare", "none"], ["moe_roofline_speculation"]),
+    (["--compare", "none"], [MAIN_MODEL]),
     (["--config", "roofline", "--compare", "per_position,default"], ["roofline", "per_position", "default"]),
 ])
 def test_fit_cli_fits_the_main_jobs_form_and_falls_back_to_the_dense_base(flags, fitted, tmp_path):
@@ -119,8 +120,7 @@ def test_fit_cli_samples_with_the_settings_that_converge_the_configuration(b200_
                             (["--draws", "50", "--target-accept", "0.95"],
                              {"tune": 1000, "draws": 50, "chains": 2, "target_accept": 0.95})):
         with pytest.raises(Stop):
-            main(["fit", str(runs_path), "--config", "moe_roofline_speculation", "--out", str(tmp_path / "p.nc"),
-                  *flags])
+            main(["fit", str(runs_path), "--config", MAIN_MODEL, "--out", str(tmp_path / "p.nc"), *flags])
         assert {key: seen[key] for key in expected} == expected
         assert seen["start"] == "plausible" and seen["max_tree_depth"] == 10
         said = "".join(capsys.readouterr())

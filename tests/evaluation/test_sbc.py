@@ -1,7 +1,7 @@
 """Simulation-based calibration, smoke size: the main job's model on its own generative model (the
-closed-loop runs of the recovery design: sbc_design explains why).
+recovery design, closed and open loop: its open loop is generative).
 
-Ten replications cannot show a subtle miscalibration; they do catch a gross one (a posterior
+A dozen replications cannot show a subtle miscalibration; they do catch a gross one (a posterior
 systematically on one side of the truth, or far too narrow), which is what these bounds test.
 `python bench/sbc.py` runs the full check (200 replications).
 """
@@ -26,17 +26,18 @@ def test_rank_uniformity_flags_biased_ranks():
 @pytest.fixture(scope="module")
 def ranks():
     runs = sbc_design(MAIN_MODEL, n_requests=40)
-    assert (runs["load_type"] == "concurrency").all()  # its open-loop likelihood is not generative (docstring)
-    return run_sbc(MAIN_MODEL, runs=runs, n_reps=10, draws=200, tune=1000, chains=2, thin_to=49, seed=7,
+    assert (runs["load_type"] == "rate").any()  # open-loop runs too: the generative open loop (sbc_design)
+    return run_sbc(MAIN_MODEL, runs=runs, n_reps=12, draws=200, tune=1000, chains=2, thin_to=49, seed=7,
                    params=("mu_log_cost", "sigma_latency", "knee_tokens", "accept_decay", "speculation_step_ms"))
 
 
 def test_main_jobs_model_is_calibrated_on_its_own_generative_model(ranks):
     fits = ranks.drop_duplicates("rep")
-    assert len(fits) + ranks.attrs["skipped"] == 10 and len(fits) >= 8
+    # 3 of these 12 prior draws put an open-loop run of the design past saturation: skipped (run_sbc)
+    assert len(fits) + ranks.attrs["skipped"] == 12 and len(fits) >= 8
     assert fits["max_rhat"].median() < 1.1  # short chains: near the target, not at it
     frac = ranks["rank"] / (ranks["L"] + 1)
-    # pooled over every parameter element (10 reps x 11 elements), ranks are near uniform
+    # pooled over every parameter element (9 reps x 11 elements), ranks are near uniform
     assert 0.35 < frac.mean() < 0.65
     assert ((frac < 0.05) | (frac > 0.95)).mean() < 0.3  # not piled at the ends (too narrow a posterior)
     per_param = rank_uniformity(ranks)

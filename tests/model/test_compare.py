@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from bayes_sd.cli import main
+from bayes_sd.demo import MAIN_MODEL
 from bayes_sd.model import LatencyModel
 from bayes_sd.model.compare import choose_form, form_comparison, loo_caveat, support_reading
 from bayes_sd.report import document
@@ -104,7 +105,7 @@ def test_support_reading_grades_the_lead_by_its_standard_error():
     assert "PSIS-LOO warns for b" in text
 
 
-def test_a_measured_batch_roofline_is_not_comparable_on_open_loop_runs(b200_runs):
+def test_a_measured_batch_roofline_is_not_comparable_on_open_loop_runs_and_the_main_jobs_generative_one_is(b200_runs):
     closed = LatencyModel("moe_roofline")
     closed.build(b200_runs)
     assert loo_caveat(closed) is None  # the B200 runs are closed loop
@@ -115,6 +116,9 @@ def test_a_measured_batch_roofline_is_not_comparable_on_open_loop_runs(b200_runs
     dense = LatencyModel("default")
     dense.build(open_runs)
     assert loo_caveat(dense) is None
+    main_job = LatencyModel(MAIN_MODEL)  # a roofline whose open loop is generative: comparable by elpd
+    main_job.build(open_runs)
+    assert main_job.config["model"]["verifier_form"] == "moe_roofline" and loo_caveat(main_job) is None
 
 
 def test_fit_compare_refuses_the_same_form_twice_before_sampling(tmp_path, capsys):
