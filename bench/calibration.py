@@ -5,6 +5,7 @@ the frozen test set), held-out splits, scores that cannot flatter, and the decis
                                 [--splits highest_loads,leave_one_pair_out,leave_one_k_out,one_k_measured,
                                           one_k_per_drafter]
                                 [--max-splits 2] [--draws 500] [--tune 500] [--chains 2] [--start plausible]
+                                [--sampling short|main]
                                 [--batch-cap known|unknown] [--kv-cache known|unknown]
                                 [--per-position kept|dropped]
                                 [--run-se autocorrelation|independent]
@@ -60,6 +61,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_line  # noqa: E402
 
+from bayes_sd._stats import convergence_text  # noqa: E402
+from bayes_sd.demo import demo_sampling  # noqa: E402
 from bayes_sd.evaluation.fleets import load_frozen, random_fleet  # noqa: E402
 from bayes_sd.evaluation.scoring import (  # noqa: E402
     new_run_acceptance,
@@ -84,10 +87,15 @@ def seeds(text: str) -> list[int]:
 
 
 def fit(config: str, runs: pd.DataFrame, models: pd.DataFrame, args, seed: int) -> LatencyModel:
+    """One fit: ``--draws``, ``--tune``, ``--chains``, ``--start``, or with ``--sampling main`` the main job's
+    settings for ``config`` (its ``[sampling]`` table, trees capped at depth 6, one retry)."""
+    if args.sampling == "main":
+        settings = demo_sampling(config)
+    else:
+        settings = {"draws": args.draws, "tune": args.tune, "chains": args.chains, "start": args.start}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return LatencyModel(config).fit(runs, models=models, draws=args.draws, tune=args.tune, chains=args.chains,
-                                        random_seed=seed, progressbar=False, start=args.start)
+        return LatencyModel(config).fit(runs, models=models, random_seed=seed, progressbar=False, **settings)
 
 
 def training_lengths(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
@@ -146,7 +154,10 @@ def decisions(config: str, runs, models, truth, args, fleet: int) -> pd.DataFram
     rows = []
     spec = truth[truth["drafter"] != "none"]
     for s in range(args.decision_seeds):
+        t0 = time.perf_counter()
         model = fit(config, runs, models, args, seed=1000 * fleet + s)
+        print(f"  {config} decisions fit, seed {s}: {time.perf_counter() - t0:.0f} s, "
+              f"{convergence_text(model.diagnostics())}", flush=True)
         for (cond, verifier, drafter, hardware, dataset, lt), g in spec.groupby(
                 ["condition", "verifier", "drafter", "hardware", "dataset", "load_type"], sort=False):
             mine = runs[(runs["verifier"] == verifier) & (runs["hardware"] == hardware) & (runs["dataset"] == dataset)]
@@ -186,6 +197,10 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=500)
     ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--sampling", choices=["short", "main"], default="short",
+                    help="short: --draws, --tune, --chains, --start (default); main: the main job's settings for "
+                         "each configuration (bayes_sd.demo.demo_sampling: its [sampling] table, depth <= 6, one "
+                         "retry), the fits a user gets, several times longer")
     ap.add_argument("--start", choices=["jittered", "plausible"], default="jittered",
                     help="where chains start (LatencyModel.fit's start): nutpie's jittered prior centres (default) "
                          "or implausible starts replaced")
