@@ -333,8 +333,7 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
             headroom = soft * pt.softplus((1.0 - rate * c2_o) / soft)
             lat = (c1_o - shift * c2_o) / headroom
             if knee is not None:
-                observed_lat = _observed_or(fd, "latency", _scatter(fd.n_runs, open_rows, lat, 1.0))[open_rows]
-                measured = theory.others_open(rate_o, observed_lat, cv2_o, xp=pt)
+                measured = theory.others_open(rate_o, _observed_or(fd, "latency", lat, open_rows), cv2_o, xp=pt)
                 lat = _knee_open_latency(opts, c1_o - shift * c2_o, headroom, lat, lambda at: rate * at - shift,
                                          measured, lambda others: load_extra(others, open_rows))
             elif share is not None:
@@ -560,12 +559,17 @@ def _knee_open_latency(opts: dict, c1, headroom, dense, others_at, measured_othe
     return lat
 
 
-def _observed_or(fd: FitData, name: str, fallback):
-    """Per-run observed ``name`` (run means, seconds) where measured, ``fallback`` elsewhere."""
+def _observed_or(fd: FitData, name: str, fallback, rows: np.ndarray):
+    """Per run of ``rows`` (sorted run indices), observed ``name`` (run means, seconds) where measured and
+    ``fallback`` (theirs) elsewhere."""
     if name not in fd.obs:
         return fallback
-    rows, vals = fd.obs[name]
-    return pt.set_subtensor(fallback[rows], pt.as_tensor(np.asarray(vals, float)))
+    at, vals = fd.obs[name]
+    among = np.isin(at, rows)  # the observed runs among ``rows``, as positions in it
+    at, vals = np.searchsorted(rows, at[among]), np.asarray(vals, float)[among]
+    if not len(at):
+        return fallback
+    return pt.set_subtensor(fallback[at], pt.as_tensor(vals))
 
 
 def _tail_shape(eff: _Effects, fd: FitData, others):
