@@ -5,7 +5,7 @@ the frozen test set), held-out splits, scores that cannot flatter, and the decis
                                 [--splits highest_loads,leave_one_pair_out,leave_one_k_out,one_k_measured,
                                           one_k_per_drafter]
                                 [--max-splits 2] [--draws 500] [--tune 500] [--chains 2] [--start plausible]
-                                [--sampling short|main]
+                                [--sampling short|main] [--retries N]
                                 [--batch-cap known|unknown] [--kv-cache known|unknown]
                                 [--per-position kept|dropped]
                                 [--run-se autocorrelation|independent]
@@ -88,11 +88,14 @@ def seeds(text: str) -> list[int]:
 
 def fit(config: str, runs: pd.DataFrame, models: pd.DataFrame, args, seed: int) -> LatencyModel:
     """One fit: ``--draws``, ``--tune``, ``--chains``, ``--start``, or with ``--sampling main`` the main job's
-    settings for ``config`` (its ``[sampling]`` table, trees capped at depth 6, one retry)."""
+    settings for ``config`` (its ``[sampling]`` table, trees capped at depth 6, one retry); ``--retries``
+    replaces the number of retries (``LatencyModel.fit``'s policy: more chains, pooled, where only ESS fell short)."""
     if args.sampling == "main":
         settings = demo_sampling(config)
     else:
         settings = {"draws": args.draws, "tune": args.tune, "chains": args.chains, "start": args.start}
+    if args.retries is not None:
+        settings["retries"] = args.retries
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return LatencyModel(config).fit(runs, models=models, random_seed=seed, progressbar=False, **settings)
@@ -156,8 +159,8 @@ def decisions(config: str, runs, models, truth, args, fleet: int) -> pd.DataFram
     for s in range(args.decision_seeds):
         t0 = time.perf_counter()
         model = fit(config, runs, models, args, seed=1000 * fleet + s)
-        print(f"  {config} decisions fit, seed {s}: {time.perf_counter() - t0:.0f} s, "
-              f"{convergence_text(model.diagnostics())}", flush=True)
+        print(f"  {config} decisions fit, seed {s}: {time.perf_counter() - t0:.0f} s, {len(model.fit_attempts)} "
+              f"attempt(s), {convergence_text(model.diagnostics())}", flush=True)
         for (cond, verifier, drafter, hardware, dataset, lt), g in spec.groupby(
                 ["condition", "verifier", "drafter", "hardware", "dataset", "load_type"], sort=False):
             mine = runs[(runs["verifier"] == verifier) & (runs["hardware"] == hardware) & (runs["dataset"] == dataset)]
@@ -201,6 +204,9 @@ def main() -> None:
                     help="short: --draws, --tune, --chains, --start (default); main: the main job's settings for "
                          "each configuration (bayes_sd.demo.demo_sampling: its [sampling] table, depth <= 6, one "
                          "retry), the fits a user gets, several times longer")
+    ap.add_argument("--retries", type=int,
+                    help="sample an unconverged fit again up to this many times (default: none for short, the main "
+                         "job's one for main; `bayes-sd fit` retries twice)")
     ap.add_argument("--start", choices=["jittered", "plausible"], default="jittered",
                     help="where chains start (LatencyModel.fit's start): nutpie's jittered prior centres (default) "
                          "or implausible starts replaced")

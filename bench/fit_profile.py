@@ -1,7 +1,7 @@
 """Where the time of a fit goes: compilation, warm-up, draws, and the cost of one gradient.
 
     python bench/fit_profile.py [--draws 3000] [--tune 700] [--target-accept 0.9] [--eigval-cutoff 2]
-                                [--config moe_roofline] [--seed 1]
+                                [--config moe_roofline_generative] [--seed 1]
 
 The defaults are the main job's model (``bayes_sd.demo.MAIN_MODEL``) and its settings for ``--config``
 (``bayes_sd.demo.demo_sampling``) on all bundled data. Reports:
