@@ -15,8 +15,8 @@ import warnings
 import numpy as np
 import xarray as xr
 
-__all__ = ["CONVERGENCE", "quantile", "interval_bounds", "convergence_stats", "convergence", "convergence_text",
-           "chain_groups", "chain_agreement_text"]
+__all__ = ["CONVERGENCE", "CONVERGENCE_FIGURES", "quantile", "interval_bounds", "convergence_stats", "convergence",
+           "convergence_text", "chain_groups", "chain_agreement_text"]
 
 #: What a trustworthy posterior shows (Vehtari et al. 2021, "Rank-normalization, folding, and
 #: localization"): R-hat at most 1.01, bulk and tail ESS at least 400, no divergent transition.
@@ -61,6 +61,10 @@ def convergence_stats(posterior: xr.Dataset) -> dict[str, xr.Dataset]:
 def _flat(ds: xr.Dataset) -> np.ndarray:
     values = [np.ravel(v.values) for v in ds.data_vars.values()]
     return np.concatenate(values) if values else np.array([])
+
+
+#: the figures :func:`convergence` returns
+CONVERGENCE_FIGURES = ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "chains", "draws", "converged")
 
 
 def convergence(idata, var_names: list[str] | None = None) -> dict:

@@ -11,6 +11,10 @@ from bayes_sd.demo import MAIN_MODEL
 #: sweep identifies when the main job's model does not converge on it
 FALLBACK_MODEL = "default"
 
+#: --retry-minutes' default: a typical sweep's fit with its retries takes a few minutes; a fleet of 400+ runs
+#: took 10-60 min to retry three times without converging (bench/LOG.md)
+RETRY_MINUTES = 20.0
+
 __all__ = ["add_parser", "run"]
 
 EPILOG = """\
@@ -71,7 +75,7 @@ def _fit(args: argparse.Namespace, config: str, runs, models, progress: bool):
               f"({settings['tune']} tune + {settings['draws']} draws) at target acceptance "
               f"{settings['target_accept']:g}, chains started {starts}")
     model.fit(runs, models=models, nuts_sampler=args.sampler, random_seed=args.seed, progressbar=progress,
-              retries=args.retries, **settings)
+              retries=args.retries, retry_time_limit=60.0 * args.retry_minutes, **settings)
     print(model.diagnostics_text())
     return model
 
@@ -163,5 +167,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "seed, pooled with the earlier attempts without divergences; otherwise twice the warm-up, "
                         "a higher target acceptance (0.95, then 0.98) and the next seed; keeps the first attempt "
                         "or pool that converges, else the best (default 2; 0: sample once)")
+    p.add_argument("--retry-minutes", type=float, default=RETRY_MINUTES,
+                   help="no retry starts once the attempts have sampled this many minutes in all (a started one "
+                        "runs to its end): on a sweep of hundreds of runs a retry at trees of depth 10 can take "
+                        f"tens of minutes (default {RETRY_MINUTES:g}; the line after sampling says when it stopped "
+                        "the retries)")
     p.set_defaults(func=run)
     return p

@@ -15,6 +15,7 @@ import xarray as xr
 
 from bayes_sd._stats import (
     CONVERGENCE,
+    CONVERGENCE_FIGURES,
     chain_agreement_text,
     convergence,
     convergence_stats,
@@ -35,7 +36,8 @@ class PosteriorDiagnostics:
     @property
     def fit_attempts(self) -> list[dict]:
         """The sampling attempts of :meth:`fit` (one unless ``retries`` was used): per attempt its
-        ``tune``, ``target_accept``, ``max_tree_depth``, ``random_seed`` and diagnostics."""
+        ``tune``, ``target_accept``, ``max_tree_depth``, ``random_seed``, its figures of :meth:`diagnostics`,
+        ``seconds`` of sampling and ``kept`` (whether the posterior is this attempt's, or a pool's: ``pooled``)."""
         self._require_fit()
         return json.loads(self.idata.attrs.get("fit_attempts", "[]"))
 
@@ -100,6 +102,12 @@ class PosteriorDiagnostics:
         if cached is None or cached[0] is not self.idata.posterior:
             cached = self._diagnostics = (self.idata.posterior, convergence(self.idata))
         return dict(cached[1])
+
+    def _remember_diagnostics(self, figures: dict) -> None:
+        """Cache ``figures``, :func:`~bayes_sd._stats.convergence` of the current posterior computed elsewhere
+        (the sampling loop), as :meth:`diagnostics`' answer: R-hat and ESS of every element again would take
+        seconds on a large posterior."""
+        self._diagnostics = (self.idata.posterior, {key: figures[key] for key in CONVERGENCE_FIGURES})
 
     def check_convergence(self) -> dict:
         """Warn (``ConvergenceWarning``) when any diagnostic is off; return the diagnostics.
@@ -195,12 +203,14 @@ class PosteriorDiagnostics:
         tried = self.fit_attempts
         if len(tried) > 1:
             text += "; tried " + ", then ".join(
-                f"tune {a['tune']} at target acceptance {a['target_accept']:g} (max R-hat {a['max_rhat']:.3f})"
-                for a in tried if "pooled" not in a)
+                f"tune {a['tune']} at target acceptance {a['target_accept']:g} (max R-hat {a['max_rhat']:.3f}"
+                + (f", {a['seconds']:.0f} s)" if "seconds" in a else ")") for a in tried if "pooled" not in a)
             pooled = [a for a in tried if "pooled" in a]
             if pooled:
                 text += (f"; pooled the chains of attempts {', '.join(str(i + 1) for i in pooled[0]['pooled'])} "
                          f"(none diverged): {pooled[0]['chains']} chains")
+        if "fit_retries_stopped" in self.idata.attrs:
+            text += "; " + self.idata.attrs["fit_retries_stopped"]
         if not d["converged"] and d["chains"] > 1:
             text += "; " + chain_agreement_text(self.chain_agreement())
         return text

@@ -192,7 +192,7 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
             tune: int | None = None, chains: int | None = None, cores: int | None = None,
             nuts_sampler: str = "nutpie", target_accept: float | None = None, random_seed: int | None = None,
             progressbar: bool = True, low_rank_mass_matrix: bool = True, max_tree_depth: int | None = None,
-            retries: int = 0, start: str | None = None) -> LatencyModel:
+            retries: int = 0, retry_time_limit: float | None = None, start: str | None = None) -> LatencyModel:
         """Fit the model to a canonical run table by NUTS; returns ``self``.
 
         Saturated runs are excluded from the likelihood (see ``fit_data.excluded``). The sampling
@@ -245,6 +245,11 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
             pool that converges, else the best attempt (the policy:
             :func:`bayes_sd.model.sampling.sample_until_converged`); every attempt is listed in
             :attr:`fit_attempts`. ``bayes-sd fit`` retries twice.
+        retry_time_limit : float, optional
+            Seconds: no retry starts once the attempts have sampled this long in all (a started one runs
+            to its end); None (the default) for no limit. A retry of a large sweep (hundreds of runs, tens
+            of pairs) at trees up to depth 10 can take tens of minutes; :meth:`diagnostics_text` says
+            when the limit stopped the retries.
 
         Returns
         -------
@@ -276,9 +281,16 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
             model, retries=retries, draws=draws, tune=tune, chains=chains, cores=cores, nuts_sampler=nuts_sampler,
             target_accept=target_accept, random_seed=random_seed, progressbar=progressbar,
             low_rank_mass_matrix=low_rank_mass_matrix, max_tree_depth=max_tree_depth, start=start,
-            var_names=self._stored_var_names(model), groups=self._data_groups(), attrs=self._attrs())
+            var_names=self._stored_var_names(model), groups=self._data_groups(), attrs=self._attrs(),
+            retry_time_limit=retry_time_limit)
         self.idata.attrs["fit_attempts"] = json.dumps(attempts, default=float)
+        sampled = [a for a in attempts if "pooled" not in a]
+        if not attempts[-1]["converged"] and len(sampled) < retries + 1:
+            self.idata.attrs["fit_retries_stopped"] = (
+                f"no further retry: the retry time limit ({retry_time_limit:.0f} s) was reached after "
+                f"{sum(a['seconds'] for a in sampled):.0f} s of sampling")
         self.sampler_settings = json.loads(self.idata.attrs["sampler"])
+        self._remember_diagnostics(next(a for a in attempts if a["kept"]))
         self.check_convergence()
         return self
 

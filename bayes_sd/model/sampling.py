@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 import weakref
 
@@ -247,7 +248,7 @@ def _more_chains(d: dict) -> bool:
 
 def sample_until_converged(model: pm.Model, *, retries: int = 0, tune: int = 1000, target_accept: float = 0.9,
                            max_tree_depth: int = 10, random_seed: int | None = None,
-                           **kwargs) -> tuple[az.InferenceData, list[dict]]:
+                           retry_time_limit: float | None = None, **kwargs) -> tuple[az.InferenceData, list[dict]]:
     """:func:`sample_posterior`, then up to ``retries`` more times while the posterior has not converged
     (``bayes_sd._stats.convergence``), as an analyst would. After an attempt with no divergence and
     R-hat <= 1.05, whose only shortfall is effective sample size, a retry samples more chains with the
@@ -255,15 +256,24 @@ def sample_until_converged(model: pm.Model, *, retries: int = 0, tune: int = 100
     target acceptance (:data:`RETRY_TARGET_ACCEPT`), lifts the tree cap to 10 and takes the next seed.
     The attempts without divergences are pooled (:func:`pool_chains`) and the pool is checked like an
     attempt. Returns the best (the first attempt or pool that converges, else the attempt with the
-    lowest max R-hat) and every attempt's settings and diagnostics, in order, a converged pool last
-    (``pooled``: the indices of the attempts it holds). ``kwargs`` go to :func:`sample_posterior`.
+    lowest max R-hat) and every attempt's settings and convergence figures, in order, a converged pool last
+    (``pooled``: the indices of the attempts it holds); the one returned has ``kept`` True, so a caller
+    need not compute its figures again; ``seconds``: how long each attempt sampled. No retry starts once
+    the attempts have taken ``retry_time_limit`` seconds in all (None: no limit); one started runs to its
+    end, so the limit bounds the start of the last attempt, not the fit's end. ``kwargs`` go to
+    :func:`sample_posterior`.
     """
     if int(retries) != retries or retries < 0:
         raise ValueError(f"retries must be a whole number >= 0, got {retries}")
+    if retry_time_limit is not None and not retry_time_limit >= 0:
+        raise ValueError(f"retry_time_limit must be a number of seconds >= 0 or None, got {retry_time_limit}")
     settings = {"tune": int(tune), "target_accept": float(target_accept), "max_tree_depth": int(max_tree_depth),
                 "random_seed": random_seed}
-    attempts, best, clean, d = [], None, [], {}
+    attempts, best, clean, d = [], None, [], {}  # best: (idata, its index in attempts)
+    started = time.perf_counter()
     for attempt in range(int(retries) + 1):
+        if attempt and retry_time_limit is not None and time.perf_counter() - started >= retry_time_limit:
+            break
         if attempt:
             seed = None if random_seed is None else int(random_seed) + attempt
             if _more_chains(d):
@@ -273,11 +283,12 @@ def sample_until_converged(model: pm.Model, *, retries: int = 0, tune: int = 100
                             "target_accept": max(settings["target_accept"],
                                                  RETRY_TARGET_ACCEPT[min(attempt, 2) - 1]),
                             "max_tree_depth": max(settings["max_tree_depth"], 10), "random_seed": seed}
+        t0 = time.perf_counter()
         idata = sample_posterior(model, **settings, **kwargs)
         d = convergence(idata)
-        attempts.append(_attempt(settings, idata, d))
-        if best is None or d["converged"] or d["max_rhat"] < best[1]["max_rhat"]:
-            best = (idata, d)
+        attempts.append({**_attempt(settings, idata, d), "seconds": time.perf_counter() - t0})
+        if best is None or d["converged"] or d["max_rhat"] < attempts[best[1]]["max_rhat"]:
+            best = (idata, len(attempts) - 1)
         if d["converged"]:
             break
         if d["divergences"] == 0:
@@ -287,12 +298,13 @@ def sample_until_converged(model: pm.Model, *, retries: int = 0, tune: int = 100
             dp = convergence(pooled)
             if dp["converged"]:
                 attempts.append({**_attempt(settings, pooled, dp), "pooled": [a for a, _ in clean]})
-                best = (pooled, dp)
+                best = (pooled, len(attempts) - 1)
                 break
+    for i, a in enumerate(attempts):
+        a["kept"] = i == best[1]
     return best[0], attempts
 
 
 def _attempt(settings: dict, idata: az.InferenceData, d: dict) -> dict:
-    return {**settings, "random_seed": json.loads(idata.attrs["sampler"])["random_seed"], "chains": d["chains"],
-            "converged": d["converged"], "max_rhat": d["max_rhat"], "min_ess_bulk": d["min_ess_bulk"],
-            "divergences": d["divergences"]}
+    """One attempt's settings and its figures of :func:`bayes_sd._stats.convergence`."""
+    return {**settings, "random_seed": json.loads(idata.attrs["sampler"])["random_seed"], **d}

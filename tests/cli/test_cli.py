@@ -48,6 +48,23 @@ def test_fit_cli_writes_a_loadable_posterior(mock_pymc_sample, b200_runs, tmp_pa
     assert not tried[-1]["converged"] and "tried tune 0 at target acceptance 0.9" in printed
 
 
+def test_fit_cli_starts_no_retry_past_the_retry_time_limit(mock_pymc_sample, b200_runs, tmp_path, capsys):
+    """Plumbing only (mocked sampler): with --retry-minutes 0 the unconverged first attempt is the only one,
+    and the line after sampling says why."""
+    from bayes_sd.model import LatencyModel
+
+    runs_path = tmp_path / "runs.csv"
+    b200_runs.to_csv(runs_path, index=False)
+    out = tmp_path / "post.nc"
+    assert main(["fit", str(runs_path), "--out", str(out), "--config", "default", "--sampler", "pymc", "--draws", "10",
+                 "--tune", "0", "--chains", "1", "--no-progress", "--retry-minutes", "0"]) == 0
+    printed = capsys.readouterr().out
+    model = LatencyModel.load(out)
+    assert len(model.fit_attempts) == 1 and model.fit_attempts[0]["kept"] and model.fit_attempts[0]["seconds"] > 0
+    assert "no further retry: the retry time limit (0 s) was reached" in printed
+    assert "no further retry" in model.diagnostics_text()  # kept with the posterior
+
+
 @pytest.mark.parametrize(("flags", "fitted"), [
     ([], [MAIN_MODEL, "default"]),  # the main job's form, the dense base as its fallback
     (["--config", "default"], ["default"]),  # nothing to fall back to

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bayes_sd._stats import convergence
 from bayes_sd.model import DifferentModelError, LatencyModel
 
 COND_COLS = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type",
@@ -36,6 +37,9 @@ def test_fit_reports_diagnostics_and_excluded_runs(fitted_b200):
     d = model.diagnostics()
     assert set(d) >= {"max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "converged"}
     assert d["chains"] == 2 and d["draws"] == 150
+    assert d == convergence(model.idata)  # the sampling loop's figures, cached, are the posterior's
+    attempts = model.fit_attempts
+    assert [a["kept"] for a in attempts] == [True] and attempts[0]["min_ess_tail"] == d["min_ess_tail"]
     assert len(model.fit_data.excluded) == 2
     assert "fit_data" in model.idata.groups()
     post = model.idata.posterior

@@ -6,6 +6,7 @@ import numpy as np
 import pymc as pm
 import pytest
 
+from bayes_sd._stats import convergence
 from bayes_sd.model import sampling
 from bayes_sd.model.sampling import pool_chains, sample_until_converged
 
@@ -53,6 +54,9 @@ def test_an_ess_shortfall_gets_more_chains_and_the_pool_converges(monkeypatch):
     assert [s["random_seed"] for s in seen] == list(range(1, len(seen) + 1))
     assert attempts[-1]["converged"] and attempts[-1]["pooled"] == list(range(len(seen)))
     assert idata.posterior.sizes["chain"] == 2 * len(seen) and len(seen) < 5
+    assert [a["kept"] for a in attempts] == [False] * len(seen) + [True]
+    kept = attempts[-1]
+    assert {key: kept[key] for key in convergence(idata)} == convergence(idata)  # tail ESS included
 
 
 def test_divergent_chains_get_smaller_steps_and_stay_out_of_the_pool(monkeypatch):
@@ -63,3 +67,19 @@ def test_divergent_chains_get_smaller_steps_and_stay_out_of_the_pool(monkeypatch
     assert [(s["tune"], s["target_accept"]) for s in seen] == [(100, 0.9), (200, 0.95), (200, 0.95)]
     assert not any(a.get("pooled") for a in attempts) and len(attempts) == 3  # one clean attempt: nothing to pool
     assert idata.posterior.sizes["chain"] == 2 and not attempts[-1]["converged"]
+    # none converged: the one kept is the lowest max R-hat's, and its figures are the returned posterior's
+    kept = [a for a in attempts if a["kept"]]
+    assert len(kept) == 1 and kept[0]["max_rhat"] == min(a["max_rhat"] for a in attempts)
+    assert kept[0]["random_seed"] == int(idata.attrs["sampler"].split(":")[1].strip(" }"))
+    assert {key: kept[0][key] for key in convergence(idata)} == convergence(idata)
+
+
+def test_no_retry_starts_past_the_time_limit(monkeypatch):
+    seen = _scripted(monkeypatch, [_idata(1, divergences=3), _idata(2)])
+    idata, attempts = sample_until_converged(pm.Model(), retries=1, tune=100, random_seed=1, retry_time_limit=0.0)
+    assert len(seen) == 1 and [a["kept"] for a in attempts] == [True] and attempts[0]["seconds"] >= 0
+    seen = _scripted(monkeypatch, [_idata(1, divergences=3), _idata(2)])
+    sample_until_converged(pm.Model(), retries=1, tune=100, random_seed=1, retry_time_limit=3600.0)
+    assert len(seen) == 2  # within the limit, the retry runs
+    with pytest.raises(ValueError, match="retry_time_limit"):
+        sample_until_converged(pm.Model(), retries=1, retry_time_limit=-1.0)
