@@ -285,7 +285,7 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
             retry_time_limit=retry_time_limit)
         self.idata.attrs["fit_attempts"] = json.dumps(attempts, default=float)
         sampled = [a for a in attempts if "pooled" not in a]
-        if not attempts[-1]["converged"] and len(sampled) < retries + 1:
+        if retry_time_limit is not None and not attempts[-1]["converged"] and len(sampled) < retries + 1:
             self.idata.attrs["fit_retries_stopped"] = (
                 f"no further retry: the retry time limit ({retry_time_limit:.0f} s) was reached after "
                 f"{sum(a['seconds'] for a in sampled):.0f} s of sampling")

@@ -270,9 +270,9 @@ def sample_until_converged(model: pm.Model, *, retries: int = 0, tune: int = 100
     settings = {"tune": int(tune), "target_accept": float(target_accept), "max_tree_depth": int(max_tree_depth),
                 "random_seed": random_seed}
     attempts, best, clean, d = [], None, [], {}  # best: (idata, its index in attempts)
-    started = time.perf_counter()
     for attempt in range(int(retries) + 1):
-        if attempt and retry_time_limit is not None and time.perf_counter() - started >= retry_time_limit:
+        sampled_s = sum(a["seconds"] for a in attempts if "pooled" not in a)
+        if attempt and retry_time_limit is not None and sampled_s >= retry_time_limit:
             break
         if attempt:
             seed = None if random_seed is None else int(random_seed) + attempt
