@@ -48,7 +48,7 @@ DEMO_DECISIONS = (
 #: development fleets' conditions (docs/variants.md), and with an open loop costed at the batch the
 #: model predicts rather than the measured one, so that it is a generative model of every run (SBC and
 #: PSIS-LOO hold; bayes-sd fit compares it with the dense base by elpd); on all bundled data it converges
-#: in 80-94 s on 2 cores with its own [sampling] table (chains started where the data are plausible;
+#: in 80-103 s on 2 cores with its own [sampling] table (chains started where the data are plausible;
 #: bench/README.md, fit_speed); models/default.toml is the dense base that the variants extend, and what
 #: LatencyModel() fits when given no name
 MAIN_MODEL = "moe_roofline_generative"
