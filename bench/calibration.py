@@ -159,8 +159,9 @@ def decisions(config: str, runs, models, truth, args, fleet: int) -> pd.DataFram
     for s in range(args.decision_seeds):
         t0 = time.perf_counter()
         model = fit(config, runs, models, args, seed=1000 * fleet + s)
-        print(f"  {config} decisions fit, seed {s}: {time.perf_counter() - t0:.0f} s, {len(model.fit_attempts)} "
-              f"attempt(s), {convergence_text(model.diagnostics())}", flush=True)
+        sampled = sum("pooled" not in a for a in model.fit_attempts)  # a pool of attempts is not one more
+        print(f"  {config} decisions fit, seed {s}: {time.perf_counter() - t0:.0f} s, {sampled} attempt(s), "
+              f"{convergence_text(model.diagnostics())}", flush=True)
         for (cond, verifier, drafter, hardware, dataset, lt), g in spec.groupby(
                 ["condition", "verifier", "drafter", "hardware", "dataset", "load_type"], sort=False):
             mine = runs[(runs["verifier"] == verifier) & (runs["hardware"] == hardware) & (runs["dataset"] == dataset)]

@@ -99,7 +99,8 @@ def _sent_arrivals(model: LatencyModel, runs: pd.DataFrame) -> float | None:
 def sampled_with(model: LatencyModel) -> str:
     """How the kept posterior was sampled (the better of the attempts), and how many attempts the fit made."""
     s, attempts = model.sampler_settings, json.loads(model.idata.attrs["fit_attempts"])
-    return f"{s['chains']} x ({s['tune']} + {s['draws']}) at {s['target_accept']}, kept of {len(attempts)} attempt(s)"
+    sampled = sum("pooled" not in a for a in attempts)  # a pool of attempts is not one more
+    return f"{s['chains']} x ({s['tune']} + {s['draws']}) at {s['target_accept']}, kept of {sampled} attempt(s)"
 
 
 def fit(config: str, runs: pd.DataFrame, args) -> LatencyModel:
