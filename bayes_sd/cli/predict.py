@@ -15,8 +15,9 @@ One condition from the flags (exactly one of --rate-rps / --concurrency), or one
 output_len, load_type and rate_rps or concurrency; optionally max_num_seqs, the server's batch cap,
 kv_cache_tokens, the tokens its KV cache holds, arrival_cv2, how regular an open loop's arrivals are
 (1 Poisson, 0 evenly spaced; used by a model fitted with [model] arrivals = "as_recorded"), and
-n_requests, the requests of the run to predict, whose mean's sampling error, larger near capacity, then
-widens the new-run interval latency_pred_*).
+n_requests, the requests of the run to predict: its mean's sampling error, larger near capacity, then
+widens the new-run interval latency_pred_*, and in open loop near capacity that interval is the run's,
+which ends before the steady state's backlog builds up).
 A verifier, drafter, hardware type or dataset the model never saw is predicted from its population,
 with wider intervals.
 

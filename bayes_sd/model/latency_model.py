@@ -332,7 +332,8 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
         -------
         bayes_sd.model.predict.Draws
             Arrays (sample, condition): ``latency``, ``latency_pred`` (a new run's mean; of a run of
-            ``n_requests`` requests where the conditions give that column),
+            ``n_requests`` requests where the conditions give that column, which in open loop near
+            capacity is below the steady state: a run ends before its backlog builds up),
             ``latency_p50``/``latency_p90``/``latency_p99``, ``ttft``, ``latency_k0`` (s), ``tpot``
             (s/token), ``saturation_rps`` (requests/s), ``batch_size`` (requests in flight) and
             ``acceptance_length`` (tokens per verify step).
@@ -388,7 +389,8 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
             Dim ``condition``, with the condition columns as coordinates on it. Variables: mean latency
             (``latency_mean_s`` and the 5/50/95% quantiles ``latency_q05_s``, ``latency_q50_s``,
             ``latency_q95_s``, s), the predictive interval of a new run's mean (of ``n_requests`` requests,
-            with their sampling error inflated by queueing, where the conditions give it; ``latency_pred_q05_s`` ..
+            with their sampling error inflated by queueing, and near capacity the backlog such a run can
+            build, where the conditions give it; ``latency_pred_q05_s`` ..
             ``latency_pred_q95_s``, s), per-request ``latency_p50_s``/``latency_p90_s``/``latency_p99_s``
             (s), ``ttft_s`` (s), ``tpot_s`` (s/token), speedup versus k = 0 with its interval
             (``speedup_vs_k0``, ``speedup_q05``, ``speedup_q95``), P(speculation is slower)

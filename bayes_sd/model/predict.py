@@ -45,7 +45,7 @@ from bayes_sd.model.fit_data import (
     moe_log_q,
     pair_label,
 )
-from bayes_sd.model.serve_latency import latency_at
+from bayes_sd.model.serve_latency import latency_at, run_latency
 from bayes_sd.theory import acceptance
 from bayes_sd.traces.schema import NO_DRAFTER
 
@@ -130,7 +130,9 @@ class Draws:
 
     latency: np.ndarray  # mean request latency, s
     latency_pred: np.ndarray  # a new run's observed mean latency (adds model discrepancy; and, for conditions
-    # with n_requests, the sampling error of that many requests' mean, inflated by queueing), s
+    # with n_requests, the sampling error of that many requests' mean, inflated by queueing, and in open loop
+    # the mean of a run that ends: finite near and past capacity, inf only where the run would be flagged
+    # saturated, serve_latency.run_latency), s
     latency_p50: np.ndarray  # per-request latency quantiles, s
     latency_p90: np.ndarray
     latency_p99: np.ndarray
@@ -346,11 +348,22 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
             lat_pred = np.where(np.isfinite(lat), lat_pred * ratio, np.inf)
     n_requests = cond["n_requests"].to_numpy(float) if "n_requests" in cond else np.full(len(cond), np.nan)
     if np.any(np.isfinite(n_requests)):  # a run of that many requests: its mean's sampling error too
+        # an open-loop run ends: near and past capacity it measures a finite mean unless it is flagged
+        # saturated (serve_latency.run_latency); there the run's latency replaces the steady state, and
+        # its requests meet the others the run held rather than the steady state's
+        lat_run = run_latency(inputs, k, tau, tau_sq, lat, wait, capacity, n_requests)
+        bound = lat_run < lat
+        lat_pred = np.where(bound, lat_run * np.exp(noise), lat_pred)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            met = np.where(bound, np.minimum(others, rate * lat_run), others)
+            spread = np.exp(post["mu_tail"].values[:, None] + eff("tail_pair")
+                            + post["tail_load_slope"].values[:, None] * np.log1p(np.maximum(met, 0.0)))
             rho = rate / capacity  # rate C2, or rate L(B) / B where the batch cap binds first
-            inflation = theory.run_mean_inflation(np.where(rho < 1.0, rho / (1.0 - rho), np.inf), is_open)
-            rel_se = np.sqrt(np.expm1(shape**2) / n_requests * inflation)
-        rel_se = np.where(np.isfinite(rel_se) & np.isfinite(lat), rel_se, 0.0)
+            # the requests' effective sample size is at least one request, however loaded the run
+            inflation = np.minimum(theory.run_mean_inflation(np.where(rho < 1.0, rho / (1.0 - rho), np.inf), is_open),
+                                   np.where(np.isfinite(n_requests), n_requests, np.inf))
+            rel_se = np.sqrt(np.expm1(spread**2) / n_requests * inflation)
+        rel_se = np.where(np.isfinite(rel_se) & np.isfinite(lat_pred), rel_se, 0.0)
         lat_pred = lat_pred * np.exp(rel_se * rng.standard_normal(lat.shape))
     return Draws(
         latency=lat, latency_pred=lat_pred, latency_p50=quant[0.5], latency_p90=quant[0.9],

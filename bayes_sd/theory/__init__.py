@@ -16,7 +16,8 @@ token), ``P`` prompt length, ``D`` output length, ``N`` iterations per request,
 
 Modules: :mod:`.dense` (service costs, acceptance moments, demand, open- and closed-loop
 latency, TTFT and TPOT, the batch-1 baselines of the papers), :mod:`.batch_cap` (a
-server's cap on the requests in service: the wait for a slot, the capped capacity), :mod:`.arrivals` (how
+server's cap on the requests in service: the wait for a slot, the capped capacity), :mod:`.finite_run` (what a
+run of a given number of requests measures near and past capacity), :mod:`.arrivals` (how
 many others an open-loop request meets when arrivals are more regular than Poisson), :mod:`.verify_pass` (verify
 passes that are not flat in their tokens: MoE expert coverage and the roofline knee, and the
 speedup that dispatches between the two) and :mod:`.acceptance` (per-position acceptance that
@@ -73,6 +74,7 @@ from .dense import (
     ttft,
     yan_throughput,
 )
+from .finite_run import RUN_GRID, finite_run_latency, fluctuation_wait, fluid_run_latency
 from .verify_pass import (
     KNEE_SOFTNESS,
     expert_coverage,
@@ -121,6 +123,10 @@ __all__ = [
     "closed_wait",
     "utilisation_at_cap",
     "in_flight",
+    "RUN_GRID",
+    "fluid_run_latency",
+    "fluctuation_wait",
+    "finite_run_latency",
     "run_mean_inflation",
     "step_time",
     "ttft",

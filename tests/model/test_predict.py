@@ -80,12 +80,14 @@ def test_a_run_of_n_requests_adds_its_mean_sampling_error_inflated_by_queueing()
     CV^2 / n times theory.run_mean_inflation at each draw's own utilisation rate / capacity (the
     capped server's where a batch cap binds); none without n_requests."""
     from bayes_sd.model.predict import latency_at
+    from bayes_sd.model.serve_latency import run_latency
 
     post = _posterior(n=2000)
     fit_coords = {"pair_dataset": ["v / d | a", "v / d | b"], "hardware": ["h"], "verifier": ["v"], "drafter": ["d"]}
     cfg = load_config("default")
     cfg["model"]["configuration_effects"] = []
     costs = theory.ServiceCosts(**{c: np.exp(LOG_MS[c]) / 1000.0 for c in theory.COEFS})
+    RUN = 400  # requests
     dem0 = theory.demand(dataclasses.replace(costs, d0=0.0, d1=0.0), 0, 1.0, 100.0, 100.0)
     c2, capped_capacity = dem0.c2, 2.0 / theory.latency_closed(dem0.c1, dem0.c2, 2.0)  # two slots: 2 / L(2)
     is_open = np.array([True, True, False, True])
@@ -96,11 +98,11 @@ def test_a_run_of_n_requests_adds_its_mean_sampling_error_inflated_by_queueing()
                          "concurrency": [np.nan, np.nan, 8.0, np.nan],
                          "max_num_seqs": [np.nan, np.nan, np.nan, 2.0]})
     long_run = condition_draws(post, cfg, fit_coords, cond, seed=1)
-    of_400 = condition_draws(post, cfg, fit_coords, cond.assign(n_requests=400), seed=1)
-    np.testing.assert_array_equal(of_400.latency, long_run.latency)
+    of_run = condition_draws(post, cfg, fit_coords, cond.assign(n_requests=RUN), seed=1)
+    np.testing.assert_array_equal(of_run.latency, long_run.latency)
     with np.errstate(invalid="ignore", divide="ignore"):
-        log_ratio = np.log(of_400.latency_pred / long_run.latency_pred)
-    _, dem, *_, capacity = latency_at(long_run.inputs, np.zeros(4), np.ones(4), np.ones(4))
+        log_ratio = np.log(of_run.latency_pred / long_run.latency_pred)
+    _, dem, _, _, wait, capacity = latency_at(long_run.inputs, np.zeros(4), np.ones(4), np.ones(4))
     rate = np.array(cond["rate_rps"].fillna(0.0))
     rho = rate / capacity
     # two slots bind long before 1 / C2: the capped utilisation is well above rate C2
@@ -108,15 +110,19 @@ def test_a_run_of_n_requests_adds_its_mean_sampling_error_inflated_by_queueing()
     with np.errstate(invalid="ignore", divide="ignore"):  # each draw's tail shape: p50 = mean exp(-s^2 / 2)
         cv_sq = np.expm1(2.0 * np.log(long_run.latency / long_run.latency_p50))
     inflation = np.where(is_open, (1 + rho) / (1 - rho), 1.0)
+    # a run ends: near capacity it measures less than the steady state (run_latency), by the same factor
+    # in every draw's prediction; what is left is the sampling error
+    log_ratio = log_ratio - np.log(run_latency(long_run.inputs, np.zeros(4), np.ones(4), np.ones(4), long_run.latency,
+                                               wait, capacity, np.full(4, float(RUN))) / long_run.latency)
     ok = np.isfinite(log_ratio) & (rho < 1)
     for j in range(4):
-        z = log_ratio[ok[:, j], j] / np.sqrt(cv_sq[ok[:, j], j] / 400 * inflation[ok[:, j], j])
+        z = log_ratio[ok[:, j], j] / np.sqrt(cv_sq[ok[:, j], j] / RUN * inflation[ok[:, j], j])
         assert 0.9 < z.std() < 1.1, j
     # the draws' utilisation spreads (unseen hardware effects); at 70% nominal the error is several times
     # the light load's, and independent requests' (inflation 1) would be far too narrow
     assert log_ratio[ok[:, 1], 1].std() > 2.0 * log_ratio[:, 0].std()
-    assert log_ratio[ok[:, 1], 1].std() > 2.0 * np.sqrt(np.mean(cv_sq[ok[:, 1], 1]) / 400)
-    assert log_ratio[:, 2].std() == pytest.approx(np.sqrt(np.mean(cv_sq[:, 2]) / 400), rel=0.1)
+    assert log_ratio[ok[:, 1], 1].std() > 2.0 * np.sqrt(np.mean(cv_sq[ok[:, 1], 1]) / RUN)
+    assert log_ratio[:, 2].std() == pytest.approx(np.sqrt(np.mean(cv_sq[:, 2]) / RUN), rel=0.1)
 
 
 @pytest.mark.parametrize("column, bad", [("max_num_seqs", 0), ("kv_cache_tokens", 0.5), ("n_requests", 0.5),
@@ -154,3 +160,38 @@ def test_a_kv_cache_caps_the_batch_at_the_sequences_it_holds():
     np.testing.assert_allclose(by_kv.latency, by_cap.latency, rtol=1e-12)
     np.testing.assert_allclose(by_kv.saturation_rps, by_cap.saturation_rps, rtol=1e-12)
     assert np.all(by_kv.latency[:, 0] > uncapped.latency[:, 0])  # 96 streams, 32 held: the rest wait
+
+
+def test_a_finite_run_near_capacity_measures_what_its_length_allows():
+    """An open-loop run of n requests cannot build the steady state's backlog when it holds more requests
+    in flight than its length lets it accumulate: its predicted mean falls to the finite run's
+    (theory.finite_run_latency), below the steady state, the shorter the run the more; a draw at or past
+    capacity stays infinite (the run is flagged saturated); a closed loop and a condition without
+    n_requests keep the steady state."""
+    post = _posterior(n=1000)
+    fit_coords = {"pair_dataset": ["v / d | a", "v / d | b"], "hardware": ["h"], "verifier": ["v"], "drafter": ["d"]}
+    cfg = load_config("default")
+    cfg["model"]["configuration_effects"] = []
+    costs = theory.ServiceCosts(**{c: np.exp(LOG_MS[c]) / 1000.0 for c in theory.COEFS})
+    c2 = theory.demand(dataclasses.replace(costs, d0=0.0, d1=0.0), 0, 1.0, 100.0, 100.0).c2
+    cond = pd.DataFrame({"verifier": "v", "drafter": "none", "hardware": "h", "dataset": "a", "k": 0,
+                         "prompt_len": 100.0, "output_len": 100.0, "load_type": ["rate", "rate", "concurrency"],
+                         "rate_rps": [0.2 / c2, 0.95 / c2, np.nan], "concurrency": [np.nan, np.nan, 64.0]})
+    steady = condition_draws(post, cfg, fit_coords, cond, seed=3)
+    short, long_ = (condition_draws(post, cfg, fit_coords, cond.assign(n_requests=n), seed=3) for n in (200, 5000))
+    load = cond["rate_rps"].fillna(0).to_numpy() / steady.saturation_rps
+    below = np.isfinite(steady.latency[:, 1])
+    assert 0.2 < below.mean() < 0.9  # the draws straddle capacity
+    for run in (short, long_):
+        np.testing.assert_array_equal(np.isinf(run.latency_pred[:, 1]), load[:, 1] >= 1.0)
+        assert np.isfinite(run.latency_pred[:, [0, 2]]).all()
+    near = below & (load[:, 1] > 0.9)
+    # near capacity: the steady state's backlog is out of a short run's reach
+    assert np.median(short.latency_pred[near, 1] / steady.latency_pred[near, 1]) < 0.5
+    assert np.median(short.latency_pred[near, 1]) < np.median(long_.latency_pred[near, 1])
+    # in a closed loop the run keeps the steady state, and so does a long one at 20% load: only the sampling
+    # error differs; a short one from an idle server measures a little less
+    for run, j in ((short, 2), (long_, 0)):
+        ratio = np.log(run.latency_pred[:, j] / steady.latency_pred[:, j])
+        assert abs(np.median(ratio)) < 0.01 and np.std(ratio) < 0.2, j
+    assert -0.1 < np.median(np.log(short.latency_pred[:, 0] / steady.latency_pred[:, 0])) < -0.005
