@@ -131,8 +131,8 @@ class Draws:
     latency: np.ndarray  # mean request latency, s
     latency_pred: np.ndarray  # a new run's observed mean latency (adds model discrepancy; and, for conditions
     # with n_requests, the sampling error of that many requests' mean, inflated by queueing, and in open loop
-    # the mean of a run that ends: finite near and past capacity, inf only where the run would be flagged
-    # saturated, serve_latency.run_latency), s
+    # the mean of a run that ends before the steady state's backlog builds near capacity; inf at or past
+    # capacity, where the ingest flags the run saturated: serve_latency.run_latency), s
     latency_p50: np.ndarray  # per-request latency quantiles, s
     latency_p90: np.ndarray
     latency_p99: np.ndarray
@@ -326,8 +326,13 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
         ttft = theory.ttft(costs, k_step, tau_step, P, D, others_ok, tau_sq=tau_sq_step,
                            p_busy=theory.busy_probability(others_ok, is_open)) + wait
         tpot = theory.tpot(lat, ttft, D)
-        shape = np.exp(post["mu_tail"].values[:, None] + eff("tail_pair")
-                       + post["tail_load_slope"].values[:, None] * np.log1p(np.maximum(others, 0.0)))
+        tail_pair = eff("tail_pair")
+
+        def tail_shape(met):  # per-request latency spread (log sd) at ``met`` other requests in service
+            return np.exp(post["mu_tail"].values[:, None] + tail_pair
+                          + post["tail_load_slope"].values[:, None] * np.log1p(np.maximum(met, 0.0)))
+
+        shape = tail_shape(others)
         quant = {q: np.where(np.isfinite(lat), lat * np.exp(-0.5 * shape**2 + z_quantile(q) * shape), np.inf)
                  for q in (0.5, 0.9, 0.99)}  # saturated draws: every percentile is infinite too
     nu = float(cfg.get("model", {}).get("student_t_nu", 4.0))
@@ -348,16 +353,14 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
             lat_pred = np.where(np.isfinite(lat), lat_pred * ratio, np.inf)
     n_requests = cond["n_requests"].to_numpy(float) if "n_requests" in cond else np.full(len(cond), np.nan)
     if np.any(np.isfinite(n_requests)):  # a run of that many requests: its mean's sampling error too
-        # an open-loop run ends: near and past capacity it measures a finite mean unless it is flagged
-        # saturated (serve_latency.run_latency); there the run's latency replaces the steady state, and
-        # its requests meet the others the run held rather than the steady state's
+        # an open-loop run ends: near capacity it measures less than the steady state, whose backlog it
+        # does not build (serve_latency.run_latency); there the run's latency replaces the steady state,
+        # and its requests meet the others the run held rather than the steady state's
         lat_run = run_latency(inputs, k, tau, tau_sq, lat, wait, capacity, n_requests)
         bound = lat_run < lat
         lat_pred = np.where(bound, lat_run * np.exp(noise), lat_pred)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            met = np.where(bound, np.minimum(others, rate * lat_run), others)
-            spread = np.exp(post["mu_tail"].values[:, None] + eff("tail_pair")
-                            + post["tail_load_slope"].values[:, None] * np.log1p(np.maximum(met, 0.0)))
+            spread = np.where(bound, tail_shape(np.minimum(others, rate * lat_run)), shape)
             rho = rate / capacity  # rate C2, or rate L(B) / B where the batch cap binds first
             # the requests' effective sample size is at least one request, however loaded the run
             inflation = np.minimum(theory.run_mean_inflation(np.where(rho < 1.0, rho / (1.0 - rho), np.inf), is_open),

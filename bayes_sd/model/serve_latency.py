@@ -58,14 +58,12 @@ def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
     return dataclasses.replace(costs, v0=v0_eff), dem, lat, others, wait, capacity
 
 
-
 def in_service_latency(inputs: dict, k, tau, tau_sq, streams):
     """Mean latency (s) per (sample, condition) of a request served while ``streams`` requests are in
     service: the closed-loop law at that many streams (``streams`` broadcastable to (sample, condition),
     >= 1; same arguments as :func:`latency_at`)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return _laws(inputs, k, tau, tau_sq, 1.0)[3](streams)
-
 
 
 def run_latency(inputs: dict, k, tau, tau_sq, steady, wait, capacity, n_requests, min_share: float = 0.01):
@@ -91,13 +89,14 @@ def run_latency(inputs: dict, k, tau, tau_sq, steady, wait, capacity, n_requests
                                                         np.minimum(share * n + 1.0, slots)), shape)[todo]
                      for share in theory.RUN_GRID], axis=-1)
     cols = np.broadcast_to(np.arange(shape[-1]), shape)[todo]
-    fluid = theory.fluid_run_latency(np.broadcast_to(rate, shape)[todo], n[cols],
-                                         np.broadcast_to(slots, shape)[todo], grid)
+    fluid = theory.fluid_run_latency(np.broadcast_to(rate, shape)[todo], n[cols], np.broadcast_to(slots, shape)[todo],
+                                     grid)
     cv2 = np.broadcast_to(inputs.get("arrival_cv2", theory.POISSON), shape)[todo]
     out[todo] = theory.finite_run_latency(out[todo], np.broadcast_to(wait, shape)[todo], fluid,
                                           theory.fluctuation_wait(n[cols], capacity[todo], cv2), load[todo],
                                           np.broadcast_to(rate, shape)[todo], n[cols])
     return out
+
 
 def _laws(inputs: dict, k, tau, tau_sq, drafter_scale):
     """``(costs, demand, open_piece, closed, (share, log_q, knee, compute_share, k per decode step))``:
@@ -140,6 +139,7 @@ def _laws(inputs: dict, k, tau, tau_sq, drafter_scale):
             return theory.latency_closed(dem.c1, dem.c2, streams) - saving * theory.moe_untouched(log_q, k,
                                                                                                 streams - 1.0)
     return costs, dem, open_piece, closed, (share, log_q, knee, r, k)
+
 
 def _moe_columns(share, shape, *arrays):
     """The columns (conditions) of MoE verifiers, and ``arrays`` broadcast to ``shape`` and cut to them."""
