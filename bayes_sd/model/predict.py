@@ -338,6 +338,7 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     nu = float(cfg.get("model", {}).get("student_t_nu", 4.0))
     noise = post["sigma_latency"].values[:, None] * rng.standard_t(nu, size=lat.shape)
     lat_pred = lat * np.exp(noise)
+    c2_new = dem.c2  # a new run's C2
     if "sigma_c2" in post:  # a new run's C2 deviates from the closed form's by exp(sigma_c2 t): applied
         # exactly, so a draw pushed past saturation is infinite (the model's linearisation, used in
         # the likelihood, would instead blow up near saturation)
@@ -358,9 +359,12 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
         # and its requests meet the others the run held rather than the steady state's
         lat_run = run_latency(inputs, k, tau, tau_sq, lat, wait, capacity, n_requests)
         bound = lat_run < lat
-        lat_pred = np.where(bound, lat_run * np.exp(noise), lat_pred)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            spread = np.where(bound, tail_shape(np.minimum(others, rate * lat_run)), shape)
+            met = np.minimum(others, rate * lat_run)
+            # the new run's C2 at the others its requests met (the closed-loop ratio, as at a concurrency)
+            run_ratio = (dem.c1 + met * c2_new) / (dem.c1 + met * dem.c2)
+            lat_pred = np.where(bound, lat_run * np.exp(noise) * run_ratio, lat_pred)
+            spread = np.where(bound, tail_shape(met), shape)
             rho = rate / capacity  # rate C2, or rate L(B) / B where the batch cap binds first
             # the requests' effective sample size is at least one request, however loaded the run
             inflation = np.minimum(theory.run_mean_inflation(np.where(rho < 1.0, rho / (1.0 - rho), np.inf), is_open),

@@ -195,3 +195,7 @@ def test_a_finite_run_near_capacity_measures_what_its_length_allows():
         ratio = np.log(run.latency_pred[:, j] / steady.latency_pred[:, j])
         assert abs(np.median(ratio)) < 0.01 and np.std(ratio) < 0.2, j
     assert -0.1 < np.median(np.log(short.latency_pred[:, 0] / steady.latency_pred[:, 0])) < -0.005
+    # a new run's C2 deviation (sigma_c2) reaches the finite run too, at the others its requests met
+    deviating = condition_draws({**post, "sigma_c2": post["sigma_latency"] * 0 + 0.3}, cfg, fit_coords,
+                                cond.assign(n_requests=200), seed=3)
+    assert np.std(np.log(deviating.latency_pred[near, 1])) > 1.2 * np.std(np.log(short.latency_pred[near, 1]))
