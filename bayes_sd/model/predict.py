@@ -339,6 +339,10 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
     noise = post["sigma_latency"].values[:, None] * rng.standard_t(nu, size=lat.shape)
     lat_pred = lat * np.exp(noise)
     c2_new = dem.c2  # a new run's C2
+
+    def c2_ratio(others_met, c2_run):  # the closed-loop law's latency with a run's C2 over the model's
+        return (dem.c1 + others_met * c2_run) / (dem.c1 + others_met * dem.c2)
+
     if "sigma_c2" in post:  # a new run's C2 deviates from the closed form's by exp(sigma_c2 t): applied
         # exactly, so a draw pushed past saturation is infinite (the model's linearisation, used in
         # the likelihood, would instead blow up near saturation)
@@ -349,7 +353,7 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
             cv2 = inputs["arrival_cv2"]
             ratio = np.where(is_open, theory.latency_open_arrivals(dem.c1, c2_new, rate, cv2)
                              / theory.latency_open_arrivals(dem.c1, dem.c2, rate, cv2),
-                             (dem.c1 + (conc - 1.0) * c2_new) / (dem.c1 + (conc - 1.0) * dem.c2))
+                             c2_ratio(conc - 1.0, c2_new))
             # a draw saturated in the mean stays saturated (inf times the ratio's sign would not)
             lat_pred = np.where(np.isfinite(lat), lat_pred * ratio, np.inf)
     n_requests = cond["n_requests"].to_numpy(float) if "n_requests" in cond else np.full(len(cond), np.nan)
@@ -362,8 +366,7 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             met = np.minimum(others, rate * lat_run)
             # the new run's C2 at the others its requests met (the closed-loop ratio, as at a concurrency)
-            run_ratio = (dem.c1 + met * c2_new) / (dem.c1 + met * dem.c2)
-            lat_pred = np.where(bound, lat_run * np.exp(noise) * run_ratio, lat_pred)
+            lat_pred = np.where(bound, lat_run * np.exp(noise) * c2_ratio(met, c2_new), lat_pred)
             spread = np.where(bound, tail_shape(met), shape)
             rho = rate / capacity  # rate C2, or rate L(B) / B where the batch cap binds first
             # the requests' effective sample size is at least one request, however loaded the run
