@@ -74,6 +74,7 @@ from bayes_sd.evaluation.splits import SPLITS, configuration_label  # noqa: E402
 from bayes_sd.model import ConvergenceWarning, LatencyModel  # noqa: E402
 from bayes_sd.model.conditions import CONDITION_COLUMNS  # noqa: E402
 from bayes_sd.model.fit_data import closed_loop_load, observed_acceptance  # noqa: E402
+from bayes_sd.model.sampling import sampled_attempts  # noqa: E402
 from bayes_sd.recommend import Objective, recommend_k  # noqa: E402
 from bayes_sd.traces import write_table  # noqa: E402
 
@@ -159,7 +160,7 @@ def decisions(config: str, runs, models, truth, args, fleet: int) -> pd.DataFram
     for s in range(args.decision_seeds):
         t0 = time.perf_counter()
         model = fit(config, runs, models, args, seed=1000 * fleet + s)
-        sampled = sum("pooled" not in a for a in model.fit_attempts)  # a pool of attempts is not one more
+        sampled = len(sampled_attempts(model.fit_attempts))
         print(f"  {config} decisions fit, seed {s}: {time.perf_counter() - t0:.0f} s, {sampled} attempt(s), "
               f"{convergence_text(model.diagnostics())}", flush=True)
         for (cond, verifier, drafter, hardware, dataset, lt), g in spec.groupby(

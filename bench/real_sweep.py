@@ -45,6 +45,7 @@ from bayes_sd.evaluation.splits import configuration_label  # noqa: E402
 from bayes_sd.model import ConvergenceWarning, LatencyModel  # noqa: E402
 from bayes_sd.model.conditions import CONDITION_COLUMNS  # noqa: E402
 from bayes_sd.model.fit_data import arrivals  # noqa: E402
+from bayes_sd.model.sampling import sampled_attempts  # noqa: E402
 from bayes_sd.recommend import MIN_P_FASTER, recommend_k  # noqa: E402
 from bayes_sd.traces import ingest_paths  # noqa: E402
 
@@ -99,7 +100,7 @@ def _sent_arrivals(model: LatencyModel, runs: pd.DataFrame) -> float | None:
 def sampled_with(model: LatencyModel) -> str:
     """How the kept posterior was sampled (the better of the attempts), and how many attempts the fit made."""
     s, attempts = model.sampler_settings, json.loads(model.idata.attrs["fit_attempts"])
-    sampled = sum("pooled" not in a for a in attempts)  # a pool of attempts is not one more
+    sampled = len(sampled_attempts(attempts))
     return f"{s['chains']} x ({s['tune']} + {s['draws']}) at {s['target_accept']}, kept of {sampled} attempt(s)"
 
 

@@ -22,6 +22,7 @@ from bayes_sd._stats import (
     convergence_text,
 )
 from bayes_sd.model import chains as _chains
+from bayes_sd.model.sampling import sampled_attempts
 
 __all__ = ["ConvergenceWarning", "PosteriorDiagnostics"]
 
@@ -204,7 +205,7 @@ class PosteriorDiagnostics:
         if len(tried) > 1:
             text += "; tried " + ", then ".join(
                 f"tune {a['tune']} at target acceptance {a['target_accept']:g} (max R-hat {a['max_rhat']:.3f}"
-                + (f", {a['seconds']:.0f} s)" if "seconds" in a else ")") for a in tried if "pooled" not in a)
+                + (f", {a['seconds']:.0f} s)" if "seconds" in a else ")") for a in sampled_attempts(tried))
             pooled = [a for a in tried if "pooled" in a]
             if pooled:
                 text += (f"; pooled the chains of attempts {', '.join(str(i + 1) for i in pooled[0]['pooled'])} "

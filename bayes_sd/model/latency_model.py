@@ -40,7 +40,7 @@ from bayes_sd.model.fit_data import (
 from bayes_sd.model.load_range import load_offset
 from bayes_sd.model.persistence import DifferentModelError, SavedPosterior
 from bayes_sd.model.predict import condition_draws, stack_posterior, summarise
-from bayes_sd.model.sampling import sample_until_converged
+from bayes_sd.model.sampling import sample_until_converged, sampled_attempts
 from bayes_sd.traces.schema import NO_DRAFTER
 from bayes_sd.traces.validate import validate_models, validate_runs
 
@@ -284,7 +284,7 @@ class LatencyModel(PosteriorDiagnostics, SavedPosterior):
             var_names=self._stored_var_names(model), groups=self._data_groups(), attrs=self._attrs(),
             retry_time_limit=retry_time_limit)
         self.idata.attrs["fit_attempts"] = json.dumps(attempts, default=float)
-        sampled = [a for a in attempts if "pooled" not in a]
+        sampled = sampled_attempts(attempts)
         if retry_time_limit is not None and not attempts[-1]["converged"] and len(sampled) < retries + 1:
             self.idata.attrs["fit_retries_stopped"] = (
                 f"no further retry: the retry time limit ({retry_time_limit:.0f} s) was reached after "

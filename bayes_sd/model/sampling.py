@@ -30,7 +30,7 @@ from bayes_sd._stats import convergence
 
 __all__ = ["SAMPLERS", "sample_posterior", "sample_until_converged", "pool_chains", "RETRY_TARGET_ACCEPT",
            "compile_nutpie", "sample_compiled", "start_near_the_data", "INIT_CANDIDATES", "INIT_STEPS",
-           "INIT_FLOOR_PER_OBSERVATION", "STARTS"]
+           "INIT_FLOOR_PER_OBSERVATION", "STARTS", "sampled_attempts"]
 
 #: target acceptance of the first and later retries of an unconverged fit (:func:`sample_until_converged`)
 RETRY_TARGET_ACCEPT = (0.95, 0.98)
@@ -246,6 +246,11 @@ def _more_chains(d: dict) -> bool:
     return d["divergences"] == 0 and d["max_rhat"] <= 1.05
 
 
+def sampled_attempts(attempts: list[dict]) -> list[dict]:
+    """The attempts of :func:`sample_until_converged` that sampled: all but the pools of earlier ones."""
+    return [a for a in attempts if "pooled" not in a]
+
+
 def sample_until_converged(model: pm.Model, *, retries: int = 0, tune: int = 1000, target_accept: float = 0.9,
                            max_tree_depth: int = 10, random_seed: int | None = None,
                            retry_time_limit: float | None = None, **kwargs) -> tuple[az.InferenceData, list[dict]]:
@@ -271,7 +276,7 @@ def sample_until_converged(model: pm.Model, *, retries: int = 0, tune: int = 100
                 "random_seed": random_seed}
     attempts, best, clean, d = [], None, [], {}  # best: (idata, its index in attempts)
     for attempt in range(int(retries) + 1):
-        sampled_s = sum(a["seconds"] for a in attempts if "pooled" not in a)
+        sampled_s = sum(a["seconds"] for a in sampled_attempts(attempts))
         if attempt and retry_time_limit is not None and sampled_s >= retry_time_limit:
             break
         if attempt:

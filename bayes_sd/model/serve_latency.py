@@ -11,7 +11,7 @@ import numpy as np
 from bayes_sd import theory
 from bayes_sd.model.fit_data import COEFS
 
-__all__ = ["in_service_latency", "latency_at", "run_latency"]
+__all__ = ["latency_at", "run_latency"]
 
 
 def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
@@ -58,14 +58,6 @@ def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
     return dataclasses.replace(costs, v0=v0_eff), dem, lat, others, wait, capacity
 
 
-def in_service_latency(inputs: dict, k, tau, tau_sq, streams):
-    """Mean latency (s) per (sample, condition) of a request served while ``streams`` requests are in
-    service: the closed-loop law at that many streams (``streams`` broadcastable to (sample, condition),
-    >= 1; same arguments as :func:`latency_at`)."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return _laws(inputs, k, tau, tau_sq, 1.0)[3](streams)
-
-
 def run_latency(inputs: dict, k, tau, tau_sq, steady, wait, capacity, n_requests, min_share: float = 0.01):
     """Mean latency (s) per (sample, condition) that an open-loop run of ``n_requests`` (condition,)
     requests measures (:func:`bayes_sd.theory.finite_run_latency`): the ``steady`` state of
@@ -85,9 +77,10 @@ def run_latency(inputs: dict, k, tau, tau_sq, steady, wait, capacity, n_requests
     if not todo.any():
         return out
     shape = np.shape(steady)
-    grid = np.stack([np.broadcast_to(in_service_latency(inputs, k, tau, tau_sq,
-                                                        np.minimum(share * n + 1.0, slots)), shape)[todo]
-                     for share in theory.RUN_GRID], axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        closed = _laws(inputs, k, tau, tau_sq, 1.0)[3]  # latency of a request served among that many streams
+        grid = np.stack([np.broadcast_to(closed(np.minimum(share * n + 1.0, slots)), shape)[todo]
+                         for share in theory.RUN_GRID], axis=-1)
     cols = np.broadcast_to(np.arange(shape[-1]), shape)[todo]
     fluid = theory.fluid_run_latency(np.broadcast_to(rate, shape)[todo], n[cols], np.broadcast_to(slots, shape)[todo],
                                      grid)
