@@ -13,8 +13,10 @@ EPILOG = """\
 One condition from the flags (exactly one of --rate-rps / --concurrency), or one per row of
 --conditions FILE (canonical run columns: verifier, drafter, hardware, dataset, k, prompt_len,
 output_len, load_type and rate_rps or concurrency; optionally max_num_seqs, the server's batch cap,
-kv_cache_tokens, the tokens its KV cache holds, arrival_cv2, how regular an open loop's arrivals are
-(1 Poisson, 0 evenly spaced; used by a model fitted with [model] arrivals = "as_recorded"), and
+kv_cache_tokens, the tokens its KV cache holds, output_len_sd, the spread of the output tokens, which
+sets the batch that cache holds (empty: outputs ended by EOS; 0: a fixed output length), arrival_cv2,
+how regular an open loop's arrivals are (1 Poisson, 0 evenly spaced; used by a model fitted with
+[model] arrivals = "as_recorded"), and
 n_requests, the requests of the run to predict: its mean's sampling error, larger near capacity, then
 widens the new-run interval latency_pred_*, and in open loop near capacity that interval is the run's,
 which ends before the steady state's backlog builds up).

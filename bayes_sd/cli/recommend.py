@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                        ks=None if args.ks is None else floats(args.ks, "--ks"), objective=args.objective,
                        slo_s=args.slo_s, cvar_alpha=args.cvar_alpha, latency_cap_s=args.latency_cap_s,
                        max_draws=args.max_draws, seed=args.seed, arrival_cv2=args.arrival_cv2,
-                       min_p_faster=args.min_p_faster)
+                       min_p_faster=args.min_p_faster, output_len_sd=args.output_len_sd)
     recs = chosen_rows(table, model)
     load_col = "rate_rps" if rates is not None else "concurrency"
     show = [load_col, "best_k", "k_measured", "utility", "latency_mean_s", "latency_q05_s", "latency_q95_s", "p_best",
@@ -154,6 +154,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--drafter", required=True, help="drafter used for k >= 1")
     p.add_argument("--hardware", required=True)
     add_workload_flags(p)
+    p.add_argument("--output-len-sd", type=float, metavar="TOKENS",
+                   help="standard deviation of the output tokens: with the KV cache size the training runs record, "
+                        "it sets the batch the cache holds (long requests hold it longer); default: the dataset's "
+                        "training runs' spread relative to their mean, else outputs ended by EOS (sd = mean); 0 for a "
+                        "benchmark that fixes the output length")
     p.add_argument("--arrival-cv2", type=float, metavar="CV2",
                    help="with --rate-rps: how regular the arrivals are, the squared coefficient of variation of the "
                         "times between them (default 1: Poisson, as most production traffic; 0: evenly spaced, as "

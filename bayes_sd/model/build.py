@@ -362,7 +362,7 @@ def build_model(fd: FitData, cfg: dict, *, observed_as_data: bool = False) -> pm
 
         capacity = theory.saturation_rate(c2)
         if capped:  # where a run's batch cap is known, past it requests wait for a slot (theory.batch_cap)
-            full = closed_at(slots)  # in-service latency of a full batch
+            full = closed_at(slots) + theory.preemption_recompute(slots, costs.p1, x["recompute"])  # a full batch
             streams = np.where(has_cap, np.minimum(x["concurrency"], slots), x["concurrency"])
             lat_closed = _scatter(fd.n_runs, closed_rows, closed_at(streams[closed_rows], closed_rows), 1.0)
             wait = pt.where(x["is_open"] > 0,

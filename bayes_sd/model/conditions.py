@@ -15,11 +15,14 @@ __all__ = ["CONDITION_COLUMNS", "load_axis", "condition_grid", "validate_conditi
 
 #: the canonical run columns that describe a condition to predict (``max_num_seqs``: the server's batch
 #: cap, requests in service at most; ``kv_cache_tokens``: the tokens its KV cache holds, which caps the batch
-#: too; NaN: unknown, not capped; ``arrival_cv2``: an open loop's squared coefficient of variation of the
-#: inter-arrival times, 1 Poisson, 0 evenly spaced; NaN: Poisson; ``n_requests``: the requests of the run
-#: whose mean is predicted, which adds their mean's sampling error; NaN: the server's long-run mean)
+#: too; NaN: unknown, not capped; ``output_len_sd``: the spread of the output tokens, which sets the KV
+#: cache's batch (NaN: outputs ended by EOS, sd = mean); ``arrival_cv2``: an open loop's squared coefficient
+#: of variation of the inter-arrival times, 1 Poisson, 0 evenly spaced; NaN: Poisson; ``n_requests``: the
+#: requests of the run whose mean is predicted, which adds their mean's sampling error; NaN: the server's
+#: long-run mean)
 CONDITION_COLUMNS = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type",
-                     "rate_rps", "concurrency", "max_num_seqs", "kv_cache_tokens", "arrival_cv2", "n_requests"]
+                     "rate_rps", "concurrency", "max_num_seqs", "kv_cache_tokens", "output_len_sd", "arrival_cv2",
+                     "n_requests"]
 
 
 def load_axis(rates=None, concurrencies=None) -> tuple[str, str, np.ndarray]:
@@ -43,13 +46,15 @@ def condition_grid(*, verifier: str, drafter: str, hardware: str, dataset: str, 
                    output_len: float, rates=None, concurrencies=None,
                    max_num_seqs: float | None = None,
                    kv_cache_tokens: float | None = None,
+                   output_len_sd: float | None = None,
                    arrival_cv2: float | None = None) -> tuple[pd.DataFrame, str, np.ndarray]:
     """Every (load, k) condition for one pair and workload, load-major (k varies fastest).
 
     ``drafter`` is the pair's drafter; rows with ``k = 0`` get ``drafter = 'none'``. Lengths in
     tokens; ``max_num_seqs``: the server's batch cap (requests), ``kv_cache_tokens``: its KV cache size
-    (tokens), each None if unknown; ``arrival_cv2``: how regular an open loop's arrivals are (1 Poisson, the
-    default; 0 evenly spaced). Returns
+    (tokens), each None if unknown; ``output_len_sd``: the standard deviation of the output tokens
+    (None: outputs ended by EOS, sd = mean; 0 for a fixed output length); ``arrival_cv2``: how regular an
+    open loop's arrivals are (1 Poisson, the default; 0 evenly spaced). Returns
     ``(conditions, load column, loads)``; the conditions have :data:`CONDITION_COLUMNS`.
     """
     col, load_type, loads = load_axis(rates, concurrencies)
@@ -58,6 +63,7 @@ def condition_grid(*, verifier: str, drafter: str, hardware: str, dataset: str, 
              "load_type": load_type, "rate_rps": np.nan, "concurrency": np.nan, col: float(x),
              "max_num_seqs": np.nan if max_num_seqs is None else float(max_num_seqs),
              "kv_cache_tokens": np.nan if kv_cache_tokens is None else float(kv_cache_tokens),
+             "output_len_sd": np.nan if output_len_sd is None else float(output_len_sd),
              "arrival_cv2": np.nan if arrival_cv2 is None or load_type != "rate" else float(arrival_cv2),
              "n_requests": np.nan}
             for x in loads for k in ks]
@@ -75,7 +81,8 @@ def validate_conditions(conditions: pd.DataFrame) -> pd.DataFrame:
                          "concurrency)")
     cond = conditions.copy()
     for col, default in (("drafter", "none"), ("dataset", "unseen"), ("rate_rps", np.nan), ("concurrency", np.nan),
-                         ("max_num_seqs", np.nan), ("kv_cache_tokens", np.nan), ("arrival_cv2", np.nan),
+                         ("max_num_seqs", np.nan), ("kv_cache_tokens", np.nan), ("output_len_sd", np.nan),
+                         ("arrival_cv2", np.nan),
                          ("n_requests", np.nan)):
         if col not in cond:
             cond[col] = default
@@ -95,6 +102,12 @@ def validate_conditions(conditions: pd.DataFrame) -> pd.DataFrame:
                          "must be a number in [0, 100]. Fix: 1 for Poisson arrivals, 0 for evenly spaced ones, "
                          "1 / burstiness for vllm bench serve --burstiness, or leave it empty (Poisson)")
     cond["arrival_cv2"] = cv2.astype(float)
+    sd = pd.to_numeric(cond["output_len_sd"], errors="coerce")
+    if (sd.notna() & ~(sd >= 0)).any() or (sd.isna() & cond["output_len_sd"].notna()).any():
+        raise ValueError("conditions, column 'output_len_sd': the output tokens' standard deviation must be a number "
+                         ">= 0. Fix: 0 for a benchmark that fixes the output length, the spread of your requests' "
+                         "output tokens, or leave it empty (outputs ended by EOS)")
+    cond["output_len_sd"] = sd.astype(float)
     bad = ~cond["load_type"].isin(["rate", "concurrency"])
     if bad.any():
         raise ValueError("conditions, column 'load_type': must be 'rate' or 'concurrency'")

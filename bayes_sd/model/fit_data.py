@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayes_sd.theory import COEFS, DRAFTER_COEFS, VERIFIER_COEFS, arrival_cv2_of
+from bayes_sd.theory import COEFS, DRAFTER_COEFS, VERIFIER_COEFS, arrival_cv2_of, kv_tokens_held
 from bayes_sd.traces.schema import NO_DRAFTER
 
 from .acceptance_data import (
@@ -32,8 +32,8 @@ __all__ = ["FitData", "prepare_fit_data", "arrival_rate", "OPEN_LOOP_RATES", "OP
            "speculation_identified", "pair_label", "level_label", "deployment_label", "configuration_effects",
            "configuration_level_label", "fixed_scale", "observed_acceptance", "observed_decay",
            "replayed_acceptance", "measured_pivot", "acceptance_pivot", "arrivals", "ACCEPTANCE_PIVOTS",
-           "SATURATED_RUNS", "batch_cap", "POSITION_SE_IDENTIFIED", "closed_loop_load", "draft_share",
-           "observed_draft_share"]
+           "SATURATED_RUNS", "batch_cap", "recompute_tokens", "POSITION_SE_IDENTIFIED", "closed_loop_load",
+           "draft_share", "observed_draft_share"]
 
 log = logging.getLogger(__name__)
 
@@ -338,17 +338,32 @@ def exclusion_reasons(runs: pd.DataFrame) -> pd.Series:
 
 def batch_cap(runs: pd.DataFrame) -> pd.Series:
     """Each run's batch cap, requests in service at most (``inf`` where unknown): the engine's
-    ``max_num_seqs``, or the sequences its KV cache holds at the run's mean lengths, whichever is
-    smaller: ``kv_cache_tokens / (prompt_len + output_len / 2)``, a sequence holding its prompt and, on
-    average over its life, half its output (an engine admits no request its KV cache cannot hold;
-    those wait, as for a slot)."""
+    ``max_num_seqs``, or the sequences its KV cache holds, whichever is smaller:
+    ``kv_cache_tokens / held``, with ``held`` (tokens, :func:`bayes_sd.theory.kv_tokens_held`) the context
+    a running sequence holds on average (an engine admits no request its KV cache cannot hold; those
+    wait, as for a slot)."""
+    return _caps(runs)[0]
+
+
+def recompute_tokens(runs: pd.DataFrame) -> np.ndarray:
+    """Per run, the prompt tokens prefilled again per request once its batch is full
+    (:func:`bayes_sd.theory.preemption_recompute`): the mean output where the KV cache sets the cap,
+    0 where ``max_num_seqs`` does or neither is known."""
+    cap, kv_cap = _caps(runs)
+    return np.where(np.isfinite(kv_cap) & (kv_cap <= cap), runs["output_len"].to_numpy(float), 0.0)
+
+
+def _caps(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(the batch cap, the KV cache's cap), requests; ``inf`` where unknown."""
     cap = pd.Series(np.inf, index=runs.index)
+    kv_cap = pd.Series(np.inf, index=runs.index)
     if "max_num_seqs" in runs:
         cap = runs["max_num_seqs"].astype(float).fillna(np.inf)
     if "kv_cache_tokens" in runs:
-        held = runs["prompt_len"].astype(float) + runs["output_len"].astype(float) / 2.0
-        cap = np.minimum(cap, (runs["kv_cache_tokens"].astype(float) / held).fillna(np.inf))
-    return cap
+        sd = runs["output_len_sd"].astype(float) if "output_len_sd" in runs else np.nan
+        held = kv_tokens_held(runs["prompt_len"].astype(float), runs["output_len"].astype(float), sd)
+        kv_cap = (runs["kv_cache_tokens"].astype(float) / held).fillna(np.inf)
+    return np.minimum(cap, kv_cap), kv_cap
 
 
 def closed_loop_load(runs: pd.DataFrame) -> pd.Series:
@@ -509,6 +524,7 @@ def prepare_fit_data(runs: pd.DataFrame, models: pd.DataFrame | None = None,
     cap = batch_cap(fit).to_numpy(float)
     x["has_cap"] = np.isfinite(cap).astype(float)
     x["slots"] = np.where(np.isfinite(cap), cap, 1.0)
+    x["recompute"] = recompute_tokens(fit)
     x["arrival_cv2"] = arrival_cv2_of(fit["arrival_cv2"] if "arrival_cv2" in fit else np.full(len(fit), np.nan))
     x["sat_rate"] = np.where(censored, fit["rate_rps"].to_numpy(float) if "rate_rps" in fit else 0.0, 0.0)
     x["rate"] = np.where(censored, 0.0, x["rate"])

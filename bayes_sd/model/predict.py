@@ -44,6 +44,7 @@ from bayes_sd.model.fit_data import (
     model_free_keep,
     moe_log_q,
     pair_label,
+    recompute_tokens,
 )
 from bayes_sd.model.serve_latency import latency_at, run_latency
 from bayes_sd.theory import acceptance
@@ -314,6 +315,7 @@ def condition_draws(post: dict, cfg: dict, fit_coords: dict, conditions: pd.Data
               "knee_tokens": extras["knee_tokens"], "compute_share": extras["compute_share"], "prompt_len": P,
               "output_len": D, "is_open": is_open, "rate": rate, "concurrency": conc, "configuration": factors,
               "slots": np.where(np.isfinite(cap), cap, 1.0), "has_cap": np.isfinite(cap),
+              "recompute": recompute_tokens(cond),
               "arrival_cv2": _arrival_cv2(post, cfg, cond, rng),
               "draft_share": np.ones(len(cond)) if draft_share is None else np.asarray(draft_share, float)}
 

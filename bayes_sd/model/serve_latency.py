@@ -41,7 +41,7 @@ def latency_at(inputs: dict, k, tau, tau_sq, drafter_scale=1.0):
             lat_open = open_piece(rate, 0.0)
         capacity = theory.saturation_rate(dem.c2)
         if np.any(has_cap):  # past the batch cap requests wait for a slot (theory.batch_cap)
-            full = closed(slots)
+            full = closed(slots) + theory.preemption_recompute(slots, costs.p1, inputs.get("recompute", 0.0))
             lat_closed = closed(np.where(has_cap, np.minimum(conc, slots), conc))
             wait = np.where(is_open, theory.queue_wait(rate, slots, full, has_cap),
                             theory.closed_wait(conc, slots, full, has_cap))

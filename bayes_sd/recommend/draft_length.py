@@ -26,7 +26,7 @@ from bayes_sd.model.fit_data import arrivals
 from bayes_sd.recommend.utility import Objective, cap_latency, expected, make_objective
 
 __all__ = ["Decision", "decide", "RESOLUTION_SE", "candidate_ks", "measured_ks", "fitted_batch_cap",
-           "fitted_setting", "evaluate_k", "recommend_k", "chosen_rows", "rank_drafters"]
+           "fitted_setting", "fitted_output_spread", "evaluate_k", "recommend_k", "chosen_rows", "rank_drafters"]
 
 
 # ---------------------------------------------------------------------- the decision
@@ -242,6 +242,18 @@ def fitted_batch_cap(model, verifier: str, hardware: str) -> float | None:
     return fitted_setting(model, verifier, hardware, "max_num_seqs")
 
 
+def fitted_output_spread(model, dataset: str, output_len: float) -> float | None:
+    """The standard deviation of the output tokens (tokens) at ``output_len`` for a workload: its training
+    runs' median ratio of ``output_len_sd`` to ``output_len`` times ``output_len``; None where they record
+    no spread (outputs then taken as ended by EOS, :func:`bayes_sd.theory.kv_tokens_held`)."""
+    runs = model.runs
+    if "output_len_sd" not in runs:
+        return None
+    mine = runs[runs["dataset"] == dataset]
+    ratio = (mine["output_len_sd"].astype(float) / mine["output_len"].astype(float)).dropna()
+    return float(ratio.median() * output_len) if len(ratio) else None
+
+
 def fitted_setting(model, verifier: str, hardware: str, column: str) -> float | None:
     """A server setting of the model's training runs for this verifier on this hardware.
 
@@ -271,7 +283,8 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
                output_len: float, rates=None, concurrencies=None, k_max: int = 8, ks=None,
                objective: str | Objective = "mean", slo_s: float | None = None, cvar_alpha: float = 0.9,
                latency_cap_s: float | None = None, resolution: float = RESOLUTION_SE, max_draws: int = 1000,
-               seed: int = 0, arrival_cv2: float | None = None, min_p_faster: float = MIN_P_FASTER) -> pd.DataFrame:
+               seed: int = 0, arrival_cv2: float | None = None, min_p_faster: float = MIN_P_FASTER,
+               output_len_sd: float | None = None) -> pd.DataFrame:
     """Every (load, k): score, P(k is best), expected regret, latency and speedup summaries.
 
     All k of all loads come from one ``predict_draws`` call, so draws align across k.
@@ -324,6 +337,11 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
     min_p_faster : float, default :data:`MIN_P_FASTER` (0.9)
         A k > 0 may be chosen only where the draws put at least this probability on its latency being
         below k = 0's (0: the best expected objective decides alone).
+    output_len_sd : float, optional
+        Standard deviation of the output tokens, tokens: with a KV cache size among the training runs of
+        the verifier and hardware it sets the batch the cache holds (:func:`bayes_sd.theory.kv_tokens_held`;
+        0 for a fixed output length). None: the workload's training runs' spread relative to their mean
+        (:func:`fitted_output_spread`), else outputs ended by EOS (sd = mean).
 
     Returns
     -------
@@ -364,6 +382,8 @@ def evaluate_k(model, *, verifier: str, drafter: str, hardware: str, dataset: st
                                       concurrencies=concurrencies,
                                       max_num_seqs=fitted_batch_cap(model, verifier, hardware),
                                       kv_cache_tokens=fitted_setting(model, verifier, hardware, "kv_cache_tokens"),
+                                      output_len_sd=(fitted_output_spread(model, dataset, output_len)
+                                                     if output_len_sd is None else output_len_sd),
                                       arrival_cv2=arrival_cv2)
     lt = grid["load_type"].iloc[0]
     d = _draws(model, grid, (len(loads), len(ks)), max_draws, seed)
@@ -434,13 +454,15 @@ def recommend_k(model, *, verifier: str, drafter: str, hardware: str, dataset: s
                 output_len: float, rates=None, concurrencies=None, k_max: int = 8, ks=None,
                 objective: str | Objective = "mean", slo_s: float | None = None, cvar_alpha: float = 0.9,
                 latency_cap_s: float | None = None, resolution: float = RESOLUTION_SE, max_draws: int = 1000,
-                seed: int = 0, arrival_cv2: float | None = None, min_p_faster: float = MIN_P_FASTER) -> pd.DataFrame:
+                seed: int = 0, arrival_cv2: float | None = None, min_p_faster: float = MIN_P_FASTER,
+                output_len_sd: float | None = None) -> pd.DataFrame:
     """The recommended draft length per load: one row per rate (or concurrency).
 
     Parameters
     ----------
     model, verifier, drafter, hardware, dataset, prompt_len, output_len, rates, concurrencies, k_max, ks, \
-objective, slo_s, cvar_alpha, latency_cap_s, resolution, max_draws, seed, arrival_cv2, min_p_faster
+objective, slo_s, cvar_alpha, latency_cap_s, resolution, max_draws, seed, arrival_cv2, min_p_faster, \
+output_len_sd
         As :func:`evaluate_k`, which scores every k; this keeps the chosen one per load.
 
     Returns
@@ -472,7 +494,7 @@ objective, slo_s, cvar_alpha, latency_cap_s, resolution, max_draws, seed, arriva
                        prompt_len=prompt_len, output_len=output_len, rates=rates, concurrencies=concurrencies,
                        k_max=k_max, ks=ks, objective=objective, slo_s=slo_s, cvar_alpha=cvar_alpha,
                        latency_cap_s=latency_cap_s, resolution=resolution, max_draws=max_draws, seed=seed,
-                       arrival_cv2=arrival_cv2, min_p_faster=min_p_faster)
+                       arrival_cv2=arrival_cv2, min_p_faster=min_p_faster, output_len_sd=output_len_sd)
     return chosen_rows(table, model)
 
 

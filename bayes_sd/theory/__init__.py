@@ -46,7 +46,7 @@ from .arrivals import (
     open_loop_pieces,
     others_open,
 )
-from .batch_cap import cap_capacity, closed_wait, queue_wait, utilisation_at_cap
+from .batch_cap import cap_capacity, closed_wait, kv_tokens_held, preemption_recompute, queue_wait, utilisation_at_cap
 from .dense import (
     COEFS,
     DRAFTER_COEFS,
@@ -122,6 +122,8 @@ __all__ = [
     "queue_wait",
     "closed_wait",
     "utilisation_at_cap",
+    "kv_tokens_held",
+    "preemption_recompute",
     "in_flight",
     "RUN_GRID",
     "fluid_run_latency",

@@ -15,6 +15,10 @@ requests per ``full_latency`` seconds, where ``full_latency`` is the closed-loop
   service time ``full_latency`` and ``rho = rate full_latency / slots``: near zero until ``rho``
   nears 1 when the cap is large, exact for one slot.
 
+A KV cache caps the batch too, at ``kv_cache_tokens`` over the context a running sequence holds
+(:func:`kv_tokens_held`), which counts long requests for the time they stay; an engine that
+admits on the prompt alone then preempts and prefills again (:func:`preemption_recompute`).
+
 The wait happens before the first token, so it adds to TTFT as well as to the latency.
 Functions take ``xp`` as in :mod:`.dense`; where a run's cap is unknown (``has_cap`` false) they
 return the uncapped values.
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cap_capacity", "closed_wait", "queue_wait", "utilisation_at_cap"]
+__all__ = ["cap_capacity", "closed_wait", "kv_tokens_held", "preemption_recompute", "queue_wait", "utilisation_at_cap"]
 
 
 def utilisation_at_cap(rate, slots, full_latency):
@@ -90,3 +94,44 @@ def closed_wait(concurrency, slots, full_latency, has_cap, xp=np):
     where the cap is unknown."""
     over = has_cap & (concurrency > slots)
     return xp.where(over, (concurrency / slots - 1.0) * full_latency, 0.0)
+
+
+def kv_tokens_held(prompt_len, output_len, output_len_sd=np.nan):
+    """Tokens of KV cache a running sequence holds, averaged over the running ones: its prompt and
+    ``E[o^2] / (2 E[o]) = (output_len + output_len_sd^2 / output_len) / 2`` of output (all tokens).
+
+    A sequence holds its prompt and, on average over its life, half its output, but the running
+    sequences are not a fair sample of the requests: a request stays in the batch for as long as it
+    decodes, so one twice as long is twice as likely to be found running (the inspection paradox).
+    With outputs ended by EOS (a geometric number of tokens, ``sd`` close to the mean) a running
+    sequence holds about its whole mean output, twice what a fixed output length gives. Where the
+    spread is unknown (NaN) it is taken as the mean's.
+
+    >>> float(kv_tokens_held(300.0, 200.0, 0.0)), float(kv_tokens_held(300.0, 200.0))
+    (400.0, 500.0)
+    """
+    output_len = np.asarray(output_len, float)
+    sd = np.asarray(output_len_sd, float)
+    sd = np.where(np.isnan(sd), output_len, sd)
+    return np.asarray(prompt_len, float) + 0.5 * (output_len + sd**2 / output_len)
+
+
+def preemption_recompute(slots, p1, recompute_tokens):
+    """What a full batch's requests lose to preemption, s: ``slots * p1 * recompute_tokens``, added to
+    the in-service latency of a full batch (``full_latency`` of :func:`queue_wait`, :func:`closed_wait`
+    and :func:`cap_capacity`) where the KV cache sets the cap.
+
+    An engine that admits a request once its prompt fits (vLLM) overcommits the cache: the running
+    sequences keep growing, and when the cache is full the newest is preempted and later prefilled
+    again. With requests waiting, every completion frees its prompt and output, the freed room is
+    refilled with prompts at once, and the ``E[o]`` tokens the batch grows by before the next completion
+    push out that many tokens of young sequences, which hold little beyond their prompts: about
+    ``recompute_tokens = E[o]`` prompt tokens prefilled again per request (``p1``: s per prompt token).
+    A full server completes ``slots`` requests per ``full_latency``, so each request's time in a full
+    batch grows by ``slots * p1 * E[o]``. Below the cap nothing waits and nothing is preempted; the
+    wait formulas see the term only through ``full_latency``.
+
+    >>> float(preemption_recompute(50.0, 2e-4, 900.0))
+    9.0
+    """
+    return slots * p1 * recompute_tokens

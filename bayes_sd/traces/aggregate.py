@@ -140,7 +140,8 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
     g = kept.groupby("code", sort=True)
     stats = g.agg(n_requests=("lat", "size"), latency_mean_s=("lat", "mean"), latency_sd_s=("lat", "std"),
                   ttft_mean_s=("ttft", "mean"), ttft_p50_s=("ttft", "median"), tpot_mean_s=("tpot", "mean"),
-                  prompt_len=("prompt", "mean"), output_len=("out", "mean"))
+                  prompt_len=("prompt", "mean"), output_len=("out", "mean"),
+                  output_len_sd=("out", "std"))
     stats["latency_se_s"] = _mean_se(kept)
     stats["in_flight_seen"] = _in_flight_seen(codes, start, end, out_tok, keep, n_runs)[stats.index]
     q = g["lat"].quantile([0.5, 0.9, 0.99]).unstack()

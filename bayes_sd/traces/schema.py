@@ -132,6 +132,9 @@ RUNS: tuple[Column, ...] = (
            "of requests, as vllm bench serve sends): the fit takes it as the closed loop's load", lo=0),
     Column("prompt_len", "float", "tokens", True, "mean prompt tokens per request", lo=0),
     Column("output_len", "float", "tokens", True, "mean output tokens per request", lo=1),
+    Column("output_len_sd", "float", "tokens", False, "standard deviation of the output tokens per request: a long "
+           "request holds its KV cache longer, so the batch a KV cache holds depends on it; empty when unknown "
+           "(taken as outputs ended by EOS, sd = mean; 0 for a benchmark that fixes the output length)", lo=0),
     Column("n_requests", "int", "", True, "successful requests in the measured window", lo=1),
     Column("n_errored", "int", "", False, "requests that failed (kept out of every statistic)", lo=0),
     Column("n_incomplete", "int", "", False, "requests cut off unfinished by the benchmark's end (kept out)", lo=0),

@@ -30,8 +30,8 @@ __all__ = ["validate_requests", "validate_runs", "validate_models", "empty_table
 #: Run columns computed from request rows by ``aggregate_runs``: with
 #: ``require_stats=False`` they may be absent or empty (run-metadata tables).
 STAT_COLUMNS = frozenset(
-    {"achieved_rps", "prompt_len", "output_len", "n_requests", "latency_mean_s", "latency_sd_s", "latency_se_s",
-     "latency_p50_s", "latency_p90_s", "latency_p99_s", "ttft_mean_s", "ttft_p50_s", "tpot_mean_s",
+    {"achieved_rps", "prompt_len", "output_len", "output_len_sd", "n_requests", "latency_mean_s", "latency_sd_s",
+     "latency_se_s", "latency_p50_s", "latency_p90_s", "latency_p99_s", "ttft_mean_s", "ttft_p50_s", "tpot_mean_s",
      "output_tps", "draft_tokens", "accepted_tokens", "num_drafts", "acceptance_length", "in_flight_seen"}
 )
 #: A request or run latency above this many seconds is taken as milliseconds given as seconds.

@@ -126,7 +126,8 @@ def test_a_run_of_n_requests_adds_its_mean_sampling_error_inflated_by_queueing()
 
 
 @pytest.mark.parametrize("column, bad", [("max_num_seqs", 0), ("kv_cache_tokens", 0.5), ("n_requests", 0.5),
-                                         ("n_requests", "many"), ("arrival_cv2", -0.5), ("arrival_cv2", "even")])
+                                         ("n_requests", "many"), ("arrival_cv2", -0.5), ("arrival_cv2", "even"),
+                                         ("output_len_sd", -1.0), ("output_len_sd", "wide")])
 def test_a_condition_with_an_impossible_count_names_the_column_and_the_fix(column, bad):
     from bayes_sd.model.conditions import validate_conditions
 
@@ -138,14 +139,17 @@ def test_a_condition_with_an_impossible_count_names_the_column_and_the_fix(colum
 
 
 def test_a_kv_cache_caps_the_batch_at_the_sequences_it_holds():
-    """A KV cache of 32 x (prompt + output / 2) tokens caps the batch at 32 sequences, as
-    max_num_seqs = 32 does: closed and open loops predict the same; the smaller of the two binds."""
+    """A KV cache of 32 x (prompt + output) tokens caps the batch at 32 sequences of outputs ended by EOS
+    (their spread unknown: sd = mean), as max_num_seqs = 32 does: closed and open loops predict the same;
+    the smaller of the two binds; with a fixed output length (sd 0) the same cache holds 40."""
     from bayes_sd.model.fit_data import batch_cap
 
-    held = 300.0 + 200.0 / 2
+    held = 300.0 + 200.0
     runs = pd.DataFrame({"prompt_len": [300.0] * 4, "output_len": [200.0] * 4,
                          "max_num_seqs": [np.nan, 64.0, 16.0, np.nan], "kv_cache_tokens": [32 * held] * 3 + [np.nan]})
     np.testing.assert_allclose(batch_cap(runs), [32.0, 32.0, 16.0, np.inf])
+    np.testing.assert_allclose(batch_cap(runs.assign(output_len_sd=0.0)), [40.0, 40.0, 16.0, np.inf])
+    np.testing.assert_allclose(batch_cap(runs.assign(output_len_sd=200.0)), batch_cap(runs))
     np.testing.assert_allclose(batch_cap(runs.drop(columns=["max_num_seqs", "kv_cache_tokens"])), np.inf)
 
     post = _posterior(300)

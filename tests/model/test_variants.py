@@ -24,7 +24,7 @@ from bayes_sd.model.config import load_config
 from bayes_sd.model.fit_data import prepare_fit_data
 from bayes_sd.model.load_range import load_offset
 from bayes_sd.model.predict import acceptance_second_moment, condition_draws
-from bayes_sd.recommend import fitted_batch_cap, fitted_setting
+from bayes_sd.recommend import fitted_batch_cap, fitted_output_spread, fitted_setting
 from bayes_sd.simulate.presets import PRESETS
 
 COND = ["verifier", "drafter", "hardware", "dataset", "k", "prompt_len", "output_len", "load_type", "rate_rps",
@@ -169,6 +169,39 @@ def test_numpy_predictor_reproduces_the_pymc_graph_with_a_batch_cap(fleet_subset
         assert np.mean((dr.latency[:, queued] > uncapped.latency[:, queued])[finite]) > 0.9
 
 
+@pytest.mark.parametrize("config", ["default", "moe_roofline"])
+def test_numpy_predictor_reproduces_the_pymc_graph_with_a_kv_cache(fleet_subset, config):
+    """A KV cache of 24 sequences on the dense verifier's runs: the graph and the predictor agree, and a
+    closed loop past it is slower than past max_num_seqs = 24 by the full batch's recompute
+    (``theory.preemption_recompute``: 24 x p1 x the mean output), which enters through the wait for a
+    slot, ``(streams / 24 - 1)`` times it."""
+    from bayes_sd.model.fit_data import recompute_tokens
+
+    runs, models = fleet_subset
+    dense = (runs["verifier"] == "llama3.1-8b").to_numpy()
+    held = theory.kv_tokens_held(runs["prompt_len"], runs["output_len"], 0.0)
+    runs = runs.assign(output_len_sd=0.0, kv_cache_tokens=np.where(dense, 24.0 * held, np.nan))
+    assert np.array_equal(recompute_tokens(runs) > 0, dense)
+    cfg = load_config(config)
+    fd = prepare_fit_data(runs, models)
+    post, cond, dr, graph, ok = graph_and_predictor(fd, cfg, models, ["kv_cache_tokens", "output_len_sd"])
+    queued = (fd.x["has_cap"] > 0) & (cond["concurrency"].to_numpy() > 24)
+    assert ok[:, queued].mean() > 0.3
+    np.testing.assert_allclose(dr.latency[ok], graph[ok], rtol=1e-6)
+    np.testing.assert_allclose(dr.saturation_rps, post["saturation_rps"].values, rtol=1e-6)
+    capped = (cond["verifier"] == "llama3.1-8b").to_numpy()
+    by_seqs = condition_draws(post, cfg, fd.coords, cond.drop(columns="kv_cache_tokens").assign(
+        max_num_seqs=np.where(capped, 24.0, np.nan)), seed=0, models=models, fitted_drafters=fd.drafter_table())
+    extra = dr.latency[:, queued] - by_seqs.latency[:, queued]
+    finite = np.isfinite(extra)
+    assert finite.mean() > 0.5 and np.all(extra[finite] > 0)
+    p1 = np.broadcast_to(dr.inputs["cost"]["p1"], dr.latency.shape)[:, queued]
+    streams, output = cond["concurrency"].to_numpy()[queued], cond["output_len"].to_numpy()[queued]
+    expected = (streams / 24.0 - 1.0) * theory.preemption_recompute(24.0, p1, output)  # through the wait
+    np.testing.assert_allclose(extra[finite], expected[finite], rtol=1e-6)
+    np.testing.assert_array_equal(dr.latency[:, ~capped], by_seqs.latency[:, ~capped])
+
+
 @pytest.mark.parametrize("config", ["default", "moe", "moe_roofline_speculation"])
 def test_numpy_predictor_reproduces_the_pymc_graph_with_regular_arrivals(fleet_subset, config):
     """Open loops whose arrivals are evenly spaced (cv2 0), between (0.5), Poisson (1) or burstier (2):
@@ -222,9 +255,14 @@ def test_closed_loop_runs_past_a_known_cap_are_kept(fleet_subset):
 def test_a_batch_cap_saves_loads_and_reaches_the_recommender(fleet_subset, mock_pymc_sample, tmp_path):
     runs, models = fleet_subset
     runs = runs[runs["verifier"] == "llama3.1-8b"].assign(max_num_seqs=32.0, kv_cache_tokens=5.0e5)
+    runs = runs.assign(output_len_sd=np.where(runs["dataset"] == runs["dataset"].iloc[0], 0.5 * runs["output_len"],
+                                              np.nan))
     m = LatencyModel("default").fit(runs, models=models, draws=20, tune=0, chains=1, nuts_sampler="pymc",
                                     progressbar=False)
     back = LatencyModel.load(m.save(tmp_path / "capped.nc"))
+    # the spread of the outputs a workload's training runs record, relative to their mean; none: EOS's
+    assert fitted_output_spread(back, runs["dataset"].iloc[0], 300.0) == pytest.approx(150.0)
+    assert fitted_output_spread(back, "never-seen", 300.0) is None
     cond = runs[COND + ["max_num_seqs", "kv_cache_tokens"]].head(6)
     pd.testing.assert_frame_equal(back.predict_table(cond), m.predict_table(cond))
     assert fitted_batch_cap(back, "llama3.1-8b", "H100") == 32.0

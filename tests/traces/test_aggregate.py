@@ -49,6 +49,7 @@ def test_hand_computed_statistics_no_trimming():
     assert r["achieved_rps"] == pytest.approx(5 / 14)  # window [0, 14]
     assert r["output_tps"] == pytest.approx(139 / 14)
     assert r["prompt_len"] == pytest.approx(30) and r["output_len"] == pytest.approx(139 / 5)
+    assert r["output_len_sd"] == pytest.approx(np.std([11, 21, 1, 5, 101], ddof=1))
     assert (r["draft_tokens"], r["accepted_tokens"], r["num_drafts"]) == (50, 20, 10)
     assert r["acceptance_length"] == pytest.approx(3.0)
     assert list(aggregate_runs(req, meta(["r1"])).columns) == [c.name for c in RUNS]

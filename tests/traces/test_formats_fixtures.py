@@ -86,6 +86,8 @@ def test_guidellm_csv_agrees_with_json():
     assert list(cs["dataset"]) == list(js["dataset"]) == ["prompts"] * 3
     for col, rel in (("ttft_mean_s", 1e-9), ("tpot_mean_s", 1e-3), ("output_len", 1e-9), ("latency_mean_s", 0.01)):
         assert np.allclose(cs[col], js[col], rtol=rel), col
+    # GuideLLM's Std Dev divides by n, the aggregation of requests by n - 1 (6 requests per benchmark)
+    np.testing.assert_allclose(cs["output_len_sd"], js["output_len_sd"] * np.sqrt(5 / 6), rtol=1e-6)
 
 
 def test_legacy_guidellm_fixture():

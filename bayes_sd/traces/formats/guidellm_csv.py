@@ -80,7 +80,8 @@ def read_guidellm_csv(path) -> Parsed:
                  "ttft_p50_s": f(row, "Time to First Token", "Successful ms", "Median", 1e-3),
                  "tpot_mean_s": f(row, "Inter Token Latency", "Successful ms", "Mean", 1e-3),
                  "prompt_len": f(row, "Token Metrics", "Successful Input Tokens", "Mean"),
-                 "output_len": f(row, "Token Metrics", "Successful Output Tokens", "Mean")}
+                 "output_len": f(row, "Token Metrics", "Successful Output Tokens", "Mean"),
+                 "output_len_sd": f(row, "Token Metrics", "Successful Output Tokens", "Std Dev")}
         if not ok >= 1:
             warn(out.warnings, source, "Request Counts / Successful", f"row {n + 4} ({strat}) has no successful "
                  "request: skipped", "check the server and the benchmark's errors")
