@@ -243,9 +243,24 @@ def fitted_batch_cap(model, verifier: str, hardware: str) -> float | None:
 
 
 def fitted_output_spread(model, dataset: str, output_len: float) -> float | None:
-    """The standard deviation of the output tokens (tokens) at ``output_len`` for a workload: its training
-    runs' median ratio of ``output_len_sd`` to ``output_len`` times ``output_len``; None where they record
-    no spread (outputs then taken as ended by EOS, :func:`bayes_sd.theory.kv_tokens_held`)."""
+    """The standard deviation of a workload's output tokens at a mean of ``output_len``, from its training runs.
+
+    Parameters
+    ----------
+    model : LatencyModel
+        A fitted model.
+    dataset : str
+        The workload.
+    output_len : float
+        Mean output tokens of the condition to predict.
+
+    Returns
+    -------
+    float or None
+        Tokens: the training runs' median ratio of ``output_len_sd`` to ``output_len``, times ``output_len``;
+        None where they record no spread (outputs then taken as ended by EOS,
+        :func:`bayes_sd.theory.kv_tokens_held`).
+    """
     runs = model.runs
     if "output_len_sd" not in runs:
         return None

@@ -8,6 +8,8 @@ import pytensor.tensor as pt
 import pytest
 
 from bayes_sd import theory
+from bayes_sd.evaluation import fleets
+from bayes_sd.evaluation.fleets.server import request_stream
 
 
 def _erlang_c_wait(rate, slots, service):
@@ -66,29 +68,37 @@ def test_closed_loop_past_the_cap_runs_at_the_full_servers_throughput():
     assert theory.closed_wait(96.0, slots, full, False) == 0.0
 
 
+def _closed_loop(verifier, workload, streams, settings, n_requests, fixed_output=False):
+    """A closed loop of ``streams`` in the out-of-family fleets' server (admits on the prompt, preempts when
+    the KV cache runs out, as vLLM does): ``(run, prompt lengths, output lengths)``."""
+    profile = fleets.AcceptanceProfile(first_mean=0.5)
+    stream = request_stream(np.random.default_rng(3), n_requests, fleets.WORKLOADS[workload], profile, None)
+    if fixed_output:
+        stream["output"] = np.full_like(stream["output"], int(round(stream["output"].mean())))
+    cost = fleets.pass_cost(fleets.VERIFIERS[verifier], fleets.DEVICES["H100"])
+    run = fleets.simulate_run(cost, None, 0, fleets.WORKLOADS[workload], profile, settings(stream), n_requests,
+                              concurrency=streams, seed=1, stream=stream)
+    return run, stream["prompt"].astype(float), stream["output"].astype(float)
+
+
+def _kv_for_60_requests(stream):
+    return int(60 * (stream["prompt"].mean() + stream["output"].mean()))
+
+
 @pytest.mark.parametrize("workload", ["chat", "reasoning", "summarize"])
 @pytest.mark.parametrize("fixed_output", [False, True])
 def test_the_kv_cache_holds_the_batch_the_out_of_family_server_runs(workload, fixed_output):
     """A closed loop of 200 streams against a KV cache of 60 mean requests' tokens, in the out-of-family
-    server (which admits on the prompt and preempts when the cache runs out, as vLLM does): the batch it
-    runs on time average is the cache over ``kv_tokens_held`` within 10%, whether the outputs end at EOS
-    or have one fixed length. Counting half the mean output (a fixed length's figure) overstates the
-    batch of EOS outputs by a fifth (chat) to a half (reasoning). Synthetic."""
-    from bayes_sd.evaluation.fleets import DEVICES, VERIFIERS, WORKLOADS, AcceptanceProfile, ServerSettings, pass_cost
-    from bayes_sd.evaluation.fleets.server import request_stream, simulate_arrays
-
-    stats_running, stats_end = 4, 2  # the kernel's time integral of the batch, and its end time
-    profile = AcceptanceProfile(first_mean=0.5)
-    stream = request_stream(np.random.default_rng(3), 1200, WORKLOADS[workload], profile, None)
-    if fixed_output:
-        stream["output"] = np.full_like(stream["output"], int(round(stream["output"].mean())))
-    prompt, output = stream["prompt"].astype(float), stream["output"].astype(float)
-    kv = int(60 * (prompt.mean() + output.mean()))
-    out = simulate_arrays(pass_cost(VERIFIERS["llama3.1-8b"], DEVICES["H100"]), None, 0, profile,
-                          ServerSettings(max_num_seqs=1024, kv_capacity_tokens=kv), stream, concurrency=200, seed=1)
-    running = out[-1][stats_running] / out[-1][stats_end]
-    held = theory.kv_tokens_held(prompt.mean(), output.mean(), output.std())
-    assert kv / held == pytest.approx(running, rel=0.10)
+    server: the batch it runs on time average is the cache over ``kv_tokens_held`` within 10%, whether the
+    outputs end at EOS or have one fixed length. Counting half the mean output (a fixed length's figure)
+    overstates the batch of EOS outputs by a fifth (chat) to a half (reasoning). Synthetic."""
+    run, prompt, output = _closed_loop(
+        "llama3.1-8b", workload, 200,
+        lambda stream: fleets.ServerSettings(max_num_seqs=1024, kv_capacity_tokens=_kv_for_60_requests(stream)),
+        1200, fixed_output)
+    kv = _kv_for_60_requests({"prompt": prompt, "output": output})
+    running = run.diagnostics["mean_running"]
+    assert kv / theory.kv_tokens_held(prompt.mean(), output.mean(), output.std()) == pytest.approx(running, rel=0.10)
     half_output = kv / (prompt.mean() + output.mean() / 2.0)
     if not fixed_output and workload != "summarize":  # summaries: short outputs behind long prompts
         assert half_output > 1.2 * running
@@ -102,31 +112,24 @@ def test_preemption_recompute_accounts_for_part_of_what_an_overcommitted_cache_c
     slower by 15-29%, and ``preemption_recompute`` through the wait for a slot (``(N / B - 1)`` times it,
     as the model adds it) recovers 40-90% of that, with the server's own prefill cost per token and the
     mean output. Synthetic: what is left is the preempted requests' own time and the chunks' interference."""
-    from bayes_sd.evaluation.fleets import DEVICES, VERIFIERS, WORKLOADS, AcceptanceProfile, ServerSettings, pass_cost
-    from bayes_sd.evaluation.fleets.costs import pass_seconds
-    from bayes_sd.evaluation.fleets.server import request_stream, simulate_arrays
-
-    cost = pass_cost(VERIFIERS[verifier], DEVICES["H100"])
-
-    def prefill(tokens):
-        return pass_seconds(cost.coefficients, cost.table_tokens, cost.active_experts, cost.padded_rows, tokens, 0.0,
-                            0.0, 0.0)
-
-    p1 = (prefill(8192.0) - prefill(4096.0)) / 4096.0  # s per prompt token, marginal
-    profile = AcceptanceProfile(first_mean=0.5)
-    stream = request_stream(np.random.default_rng(3), 1500, WORKLOADS[workload], profile, None)
-    output = stream["output"].astype(float).mean()
-    kv = int(60 * (stream["prompt"].mean() + output))
     streams = 240
 
     def mean_latency(settings):
-        start, _, end, *_, stats = simulate_arrays(cost, None, 0, profile, settings, stream, concurrency=streams,
-                                                   seed=1)
-        return (end - start).mean(), stats[4] / stats[2]
+        run, _, output = _closed_loop(verifier, workload, streams, settings, 1500)
+        return (run.requests["end_s"] - run.requests["start_s"]).mean(), run.diagnostics["mean_running"], output
 
-    by_cache, batch = mean_latency(ServerSettings(max_num_seqs=1024, kv_capacity_tokens=kv))
-    by_seqs, _ = mean_latency(ServerSettings(max_num_seqs=int(round(batch)), kv_capacity_tokens=10**8))
+    by_cache, batch, output = mean_latency(
+        lambda stream: fleets.ServerSettings(max_num_seqs=1024, kv_capacity_tokens=_kv_for_60_requests(stream)))
+    by_seqs, _, _ = mean_latency(lambda stream: fleets.ServerSettings(max_num_seqs=int(round(batch)),
+                                                                      kv_capacity_tokens=10**8))
     measured = by_cache - by_seqs
     assert 0.1 < measured / by_seqs < 0.35
-    law = (streams / batch - 1.0) * theory.preemption_recompute(batch, p1, output)
+    cost = fleets.pass_cost(fleets.VERIFIERS[verifier], fleets.DEVICES["H100"])
+
+    def prefill(tokens):
+        return fleets.pass_seconds(cost.coefficients, cost.table_tokens, cost.active_experts, cost.padded_rows,
+                                   tokens, 0.0, 0.0, 0.0)
+
+    p1 = (prefill(8192.0) - prefill(4096.0)) / 4096.0  # s per prompt token, marginal
+    law = (streams / batch - 1.0) * theory.preemption_recompute(batch, p1, output.mean())
     assert 0.4 < law / measured < 0.9
