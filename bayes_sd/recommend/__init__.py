@@ -15,9 +15,6 @@ from bayes_sd.recommend.draft_length import (
     chosen_rows,
     decide,
     evaluate_k,
-    fitted_batch_cap,
-    fitted_output_spread,
-    fitted_setting,
     rank_drafters,
     recommend_k,
 )
@@ -35,6 +32,7 @@ from bayes_sd.recommend.export import (
     trtllm_config,
     vllm_config,
 )
+from bayes_sd.recommend.training_runs import fitted_batch_cap, fitted_output_spread, fitted_setting
 from bayes_sd.recommend.utility import (
     LATENCY_CAP_FACTOR,
     OBJECTIVES,

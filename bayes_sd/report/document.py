@@ -29,7 +29,7 @@ from bayes_sd.evaluation.trust import trust_reading, trust_table
 from bayes_sd.model.compare import form_comparison, loo_caveat
 from bayes_sd.model.conditions import load_column
 from bayes_sd.model.fit_data import arrival_rate
-from bayes_sd.recommend.draft_length import measured_ks
+from bayes_sd.recommend.training_runs import measured_ks
 from bayes_sd.report import plots
 from bayes_sd.report.plots.common import model_runs
 from bayes_sd.traces.summary import data_kind
