@@ -16,7 +16,8 @@ token), ``P`` prompt length, ``D`` output length, ``N`` iterations per request,
 
 Modules: :mod:`.dense` (service costs, acceptance moments, demand, open- and closed-loop
 latency, TTFT and TPOT, the batch-1 baselines of the papers), :mod:`.batch_cap` (a
-server's cap on the requests in service: the wait for a slot, the capped capacity), :mod:`.finite_run` (what a
+server's cap on the requests in service: the wait for a slot, the capped capacity, the batch a KV cache
+holds and what its preemptions cost), :mod:`.finite_run` (what a
 run of a given number of requests measures near and past capacity), :mod:`.arrivals` (how
 many others an open-loop request meets when arrivals are more regular than Poisson), :mod:`.verify_pass` (verify
 passes that are not flat in their tokens: MoE expert coverage and the roofline knee, and the
