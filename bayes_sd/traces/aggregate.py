@@ -49,9 +49,12 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
     """Aggregate request rows into canonical run rows.
 
     Per run (times in seconds): the run spans ``[t0, t1]`` = [first start, last end].
-    Warm-up and cool-down are trimmed: requests that start before ``t0 + warmup_s`` or end
-    after ``t1 - cooldown_s`` are dropped. If fewer than ``min(min_keep, n)`` requests remain,
-    the run is kept untrimmed.
+    Warm-up and cool-down are trimmed by start time: the requests that start inside the window
+    ``[t0 + warmup_s, t1 - cooldown_s]`` are kept, however late they end (GuideLLM's measurement
+    window selects its requests by start time too). Selecting by end time as well would keep the
+    fast requests of the window's last stretch and drop its slow ones, a bias that grows with the
+    latency's share of the run. If fewer than ``min(min_keep, n)`` requests remain, the run is kept
+    untrimmed.
 
     Parameters
     ----------
@@ -117,7 +120,7 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
     warm = np.full(n_runs, warmup_s, dtype="float64") if warmup_s is not None else trim_frac * span
     cool = np.full(n_runs, cooldown_s, dtype="float64") if cooldown_s is not None else trim_frac * span
     a, b = t0 + warm, t1 - cool
-    keep = (start >= a[codes]) & (end <= b[codes])
+    keep = (start >= a[codes]) & (start <= b[codes])
     n_all = np.bincount(codes, minlength=n_runs)
     n_keep = np.bincount(codes, weights=keep, minlength=n_runs)
     untrim = (n_keep < np.minimum(min_keep, n_all)) | (b <= a)

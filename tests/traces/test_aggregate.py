@@ -85,11 +85,20 @@ def _trim_table():
 
 def test_default_trimming_drops_first_and_last_tenth():
     r = aggregate_runs(_trim_table(), meta(["r1"])).iloc[0]
-    # span [0, 41]; window [4.1, 36.9]; kept: start >= 4.1 and end <= 36.9 -> i = 5..34
-    assert r["n_requests"] == 30
+    # span [0, 41]; window [4.1, 36.9]; kept: started inside it -> i = 5..36
+    assert r["n_requests"] == 32
     assert r["latency_mean_s"] == pytest.approx(2.0) and r["latency_sd_s"] == pytest.approx(0.0)
     # completions inside the window: i = 0..34 (ends 5..9 and 7..36) -> 35 over 32.8 s
     assert r["achieved_rps"] == pytest.approx(35 / 32.8)
+
+
+def test_a_request_started_in_the_window_counts_however_late_it_ends():
+    # 40 requests, start i s, latency 2 s, except i = 30..36 at 8 s (a queue builds near the end)
+    lat = np.where((np.arange(40) >= 30) & (np.arange(40) <= 36), 8.0, 2.0)
+    r = aggregate_runs(requests(start=np.arange(40), latency=lat), meta(["r1"])).iloc[0]
+    # span [0, 44]; window [4.4, 39.6]; started inside: i = 5..39, seven of them slow (ending up to 44 s)
+    assert r["n_requests"] == 35
+    assert r["latency_mean_s"] == pytest.approx((28 * 2 + 7 * 8) / 35)
 
 
 def test_explicit_warmup_and_cooldown():
@@ -99,9 +108,9 @@ def test_explicit_warmup_and_cooldown():
 
 
 def test_trimming_keeps_at_least_20():
-    # 25 requests: trimming would keep 19 (< 20), so the run is kept whole
-    r = aggregate_runs(requests(start=np.arange(25), latency=np.full(25, 2.0)), meta(["r1"])).iloc[0]
-    assert r["n_requests"] == 25 and r["achieved_rps"] == pytest.approx(25 / 26)
+    # 23 requests: trimming would keep 19 (i = 3..21 start in [2.4, 21.6]; < 20), so the run is kept whole
+    r = aggregate_runs(requests(start=np.arange(23), latency=np.full(23, 2.0)), meta(["r1"])).iloc[0]
+    assert r["n_requests"] == 23 and r["achieved_rps"] == pytest.approx(23 / 24)
 
 
 def test_runs_are_independent_and_meta_rows_without_requests_dropped():

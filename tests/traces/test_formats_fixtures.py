@@ -144,6 +144,17 @@ def test_guidellm_warmup_window_errors_and_concurrent():
     assert row["n_requests"] == 5 and row["n_errored"] == 1  # warm-up request dropped, errored counted
 
 
+def test_guidellm_window_keeps_a_request_started_inside_that_ends_after_it(tmp_path):
+    # the window ends at 1795312817.45 s, while the last request (sent at .343 s) is still running until .656 s
+    text = (DER / "guidellm-0.5.4-concurrent-warmup.json").read_text()
+    edited = tmp_path / "window.json"
+    edited.write_text(text.replace('"measure_end_time": 1795312817.6556296', '"measure_end_time": 1795312817.45'))
+    row = ingest_paths([edited], labels=FLAGS).runs.iloc[0]
+    assert row["n_requests"] == 5  # sent inside the window: the warm-up request alone is left out
+    whole = ingest("derived/guidellm-0.5.4-concurrent-warmup.json").runs.iloc[0]  # its window ends with the last
+    assert row["latency_mean_s"] == whole["latency_mean_s"] and row["latency_p99_s"] == whole["latency_p99_s"]
+
+
 def test_guidellm_per_request_speculative_metrics_and_labels():
     res = ingest_paths([DER / "guidellm-0.8.1-specdec.json"])  # configuration from the file's --label
     row = res.runs.iloc[0]

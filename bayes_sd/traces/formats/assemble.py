@@ -19,7 +19,7 @@ source gets the same run statistics. Window policy, per run:
 - rows without send times: never trimmed;
 - ``warmup_s`` / ``cooldown_s`` given by the caller: applied to every other run;
 - else the tool's own measurement window when it records one (GuideLLM warm-up /
-  cool-down): rows outside it are dropped, nothing more is trimmed;
+  cool-down): rows that start outside it are dropped, nothing more is trimmed;
 - else ``aggregate_runs``' default (``trim_frac`` of the span at each end).
 
 Rows without send times (vLLM 0.14 / SGLang details) keep exact latency statistics; their
@@ -231,7 +231,7 @@ def assemble(parsed: list[Parsed], *, flags: dict, sidecar: Sidecar | None, atta
             policy = (warmup_s, cooldown_s)
         elif run.window is not None:
             a, b = run.window
-            inside = (req["start_s"] >= a) & (req["end_s"] <= b)
+            inside = (req["start_s"] >= a) & (req["start_s"] <= b)  # by start time, as the tool selects them
             if inside.any():
                 req = req[inside]
             else:
