@@ -29,7 +29,8 @@ from .validate import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["aggregate_runs", "detect_saturation", "fill_saturation", "keep_runs", "check_run_ids", "configurations"]
+__all__ = ["aggregate_runs", "started_inside", "detect_saturation", "fill_saturation", "keep_runs", "check_run_ids",
+           "configurations"]
 
 _RUN_COLS = [c.name for c in RUNS]
 
@@ -42,6 +43,28 @@ def _per_run(codes: np.ndarray, n_runs: int, values, mask=None) -> np.ndarray:
     return np.bincount(codes, weights=v, minlength=n_runs)
 
 
+def started_inside(start, window_start, window_end) -> np.ndarray:
+    """Which requests a run's statistics keep: those sent inside its measurement window, however late
+    they end, as GuideLLM's window selects them. Keeping only those that also end inside would drop the
+    slow requests of the window's last stretch and keep its fast ones, a bias that grows with the
+    latency's share of the run.
+
+    Parameters
+    ----------
+    start : array_like
+        The requests' send times, s.
+    window_start, window_end : float or array_like
+        The window's ends, s (broadcast against ``start``).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        True for the requests sent inside the window, its ends included.
+    """
+    start = np.asarray(start, dtype="float64")
+    return (start >= window_start) & (start <= window_end)
+
+
 def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s: float | None = None,
                    cooldown_s: float | None = None, trim_frac: float = 0.1, min_keep: int = 20,
                    detect: bool = True, validate: bool = True, source: str = "requests",
@@ -49,12 +72,9 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
     """Aggregate request rows into canonical run rows.
 
     Per run (times in seconds): the run spans ``[t0, t1]`` = [first start, last end].
-    Warm-up and cool-down are trimmed by start time: the requests that start inside the window
-    ``[t0 + warmup_s, t1 - cooldown_s]`` are kept, however late they end (GuideLLM's measurement
-    window selects its requests by start time too). Selecting by end time as well would keep the
-    fast requests of the window's last stretch and drop its slow ones, a bias that grows with the
-    latency's share of the run. If fewer than ``min(min_keep, n)`` requests remain, the run is kept
-    untrimmed.
+    Warm-up and cool-down are trimmed by start time (:func:`started_inside`): the requests sent inside
+    the window ``[t0 + warmup_s, t1 - cooldown_s]`` are kept, however late they end. If fewer than
+    ``min(min_keep, n)`` requests remain, the run is kept untrimmed.
 
     Parameters
     ----------
@@ -120,7 +140,7 @@ def aggregate_runs(requests: pd.DataFrame, runs_meta: pd.DataFrame, *, warmup_s:
     warm = np.full(n_runs, warmup_s, dtype="float64") if warmup_s is not None else trim_frac * span
     cool = np.full(n_runs, cooldown_s, dtype="float64") if cooldown_s is not None else trim_frac * span
     a, b = t0 + warm, t1 - cool
-    keep = (start >= a[codes]) & (start <= b[codes])
+    keep = started_inside(start, a[codes], b[codes])
     n_all = np.bincount(codes, minlength=n_runs)
     n_keep = np.bincount(codes, weights=keep, minlength=n_runs)
     untrim = (n_keep < np.minimum(min_keep, n_all)) | (b <= a)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bayes_sd.traces.aggregate import aggregate_runs
+from bayes_sd.traces.aggregate import aggregate_runs, started_inside
 from bayes_sd.traces.schema import NO_DRAFTER
 from bayes_sd.traces.validate import format_per_position
 
@@ -111,7 +111,7 @@ def _summary(out: tuple, output: np.ndarray, trim: float = 0.1) -> dict:
     aggregation does: a request started inside counts however late it ends."""
     start, first, end, _, acc, n_drafts = out[:6]
     t0, t1 = start.min(), end.max()
-    keep = (start >= t0 + trim * (t1 - t0)) & (start <= t1 - trim * (t1 - t0))
+    keep = started_inside(start, t0 + trim * (t1 - t0), t1 - trim * (t1 - t0))
     if keep.sum() < 20:
         keep = np.ones_like(start, dtype=bool)
     lat = end - start

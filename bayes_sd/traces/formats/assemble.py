@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..aggregate import aggregate_runs
+from ..aggregate import aggregate_runs, started_inside
 from ..schema import RUNS, TraceError
 from ..validate import validate_runs
 from .base import ACCEPT_COLS, SCRAPE_COLS, Parsed, warn
@@ -231,7 +231,7 @@ def assemble(parsed: list[Parsed], *, flags: dict, sidecar: Sidecar | None, atta
             policy = (warmup_s, cooldown_s)
         elif run.window is not None:
             a, b = run.window
-            inside = (req["start_s"] >= a) & (req["start_s"] <= b)  # by start time, as the tool selects them
+            inside = started_inside(req["start_s"], a, b)
             if inside.any():
                 req = req[inside]
             else:
