@@ -148,7 +148,9 @@ def test_guidellm_window_keeps_a_request_started_inside_that_ends_after_it(tmp_p
     # the window ends at 1795312817.45 s, while the last request (sent at .343 s) is still running until .656 s
     text = (DER / "guidellm-0.5.4-concurrent-warmup.json").read_text()
     edited = tmp_path / "window.json"
-    edited.write_text(text.replace('"measure_end_time": 1795312817.6556296', '"measure_end_time": 1795312817.45'))
+    shortened = text.replace('"measure_end_time": 1795312817.6556296', '"measure_end_time": 1795312817.45')
+    assert shortened != text  # the window really ends early: otherwise the test would compare the file with itself
+    edited.write_text(shortened)
     row = ingest_paths([edited], labels=FLAGS).runs.iloc[0]
     assert row["n_requests"] == 5  # sent inside the window: the warm-up request alone is left out
     whole = ingest("derived/guidellm-0.5.4-concurrent-warmup.json").runs.iloc[0]  # its window ends with the last
